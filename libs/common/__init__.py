@@ -1,0 +1,1 @@
+"""What every Komar service shares; nothing service-specific."""

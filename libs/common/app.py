@@ -1,0 +1,162 @@
+"""The parts every Komar ASGI app shares: request context, size limit, health, metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from libs.common.errors import PROBLEM_JSON, PayloadTooLarge, install_error_handlers
+from libs.common.logging import get_logger
+
+log = get_logger(__name__)
+
+REQUESTS = Counter(
+    "komar_http_requests_total", "HTTP requests answered", ["service", "method", "route", "status"]
+)
+LATENCY = Histogram(
+    "komar_http_request_seconds",
+    "HTTP request latency",
+    ["service", "method", "route"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+def _valid_request_id(value: str) -> bool:
+    return 0 < len(value) <= 128 and value.isascii() and value.isprintable()
+
+
+class RequestContextMiddleware:
+    """X-Request-ID in and out, the 1 MiB body limit, metrics and one access log line."""
+
+    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int) -> None:
+        self.app = app
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        sent = headers.get(REQUEST_ID_HEADER, b"").decode("latin-1")
+        request_id = sent if _valid_request_id(sent) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+        too_large = False
+        limit = self.max_body_bytes
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    too_large = True
+                    raise _BodyTooLarge
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if too_large:  # whatever the app made of the cut body, the answer is 413
+                if message["type"] == "http.response.start":
+                    status = 413
+                    await self._too_large(scope, send, request_id)
+                return
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (REQUEST_ID_HEADER, request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            length = headers.get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > limit:
+                too_large = True
+                status = 413
+                await self._too_large(scope, send, request_id)
+                return
+            await self.app(scope, limited_receive, send_with_id)
+        except _BodyTooLarge:
+            status = 413
+            await self._too_large(scope, send, request_id)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            REQUESTS.labels(self.service, scope["method"], template, str(status)).inc()
+            LATENCY.labels(self.service, scope["method"], template).observe(elapsed)
+            log.info(
+                "http.request",
+                method=scope["method"],
+                route=template,
+                status=status,
+                ms=round(elapsed * 1000, 2),
+            )
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    async def _too_large(self, scope: Scope, send: Send, request_id: str) -> None:
+        problem = PayloadTooLarge(f"request bodies are limited to {self.max_body_bytes} bytes")
+        body = json.dumps(problem.body(scope.get("path"))).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", PROBLEM_JSON.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                    (REQUEST_ID_HEADER, request_id.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def request_id(request: Request) -> str:
+    """The request's id (set by RequestContextMiddleware)."""
+    return str(getattr(request.state, "request_id", "") or uuid.uuid4().hex)
+
+
+def install_common(app: FastAPI, *, service: str, max_body_bytes: int, ready: Any) -> None:
+    """Error handlers, the request-context middleware and /healthz, /readyz, /metrics.
+
+    `ready` is an async callable returning a dict of check name -> bool.
+    """
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, service=service, max_body_bytes=max_body_bytes)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        checks: dict[str, bool] = await ready()
+        ok = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "unready", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,205 @@
+"""Who is calling, and what they may see: the access rule of SPEC §3, written once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from libs.common import jwt
+from libs.common.errors import Forbidden, Unauthorized
+
+COUNTRY = "KH"
+SCOPES = frozenset(
+    {
+        "registry:read",
+        "registry:write",
+        "referrals:read",
+        "referrals:write",
+        "referrals:respond",
+        "funds:read",
+        "funds:request",
+        "funds:approve",
+        "funds:disburse",
+        "funds:manage",
+        "indicators:read",
+        "indicators:read:detail",
+        "admin",
+    }
+)
+ORG_TYPES = ("government", "partner")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The verified caller: client or user, its organisation, scopes and areas."""
+
+    sub: str
+    org: str
+    org_type: str
+    scopes: frozenset[str]
+    areas: tuple[str, ...]
+    jti: str = ""
+
+    @property
+    def is_partner(self) -> bool:
+        return self.org_type == "partner"
+
+    @property
+    def is_national(self) -> bool:
+        return COUNTRY in self.areas
+
+    def has(self, scope: str) -> bool:
+        """Whether the token carries the scope (admin does not imply the others)."""
+        return scope in self.scopes
+
+    def require(self, *scopes: str) -> None:
+        """403 unless the token carries every named scope."""
+        missing = [s for s in scopes if s not in self.scopes]
+        if missing:
+            raise Forbidden(f"missing scope: {' '.join(missing)}")
+
+    def covers(self, place_code: str) -> bool:
+        """Whether one of the principal's areas contains the place."""
+        return any(a == COUNTRY or place_code.startswith(a) for a in self.areas)
+
+    def sees(
+        self, place_code: str, owner_org: str | None = None, shared_with: Iterable[str] = ()
+    ) -> bool:
+        """SPEC §3: area covers the place; a partner also needs ownership or a share."""
+        if not self.covers(place_code):
+            return False
+        if self.is_partner:
+            return owner_org == self.org or self.org in set(shared_with)
+        return True
+
+    def require_covers(self, place_code: str) -> None:
+        """403 when creating something at a place outside the principal's areas."""
+        if not self.covers(place_code):
+            raise Forbidden("the place is outside your areas")
+
+    def area_prefixes(self) -> list[str] | None:
+        """Area prefixes for SQL filters; None means the whole country."""
+        return None if self.is_national else list(self.areas)
+
+    @property
+    def is_district_level(self) -> bool:
+        """An area of 4 digits or fewer (district, province or country)."""
+        return any(a == COUNTRY or len(a) <= 4 for a in self.areas)
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    """Build a Principal from verified claims, rejecting malformed ones."""
+    try:
+        org_type = claims["org_type"]
+        areas = claims["areas"]
+        if org_type not in ORG_TYPES or not isinstance(areas, list):
+            raise ValueError
+        return Principal(
+            sub=str(claims["sub"]),
+            org=str(claims["org"]),
+            org_type=org_type,
+            scopes=frozenset(str(claims.get("scope", "")).split()),
+            areas=tuple(str(a) for a in areas),
+            jti=str(claims.get("jti", "")),
+        )
+    except (KeyError, ValueError) as exc:
+        raise Unauthorized("token lacks Komar claims") from exc
+
+
+JwksFetcher = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class TokenVerifier:
+    """Verifies gateway-issued tokens against its JWKS; refreshes on an unknown kid."""
+
+    def __init__(
+        self,
+        fetch_jwks: JwksFetcher,
+        *,
+        issuer: str,
+        audience: str,
+        cache_size: int = 10_000,
+        refresh_interval_s: float = 1.0,
+    ) -> None:
+        self._fetch = fetch_jwks
+        self._issuer = issuer
+        self._audience = audience
+        self._keys: dict[str, dict[str, Any]] = {}
+        self._fetched_at = 0.0
+        self._refresh_interval_s = refresh_interval_s
+        self._lock = asyncio.Lock()
+        self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._cache_size = cache_size
+
+    async def _key(self, kid: str) -> dict[str, Any]:
+        if kid not in self._keys:
+            async with self._lock:
+                stale = time.monotonic() - self._fetched_at > self._refresh_interval_s
+                if kid not in self._keys and stale:
+                    try:
+                        doc = await self._fetch()
+                    except Exception as exc:
+                        raise Unauthorized("signing keys unavailable") from exc
+                    finally:
+                        self._fetched_at = time.monotonic()
+                    self._keys = {k["kid"]: k for k in doc.get("keys", []) if "kid" in k}
+        key = self._keys.get(kid)
+        if key is None:
+            raise Unauthorized("unknown signing key")
+        return key
+
+    async def verify(self, token: str) -> Principal:
+        """The principal of a valid token, else 401."""
+        cached = self._cache.get(token)
+        now = time.time()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        try:
+            kid = jwt.header_kid(token)
+            claims = jwt.verify(
+                token, await self._key(kid), issuer=self._issuer, audience=self._audience
+            )
+        except jwt.InvalidToken as exc:
+            raise Unauthorized(str(exc)) from exc
+        principal = principal_from_claims(claims)
+        self._cache[token] = (principal, float(claims["exp"]))
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return principal
+
+
+def bearer_token(request: Request) -> str:
+    """The bearer token of the request, else 401."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing bearer token")
+    return token.strip()
+
+
+async def current_principal(request: Request) -> Principal:
+    """FastAPI dependency: the verified caller (the app keeps a TokenVerifier in state)."""
+    verifier: TokenVerifier = request.app.state.verifier
+    principal = await verifier.verify(bearer_token(request))
+    request.state.principal = principal
+    return principal
+
+
+def http_jwks_fetcher(url: str) -> JwksFetcher:
+    """Fetch the JWKS over HTTP (the gateway's /.well-known/jwks.json)."""
+    import httpx
+
+    async def fetch() -> dict[str, Any]:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            response = await client.get(url)
+            response.raise_for_status()
+            doc: dict[str, Any] = response.json()
+            return doc
+
+    return fetch

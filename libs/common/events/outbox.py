@@ -1,0 +1,55 @@
+"""Transactional outbox: the event row commits with the state change that caused it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    insert,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.common.events.envelope import CloudEvent
+
+
+def outbox_table(metadata: MetaData, schema: str) -> Table:
+    """The outbox of one service's schema."""
+    return Table(
+        "outbox",
+        metadata,
+        Column("seq", BigInteger, Identity(), primary_key=True),
+        Column("id", UUID(as_uuid=False), nullable=False, unique=True),
+        Column("type", String(200), nullable=False),
+        Column("payload", JSONB, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True)),
+        Column("attempts", Integer, nullable=False, server_default=text("0")),
+        Index(
+            f"ix_{schema}_outbox_unpublished",
+            "seq",
+            postgresql_where=text("published_at IS NULL"),
+        ),
+        schema=schema,
+    )
+
+
+async def write_events(conn: AsyncConnection, table: Table, events: Sequence[CloudEvent]) -> None:
+    """Add events to the outbox inside the caller's transaction."""
+    if not events:
+        return
+    await conn.execute(
+        insert(table),
+        [{"id": e.id, "type": e.type, "payload": e.model_dump(mode="json")} for e in events],
+    )

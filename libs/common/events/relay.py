@@ -1,0 +1,125 @@
+"""The outbox relay: claim unpublished rows, publish with Nats-Msg-Id, mark them published.
+
+Several relays may run at once (replicas): rows are claimed with FOR UPDATE SKIP LOCKED,
+and a row published but not marked (a crash in between) is published again with the same
+message id, which JetStream's duplicate window discards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+from sqlalchemy import Table, func, select, update
+
+from libs.common.db import Database
+from libs.common.events.bus import EventBus
+from libs.common.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class OutboxRelay:
+    """Publishes one schema's outbox, woken by `notify()` or every `interval_s`."""
+
+    def __init__(
+        self,
+        db: Database,
+        bus: EventBus,
+        table: Table,
+        *,
+        interval_s: float = 0.5,
+        batch: int = 200,
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.table = table
+        self.interval_s = interval_s
+        self.batch = batch
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def notify(self) -> None:
+        """Something was written to the outbox: publish soon."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"relay-{self.table.schema}")
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self.bus.wait_ready()
+                published = await self.publish_batch()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("relay.failed", error=type(exc).__name__, detail=str(exc)[:200])
+                published = 0
+            if published < self.batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.interval_s)
+                self._wake.clear()
+
+    async def publish_batch(self) -> int:
+        """Publish up to `batch` rows; return how many were published."""
+        t = self.table
+        async with self.db.transaction() as conn:
+            rows = (
+                await conn.execute(
+                    select(t.c.seq, t.c.id, t.c.type, t.c.payload)
+                    .where(t.c.published_at.is_(None))
+                    .order_by(t.c.seq)
+                    .limit(self.batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            done: list[int] = []
+            error: Exception | None = None
+            for row in rows:
+                payload = json.dumps(row.payload, separators=(",", ":")).encode()
+                try:
+                    await self.bus.publish(row.type, payload, row.id)
+                except Exception as exc:  # outcome unknown: retried later with the same id
+                    error = exc
+                    await conn.execute(
+                        update(t).where(t.c.seq == row.seq).values(attempts=t.c.attempts + 1)
+                    )
+                    break
+                done.append(row.seq)
+            if done:
+                await conn.execute(
+                    update(t).where(t.c.seq.in_(done)).values(published_at=func.now())
+                )
+        if error is not None:
+            raise error
+        if done:
+            log.debug("relay.published", count=len(done))
+        return len(done)
+
+    async def pending(self) -> int:
+        """How many events wait to be published."""
+        async with self.db.transaction() as conn:
+            n = await conn.scalar(
+                select(func.count())
+                .select_from(self.table)
+                .where(self.table.c.published_at.is_(None))
+            )
+        return int(n or 0)
+
+    async def stop(self, flush_timeout_s: float = 5.0) -> None:
+        """Flush what can be flushed in time, then stop."""
+        self._stopping = True
+        if self.bus.connected:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._flush(), flush_timeout_s)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _flush(self) -> None:
+        while await self.publish_batch() > 0:
+            pass

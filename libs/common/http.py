@@ -1,0 +1,249 @@
+"""HTTP conventions of every endpoint: pagination, ETag/If-Match, Idempotency-Key, timestamps."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fastapi import Query, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.common.auth import Principal
+from libs.common.db import Database
+from libs.common.errors import (
+    BadRequest,
+    Conflict,
+    PreconditionFailed,
+    PreconditionRequired,
+    Unprocessable,
+    invalid,
+)
+
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+IDEMPOTENCY_TTL = "24 hours"
+
+
+# ---------------------------------------------------------------- pagination
+
+
+@dataclass(frozen=True)
+class Page:
+    """limit, the decoded cursor and updated_since of a list request."""
+
+    limit: int
+    after: tuple[Any, ...] | None
+    updated_since: datetime | None
+
+
+def encode_cursor(*values: Any) -> str:
+    """An opaque cursor from the sort key of the last item."""
+    raw = json.dumps([v.isoformat() if isinstance(v, datetime) else v for v in values])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[Any, ...]:
+    """The sort key a cursor stands for, else 422."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(values, list):
+            raise ValueError
+        return tuple(values)
+    except (ValueError, TypeError) as exc:
+        raise invalid("cursor", "not a cursor this API issued") from exc
+
+
+def page_params(
+    limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Items per page (max 500)."),
+    cursor: str | None = Query(None, max_length=512, description="next_cursor of the last page."),
+    updated_since: datetime | None = Query(
+        None, description="Only items updated at or after this RFC 3339 instant."
+    ),
+) -> Page:
+    """FastAPI dependency for the list conventions of SPEC §4."""
+    if updated_since is not None and updated_since.tzinfo is None:
+        raise invalid("updated_since", "must be RFC 3339 with a time zone offset")
+    return Page(
+        limit=limit,
+        after=decode_cursor(cursor) if cursor else None,
+        updated_since=updated_since,
+    )
+
+
+# ---------------------------------------------------------------- ETag / If-Match
+
+
+def etag(version: int) -> str:
+    """The strong ETag of a resource version."""
+    return f'"{version}"'
+
+
+def require_if_match(request: Request) -> str:
+    """PATCH: the If-Match header, else 428 (compare it with check_if_match)."""
+    header = request.headers.get("if-match")
+    if header is None:
+        raise PreconditionRequired("send If-Match with the ETag you last read")
+    return header
+
+
+def check_if_match(header: str | None, version: int) -> None:
+    """Action endpoints: If-Match is optional, but when sent it must match."""
+    if header is None:
+        return
+    tags = [t.strip() for t in header.split(",")]
+    if "*" in tags:
+        return
+    if etag(version) not in tags:
+        raise PreconditionFailed("the resource changed since you read it; read it again")
+
+
+# ---------------------------------------------------------------- JSON answers
+
+
+def json_response(
+    body: Any, status: int = 200, *, version: int | None = None, location: str | None = None
+) -> JSONResponse:
+    """A JSON answer with ETag and Location when given."""
+    headers: dict[str, str] = {}
+    if version is not None:
+        headers["ETag"] = etag(version)
+    if location is not None:
+        headers["Location"] = location
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+# ---------------------------------------------------------------- Idempotency-Key
+
+
+def idempotency_table(metadata: MetaData, schema: str) -> Table:
+    """The stored first answers to Idempotency-Key requests, one table per schema."""
+    return Table(
+        "idempotency_keys",
+        metadata,
+        Column("client_id", String(200), primary_key=True),
+        Column("key", String(255), primary_key=True),
+        Column("request_hash", LargeBinary, nullable=False),
+        Column("status", Integer, nullable=False),
+        Column("headers", JSONB, nullable=False),
+        Column("body", LargeBinary, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        schema=schema,
+    )
+
+
+_REPLAYED_HEADERS = ("etag", "location", "content-type")
+
+
+class Idempotency:
+    """SPEC §4: same key + same body replays; other body 422; concurrent duplicate 409.
+
+    Use inside the request's transaction: `begin` before the work, `record` after it,
+    so the stored answer commits together with the effect it describes.
+    """
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    @staticmethod
+    async def request_hash(request: Request) -> bytes:
+        body = await request.body()
+        return hashlib.sha256(
+            request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
+        ).digest()
+
+    async def begin(
+        self, conn: AsyncConnection, client_id: str, key: str, request_hash: bytes
+    ) -> Response | None:
+        """Lock the key for this transaction; return the stored answer to replay, if any."""
+        if not key or len(key) > 255 or not key.isprintable():
+            raise BadRequest("Idempotency-Key must be 1 to 255 printable characters")
+        locked = await conn.scalar(
+            text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 7))"),
+            {"k": f"{self.table.schema}|{client_id}|{key}"},
+        )
+        if not locked:
+            raise Conflict("a request with this Idempotency-Key is still in progress")
+        t = self.table
+        row = (
+            await conn.execute(select(t).where(t.c.client_id == client_id, t.c.key == key))
+        ).first()
+        if row is None:
+            return None
+        fresh = await conn.scalar(
+            select(row.created_at > func.now() - text(f"interval '{IDEMPOTENCY_TTL}'"))
+        )
+        if not fresh:
+            await conn.execute(delete(t).where(t.c.client_id == client_id, t.c.key == key))
+            return None
+        if row.request_hash != request_hash:
+            raise Unprocessable("this Idempotency-Key was used with a different request body")
+        headers = dict(row.headers)
+        headers["Idempotent-Replayed"] = "true"
+        return Response(row.body, status_code=row.status, headers=headers)
+
+    async def record(
+        self, conn: AsyncConnection, client_id: str, key: str, request_hash: bytes, answer: Response
+    ) -> None:
+        """Store the answer in the same transaction as the effect."""
+        headers = {k: v for k, v in answer.headers.items() if k.lower() in _REPLAYED_HEADERS}
+        await conn.execute(
+            insert(self.table).values(
+                client_id=client_id,
+                key=key,
+                request_hash=request_hash,
+                status=answer.status_code,
+                headers=headers,
+                body=bytes(answer.body),
+            )
+        )
+
+    async def purge_expired(self, conn: AsyncConnection) -> int:
+        """Delete answers older than 24 h."""
+        result = await conn.execute(
+            delete(self.table).where(
+                self.table.c.created_at < func.now() - text(f"interval '{IDEMPOTENCY_TTL}'")
+            )
+        )
+        return int(result.rowcount or 0)
+
+
+Work = Callable[[AsyncConnection], Awaitable[Response]]
+
+
+async def run_idempotent(
+    db: Database, idempotency: Idempotency, request: Request, principal: Principal, work: Work
+) -> Response:
+    """Run a POST's work in one transaction, honouring Idempotency-Key when sent."""
+    key = request.headers.get("idempotency-key")
+    async with db.transaction() as conn:
+        if key is None:
+            return await work(conn)
+        request_hash = await idempotency.request_hash(request)
+        replay = await idempotency.begin(conn, principal.sub, key, request_hash)
+        if replay is not None:
+            return replay
+        answer = await work(conn)
+        await idempotency.record(conn, principal.sub, key, request_hash, answer)
+        return answer

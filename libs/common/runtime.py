@@ -1,0 +1,114 @@
+"""What a service process holds while it runs: pool, bus, relay, consumers, periodic jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import Table
+
+from libs.common.auth import JwksFetcher, TokenVerifier, http_jwks_fetcher
+from libs.common.db import Database
+from libs.common.events.bus import EventBus
+from libs.common.events.consumer import DurableConsumer, Handler
+from libs.common.events.relay import OutboxRelay
+from libs.common.http import Idempotency
+from libs.common.logging import get_logger
+from libs.common.settings import Settings
+
+log = get_logger(__name__)
+
+
+class ServiceRuntime:
+    """The long-lived parts of one service process, started and stopped together."""
+
+    def __init__(
+        self,
+        service: str,
+        settings: Settings,
+        *,
+        outbox: Table,
+        inbox: Table,
+        idempotency: Table,
+        streams: dict[str, list[str]],
+        jwks_fetcher: JwksFetcher | None = None,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.db = Database(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
+        self.bus = EventBus(settings.nats_url, f"komar-{service}", streams)
+        self.relay = OutboxRelay(self.db, self.bus, outbox, interval_s=settings.relay_interval_s)
+        self.inbox = inbox
+        self.idempotency = Idempotency(idempotency)
+        self.verifier = TokenVerifier(
+            jwks_fetcher or http_jwks_fetcher(settings.jwks_url),
+            issuer=settings.issuer,
+            audience=settings.audience,
+        )
+        self.consumers: list[DurableConsumer] = []
+        self._jobs: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def consume(
+        self, durable: str, stream: str, subject: str, handlers: dict[str, Handler]
+    ) -> None:
+        """Declare a durable consumer (started with the runtime)."""
+        self.consumers.append(
+            DurableConsumer(
+                self.db,
+                self.bus,
+                self.inbox,
+                durable=durable,
+                stream=stream,
+                subject=subject,
+                handlers=handlers,
+                max_deliveries=self.settings.consumer_max_deliveries,
+            )
+        )
+
+    def every(self, name: str, interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:
+        """Declare a periodic job (started with the runtime)."""
+        self._jobs.append((name, interval_s, job))
+
+    async def _loop(self, name: str, interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:
+        while True:
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("job.failed", job=name, error=type(exc).__name__, detail=str(exc)[:200])
+            await asyncio.sleep(interval_s)
+
+    async def start(self) -> None:
+        self.bus.start()
+        self.relay.start()
+        for consumer in self.consumers:
+            consumer.start()
+        for name, interval, job in self._jobs:
+            self._tasks.append(asyncio.create_task(self._loop(name, interval, job), name=name))
+        log.info("service.started", consumers=len(self.consumers), jobs=len(self._jobs))
+
+    async def stop(self) -> None:
+        """Stop taking work, drain consumers, flush the relay, close the pool and the bus."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for consumer in self.consumers:
+            await consumer.stop()
+        await self.relay.stop()
+        await self.bus.close()
+        await self.db.close()
+        log.info("service.stopped")
+
+    async def ready(self) -> dict[str, bool]:
+        """Readiness checks: database and broker reachable."""
+        return {"database": await self.db.ping(), "broker": self.bus.connected}

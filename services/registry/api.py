@@ -1,0 +1,354 @@
+"""Routes of the registry: parse, authorise, call the use case, answer."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.engine import RowMapping
+
+from libs.common.app import request_id
+from libs.common.auth import Principal, current_principal
+from libs.common.errors import NotFound, invalid
+from libs.common.http import (
+    Page,
+    encode_cursor,
+    json_response,
+    page_params,
+    require_if_match,
+    run_idempotent,
+)
+from libs.common.runtime import ServiceRuntime as Runtime
+from services.registry import domain, service, store
+from services.registry.schemas import (
+    BatchIn,
+    ChildIn,
+    ChildOut,
+    ChildPage,
+    ChildPatch,
+    CloseIn,
+    ReopenIn,
+    RiskLevel,
+    Status,
+    Vulnerability,
+)
+
+router = APIRouter(prefix="/v1/registry", tags=["registry"])
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+PageDep = Annotated[Page, Depends(page_params)]
+
+CHILD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such child, or not visible to you"},
+}
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime)]
+
+
+def context(request: Request, principal: Principal) -> service.Context:
+    return service.Context(principal, request_id(request), domain.cambodia_today())
+
+
+def child_out(child: RowMapping | dict[str, Any]) -> dict[str, Any]:
+    """The public form of a child record."""
+    return {
+        "id": str(child["id"]),
+        "case_number": child["case_number"],
+        "given_name": child["given_name"],
+        "family_name": child["family_name"],
+        "sex": child["sex"],
+        "birth_date": child["birth_date"].isoformat(),
+        "birth_date_estimated": child["birth_date_estimated"],
+        "village_code": child["village_code"],
+        "commune_code": child["commune_code"],
+        "caregiver": child["caregiver"],
+        "household_id_poor": child["household_id_poor"],
+        "id_poor_level": child["id_poor_level"],
+        "vulnerabilities": list(child["vulnerabilities"]),
+        "risk_level": child["risk_level"],
+        "consent": child["consent"],
+        "status": child["status"],
+        "close_reason": child["close_reason"],
+        "owner_org": child["owner_org"],
+        "external_ids": child["external_ids"],
+        "registered_on": child["registered_on"].isoformat(),
+        "created_at": child["created_at"].isoformat(),
+        "updated_at": child["updated_at"].isoformat(),
+        "version": child["version"],
+    }
+
+
+def child_path(child_id: Any) -> str:
+    return f"/v1/registry/children/{child_id}"
+
+
+def parse_id(child_id: str) -> uuid.UUID:
+    """A child id; anything else is simply not found."""
+    try:
+        return uuid.UUID(child_id)
+    except ValueError as exc:
+        raise NotFound("no such child") from exc
+
+
+@router.post(
+    "/children",
+    status_code=201,
+    response_model=ChildOut,
+    responses={200: {"description": "An external id names an existing child: that child"}},
+)
+async def register_child(
+    body: ChildIn, request: Request, principal: PrincipalDep, rt: RuntimeDep
+) -> Response:
+    """Register a child (or find the one its external id names)."""
+    principal.require("registry:write")
+    ctx = context(request, principal)
+
+    async def work(conn: Any) -> Response:
+        result = await service.register(conn, body, ctx)
+        doc = child_out(result.child)
+        if not result.created:
+            return json_response(
+                doc, 200, version=result.child["version"], location=child_path(doc["id"])
+            )
+        doc["possible_duplicates"] = result.duplicates
+        return json_response(
+            doc, 201, version=result.child["version"], location=child_path(doc["id"])
+        )
+
+    answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
+    rt.relay.notify()
+    return answer
+
+
+@router.post("/children:batch")
+async def register_batch(
+    body: BatchIn, request: Request, principal: PrincipalDep, rt: RuntimeDep
+) -> Response:
+    """Register up to 1,000 children; one result per item, in the same order."""
+    principal.require("registry:write")
+    ctx = context(request, principal)
+
+    async def work(conn: Any) -> Response:
+        results = await service.register_batch(conn, body.items, ctx)
+        return JSONResponse({"results": results})
+
+    answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
+    rt.relay.notify()
+    return answer
+
+
+@router.get("/children", response_model=ChildPage)
+async def list_children(
+    request: Request,
+    principal: PrincipalDep,
+    rt: RuntimeDep,
+    page: PageDep,
+    commune_code: Annotated[str | None, Query(pattern=r"^[0-9]{6}$")] = None,
+    status: Status | None = None,
+    risk_level: RiskLevel | None = None,
+    vulnerability: Vulnerability | None = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+) -> Response:
+    """Children you may see, oldest change first; filter and sync with updated_since."""
+    principal.require("registry:read")
+    if page.after is not None:
+        try:
+            at, last = page.after
+            page = Page(
+                page.limit, (datetime.fromisoformat(at), uuid.UUID(last)), page.updated_since
+            )
+        except (ValueError, TypeError) as exc:
+            raise invalid("cursor", "not a cursor this API issued") from exc
+    flt = store.ChildFilter(
+        commune_code=commune_code,
+        status=status.value if status else None,
+        risk_level=risk_level.value if risk_level else None,
+        vulnerability=vulnerability.value if vulnerability else None,
+        q=q,
+    )
+    async with rt.db.transaction() as conn:
+        rows = await store.list_children(conn, principal, flt, page)
+        items = rows[: page.limit]
+        await store.add_audit(
+            conn, principal, "list", [r["id"] for r in items], request_id(request)
+        )
+    more = len(rows) > page.limit
+    cursor = encode_cursor(items[-1]["updated_at"], str(items[-1]["id"])) if more else None
+    return JSONResponse({"items": [child_out(r) for r in items], "next_cursor": cursor})
+
+
+@router.get("/children/{child_id}", response_model=ChildOut, responses=CHILD_RESPONSES)
+async def read_child(
+    child_id: str, request: Request, principal: PrincipalDep, rt: RuntimeDep
+) -> Response:
+    """One child."""
+    principal.require("registry:read")
+    ctx = context(request, principal)
+    async with rt.db.transaction() as conn:
+        child = await service.read_audited(conn, parse_id(child_id), ctx)
+    return json_response(child_out(child), version=child["version"])
+
+
+@router.patch(
+    "/children/{child_id}",
+    response_model=ChildOut,
+    responses={
+        **CHILD_RESPONSES,
+        412: {"description": "Stale If-Match"},
+        428: {"description": "If-Match missing"},
+    },
+)
+async def patch_child(
+    child_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    rt: RuntimeDep,
+    body: Annotated[ChildPatch, Body(media_type="application/merge-patch+json")],
+) -> Response:
+    """Change a child (JSON merge patch); send the ETag you read as If-Match."""
+    principal.require("registry:write")
+    cid = parse_id(child_id)
+    if_match = require_if_match(request)
+    ctx = context(request, principal)
+    async with rt.db.transaction() as conn:
+        child = await service.patch(conn, cid, body, if_match, ctx)
+    rt.relay.notify()
+    return json_response(child_out(child), version=child["version"])
+
+
+@router.post("/children/{child_id}/close", response_model=ChildOut, responses=CHILD_RESPONSES)
+async def close_child(
+    child_id: str, body: CloseIn, request: Request, principal: PrincipalDep, rt: RuntimeDep
+) -> Response:
+    """Close a case with a reason."""
+    principal.require("registry:write")
+    cid = parse_id(child_id)
+    ctx = context(request, principal)
+
+    async def work(conn: Any) -> Response:
+        child = await service.close(conn, cid, body.reason, request.headers.get("if-match"), ctx)
+        return json_response(child_out(child), version=child["version"])
+
+    answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
+    rt.relay.notify()
+    return answer
+
+
+@router.post("/children/{child_id}/reopen", response_model=ChildOut, responses=CHILD_RESPONSES)
+async def reopen_child(
+    child_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    rt: RuntimeDep,
+    body: ReopenIn | None = None,
+) -> Response:
+    """Reopen a closed case."""
+    principal.require("registry:write")
+    cid = parse_id(child_id)
+    ctx = context(request, principal)
+
+    async def work(conn: Any) -> Response:
+        child = await service.reopen(conn, cid, request.headers.get("if-match"), ctx)
+        return json_response(child_out(child), version=child["version"])
+
+    answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
+    rt.relay.notify()
+    return answer
+
+
+@router.get("/children/{child_id}/duplicates", responses=CHILD_RESPONSES)
+async def child_duplicates(
+    child_id: str, request: Request, principal: PrincipalDep, rt: RuntimeDep
+) -> Response:
+    """Likely duplicates of a child, scored, best first."""
+    principal.require("registry:read")
+    ctx = context(request, principal)
+    async with rt.db.transaction() as conn:
+        child = await service.read_audited(conn, parse_id(child_id), ctx, "duplicates")
+        found = await service.likely_duplicates(conn, child, principal)
+    return JSONResponse({"items": found})
+
+
+@router.get("/children/{child_id}/history", responses=CHILD_RESPONSES)
+async def child_history(
+    child_id: str, request: Request, principal: PrincipalDep, rt: RuntimeDep, page: PageDep
+) -> Response:
+    """Every change of a child: who, when, which fields, old and new values."""
+    principal.require("registry:read")
+    ctx = context(request, principal)
+    async with rt.db.transaction() as conn:
+        child = await service.read_audited(conn, parse_id(child_id), ctx, "history")
+        rows = await store.list_history(conn, child["id"], page)
+    items = rows[: page.limit]
+    cursor = encode_cursor(items[-1]["id"]) if len(rows) > page.limit else None
+    return JSONResponse(
+        {
+            "items": [
+                {
+                    "version": r["version"],
+                    "action": r["action"],
+                    "at": r["at"].isoformat(),
+                    "by": {"sub": r["actor_sub"], "org": r["actor_org"]},
+                    "request_id": r["request_id"],
+                    "changes": r["changes"],
+                }
+                for r in items
+            ],
+            "next_cursor": cursor,
+        }
+    )
+
+
+@router.get("/audit")
+async def audit_entries(
+    request: Request,
+    principal: PrincipalDep,
+    rt: RuntimeDep,
+    page: PageDep,
+    child_id: Annotated[str, Query()],
+) -> Response:
+    """Every read and write of one child (admin)."""
+    principal.require("admin")
+    ctx = context(request, principal)
+    async with rt.db.transaction() as conn:
+        child = await service.read(conn, parse_id(child_id), ctx)
+        rows = await store.list_audit(conn, child["id"], page)
+    items = rows[: page.limit]
+    cursor = encode_cursor(items[-1]["seq"]) if len(rows) > page.limit else None
+    return JSONResponse(
+        {
+            "items": [
+                {
+                    "seq": r["seq"],
+                    "at": r["at"].isoformat(),
+                    "principal": {"sub": r["actor_sub"], "org": r["actor_org"]},
+                    "action": r["action"],
+                    "child_id": str(r["child_id"]),
+                    "request_id": r["request_id"],
+                    "chain_seq": r["chain_seq"],
+                    "hash": r["hash"].hex() if r["hash"] else None,
+                }
+                for r in items
+            ],
+            "next_cursor": cursor,
+        }
+    )
+
+
+@router.get("/audit/verify")
+async def verify_audit(principal: PrincipalDep, rt: RuntimeDep) -> Response:
+    """Recompute the whole audit chain; name the first entry that does not hold (admin)."""
+    principal.require("admin")
+    async with rt.db.transaction() as conn:
+        await store.seal_audit(conn)
+    async with rt.db.transaction() as conn:
+        verdict = await store.verify_audit(conn)
+    return JSONResponse(verdict.__dict__, status_code=200)

@@ -1,0 +1,74 @@
+"""The registry app: children and their cases (SPEC §5)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from libs.common.app import install_common
+from libs.common.auth import JwksFetcher
+from libs.common.events.catalog import STREAMS
+from libs.common.runtime import ServiceRuntime
+from libs.common.settings import Settings
+from services.registry import store
+from services.registry.api import router
+from services.registry.models import idempotency_keys, inbox, outbox
+
+SERVICE = "registry"
+
+
+def create_runtime(settings: Settings, jwks_fetcher: JwksFetcher | None = None) -> ServiceRuntime:
+    """The registry's long-lived parts: its outbox relay and the audit sealer."""
+    rt = ServiceRuntime(
+        SERVICE,
+        settings,
+        outbox=outbox,
+        inbox=inbox,
+        idempotency=idempotency_keys,
+        streams={"REGISTRY": STREAMS["REGISTRY"]},
+        jwks_fetcher=jwks_fetcher,
+    )
+
+    async def seal() -> None:
+        while True:
+            async with rt.db.transaction() as conn:
+                if await store.seal_audit(conn) == 0:
+                    return
+
+    async def purge_idempotency() -> None:
+        async with rt.db.transaction() as conn:
+            await rt.idempotency.purge_expired(conn)
+
+    rt.every("audit-sealer", 1.0, seal)
+    rt.every("idempotency-purge", 3600.0, purge_idempotency)
+    return rt
+
+
+def create_app(
+    settings: Settings | None = None, *, jwks_fetcher: JwksFetcher | None = None
+) -> FastAPI:
+    """The registry ASGI app."""
+    settings = settings or Settings()
+    rt = create_runtime(settings, jwks_fetcher)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await rt.start()
+        try:
+            yield
+        finally:
+            await rt.stop()
+
+    app = FastAPI(
+        title="Komar registry",
+        version="1.0.0",
+        description="Children and their cases.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = rt
+    app.state.verifier = rt.verifier
+    install_common(app, service=SERVICE, max_body_bytes=settings.max_body_bytes, ready=rt.ready)
+    app.include_router(router)
+    return app

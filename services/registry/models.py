@@ -1,0 +1,167 @@
+"""Tables of the `registry` schema (and nothing else)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    LargeBinary,
+    Sequence,
+    String,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlmodel import Field, SQLModel
+
+from libs.common.events.consumer import inbox_table
+from libs.common.events.outbox import outbox_table
+from libs.common.http import idempotency_table
+
+SCHEMA = "registry"
+metadata = SQLModel.metadata
+
+
+def _now_column() -> Any:
+    return Column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class Child(SQLModel, table=True):
+    """A child's case record."""
+
+    __tablename__ = "children"
+    __table_args__ = (
+        Index(
+            "ix_registry_children_place",
+            "place_code",
+            postgresql_ops={"place_code": "text_pattern_ops"},
+        ),
+        Index("ix_registry_children_updated", "updated_at", "id"),
+        Index("ix_registry_children_dupes", "commune_code", "sex", "birth_date"),
+        Index("ix_registry_children_owner", "owner_org", "updated_at"),
+        Index("ix_registry_children_vuln", "vulnerabilities", postgresql_using="gin"),
+        {"schema": SCHEMA},
+    )
+
+    id: uuid.UUID = Field(primary_key=True)
+    case_number: str = Field(max_length=20, unique=True)
+    given_name: str = Field(max_length=100)
+    family_name: str = Field(max_length=100)
+    name_search: str = Field(max_length=420)
+    sex: str = Field(max_length=6)
+    birth_date: date
+    birth_date_estimated: bool = False
+    commune_code: str = Field(max_length=6)
+    village_code: str | None = Field(default=None, max_length=8)
+    place_code: str = Field(max_length=8)
+    caregiver: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    household_id_poor: str | None = Field(default=None, max_length=40)
+    id_poor_level: int | None = None
+    vulnerabilities: list[str] = Field(sa_column=Column(ARRAY(String(30)), nullable=False))
+    risk_level: str = Field(max_length=6)
+    consent: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    status: str = Field(max_length=6)
+    close_reason: str | None = Field(default=None, max_length=500)
+    owner_org: str = Field(max_length=100)
+    created_by: str = Field(max_length=200)
+    external_ids: list[dict[str, str]] = Field(sa_column=Column(JSONB, nullable=False))
+    registered_on: date
+    created_at: datetime = Field(sa_column=_now_column())
+    updated_at: datetime = Field(sa_column=_now_column())
+    version: int = 1
+
+
+class ExternalId(SQLModel, table=True):
+    """An organisation's own id for a child: unique per organisation and system."""
+
+    __tablename__ = "external_ids"
+    __table_args__ = {"schema": SCHEMA}
+
+    org: str = Field(primary_key=True, max_length=100)
+    system: str = Field(primary_key=True, max_length=100)
+    value: str = Field(primary_key=True, max_length=200)
+    child_id: uuid.UUID = Field(
+        sa_column=Column(
+            ForeignKey(f"{SCHEMA}.children.id", deferrable=True, initially="DEFERRED"),
+            nullable=False,
+            index=True,
+        )
+    )
+
+
+case_seq = Sequence("case_seq", schema=SCHEMA, metadata=metadata)
+
+
+class ChildChange(SQLModel, table=True):
+    """One change to a child: who, when, which fields, old and new values."""
+
+    __tablename__ = "child_history"
+    __table_args__ = (Index("ix_registry_history_child", "child_id", "version"), {"schema": SCHEMA})
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
+    child_id: uuid.UUID
+    version: int
+    action: str = Field(max_length=20)
+    at: datetime = Field(sa_column=_now_column())
+    actor_sub: str = Field(max_length=200)
+    actor_org: str = Field(max_length=100)
+    request_id: str = Field(max_length=128)
+    changes: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+
+
+class AuditEntry(SQLModel, table=True):
+    """Append-only record of every read and write of a child; hash-chained by the sealer."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_registry_audit_child", "child_id", "seq"),
+        Index("ix_registry_audit_unsealed", "seq", postgresql_where=text("chain_seq IS NULL")),
+        {"schema": SCHEMA},
+    )
+
+    seq: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(), primary_key=True)
+    )
+    at: datetime = Field(
+        sa_column=Column(
+            DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()
+        )
+    )
+    actor_sub: str = Field(max_length=200)
+    actor_org: str = Field(max_length=100)
+    action: str = Field(max_length=20)
+    child_id: uuid.UUID
+    request_id: str = Field(max_length=128)
+    chain_seq: int | None = Field(default=None, sa_column=Column(BigInteger, unique=True))
+    prev_hash: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    hash: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+
+
+class AuditHead(SQLModel, table=True):
+    """The newest sealed link of the audit chain (one row)."""
+
+    __tablename__ = "audit_head"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: int = Field(default=1, primary_key=True)
+    chain_seq: int = 0
+    hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+outbox = outbox_table(metadata, SCHEMA)
+inbox = inbox_table(metadata, SCHEMA)
+idempotency_keys = idempotency_table(metadata, SCHEMA)
+
+children = Child.__table__  # type: ignore[attr-defined]
+external_ids = ExternalId.__table__  # type: ignore[attr-defined]
+child_history = ChildChange.__table__  # type: ignore[attr-defined]
+audit_log = AuditEntry.__table__  # type: ignore[attr-defined]
+audit_head = AuditHead.__table__  # type: ignore[attr-defined]

@@ -1,0 +1,196 @@
+"""Request and response models of the registry API (input models reject unknown fields)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from libs.common import places
+
+
+class Sex(StrEnum):
+    female = "female"
+    male = "male"
+
+
+class RiskLevel(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+class Vulnerability(StrEnum):
+    poor_household = "poor_household"
+    hiv_affected = "hiv_affected"
+    disability = "disability"
+    out_of_school = "out_of_school"
+    child_labour = "child_labour"
+    institutional_care = "institutional_care"
+    unsafe_migration = "unsafe_migration"
+    abandonment = "abandonment"
+    exploitation = "exploitation"
+    violence = "violence"
+    neglect = "neglect"
+
+
+class Status(StrEnum):
+    open = "open"
+    closed = "closed"
+
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Phone = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 \-]{5,19}$")
+]
+IdPoorNumber = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9A-Za-z\-]{1,40}$")
+]
+CommuneCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
+VillageCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{8}$")]
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Caregiver(Input):
+    name: Name
+    relationship: ShortText
+    phone: Phone | None = None
+
+
+class Consent(Input):
+    data_sharing: bool
+    given_by: ShortText | None = None
+    date: dt.date | None = None
+
+
+class ExternalIdIn(Input):
+    system: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    value: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+def _check_place(commune_code: str | None, village_code: str | None) -> None:
+    if village_code is not None:
+        if not places.exists(village_code):
+            raise ValueError("village_code is not in the gazetteer")
+        if commune_code is not None and village_code[:6] != commune_code:
+            raise ValueError("village_code is not in commune_code")
+    elif commune_code is not None and not places.exists(commune_code):
+        raise ValueError("commune_code is not in the gazetteer")
+
+
+class ChildIn(Input):
+    """A child to register."""
+
+    given_name: Name
+    family_name: Name
+    sex: Sex
+    birth_date: date
+    birth_date_estimated: bool = False
+    village_code: VillageCode | None = None
+    commune_code: CommuneCode | None = None
+    caregiver: Caregiver | None = None
+    household_id_poor: IdPoorNumber | None = None
+    id_poor_level: Literal[1, 2] | None = None
+    vulnerabilities: list[Vulnerability] = Field(default_factory=list, max_length=11)
+    risk_level: RiskLevel = RiskLevel.low
+    consent: Consent
+    external_ids: list[ExternalIdIn] = Field(default_factory=list, max_length=10)
+
+    @model_validator(mode="after")
+    def _place(self) -> ChildIn:
+        if self.village_code is None and self.commune_code is None:
+            raise ValueError("give village_code or commune_code")
+        _check_place(self.commune_code, self.village_code)
+        return self
+
+
+class ChildPatch(Input):
+    """A JSON merge patch of a child: fields present replace, null clears an optional one."""
+
+    given_name: Name | None = None
+    family_name: Name | None = None
+    sex: Sex | None = None
+    birth_date: date | None = None
+    birth_date_estimated: bool | None = None
+    village_code: VillageCode | None = None
+    commune_code: CommuneCode | None = None
+    caregiver: Caregiver | None = None
+    household_id_poor: IdPoorNumber | None = None
+    id_poor_level: Literal[1, 2] | None = None
+    vulnerabilities: list[Vulnerability] | None = Field(default=None, max_length=11)
+    risk_level: RiskLevel | None = None
+    consent: Consent | None = None
+
+    @model_validator(mode="after")
+    def _required_not_null(self) -> ChildPatch:
+        required = (
+            "given_name", "family_name", "sex", "birth_date", "birth_date_estimated",
+            "vulnerabilities", "risk_level", "consent",
+        )  # fmt: skip
+        nulled = [f for f in required if f in self.model_fields_set and getattr(self, f) is None]
+        if nulled:
+            raise ValueError(f"cannot be null: {', '.join(nulled)}")
+        if not self.model_fields_set:
+            raise ValueError("the patch changes nothing")
+        _check_place(self.commune_code, self.village_code)
+        return self
+
+
+class CloseIn(Input):
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class ReopenIn(Input):
+    pass
+
+
+class BatchIn(Input):
+    items: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
+
+
+class DuplicateOut(BaseModel):
+    id: str
+    case_number: str
+    score: float
+    reasons: list[str]
+
+
+class ChildOut(BaseModel):
+    """A child record as the API shows it."""
+
+    id: str
+    case_number: str
+    given_name: str
+    family_name: str
+    sex: Sex
+    birth_date: date
+    birth_date_estimated: bool
+    village_code: str | None
+    commune_code: str
+    caregiver: dict[str, Any] | None
+    household_id_poor: str | None
+    id_poor_level: int | None
+    vulnerabilities: list[Vulnerability]
+    risk_level: RiskLevel
+    consent: dict[str, Any]
+    status: Status
+    close_reason: str | None
+    owner_org: str
+    external_ids: list[dict[str, str]]
+    registered_on: date
+    created_at: str
+    updated_at: str
+    version: int
+    possible_duplicates: list[DuplicateOut] | None = None
+
+
+class ChildPage(BaseModel):
+    items: list[ChildOut]
+    next_cursor: str | None

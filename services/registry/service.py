@@ -1,0 +1,294 @@
+"""The registry's use cases: each runs in the caller's transaction and returns what to answer."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.common.auth import Principal
+from libs.common.errors import NotFound, Problem, Unprocessable, validation_errors
+from libs.common.events import CloudEvent, new_event
+from libs.common.events.outbox import write_events
+from libs.common.http import check_if_match
+from services.registry import domain, store
+from services.registry.models import outbox
+from services.registry.schemas import ChildIn, ChildPatch
+
+SERVICE = "registry"
+
+
+@dataclass
+class Context:
+    """Who acts, in which request, and the events the unit of work will emit."""
+
+    principal: Principal
+    request_id: str
+    today: date
+    events: list[CloudEvent] = field(default_factory=list)
+
+    def emit(self, verb: str, child: Any, changed: list[str] | None = None) -> None:
+        data = domain.event_data(child, changed)
+        self.events.append(
+            new_event(SERVICE, f"registry.child.{verb}.v1", str(child["id"]), data, self.request_id)
+        )
+
+
+@dataclass
+class Registered:
+    child: Any
+    created: bool
+    duplicates: list[dict[str, Any]]
+
+
+def _new_row(item: ChildIn, ctx: Context, case_number: str) -> dict[str, Any]:
+    commune = item.commune_code or (item.village_code or "")[:6]
+    return {
+        "id": uuid.uuid4(),
+        "case_number": case_number,
+        "given_name": item.given_name,
+        "family_name": item.family_name,
+        "name_search": domain.name_search(item.given_name, item.family_name),
+        "sex": item.sex.value,
+        "birth_date": item.birth_date,
+        "birth_date_estimated": item.birth_date_estimated,
+        "commune_code": commune,
+        "village_code": item.village_code,
+        "place_code": item.village_code or commune,
+        "caregiver": item.caregiver.model_dump(mode="json") if item.caregiver else None,
+        "household_id_poor": item.household_id_poor,
+        "id_poor_level": item.id_poor_level,
+        "vulnerabilities": sorted({v.value for v in item.vulnerabilities}),
+        "risk_level": item.risk_level.value,
+        "consent": item.consent.model_dump(mode="json"),
+        "status": "open",
+        "owner_org": ctx.principal.org,
+        "created_by": ctx.principal.sub,
+        "external_ids": [e.model_dump() for e in item.external_ids],
+        "registered_on": ctx.today,
+    }
+
+
+def _check_new(item: ChildIn, ctx: Context) -> None:
+    domain.check_registrable(item.birth_date, ctx.today)
+    ctx.principal.require_covers(item.village_code or item.commune_code or "")
+
+
+async def likely_duplicates(
+    conn: AsyncConnection, child: Any, principal: Principal
+) -> list[dict[str, Any]]:
+    """Visible children that may be the same child, best first."""
+    found = []
+    for other in await store.duplicate_candidates(conn, child, principal):
+        score, reasons = domain.duplicate_score(child, other)
+        if score >= domain.DUPLICATE_THRESHOLD:
+            found.append(
+                {
+                    "id": str(other["id"]),
+                    "case_number": other["case_number"],
+                    "score": score,
+                    "reasons": reasons,
+                }
+            )
+    return sorted(found, key=lambda d: -d["score"])
+
+
+async def register(conn: AsyncConnection, item: ChildIn, ctx: Context) -> Registered:
+    """Register a child, or find the one an external id already names."""
+    _check_new(item, ctx)
+    [case_number] = await store.next_case_numbers(
+        conn, [item.commune_code or item.village_code[:6]]
+    )  # type: ignore[index]
+    row = _new_row(item, ctx, case_number)
+    existing_id = await store.claim_external_ids(
+        conn, ctx.principal.org, row["id"], row["external_ids"]
+    )
+    if existing_id is not None:
+        existing = await store.get_child(conn, existing_id, ctx.principal)
+        if existing is None:  # the organisation's own child moved out of this principal's areas
+            raise Unprocessable("an external id of this child names a record outside your areas")
+        await store.add_audit(conn, ctx.principal, "read", [existing_id], ctx.request_id)
+        return Registered(existing, False, [])
+    duplicates = await likely_duplicates(conn, row, ctx.principal)
+    [child] = await store.insert_children(conn, [row])
+    await _record_created(conn, [child], ctx)
+    return Registered(child, True, duplicates)
+
+
+async def _record_created(conn: AsyncConnection, created: Sequence[Any], ctx: Context) -> None:
+    await store.add_history(
+        conn,
+        [
+            {
+                "child_id": c["id"],
+                "version": 1,
+                "action": "registered",
+                "actor_sub": ctx.principal.sub,
+                "actor_org": ctx.principal.org,
+                "request_id": ctx.request_id,
+                "changes": {},
+            }
+            for c in created
+        ],
+    )
+    await store.add_audit(conn, ctx.principal, "create", [c["id"] for c in created], ctx.request_id)
+    for child in created:
+        ctx.emit("registered", child)
+    await write_events(conn, outbox, ctx.events)
+
+
+async def register_batch(
+    conn: AsyncConnection, items: Sequence[dict[str, Any]], ctx: Context
+) -> list[dict[str, Any]]:
+    """Register up to 1,000 children; one result per item, in order."""
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    valid: list[tuple[int, ChildIn]] = []
+    for i, raw in enumerate(items):
+        try:
+            item = ChildIn.model_validate(raw)
+            _check_new(item, ctx)
+            valid.append((i, item))
+        except ValidationError as exc:
+            errors = validation_errors(exc.errors())
+            problem = Unprocessable(
+                "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]), errors=errors
+            )
+            results[i] = {"status": "error", "problem": problem.body()}
+        except Problem as exc:
+            results[i] = {"status": "error", "problem": exc.body()}
+    numbers = await store.next_case_numbers(
+        conn, [(it.commune_code or it.village_code or "")[:6] for _, it in valid]
+    )
+    rows: list[dict[str, Any]] = []
+    seen_ids: dict[tuple[str, str], str] = {}
+    for (i, item), number in zip(valid, numbers, strict=True):
+        row = _new_row(item, ctx, number)
+        keys = [(e["system"], e["value"]) for e in row["external_ids"]]
+        earlier = next((seen_ids[k] for k in keys if k in seen_ids), None)
+        if earlier is not None:
+            results[i] = {"status": "existing", "id": earlier}
+            continue
+        existing = await store.claim_external_ids(
+            conn, ctx.principal.org, row["id"], row["external_ids"]
+        )
+        if existing is not None:
+            results[i] = {"status": "existing", "id": str(existing)}
+            continue
+        seen_ids.update(dict.fromkeys(keys, str(row["id"])))
+        rows.append(row)
+        results[i] = {"status": "created", "id": str(row["id"])}
+    if rows:
+        created = await store.insert_children(conn, rows)
+        await _record_created(conn, created, ctx)
+    return [r for r in results if r is not None]
+
+
+async def read(
+    conn: AsyncConnection, child_id: uuid.UUID, ctx: Context, *, lock: bool = False
+) -> Any:
+    """A visible child, recorded as read; 404 otherwise."""
+    child = await store.get_child(conn, child_id, ctx.principal, lock=lock)
+    if child is None:
+        raise NotFound("no such child")
+    return child
+
+
+async def read_audited(
+    conn: AsyncConnection, child_id: uuid.UUID, ctx: Context, action: str = "read"
+) -> Any:
+    child = await read(conn, child_id, ctx)
+    await store.add_audit(conn, ctx.principal, action, [child_id], ctx.request_id)
+    return child
+
+
+async def _write(
+    conn: AsyncConnection, child: Any, values: dict[str, Any], action: str, verb: str, ctx: Context
+) -> Any:
+    diff = domain.changes(child, values)
+    updated = await store.update_child(conn, child["id"], child["version"], values)
+    await store.add_history(
+        conn,
+        [
+            {
+                "child_id": child["id"],
+                "version": updated["version"],
+                "action": action,
+                "actor_sub": ctx.principal.sub,
+                "actor_org": ctx.principal.org,
+                "request_id": ctx.request_id,
+                "changes": {k: v for k, v in diff.items() if k != "name_search"},
+            }
+        ],
+    )
+    await store.add_audit(conn, ctx.principal, action, [child["id"]], ctx.request_id)
+    ctx.emit(
+        verb, updated, sorted(k for k in diff if k != "name_search") if verb == "updated" else None
+    )
+    await write_events(conn, outbox, ctx.events)
+    return updated
+
+
+async def patch(
+    conn: AsyncConnection, child_id: uuid.UUID, change: ChildPatch, if_match: str, ctx: Context
+) -> Any:
+    """Apply a merge patch to the version the client read."""
+    child = await read(conn, child_id, ctx, lock=True)
+    check_if_match(if_match, child["version"])
+    values = change.model_dump(mode="python", exclude_unset=True)
+    for key in ("caregiver", "consent"):
+        if key in values and values[key] is not None:
+            values[key] = getattr(change, key).model_dump(mode="json")
+    if "vulnerabilities" in values:
+        values["vulnerabilities"] = sorted(
+            {v.value if hasattr(v, "value") else v for v in values["vulnerabilities"]}
+        )
+    for key in ("sex", "risk_level"):
+        if key in values:
+            values[key] = values[key].value
+    if "village_code" in values or "commune_code" in values:
+        village = values.get(
+            "village_code", child["village_code"] if "commune_code" not in values else None
+        )
+        commune = values.get("commune_code") or (village or "")[:6] or child["commune_code"]
+        if village is not None and village[:6] != commune:
+            raise Unprocessable(
+                "village_code is not in commune_code",
+                errors=[{"field": "village_code", "message": "not in commune_code"}],
+            )
+        ctx.principal.require_covers(village or commune)
+        values.update(village_code=village, commune_code=commune, place_code=village or commune)
+    if "birth_date" in values:
+        domain.check_registrable(values["birth_date"], child["registered_on"])
+    if "given_name" in values or "family_name" in values:
+        values["name_search"] = domain.name_search(
+            values.get("given_name", child["given_name"]),
+            values.get("family_name", child["family_name"]),
+        )
+    return await _write(conn, child, values, "updated", "updated", ctx)
+
+
+async def close(
+    conn: AsyncConnection, child_id: uuid.UUID, reason: str, if_match: str | None, ctx: Context
+) -> Any:
+    child = await read(conn, child_id, ctx, lock=True)
+    check_if_match(if_match, child["version"])
+    status = domain.close(child["status"])
+    return await _write(
+        conn, child, {"status": status, "close_reason": reason}, "closed", "closed", ctx
+    )
+
+
+async def reopen(
+    conn: AsyncConnection, child_id: uuid.UUID, if_match: str | None, ctx: Context
+) -> Any:
+    child = await read(conn, child_id, ctx, lock=True)
+    check_if_match(if_match, child["version"])
+    status = domain.reopen(child["status"])
+    return await _write(
+        conn, child, {"status": status, "close_reason": None}, "reopened", "reopened", ctx
+    )

@@ -1,0 +1,74 @@
+"""Test helpers shared by every test package: signing keys, principals, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from libs.common import jwt, migrations
+
+ISSUER = "komar-gateway"
+AUDIENCE = "komar-api"
+ALL_SCOPES = (
+    "registry:read registry:write referrals:read referrals:write referrals:respond "
+    "funds:read funds:request funds:approve funds:disburse funds:manage "
+    "indicators:read indicators:read:detail"
+)
+
+
+@dataclass
+class SigningKeys:
+    """A signing key standing in for the gateway's, served as a JWKS to the services."""
+
+    kid: str = field(default_factory=lambda: f"test-{uuid.uuid4().hex[:8]}")
+    private_pem: str = field(default_factory=jwt.generate_private_key_pem)
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [jwt.public_jwk(self.private_pem, self.kid)]}
+
+    async def fetch(self) -> dict[str, Any]:
+        return self.jwks()
+
+    def token(
+        self,
+        *,
+        org: str = "moswvy-phnom-penh",
+        org_type: str = "government",
+        areas: list[str] | None = None,
+        scope: str = ALL_SCOPES,
+        sub: str | None = None,
+        ttl_s: int = 900,
+        **extra: Any,
+    ) -> str:
+        claims = {
+            "sub": sub or f"user-{uuid.uuid4().hex[:8]}",
+            "org": org,
+            "org_type": org_type,
+            "scope": scope,
+            "areas": areas if areas is not None else ["12"],
+            **extra,
+        }
+        token, _ = jwt.sign(
+            claims,
+            private_pem=self.private_pem,
+            kid=self.kid,
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            ttl_s=ttl_s,
+        )
+        return token
+
+    def headers(self, **kw: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(**kw)}"}
+
+
+async def migrate(database_url: str, package: str) -> None:
+    """Run a service's migrations (Alembic runs its own event loop, so in a thread)."""
+    module = __import__(f"{package}.models", fromlist=["SCHEMA", "metadata"])
+    versions = Path(module.__file__).parent / "migrations" / "versions"
+    await asyncio.to_thread(
+        migrations.upgrade, database_url, module.SCHEMA, module.metadata, versions
+    )
