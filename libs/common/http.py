@@ -7,7 +7,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import Query, Request
@@ -42,7 +42,7 @@ from libs.common.errors import (
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
-IDEMPOTENCY_TTL = "24 hours"
+IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
 # ---------------------------------------------------------------- pagination
@@ -191,10 +191,7 @@ class Idempotency:
         ).first()
         if row is None:
             return None
-        fresh = await conn.scalar(
-            select(row.created_at > func.now() - text(f"interval '{IDEMPOTENCY_TTL}'"))
-        )
-        if not fresh:
+        if row.created_at < datetime.now(UTC) - IDEMPOTENCY_TTL:
             await conn.execute(delete(t).where(t.c.client_id == client_id, t.c.key == key))
             return None
         if row.request_hash != request_hash:
@@ -222,9 +219,7 @@ class Idempotency:
     async def purge_expired(self, conn: AsyncConnection) -> int:
         """Delete answers older than 24 h."""
         result = await conn.execute(
-            delete(self.table).where(
-                self.table.c.created_at < func.now() - text(f"interval '{IDEMPOTENCY_TTL}'")
-            )
+            delete(self.table).where(self.table.c.created_at < datetime.now(UTC) - IDEMPOTENCY_TTL)
         )
         return int(result.rowcount or 0)
 

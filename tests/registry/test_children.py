@@ -26,7 +26,7 @@ async def register(api: httpx.AsyncClient, headers: dict[str, str], **overrides:
 async def test_register_answers_201_with_location_etag_and_case_number(
     api: httpx.AsyncClient, keys: SigningKeys
 ) -> None:
-    h = keys.headers(org=unique_org())
+    h = keys.headers(org=unique_org(), org_type="partner")
     r = await api.post("/v1/registry/children", json=child_body(), headers=h)
     assert r.status_code == 201
     child = r.json()

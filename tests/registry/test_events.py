@@ -1,0 +1,134 @@
+"""registry.child.* events: exactly once, minimal, and surviving a broker outage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import Counter
+
+import httpx
+import nats
+import pytest
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from tests.registry.conftest import child_body
+from tests.support import SigningKeys
+
+pytestmark = pytest.mark.asyncio
+
+FORBIDDEN_IN_EVENTS = (
+    "given_name",
+    "family_name",
+    "caregiver",
+    "phone",
+    "close_reason",
+    "birth_date",
+)
+
+
+async def stream_events(nats_url: str, subject: str = "registry.>") -> list[dict]:
+    """Every event on the REGISTRY stream so far."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        sub = await js.pull_subscribe(
+            subject,
+            stream="REGISTRY",
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, inactive_threshold=30),
+        )
+        events: list[dict] = []
+        while True:
+            try:
+                msgs = await sub.fetch(500, timeout=1)
+            except nats.errors.TimeoutError:
+                return events
+            for msg in msgs:
+                events.append({**json.loads(msg.data), "_msg_id": msg.headers.get("Nats-Msg-Id")})
+                await msg.ack()
+    finally:
+        await nc.close()
+
+
+async def wait_for_events(
+    nats_url: str, child_ids: set[str], verb: str, timeout: float = 60
+) -> list[dict]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        events = [
+            e
+            for e in await stream_events(nats_url, f"registry.child.{verb}.v1")
+            if e["subject"] in child_ids
+        ]
+        if {
+            e["subject"] for e in events
+        } == child_ids or asyncio.get_running_loop().time() > deadline:
+            return events
+        await asyncio.sleep(0.5)
+
+
+async def test_each_registration_gives_exactly_one_event_without_personal_data(
+    api: httpx.AsyncClient, keys: SigningKeys, nats_url: str
+) -> None:
+    h = {
+        **keys.headers(org=f"ngo-{uuid.uuid4().hex[:6]}", org_type="partner"),
+        "X-Request-ID": "req-abc-123",
+    }
+    ids = set()
+    for _ in range(5):
+        r = await api.post("/v1/registry/children", json=child_body(), headers=h)
+        ids.add(r.json()["id"])
+    events = await wait_for_events(nats_url, ids, "registered")
+    assert Counter(e["subject"] for e in events) == dict.fromkeys(ids, 1)
+    event = events[0]
+    assert event["specversion"] == "1.0"
+    assert event["source"] == "/services/registry"
+    assert event["type"] == "registry.child.registered.v1"
+    assert event["_msg_id"] == event["id"]
+    assert event["requestid"] == "req-abc-123"
+    assert event["data"]["birth_month"] == "2015-04"
+    text = json.dumps(event)
+    for word in ("Sokha", "Chan", "Dara", "345 678", *FORBIDDEN_IN_EVENTS):
+        assert word not in text
+
+
+async def test_update_close_reopen_events_name_fields_not_values(
+    api: httpx.AsyncClient, keys: SigningKeys, nats_url: str
+) -> None:
+    h = keys.headers(org=f"ngo-{uuid.uuid4().hex[:6]}", org_type="partner")
+    child = (await api.post("/v1/registry/children", json=child_body(), headers=h)).json()
+    url = f"/v1/registry/children/{child['id']}"
+    await api.patch(url, json={"given_name": "Secretname"}, headers={**h, "If-Match": '"1"'})
+    await api.post(f"{url}/close", json={"reason": "Secretreason"}, headers=h)
+    await api.post(f"{url}/reopen", headers=h)
+    updated = await wait_for_events(nats_url, {child["id"]}, "updated")
+    assert updated[0]["data"]["changed"] == ["given_name"]
+    closed = await wait_for_events(nats_url, {child["id"]}, "closed")
+    reopened = await wait_for_events(nats_url, {child["id"]}, "reopened")
+    assert closed[0]["data"]["status"] == "closed"
+    assert reopened[0]["data"]["version"] == 4
+    for event in (*updated, *closed, *reopened):
+        assert "Secret" not in json.dumps(event)
+
+
+async def test_broker_outage_loses_no_event_and_the_api_keeps_answering(
+    api: httpx.AsyncClient, keys: SigningKeys, nats_server, nats_url: str
+) -> None:
+    h = keys.headers(org=f"ngo-{uuid.uuid4().hex[:6]}", org_type="partner")
+    ids: set[str] = set()
+
+    async def register(n: int) -> None:
+        for _ in range(n):
+            r = await api.post("/v1/registry/children", json=child_body(), headers=h)
+            assert r.status_code == 201
+            ids.add(r.json()["id"])
+
+    await register(20)
+    await asyncio.to_thread(nats_server.stop)
+    try:
+        await register(30)  # the broker is away: the API still answers
+    finally:
+        await asyncio.to_thread(nats_server.start)
+    await register(10)
+    events = await wait_for_events(nats_url, ids, "registered", timeout=90)
+    assert Counter(e["subject"] for e in events) == dict.fromkeys(ids, 1)
