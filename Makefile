@@ -1,0 +1,41 @@
+# Komar: `make run` starts the platform on this machine, `make test` runs the suite.
+# Needs only Python 3.11+; everything else is installed into .venv from PyPI.
+
+SHELL := /bin/bash
+# The first Python that is 3.11 or newer.
+PYTHON ?= $(shell for p in python3 python3.11 python3.12 python3.13; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	2>/dev/null && { echo $$p; break; }; done)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: venv run test lint bench clean
+
+venv: $(STAMP)
+
+# Reinstalled only when pyproject.toml changes (or the venv is gone).
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (python3 not found or too old)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+		echo "Could not create $(VENV): on Debian/Ubuntu install python3-venv"; exit 1; }
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: venv
+	$(PY) -m deploy.local $(ARGS)
+
+test: venv
+	$(PY) -m pytest -q $(ARGS)
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy libs gateway services deploy
+
+bench: venv
+	$(PY) -m bench $(ARGS)
+
+clean:
+	rm -rf var

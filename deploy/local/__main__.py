@@ -1,0 +1,257 @@
+"""`python -m deploy.local` (`make run`): the whole platform on one machine.
+
+Starts embedded PostgreSQL and NATS (unless DATABASE_URL / NATS_URL point elsewhere),
+migrates every schema, starts the services and then the gateway, restarts whatever dies,
+and on Ctrl-C / SIGTERM stops it all in order: gateway, services, NATS, PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from deploy.local.infra import EmbeddedNats, EmbeddedPostgres, InfraError
+from deploy.local.supervisor import ProcessFailed, Supervisor
+
+# (name, module, port env var, default port). The gateway is started last whatever its place.
+COMPONENTS: list[tuple[str, str, str, int]] = [
+    ("gateway", "gateway", "KOMAR_GATEWAY_PORT", 8000),
+    ("registry", "services.registry", "KOMAR_REGISTRY_PORT", 8101),
+]
+GATEWAY = "gateway"
+POSTGRES_PORT = 55432
+NATS_PORT = 54222
+MAX_BACKOFF = 30.0
+HEALTHY_AFTER = 60.0
+
+
+class Shutdown(Exception):
+    """SIGINT or SIGTERM arrived: stop everything in order."""
+
+
+def component_ports(environ: Mapping[str, str]) -> dict[str, int]:
+    """Port of every component: its KOMAR_<NAME>_PORT, else the default."""
+    return {name: int(environ.get(var, default)) for name, _, var, default in COMPONENTS}
+
+
+def component_env(
+    ports: Mapping[str, int],
+    *,
+    database_url: str,
+    nats_url: str,
+    data_dir: Path,
+    admin_secret: str,
+) -> dict[str, str]:
+    """The environment every component is started with."""
+    env = {
+        "DATABASE_URL": database_url,
+        "NATS_URL": nats_url,
+        "KOMAR_DATA_DIR": str(data_dir),
+        "KOMAR_ADMIN_SECRET": admin_secret,
+        "KOMAR_JWKS_URL": f"http://127.0.0.1:{ports[GATEWAY]}/.well-known/jwks.json",
+    }
+    for name, port in ports.items():
+        env[f"KOMAR_{name.upper()}_PORT"] = str(port)
+        if name != GATEWAY:
+            env[f"KOMAR_{name.upper()}_URL"] = f"http://127.0.0.1:{port}"
+    return env
+
+
+def start_order() -> list[tuple[str, str]]:
+    """(name, module) of every component: services in list order, the gateway last."""
+    services = [(name, module) for name, module, _, _ in COMPONENTS if name != GATEWAY]
+    gateways = [(name, module) for name, module, _, _ in COMPONENTS if name == GATEWAY]
+    return services + gateways
+
+
+def say(message: str) -> None:
+    """Print a line of the runner's own output."""
+    print(f"komar | {message}", flush=True)
+
+
+@dataclass
+class Watched:
+    """Something the runner keeps alive, with its restart backoff."""
+
+    name: str
+    alive: Callable[[], bool]
+    restart: Callable[[], object]
+    started_at: float
+    backoff: float = 1.0
+    next_try: float = 0.0
+
+
+class Platform:
+    """The running platform: embedded servers, supervised processes, orderly shutdown."""
+
+    def __init__(self, data_dir: Path, environ: Mapping[str, str], echo: bool) -> None:
+        self.data_dir = data_dir
+        self.environ = environ
+        self.supervisor = Supervisor(data_dir / "log", echo=echo)
+        self.postgres: EmbeddedPostgres | None = None
+        self.nats: EmbeddedNats | None = None
+        self.watched: list[Watched] = []
+
+    def start(self) -> None:
+        """Bring everything up and print where to find it."""
+        database_url = self.environ.get("DATABASE_URL") or self._start_postgres()
+        nats_url = self.environ.get("NATS_URL") or self._start_nats()
+        from libs.common.settings import load_or_create_admin_secret
+
+        admin_secret, created = load_or_create_admin_secret(self.data_dir)
+        ports = component_ports(self.environ)
+        env = component_env(
+            ports,
+            database_url=database_url,
+            nats_url=nats_url,
+            data_dir=self.data_dir,
+            admin_secret=admin_secret,
+        )
+        for name, module, _, _ in COMPONENTS:
+            say(f"migrating {name}")
+            self.supervisor.run(f"{name}-migrate", module, "migrate", env=env)
+        for name, module in start_order():
+            say(f"starting {name} on 127.0.0.1:{ports[name]}")
+            self.supervisor.start(name, module, env=env, port=ports[name])
+            self._watch_process(name)
+        self._announce(ports[GATEWAY], admin_secret, created)
+
+    def keep_alive(self) -> None:
+        """Restart anything that dies, with a growing backoff, until a signal arrives."""
+        while True:
+            now = time.monotonic()
+            for unit in self.watched:
+                if unit.next_try == 0.0 and not unit.alive():
+                    if now - unit.started_at > HEALTHY_AFTER:
+                        unit.backoff = 1.0
+                    unit.next_try = now + unit.backoff
+                    say(f"{unit.name} died unexpectedly; restarting in {unit.backoff:.0f}s")
+                elif unit.next_try and now >= unit.next_try:
+                    self._restart(unit)
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Stop the gateway, the services, NATS, then PostgreSQL (reverse start order)."""
+        for name in reversed(self.supervisor.names()):
+            if self.supervisor.is_running(name):
+                say(f"stopping {name}")
+                self.supervisor.stop(name)
+        if self.nats is not None and self.nats.running:
+            say("stopping NATS")
+            self.nats.stop()
+        if self.postgres is not None and self.postgres.running:
+            say("stopping PostgreSQL")
+            self.postgres.stop()
+
+    def _start_postgres(self) -> str:
+        """Start the embedded PostgreSQL (data in <data dir>/postgres)."""
+        port = int(self.environ.get("KOMAR_POSTGRES_PORT", POSTGRES_PORT))
+        self.postgres = EmbeddedPostgres(self.data_dir / "postgres", port=port)
+        say(f"starting PostgreSQL on 127.0.0.1:{port}")
+        url = self.postgres.start()
+        pg = self.postgres
+        self.watched.append(Watched("PostgreSQL", lambda: pg.running, pg.start, time.monotonic()))
+        return url
+
+    def _start_nats(self) -> str:
+        """Start the embedded NATS server with JetStream (data in <data dir>/nats)."""
+        port = int(self.environ.get("KOMAR_NATS_PORT", NATS_PORT))
+        self.nats = EmbeddedNats(self.data_dir / "nats", port=port)
+        say(f"starting NATS on 127.0.0.1:{port}")
+        url = self.nats.start()
+        nats = self.nats
+        self.watched.append(Watched("NATS", lambda: nats.running, nats.start, time.monotonic()))
+        return url
+
+    def _watch_process(self, name: str) -> None:
+        """Keep the supervised process `name` alive."""
+        sup = self.supervisor
+        self.watched.append(
+            Watched(name, lambda: sup.is_running(name), lambda: sup.restart(name), time.monotonic())
+        )
+
+    def _restart(self, unit: Watched) -> None:
+        """Try to bring `unit` back; back off longer each time it fails or dies again."""
+        unit.backoff = min(unit.backoff * 2, MAX_BACKOFF)
+        try:
+            unit.restart()
+        except (ProcessFailed, InfraError) as exc:
+            unit.next_try = time.monotonic() + unit.backoff
+            say(f"{unit.name} failed to restart: {exc}; next try in {unit.backoff:.0f}s")
+            return
+        say(f"{unit.name} restarted")
+        unit.started_at = time.monotonic()
+        unit.next_try = 0.0
+
+    def _announce(self, gateway_port: int, admin_secret: str, created: bool) -> None:
+        """Print the URLs and the admin credentials."""
+        gateway = f"http://127.0.0.1:{gateway_port}"
+        if self.environ.get("KOMAR_ADMIN_SECRET"):
+            secret = "(from KOMAR_ADMIN_SECRET)"
+        elif created:
+            secret = f"{admin_secret}   (new; kept in {self.data_dir / 'admin-secret'})"
+        else:
+            secret = f"stored in {self.data_dir / 'admin-secret'}"
+        lines = [
+            "",
+            "Komar is running.",
+            f"  Gateway:         {gateway}",
+            f"  API docs:        {gateway}/docs",
+            "  Admin client id: admin",
+            f"  Admin secret:    {secret}",
+            f"  Logs:            {self.data_dir / 'log'}",
+            "Press Ctrl-C to stop.",
+            "",
+        ]
+        print("\n".join(lines), flush=True)
+
+
+def _raise_shutdown(signum: int, frame: FrameType | None) -> None:
+    """Signal handler: unwind to the orderly shutdown (once)."""
+    signal.signal(signal.SIGINT, _already_stopping)
+    signal.signal(signal.SIGTERM, _already_stopping)
+    raise Shutdown(signal.Signals(signum).name)
+
+
+def _already_stopping(signum: int, frame: FrameType | None) -> None:
+    """Signal handler during shutdown: keep stopping in order."""
+    # os.write, not print: a handler that prints can hit a print it interrupted.
+    os.write(sys.stderr.fileno(), b"komar | already stopping, please wait\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the platform until SIGINT/SIGTERM; 0 on a clean stop, 1 if it could not start."""
+    parser = argparse.ArgumentParser(prog="python -m deploy.local", description=__doc__)
+    parser.add_argument("--quiet", action="store_true", help="log to var/log only, not here")
+    options = parser.parse_args(argv)
+    data_dir = Path(os.environ.get("KOMAR_DATA_DIR", "var")).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    platform = Platform(data_dir, os.environ, echo=not options.quiet)
+    signal.signal(signal.SIGINT, _raise_shutdown)
+    signal.signal(signal.SIGTERM, _raise_shutdown)
+    code = 0
+    try:
+        platform.start()
+        platform.keep_alive()
+    except Shutdown as exc:
+        say(f"{exc}: stopping")
+    except (ProcessFailed, InfraError) as exc:
+        say(f"could not start: {exc}")
+        code = 1
+    finally:
+        signal.signal(signal.SIGINT, _already_stopping)
+        signal.signal(signal.SIGTERM, _already_stopping)
+        platform.stop()
+    say("stopped")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

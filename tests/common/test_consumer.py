@@ -1,0 +1,135 @@
+"""The durable consumer applies each event once, and dead-letters poison after bounded tries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.common.db import Database
+from libs.common.events import CloudEvent
+from libs.common.events.bus import EventBus
+from libs.common.events.consumer import DurableConsumer, inbox_table
+
+pytestmark = pytest.mark.asyncio
+
+SCHEMA = "consumer_test"
+metadata = MetaData()
+inbox = inbox_table(metadata, SCHEMA)
+effects = Table(
+    "effects", metadata, Column("n", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False), schema=SCHEMA,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+async def db(pg_url: str) -> AsyncIterator[Database]:
+    database = Database(pg_url)
+    async with database.engine.begin() as conn:
+        await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+        await conn.run_sync(metadata.create_all)
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def bus(nats_url: str) -> AsyncIterator[EventBus]:
+    stream = f"T{uuid.uuid4().hex[:8].upper()}"
+    b = EventBus(nats_url, "consumer-test", {stream: [f"{stream.lower()}.>"]})
+    b.start()
+    await b.wait_ready(20)
+    b.test_stream = stream  # type: ignore[attr-defined]
+    yield b
+    await b.close()
+
+
+def event(stream: str, kind: str = "thing.happened.v1") -> CloudEvent:
+    return CloudEvent(
+        id=str(uuid.uuid4()), source="/services/test", type=f"{stream.lower()}.{kind}",
+        subject="x", time="2026-01-01T00:00:00Z", data={},
+    )  # fmt: skip
+
+
+async def count_effects(db: Database, event_id: str) -> int:
+    async with db.transaction() as conn:
+        rows = await conn.execute(select(effects).where(effects.c.event_id == event_id))
+        return len(rows.all())
+
+
+async def test_an_event_delivered_twice_is_applied_once(db: Database, bus: EventBus) -> None:
+    stream = bus.test_stream  # type: ignore[attr-defined]
+    e = event(stream)
+
+    async def apply(conn: AsyncConnection, ev: CloudEvent) -> None:
+        await conn.execute(effects.insert().values(event_id=ev.id))
+
+    consumer = DurableConsumer(
+        db, bus, inbox, durable=f"c-{stream}", stream=stream, subject=f"{stream.lower()}.>",
+        handlers={e.type: apply},
+    )  # fmt: skip
+    payload = e.model_dump_json().encode()
+    # published twice with different message ids: the broker cannot de-duplicate, the inbox must
+    await bus.js.publish(e.type, payload, headers={"Nats-Msg-Id": "a"})
+    await bus.js.publish(e.type, payload, headers={"Nats-Msg-Id": "b"})
+    consumer.start()
+    try:
+        for _ in range(50):
+            if consumer.last_sequence >= 2:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await consumer.stop()
+    assert await count_effects(db, e.id) == 1
+
+
+async def test_poison_is_dead_lettered_after_bounded_tries(
+    db: Database, bus: EventBus, nats_url: str
+) -> None:
+    stream = bus.test_stream  # type: ignore[attr-defined]
+    poison, good = event(stream, "poison.v1"), event(stream)
+    tries = 0
+
+    async def explode(conn: AsyncConnection, ev: CloudEvent) -> None:
+        nonlocal tries
+        tries += 1
+        raise RuntimeError("cannot apply")
+
+    async def apply(conn: AsyncConnection, ev: CloudEvent) -> None:
+        await conn.execute(effects.insert().values(event_id=ev.id))
+
+    durable = f"p-{stream}"
+    consumer = DurableConsumer(
+        db, bus, inbox, durable=durable, stream=stream, subject=f"{stream.lower()}.>",
+        handlers={poison.type: explode, good.type: apply}, max_deliveries=3,
+    )  # fmt: skip
+    await bus.js.publish(poison.type, poison.model_dump_json().encode())
+    await bus.js.publish(good.type, good.model_dump_json().encode())
+    await bus.js.publish(f"{stream.lower()}.garbage.v1", b"{not json")
+    consumer.start()
+    try:
+        for _ in range(200):
+            if tries >= 3 and await count_effects(db, good.id) == 1:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+    finally:
+        await consumer.stop()
+    assert tries == 3
+    assert await count_effects(db, good.id) == 1
+    nc = await nats.connect(nats_url)
+    try:
+        sub = await nc.jetstream().pull_subscribe(f"deadletter.{durable}.>", stream="DEADLETTER")
+        msgs = await sub.fetch(10, timeout=2)
+        subjects = sorted(m.subject for m in msgs)
+        assert subjects == sorted(
+            [f"deadletter.{durable}.{poison.type}", f"deadletter.{durable}.unparseable"]
+        )
+        assert json.loads(next(m for m in msgs if "poison" in m.subject).data)["id"] == poison.id
+    finally:
+        await nc.close()
