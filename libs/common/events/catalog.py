@@ -39,15 +39,27 @@ class ChildUpdatedV1(ChildV1):
     changed: list[str]
 
 
-CATALOG: dict[str, type[EventData]] = {
+REGISTRY_EVENTS: dict[str, type[EventData]] = {
     "registry.child.registered.v1": ChildV1,
     "registry.child.updated.v1": ChildUpdatedV1,
     "registry.child.closed.v1": ChildV1,
     "registry.child.reopened.v1": ChildV1,
 }
 
+
+def _catalog() -> dict[str, type[EventData]]:
+    from libs.common.events.funds_events import FUNDS_EVENTS
+    from libs.common.events.referrals_events import REFERRALS_EVENTS
+
+    return {**REGISTRY_EVENTS, **REFERRALS_EVENTS, **FUNDS_EVENTS}
+
+
+CATALOG: dict[str, type[EventData]] = _catalog()
+
 STREAMS: dict[str, list[str]] = {
     "REGISTRY": ["registry.>"],
+    "REFERRALS": ["referrals.>"],
+    "FUNDS": ["funds.>"],
 }
 
 
