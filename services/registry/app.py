@@ -14,6 +14,7 @@ from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings
 from services.registry import store
 from services.registry.api import router
+from services.registry.handlers import REFERRAL_HANDLERS
 from services.registry.models import idempotency_keys, inbox, outbox
 
 SERVICE = "registry"
@@ -27,7 +28,7 @@ def create_runtime(settings: Settings, jwks_fetcher: JwksFetcher | None = None) 
         outbox=outbox,
         inbox=inbox,
         idempotency=idempotency_keys,
-        streams={"REGISTRY": STREAMS["REGISTRY"]},
+        streams=STREAMS,
         jwks_fetcher=jwks_fetcher,
     )
 
@@ -41,6 +42,7 @@ def create_runtime(settings: Settings, jwks_fetcher: JwksFetcher | None = None) 
         async with rt.db.transaction() as conn:
             await rt.idempotency.purge_expired(conn)
 
+    rt.consume("registry-referral-access", "REFERRALS", "referrals.referral.>", REFERRAL_HANDLERS)
     rt.every("audit-sealer", 1.0, seal)
     rt.every("idempotency-purge", 3600.0, purge_idempotency)
     return rt

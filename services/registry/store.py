@@ -23,6 +23,7 @@ from services.registry.models import (
     child_history,
     children,
     external_ids,
+    referral_access,
 )
 
 Child = RowMapping
@@ -38,7 +39,10 @@ def visible_to(principal: Principal) -> ColumnElement[bool]:
     if prefixes is not None:
         clauses.append(or_(*[children.c.place_code.startswith(p) for p in prefixes]))
     if principal.is_partner:
-        clauses.append(children.c.owner_org == principal.org)
+        shared = select(referral_access.c.child_id).where(
+            referral_access.c.org == principal.org, referral_access.c.active
+        )
+        clauses.append(or_(children.c.owner_org == principal.org, children.c.id.in_(shared)))
     return and_(*clauses) if clauses else and_(True)
 
 
@@ -332,3 +336,26 @@ async def verify_audit(conn: AsyncConnection) -> AuditVerdict:
             None,
         )  # fmt: skip
     return AuditVerdict(True, checked, unsealed, head_seq)
+
+
+# ---------------------------------------------------------------- access through referrals
+
+
+async def apply_referral(
+    conn: AsyncConnection, referral_id: str, child_id: str, org: str, active: bool, version: int
+) -> None:
+    """Record whether a referral lets its provider's organisation read the child (newest wins)."""
+    stmt = insert(referral_access).values(
+        referral_id=uuid.UUID(referral_id),
+        child_id=uuid.UUID(child_id),
+        org=org,
+        active=active,
+        version=version,
+    )
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[referral_access.c.referral_id],
+            set_={"active": stmt.excluded.active, "version": stmt.excluded.version},
+            where=referral_access.c.version < stmt.excluded.version,
+        )
+    )

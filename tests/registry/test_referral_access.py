@@ -1,0 +1,87 @@
+"""Access follows referrals: a provider organisation reads a child while its referral is active."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+import nats
+import pytest
+
+from libs.common.events import CloudEvent
+from tests.registry.conftest import child_body
+from tests.support import SigningKeys
+
+pytestmark = pytest.mark.asyncio
+
+
+async def publish_referral(
+    nats_url: str, referral_id: str, child_id: str, org: str, status: str, version: int
+) -> None:
+    """Publish a referral event exactly as the referrals service does."""
+    event = CloudEvent(
+        id=str(uuid.uuid4()), source="/services/referrals", type=f"referrals.referral.{status}.v1",
+        subject=referral_id, time=datetime.now(UTC),
+        data={
+            "referral_id": referral_id, "child_id": child_id, "provider_org": org, "status": status,
+            "version": version, "service_type": "health",
+        },
+    )  # fmt: skip
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().publish(
+            event.type, event.model_dump_json().encode(), headers={"Nats-Msg-Id": event.id}
+        )
+    finally:
+        await nc.close()
+
+
+async def status_until(api: httpx.AsyncClient, url: str, headers: dict, want: int) -> int:
+    for _ in range(100):
+        code = (await api.get(url, headers=headers)).status_code
+        if code == want:
+            return code
+        await asyncio.sleep(0.1)
+    return code
+
+
+async def test_provider_reads_child_after_accepting_and_not_after_cancel(
+    api: httpx.AsyncClient, keys: SigningKeys, nats_url: str
+) -> None:
+    owner = keys.headers(org=f"ngo-{uuid.uuid4().hex[:6]}", org_type="partner", areas=["120101"])
+    child = (await api.post("/v1/registry/children", json=child_body(), headers=owner)).json()
+    provider_org = f"clinic-{uuid.uuid4().hex[:6]}"
+    provider = keys.headers(org=provider_org, org_type="partner", areas=["1201"])
+    url = f"/v1/registry/children/{child['id']}"
+    referral = str(uuid.uuid4())
+
+    await publish_referral(nats_url, referral, child["id"], provider_org, "created", 1)
+    assert (await api.get(url, headers=provider)).status_code == 404  # pending: not yet
+
+    await publish_referral(nats_url, referral, child["id"], provider_org, "accepted", 2)
+    assert await status_until(api, url, provider, 200) == 200
+    listed = await api.get("/v1/registry/children", headers=provider)
+    assert [c["id"] for c in listed.json()["items"]] == [child["id"]]
+
+    await publish_referral(nats_url, referral, child["id"], provider_org, "cancelled", 3)
+    assert await status_until(api, url, provider, 404) == 404
+    # a late, older event does not bring the access back
+    await publish_referral(nats_url, referral, child["id"], provider_org, "accepted", 2)
+    await asyncio.sleep(0.5)
+    assert (await api.get(url, headers=provider)).status_code == 404
+
+
+async def test_provider_outside_the_childs_area_still_cannot_read(
+    api: httpx.AsyncClient, keys: SigningKeys, nats_url: str
+) -> None:
+    owner = keys.headers(org=f"ngo-{uuid.uuid4().hex[:6]}", org_type="partner", areas=["120101"])
+    child = (await api.post("/v1/registry/children", json=child_body(), headers=owner)).json()
+    provider_org = f"clinic-{uuid.uuid4().hex[:6]}"
+    far_away = keys.headers(org=provider_org, org_type="partner", areas=["02"])
+    await publish_referral(nats_url, str(uuid.uuid4()), child["id"], provider_org, "accepted", 2)
+    await asyncio.sleep(0.5)
+    assert (
+        await api.get(f"/v1/registry/children/{child['id']}", headers=far_away)
+    ).status_code == 404
