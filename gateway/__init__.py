@@ -1,0 +1,1 @@
+"""The Komar gateway: token issuing, key rotation, routing, rate limits, merged OpenAPI."""

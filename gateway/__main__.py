@@ -1,0 +1,54 @@
+"""`python -m gateway [serve|migrate|makemigration <message>]`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.models import SCHEMA, metadata
+from gateway.settings import GatewaySettings
+from libs.common import migrations
+from libs.common.logging import configure_logging
+
+VERSIONS = Path(__file__).parent / "migrations" / "versions"
+
+
+def migrate(database_url: str) -> None:
+    """Bring the `gateway` schema to the newest version."""
+    migrations.upgrade(database_url, SCHEMA, metadata, VERSIONS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    command = args[0] if args else "serve"
+    settings = GatewaySettings()
+    configure_logging("gateway", json=settings.log_json, level=settings.log_level)
+    if command == "serve":
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.gateway_port,
+            access_log=False,
+            log_config=None,
+            lifespan="on",
+            # The gateway decides itself whom to believe about X-Forwarded-For.
+            proxy_headers=False,
+            timeout_graceful_shutdown=10,
+        )
+        return 0
+    if command == "migrate":
+        migrate(settings.database_url)
+        return 0
+    if command == "makemigration":
+        message = args[1] if len(args) > 1 else "change"
+        migrations.revision(settings.database_url, SCHEMA, metadata, VERSIONS, message)
+        return 0
+    print(f"unknown command {command!r}; one of: serve, migrate, makemigration", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

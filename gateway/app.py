@@ -1,0 +1,86 @@
+"""The gateway app: tokens, keys, admin API, routing to the services, merged OpenAPI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway import openapi
+from gateway.api import router
+from gateway.proxy import Proxy
+from gateway.runtime import GatewayRuntime, SessionFactory
+from gateway.settings import GatewaySettings
+from libs.common.app import RequestContextMiddleware, install_common
+
+SERVICE = "gateway"
+
+
+class GatewayApp(FastAPI):
+    """FastAPI for the gateway's own routes, with the proxied prefixes routed around it.
+
+    A request under /v1/registry/, /v1/referrals/, /v1/funds/ or /v1/indicators/ goes
+    from the shared RequestContextMiddleware (request id, body limit, metrics, log line)
+    straight to the raw ASGI proxy: no FastAPI routing, no Request objects, no
+    dependency injection on the hot path (ARCHITECTURE.md, performance habits).
+    """
+
+    def __init__(self, *, proxy: Proxy, max_body_bytes: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.proxy = proxy
+        self.edge: ASGIApp = RequestContextMiddleware(
+            proxy, service=SERVICE, max_body_bytes=max_body_bytes
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.proxy.route(scope["path"]) is not None:
+            await self.edge(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(
+    settings: GatewaySettings | None = None,
+    *,
+    upstream_session_factory: SessionFactory | None = None,
+) -> FastAPI:
+    """The gateway ASGI app; the lifespan opens the pool, the keys and the upstream client."""
+    settings = settings or GatewaySettings()
+    rt = GatewayRuntime(settings, session_factory=upstream_session_factory)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await rt.start()
+        try:
+            yield
+        finally:
+            await rt.stop()
+
+    app = GatewayApp(
+        proxy=Proxy(rt),
+        max_body_bytes=settings.max_body_bytes,
+        title="Komar gateway",
+        version="1.0.0",
+        description="Tokens, keys and administration of API clients and users.",
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.runtime = rt
+    app.state.verifier = rt.verifier
+    app.state.openapi = openapi.MergedOpenAPI(
+        app.openapi, settings.upstreams(), lambda: rt.session, settings.openapi_cache_s
+    )
+    install_common(app, service=SERVICE, max_body_bytes=settings.max_body_bytes, ready=rt.ready)
+    app.include_router(router)
+    app.include_router(openapi.router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory gateway.app:app_from_env`."""
+    return create_app(GatewaySettings())

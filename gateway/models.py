@@ -1,0 +1,97 @@
+"""Tables of the `gateway` schema (and nothing else)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from libs.common.http import idempotency_table
+
+SCHEMA = "gateway"
+metadata = MetaData(schema=SCHEMA)
+
+
+def _created() -> Column[object]:
+    return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+def _updated() -> Column[object]:
+    return Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("private_pem", Text, nullable=False),
+    _created(),
+    Column("retired_at", DateTime(timezone=True)),
+)
+# At most one active (unretired) key: the one every replica signs with.
+Index(
+    "uq_gateway_signing_keys_one_active",
+    signing_keys.c.retired_at.is_(None),
+    unique=True,
+    postgresql_where=signing_keys.c.retired_at.is_(None),
+)
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("org", String(100), nullable=False),
+    Column("org_type", String(20), nullable=False),
+    Column("scopes", ARRAY(String(40)), nullable=False),
+    Column("areas", ARRAY(String(8)), nullable=False),
+    Column("secret_hash", String(200), nullable=False),
+    Column("rate_limit_per_second", Float),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("version", Integer, nullable=False, server_default=text("1")),
+    _created(),
+    _updated(),
+    CheckConstraint("org_type IN ('government', 'partner')", name="ck_gateway_clients_org_type"),
+    Index("ix_gateway_clients_updated", "updated_at", "client_id"),
+    Index("ix_gateway_clients_inactive", "client_id", postgresql_where=text("NOT active")),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", String(64), primary_key=True),
+    Column("username", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("org", String(100), nullable=False),
+    Column("org_type", String(20), nullable=False),
+    Column("scopes", ARRAY(String(40)), nullable=False),
+    Column("areas", ARRAY(String(8)), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("rate_limit_per_second", Float),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("failed_logins", Integer, nullable=False, server_default=text("0")),
+    Column("locked_until", DateTime(timezone=True)),
+    Column("version", Integer, nullable=False, server_default=text("1")),
+    _created(),
+    _updated(),
+    CheckConstraint("org_type IN ('government', 'partner')", name="ck_gateway_users_org_type"),
+    UniqueConstraint("username", name="uq_gateway_users_username"),
+    Index("ix_gateway_users_updated", "updated_at", "user_id"),
+    Index("ix_gateway_users_inactive", "user_id", postgresql_where=text("NOT active")),
+)
+
+idempotency_keys = idempotency_table(metadata, SCHEMA)

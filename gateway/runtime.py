@@ -1,0 +1,288 @@
+"""What a gateway process holds while it runs: pool, keys, principals, limits, upstream client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from gateway import domain, store
+from gateway.keys import FRESH_S, KeyRing
+from gateway.models import idempotency_keys
+from gateway.settings import GatewaySettings
+from libs.common.auth import SCOPES, TokenVerifier
+from libs.common.db import Database
+from libs.common.http import Idempotency
+from libs.common.logging import get_logger
+from libs.common.settings import ADMIN_SECRET_FILE, load_or_create_admin_secret
+
+log = get_logger(__name__)
+
+SessionFactory = Callable[[], aiohttp.ClientSession]
+
+ADMIN_ORG = "komar"
+ADMIN_AREAS = ["KH"]
+
+
+def default_session(settings: GatewaySettings) -> aiohttp.ClientSession:
+    """One keep-alive pool for every upstream, wide enough for the concurrency we serve."""
+    connector = aiohttp.TCPConnector(
+        limit=settings.upstream_max_connections,
+        limit_per_host=0,
+        # Below uvicorn's 5 s keep-alive, so we drop an idle connection before the service does.
+        keepalive_timeout=4.0,
+        ttl_dns_cache=300,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        # Cookies from one caller's answer must never travel with another caller's request.
+        cookie_jar=aiohttp.DummyCookieJar(),
+        # Bodies pass through as the service encoded them.
+        auto_decompress=False,
+        # Pass on only the headers the caller sent (no aiohttp User-Agent, Accept, ...).
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        timeout=aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=settings.upstream_connect_timeout_s,
+            sock_read=settings.upstream_timeout_s,
+        ),
+    )
+
+
+class TrustedProxies:
+    """Which peers may tell us the original client address (X-Forwarded-For)."""
+
+    def __init__(self, entries: list[str]) -> None:
+        self._networks = [ipaddress.ip_network(e, strict=False) for e in entries]
+        self._seen: dict[str, bool] = {}
+
+    def __contains__(self, peer: object) -> bool:
+        if not self._networks or not isinstance(peer, str):
+            return False
+        known = self._seen.get(peer)
+        if known is None:
+            try:
+                address = ipaddress.ip_address(peer)
+                known = any(address in net for net in self._networks)
+            except ValueError:
+                known = False
+            if len(self._seen) < 10_000:
+                self._seen[peer] = known
+        return known
+
+    def client_address(self, peer: str, forwarded_for: str | None) -> str:
+        """Walking X-Forwarded-For from the right, the first address not a trusted proxy."""
+        if forwarded_for is None or peer not in self:
+            return peer
+        for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+            if hop not in self:
+                return hop
+        return peer
+
+
+class PrincipalGuard:
+    """Disabled principals and per-principal rates, reloaded from the database every few s."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.disabled: frozenset[str] | set[str] = frozenset()
+        self.rates: dict[str, tuple[float, float]] = {}
+        self._default_rate = settings.rate_limit_per_second
+        self._default_burst = settings.rate_limit_burst
+        # Changes made on this replica, so a reload that read the database just before
+        # them does not undo them: sub -> (active, when).
+        self._recent: dict[str, tuple[bool, float]] = {}
+
+    async def refresh(self, db: Database) -> None:
+        started = time.monotonic()
+        async with db.transaction() as conn:
+            disabled = await store.disabled_principals(conn)
+            rates = await store.principal_rates(conn)
+        for sub, (active, at) in list(self._recent.items()):
+            if at < started - 60:
+                del self._recent[sub]
+            elif at >= started and active:
+                disabled.discard(sub)
+            elif at >= started:
+                disabled.add(sub)
+        self.disabled = disabled
+        self.rates = {
+            sub: (rate, domain.burst_for(rate, self._default_rate, self._default_burst))
+            for sub, rate in rates.items()
+        }
+
+    def set_rate(self, sub: str, rate: float | None) -> None:
+        """A principal's own rate, effective on this replica now."""
+        if rate is None:
+            self.rates.pop(sub, None)
+        else:
+            self.rates[sub] = (
+                rate,
+                domain.burst_for(rate, self._default_rate, self._default_burst),
+            )
+
+    def disable(self, sub: str) -> None:
+        """Take effect on this replica now (others follow within the refresh interval)."""
+        self._recent[sub] = (False, time.monotonic())
+        self.disabled = {*self.disabled, sub}
+
+    def enable(self, sub: str) -> None:
+        self._recent[sub] = (True, time.monotonic())
+        self.disabled = set(self.disabled) - {sub}
+
+
+class GatewayRuntime:
+    """The long-lived parts of one gateway process, started and stopped together."""
+
+    def __init__(
+        self, settings: GatewaySettings, *, session_factory: SessionFactory | None = None
+    ) -> None:
+        self.settings = settings
+        self.db = Database(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
+        self.keys = KeyRing(
+            self.db, token_ttl_s=settings.token_ttl_s, retire_margin_s=settings.key_retire_margin_s
+        )
+        self.verifier = TokenVerifier(
+            self.keys.fetch_jwks,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            # An unknown kid is most likely a key another replica just made: look soon.
+            refresh_interval_s=FRESH_S,
+        )
+        self.guard = PrincipalGuard(settings)
+        self.idempotency = Idempotency(idempotency_keys)
+        self.limiter = domain.RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+        self.login_failures = domain.RateLimiter(
+            settings.login_failures_per_minute / 60.0, settings.login_failure_burst
+        )
+        self.trusted_proxies = TrustedProxies(settings.trusted_proxies)
+        self._session_factory = session_factory or (lambda: default_session(settings))
+        self._session: aiohttp.ClientSession | None = None
+        self._client_fingerprints: dict[str, bytes] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The one upstream HTTP client of this process."""
+        if self._session is None:
+            raise RuntimeError("the gateway is not started")
+        return self._session
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.keys.ensure_active()
+        await self._bootstrap_admin()
+        await self.guard.refresh(self.db)
+        self._session = self._session_factory()
+        self._every("keys.refresh", self.settings.key_refresh_interval_s, self._refresh_keys)
+        self._every(
+            "principals.refresh",
+            self.settings.principal_refresh_interval_s,
+            lambda: self.guard.refresh(self.db),
+        )
+        self._every("limits.cleanup", 60.0, self._forget_idle_buckets)
+        self._every("idempotency.purge", 3600.0, self._purge_idempotency)
+        log.info("gateway.started", kid=self.keys.signing.kid if self.keys.signing else None)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        await self.db.close()
+        log.info("gateway.stopped")
+
+    async def ready(self) -> dict[str, bool]:
+        """Readiness: the database answers and a signing key is loaded (no broker needed)."""
+        return {"database": await self.db.ping(), "signing_key": self.keys.signing is not None}
+
+    def _every(self, name: str, interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval_s)
+                try:
+                    await job()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("job.failed", job=name, error=type(exc).__name__)
+
+        self._tasks.append(asyncio.create_task(loop(), name=f"gateway:{name}"))
+
+    async def _refresh_keys(self) -> None:
+        days = self.settings.key_rotation_days
+        if days > 0 and await self.keys.rotate(older_than_s=days * 86400) is not None:
+            return
+        await self.keys.reload()
+
+    async def _forget_idle_buckets(self) -> None:
+        now = time.monotonic()
+        self.limiter.forget_idle(now)
+        self.login_failures.forget_idle(now)
+
+    async def _purge_idempotency(self) -> None:
+        async with self.db.transaction() as conn:
+            await self.idempotency.purge_expired(conn)
+
+    async def _bootstrap_admin(self) -> None:
+        """The `admin` client: secret from KOMAR_ADMIN_SECRET, else stored under the data folder."""
+        settings = self.settings
+        if settings.admin_secret is not None:
+            secret, created = settings.admin_secret.get_secret_value(), False
+        else:
+            secret, created = load_or_create_admin_secret(settings.data_dir)
+        if created:
+            log.warning(
+                "admin.secret.created",
+                stored_in=str(settings.data_dir / ADMIN_SECRET_FILE),
+                client_id=domain.BOOTSTRAP_ADMIN,
+            )
+        async with self.db.transaction() as conn:
+            row = await store.get_client(conn, domain.BOOTSTRAP_ADMIN)
+        if row is not None and await asyncio.to_thread(
+            domain.verify_secret, secret, row.secret_hash
+        ):
+            secret_hash = row.secret_hash
+        else:
+            secret_hash = await asyncio.to_thread(domain.hash_secret, secret)
+        async with self.db.transaction() as conn:
+            await store.upsert_bootstrap_admin(
+                conn,
+                client_id=domain.BOOTSTRAP_ADMIN,
+                name="Bootstrap administrator",
+                org=ADMIN_ORG,
+                org_type="government",
+                scopes=sorted(SCOPES),
+                areas=ADMIN_AREAS,
+                secret_hash=secret_hash,
+            )
+
+    # ------------------------------------------------------------ secrets
+
+    async def client_secret_ok(self, client_id: str, secret: str, stored_hash: str) -> bool:
+        """Verify a client secret; a secret verified before skips scrypt (it has 256 bits)."""
+        fingerprint = domain.secret_fingerprint(stored_hash, secret)
+        known = self._client_fingerprints.get(client_id)
+        if known is not None and hmac.compare_digest(known, fingerprint):
+            return True
+        ok = await asyncio.to_thread(domain.verify_secret, secret, stored_hash)
+        if ok:
+            if len(self._client_fingerprints) > 10_000:
+                self._client_fingerprints.clear()
+            self._client_fingerprints[client_id] = fingerprint
+        return ok

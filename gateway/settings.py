@@ -1,0 +1,69 @@
+"""Settings of the gateway process (environment prefix KOMAR_)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+
+from libs.common.settings import Settings
+
+
+class GatewaySettings(Settings):
+    """The shared settings plus what only the gateway needs."""
+
+    # Upstreams; empty means http://127.0.0.1:<the service's port>.
+    registry_url: str = ""
+    referrals_url: str = ""
+    funds_url: str = ""
+    indicators_url: str = ""
+    upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
+    upstream_timeout_s: float = Field(default=30.0, gt=0)
+    upstream_max_connections: int = Field(default=512, ge=64)
+    openapi_cache_s: float = Field(default=10.0, ge=0)
+
+    # Bootstrap admin: KOMAR_ADMIN_SECRET, else the stored/generated one under data_dir.
+    admin_secret: SecretStr | None = None
+
+    # Tokens: SPEC §3 caps access tokens at 15 minutes.
+    token_ttl_s: int = Field(default=900, ge=30, le=900)
+
+    # Default rate limit of every client (a client may carry its own rate).
+    rate_limit_per_second: float = Field(default=100.0, gt=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
+
+    # Failed logins: lockout per user (in the database, shared by replicas) and a
+    # per-source-address throttle on failures (in memory, per replica).
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_s: int = Field(default=900, ge=1)
+    login_failures_per_minute: float = Field(default=20.0, gt=0)
+    login_failure_burst: int = Field(default=20, ge=1)
+    min_password_length: int = Field(default=12, ge=8)
+
+    # Signing keys: reload from the database this often; publish a retired key for the
+    # token lifetime plus this margin; rotate automatically after N days (0 = never).
+    key_refresh_interval_s: float = Field(default=30.0, gt=0)
+    key_retire_margin_s: int = Field(default=300, ge=0)
+    key_rotation_days: float = Field(default=0.0, ge=0)
+
+    # Disabled principals and per-client rates are reloaded from the database this often.
+    principal_refresh_interval_s: float = Field(default=2.0, gt=0)
+
+    # Peers whose X-Forwarded-For is trusted (addresses or CIDRs of load balancers).
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _default_upstreams(self) -> GatewaySettings:
+        for name in ("registry", "referrals", "funds", "indicators"):
+            if not getattr(self, f"{name}_url"):
+                port = getattr(self, f"{name}_port")
+                setattr(self, f"{name}_url", f"http://127.0.0.1:{port}")
+        if self.key_retire_margin_s < self.key_refresh_interval_s:
+            # A replica may sign with a retired key until its next reload.
+            self.key_retire_margin_s = int(self.key_refresh_interval_s) + 1
+        return self
+
+    def upstreams(self) -> dict[str, str]:
+        """Service name -> base URL (no trailing slash)."""
+        return {
+            name: str(getattr(self, f"{name}_url")).rstrip("/")
+            for name in ("registry", "referrals", "funds", "indicators")
+        }

@@ -1,0 +1,280 @@
+"""Every SQL statement of the gateway, and nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, case, func, insert, or_, select, text, true, tuple_, union_all, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.models import clients, signing_keys, users
+from libs.common.http import Page
+
+KEYS_LOCK = "gateway.signing_keys"
+
+
+# ---------------------------------------------------------------- signing keys
+
+
+async def lock_keys(conn: AsyncConnection) -> None:
+    """Serialise key creation and rotation across replicas for this transaction."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": KEYS_LOCK})
+
+
+async def active_key(conn: AsyncConnection) -> Row[Any] | None:
+    """The key every replica signs with, if any."""
+    return (
+        await conn.execute(select(signing_keys).where(signing_keys.c.retired_at.is_(None)))
+    ).first()
+
+
+async def published_keys(conn: AsyncConnection, keep_retired_s: int) -> Sequence[Row[Any]]:
+    """The active key and the keys retired less than `keep_retired_s` ago, newest first."""
+    cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, keep_retired_s)
+    query = (
+        select(signing_keys)
+        .where(or_(signing_keys.c.retired_at.is_(None), signing_keys.c.retired_at > cutoff))
+        .order_by(signing_keys.c.created_at.desc())
+    )
+    return (await conn.execute(query)).all()
+
+
+async def all_keys(conn: AsyncConnection) -> Sequence[Row[Any, Any, Any]]:
+    """Every key, newest first (for the admin API: public facts only are shown)."""
+    query = select(
+        signing_keys.c.kid, signing_keys.c.created_at, signing_keys.c.retired_at
+    ).order_by(signing_keys.c.created_at.desc())
+    return (await conn.execute(query)).all()
+
+
+async def retire_active_key(conn: AsyncConnection) -> str | None:
+    """Retire the active key; return its kid."""
+    result = await conn.execute(
+        update(signing_keys)
+        .where(signing_keys.c.retired_at.is_(None))
+        .values(retired_at=func.now())
+        .returning(signing_keys.c.kid)
+    )
+    kid: str | None = result.scalar_one_or_none()
+    return kid
+
+
+async def insert_key(conn: AsyncConnection, kid: str, private_pem: str) -> None:
+    """Add a key as the active one."""
+    await conn.execute(insert(signing_keys).values(kid=kid, private_pem=private_pem))
+
+
+async def key_age_s(conn: AsyncConnection) -> float | None:
+    """Seconds since the active key was created."""
+    value = await conn.scalar(
+        select(func.extract("epoch", func.now() - signing_keys.c.created_at)).where(
+            signing_keys.c.retired_at.is_(None)
+        )
+    )
+    return None if value is None else float(value)
+
+
+# ---------------------------------------------------------------- clients
+
+
+async def get_client(
+    conn: AsyncConnection, client_id: str, *, for_update: bool = False
+) -> Row[Any] | None:
+    query = select(clients).where(clients.c.client_id == client_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await conn.execute(query)).first()
+
+
+async def insert_client(conn: AsyncConnection, **values: Any) -> Row[Any]:
+    result = await conn.execute(insert(clients).values(**values).returning(clients))
+    row: Row[Any] = result.one()
+    return row
+
+
+async def upsert_bootstrap_admin(conn: AsyncConnection, **values: Any) -> None:
+    """Create the bootstrap admin, or bring its scopes, areas and org up to date."""
+    statement = pg_insert(clients).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=[clients.c.client_id],
+        set_={
+            "scopes": statement.excluded.scopes,
+            "areas": statement.excluded.areas,
+            "org": statement.excluded.org,
+            "org_type": statement.excluded.org_type,
+            "secret_hash": statement.excluded.secret_hash,
+            "active": true(),
+        },
+    )
+    await conn.execute(statement)
+
+
+async def set_client_secret_hash(conn: AsyncConnection, client_id: str, secret_hash: str) -> None:
+    await conn.execute(
+        update(clients)
+        .where(clients.c.client_id == client_id)
+        .values(secret_hash=secret_hash, version=clients.c.version + 1, updated_at=func.now())
+    )
+
+
+async def set_client_active(conn: AsyncConnection, client_id: str, active: bool) -> Row[Any] | None:
+    """Enable or disable; the version moves only when the state changes."""
+    result = await conn.execute(
+        update(clients)
+        .where(clients.c.client_id == client_id, clients.c.active.is_not(active))
+        .values(active=active, version=clients.c.version + 1, updated_at=func.now())
+        .returning(clients)
+    )
+    row: Row[Any] | None = result.first()
+    return row
+
+
+async def list_clients(
+    conn: AsyncConnection, page: Page, *, org: str | None, active: bool | None
+) -> Sequence[Row[Any]]:
+    """One page, oldest change first (so partners can sync with updated_since)."""
+    query = select(clients).order_by(clients.c.updated_at, clients.c.client_id)
+    query = _page_filters(query, clients.c.updated_at, clients.c.client_id, page)
+    if org is not None:
+        query = query.where(clients.c.org == org)
+    if active is not None:
+        query = query.where(clients.c.active.is_(active))
+    return (await conn.execute(query.limit(page.limit + 1))).all()
+
+
+# ---------------------------------------------------------------- users
+
+
+async def get_user(
+    conn: AsyncConnection, user_id: str, *, for_update: bool = False
+) -> Row[Any] | None:
+    query = select(users).where(users.c.user_id == user_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await conn.execute(query)).first()
+
+
+async def get_user_by_username(conn: AsyncConnection, username: str) -> Row[Any] | None:
+    return (await conn.execute(select(users).where(users.c.username == username))).first()
+
+
+async def insert_user(conn: AsyncConnection, **values: Any) -> Row[Any] | None:
+    """Insert; None when the username is taken (the unique index decides races)."""
+    statement = (
+        pg_insert(users)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[users.c.username])
+        .returning(users)
+    )
+    row: Row[Any] | None = (await conn.execute(statement)).first()
+    return row
+
+
+async def set_user_active(conn: AsyncConnection, user_id: str, active: bool) -> Row[Any] | None:
+    result = await conn.execute(
+        update(users)
+        .where(users.c.user_id == user_id, users.c.active.is_not(active))
+        .values(active=active, version=users.c.version + 1, updated_at=func.now())
+        .returning(users)
+    )
+    row: Row[Any] | None = result.first()
+    return row
+
+
+async def count_failed_login(
+    conn: AsyncConnection, user_id: str, *, max_failures: int, lock_for_s: int
+) -> bool:
+    """Count one failure atomically; at the limit lock the account. Returns whether it locked."""
+    locking = users.c.failed_logins + 1 >= max_failures
+    result = await conn.execute(
+        update(users)
+        .where(users.c.user_id == user_id)
+        .values(
+            failed_logins=case((locking, 0), else_=users.c.failed_logins + 1),
+            locked_until=case(
+                (locking, func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lock_for_s)),
+                else_=users.c.locked_until,
+            ),
+        )
+        .returning(users.c.failed_logins == 0)
+    )
+    return bool(result.scalar_one_or_none())
+
+
+async def clear_failed_logins(conn: AsyncConnection, user_id: str) -> None:
+    await conn.execute(
+        update(users)
+        .where(users.c.user_id == user_id, users.c.failed_logins != 0)
+        .values(failed_logins=0)
+    )
+
+
+async def unlock_user(conn: AsyncConnection, user_id: str) -> Row[Any] | None:
+    result = await conn.execute(
+        update(users)
+        .where(users.c.user_id == user_id)
+        .values(
+            failed_logins=0, locked_until=None, version=users.c.version + 1, updated_at=func.now()
+        )
+        .returning(users)
+    )
+    row: Row[Any] | None = result.first()
+    return row
+
+
+async def list_users(
+    conn: AsyncConnection, page: Page, *, org: str | None, active: bool | None
+) -> Sequence[Row[Any]]:
+    query = select(users).order_by(users.c.updated_at, users.c.user_id)
+    query = _page_filters(query, users.c.updated_at, users.c.user_id, page)
+    if org is not None:
+        query = query.where(users.c.org == org)
+    if active is not None:
+        query = query.where(users.c.active.is_(active))
+    return (await conn.execute(query.limit(page.limit + 1))).all()
+
+
+async def db_now(conn: AsyncConnection) -> datetime:
+    value = await conn.scalar(select(func.now()))
+    assert isinstance(value, datetime)
+    return value
+
+
+# ---------------------------------------------------------------- what each replica keeps in memory
+
+
+async def disabled_principals(conn: AsyncConnection) -> set[str]:
+    """Subs of disabled clients and users (their tokens are refused)."""
+    query = union_all(
+        select(clients.c.client_id).where(clients.c.active.is_(False)),
+        select(users.c.user_id).where(users.c.active.is_(False)),
+    )
+    return set((await conn.execute(query)).scalars().all())
+
+
+async def principal_rates(conn: AsyncConnection) -> dict[str, float]:
+    """Subs with a rate limit of their own."""
+    query = union_all(
+        select(clients.c.client_id, clients.c.rate_limit_per_second).where(
+            clients.c.rate_limit_per_second.is_not(None)
+        ),
+        select(users.c.user_id, users.c.rate_limit_per_second).where(
+            users.c.rate_limit_per_second.is_not(None)
+        ),
+    )
+    return {sub: float(rate) for sub, rate in (await conn.execute(query)).all()}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _page_filters(query: Any, updated_col: Any, id_col: Any, page: Page) -> Any:
+    if page.updated_since is not None:
+        query = query.where(updated_col >= page.updated_since)
+    if page.after is not None:
+        at, last_id = page.after
+        query = query.where(tuple_(updated_col, id_col) > tuple_(at, last_id))
+    return query
