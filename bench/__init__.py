@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench` measures the registry and the gateway against a bare ceiling."""
