@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -47,3 +48,24 @@ class Database:
     async def close(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+async def driver_connection(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under `conn`, inside the same transaction.
+
+    For the few hottest statements of a service, where SQLAlchemy's per-statement work
+    costs more than the statement: asyncpg prepares and caches them itself. JSON/JSONB
+    parameters are passed as JSON text; results decode as Python objects.
+    """
+    raw = await conn.get_raw_connection()
+    adapter = raw.dbapi_connection
+    # SQLAlchemy's asyncpg adapter sends BEGIN lazily, at its own first statement; make
+    # sure the transaction has begun before statements bypass the adapter.
+    if getattr(adapter, "_transaction", None) is None and conn.in_transaction():
+        start = getattr(adapter, "_start_transaction", None)
+        if start is None:  # a future SQLAlchemy: let it begin the usual way
+            await conn.execute(text("SELECT 1"))
+        else:
+            async with adapter._execute_mutex:
+                await start()
+    return raw.driver_connection

@@ -12,22 +12,42 @@ LEVEL_BY_LENGTH = {2: "province", 4: "district", 6: "commune", 8: "village"}
 LENGTH_BY_LEVEL = {v: k for k, v in LEVEL_BY_LENGTH.items()}
 
 
-@lru_cache(maxsize=65_536)
+class _Gazetteer:
+    """Every code of the 2025 gazetteer, indexed once per process."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.communes: list[str] = []
+        self.village_commune: dict[str, str] = {}
+        for p in geo.provinces():
+            self.names[p.code] = p.name_en
+            for d in geo.districts(p.code):
+                self.names[d.code] = d.name_en
+                for c in geo.communes(p.code, d.code):
+                    self.names[c.code] = c.name_en
+                    self.communes.append(c.code)
+                    for v in geo.villages(p.code, d.code, c.code):
+                        # A few village codes stand under a commune their code does not
+                        # start with (and one code under two communes): the listed commune
+                        # wins, except that the commune the code itself names comes first.
+                        known = self.village_commune.get(v.code)
+                        if known is None or c.code == v.code[:6]:
+                            self.village_commune[v.code] = c.code
+                            self.names[v.code] = v.name_en
+
+
+@lru_cache(maxsize=1)
+def _gazetteer() -> _Gazetteer:
+    return _Gazetteer()
+
+
 def exists(code: str) -> bool:
     """Whether the code names a place in the gazetteer (or is KH, the whole country)."""
     if code == COUNTRY:
         return True
-    level = LEVEL_BY_LENGTH.get(len(code))
-    if level is None or not code.isascii() or not code.isdigit():
+    if len(code) not in LEVEL_BY_LENGTH or not code.isascii() or not code.isdigit():
         return False
-    lookup = {
-        "province": geo.get_province,
-        "district": geo.get_district,
-        "commune": geo.get_commune,
-        "village": geo.get_village,
-    }[level]
-    record = lookup(code)
-    return record is not None and record.code == code
+    return code in _gazetteer().names
 
 
 def level_of(code: str) -> str:
@@ -36,7 +56,9 @@ def level_of(code: str) -> str:
 
 
 def commune_of(code: str) -> str:
-    """The commune code of a commune or village code."""
+    """The commune of a commune or village code (as the gazetteer lists it)."""
+    if len(code) == 8:
+        return _gazetteer().village_commune.get(code, code[:6])
     return code[:6]
 
 
@@ -48,28 +70,17 @@ def parents(code: str) -> list[str]:
 
 def name_en(code: str) -> str | None:
     """The English name of a place (for human-facing messages), or None."""
-    if not exists(code) or code == COUNTRY:
-        return "Cambodia" if code == COUNTRY else None
-    level = level_of(code)
-    record = getattr(geo, f"get_{level}")(code)
-    return str(record.name_en) if record is not None else None
+    if code == COUNTRY:
+        return "Cambodia"
+    return _gazetteer().names.get(code)
 
 
-@lru_cache(maxsize=1)
 def all_communes() -> tuple[str, ...]:
     """Every commune code in the gazetteer."""
-    return tuple(
-        c.code
-        for p in geo.provinces()
-        for d in geo.districts(p.code)
-        for c in geo.communes(p.code, d.code)
-    )
+    return tuple(_gazetteer().communes)
 
 
 def children_at(code: str, level: str) -> list[str]:
     """The places at `level` inside `code` (KH for the country)."""
     n = LENGTH_BY_LEVEL[level]
-    if level == "province":
-        provinces = [p.code for p in geo.provinces()]
-        return [p for p in provinces if code == COUNTRY or p.startswith(code[:2])]
     return sorted({c[:n] for c in all_communes() if code == COUNTRY or c.startswith(code)})

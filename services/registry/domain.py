@@ -73,16 +73,24 @@ def _jsonable(value: Any) -> Any:
 
 
 def duplicate_score(child: Mapping[str, Any], other: Mapping[str, Any]) -> tuple[float, list[str]]:
-    """How likely `other` is the same child: same sex, commune, near birth date, similar name."""
+    """How likely `other` is the same child: same sex, commune, near birth date, similar name.
+
+    Both carry `name_search` (see name_search()); the name compared is the child's own
+    order against either order of the other's.
+    """
     if child["sex"] != other["sex"] or child["commune_code"] != other["commune_code"]:
         return 0.0, []
     days = abs((child["birth_date"] - other["birth_date"]).days)
     if days > 366:
         return 0.0, []
-    a = normalize_name(f"{child['given_name']} {child['family_name']}")
-    b = normalize_name(f"{other['given_name']} {other['family_name']}")
-    b_swapped = normalize_name(f"{other['family_name']} {other['given_name']}")
-    name = max(SequenceMatcher(None, a, b).ratio(), SequenceMatcher(None, a, b_swapped).ratio())
+    mine = child["name_search"].split(" | ", 1)[0]
+    name = 0.0
+    for theirs in other["name_search"].split(" | ", 1):
+        matcher = SequenceMatcher(None, mine, theirs)
+        if matcher.real_quick_ratio() > name and matcher.quick_ratio() > name:
+            name = max(name, matcher.ratio())
+    if name < 0.5:
+        return 0.0, []
     birth = 1.0 - days / 366
     score = (
         0.6 * name + 0.3 * birth + 0.1 * (child.get("village_code") == other.get("village_code"))
@@ -94,8 +102,6 @@ def duplicate_score(child: Mapping[str, Any], other: Mapping[str, Any]) -> tuple
         reasons.append("same birth date")
     elif days <= 31:
         reasons.append("birth dates within a month")
-    if name < 0.5:
-        return 0.0, []
     return round(score, 3), reasons
 
 

@@ -79,7 +79,7 @@ def _check_place(commune_code: str | None, village_code: str | None) -> None:
     if village_code is not None:
         if not places.exists(village_code):
             raise ValueError("village_code is not in the gazetteer")
-        if commune_code is not None and village_code[:6] != commune_code:
+        if commune_code is not None and places.commune_of(village_code) != commune_code:
             raise ValueError("village_code is not in commune_code")
     elif commune_code is not None and not places.exists(commune_code):
         raise ValueError("commune_code is not in the gazetteer")
@@ -109,6 +109,11 @@ class ChildIn(Input):
             raise ValueError("give village_code or commune_code")
         _check_place(self.commune_code, self.village_code)
         return self
+
+    @property
+    def commune(self) -> str:
+        """The child's commune: given, or the village's."""
+        return self.commune_code or places.commune_of(self.village_code or "")
 
 
 class ChildPatch(Input):

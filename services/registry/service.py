@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.common import places
 from libs.common.auth import Principal
 from libs.common.errors import NotFound, Problem, Unprocessable, validation_errors
 from libs.common.events import CloudEvent, new_event
@@ -47,7 +48,7 @@ class Registered:
 
 
 def _new_row(item: ChildIn, ctx: Context, case_number: str) -> dict[str, Any]:
-    commune = item.commune_code or (item.village_code or "")[:6]
+    commune = item.commune
     return {
         "id": uuid.uuid4(),
         "case_number": case_number,
@@ -71,6 +72,7 @@ def _new_row(item: ChildIn, ctx: Context, case_number: str) -> dict[str, Any]:
         "created_by": ctx.principal.sub,
         "external_ids": [e.model_dump() for e in item.external_ids],
         "registered_on": ctx.today,
+        "version": 1,
     }
 
 
@@ -101,22 +103,25 @@ async def likely_duplicates(
 async def register(conn: AsyncConnection, item: ChildIn, ctx: Context) -> Registered:
     """Register a child, or find the one an external id already names."""
     _check_new(item, ctx)
-    [case_number] = await store.next_case_numbers(
-        conn, [item.commune_code or item.village_code[:6]]
-    )  # type: ignore[index]
-    row = _new_row(item, ctx, case_number)
+    row = _new_row(item, ctx, "")
+    del row["case_number"]  # numbered by the insert itself
     existing_id = await store.claim_external_ids(
         conn, ctx.principal.org, row["id"], row["external_ids"]
     )
     if existing_id is not None:
-        existing = await store.get_child(conn, existing_id, ctx.principal)
+        existing = await store.read_child(
+            conn, existing_id, ctx.principal, audit=("read", ctx.request_id)
+        )
         if existing is None:  # the organisation's own child moved out of this principal's areas
             raise Unprocessable("an external id of this child names a record outside your areas")
-        await store.add_audit(conn, ctx.principal, "read", [existing_id], ctx.request_id)
         return Registered(existing, False, [])
     duplicates = await likely_duplicates(conn, row, ctx.principal)
-    [child] = await store.insert_children(conn, [row])
-    await _record_created(conn, [child], ctx)
+    child = await store.insert_child(conn, row)
+    ctx.emit("registered", child)
+    await store.record_change(
+        conn, child, history_action="registered", changes={}, audit_action="create",
+        principal=ctx.principal, request_id=ctx.request_id, event=ctx.events[-1],
+    )  # fmt: skip
     return Registered(child, True, duplicates)
 
 
@@ -161,9 +166,7 @@ async def register_batch(
             results[i] = {"status": "error", "problem": problem.body()}
         except Problem as exc:
             results[i] = {"status": "error", "problem": exc.body()}
-    numbers = await store.next_case_numbers(
-        conn, [(it.commune_code or it.village_code or "")[:6] for _, it in valid]
-    )
+    numbers = await store.next_case_numbers(conn, [it.commune for _, it in valid])
     rows: list[dict[str, Any]] = []
     seen_ids: dict[tuple[str, str], str] = {}
     for (i, item), number in zip(valid, numbers, strict=True):
@@ -191,8 +194,8 @@ async def register_batch(
 async def read(
     conn: AsyncConnection, child_id: uuid.UUID, ctx: Context, *, lock: bool = False
 ) -> Any:
-    """A visible child, recorded as read; 404 otherwise."""
-    child = await store.get_child(conn, child_id, ctx.principal, lock=lock)
+    """A visible child (locked for a change when asked); 404 otherwise."""
+    child = await store.read_child(conn, child_id, ctx.principal, lock=lock)
     if child is None:
         raise NotFound("no such child")
     return child
@@ -201,35 +204,23 @@ async def read(
 async def read_audited(
     conn: AsyncConnection, child_id: uuid.UUID, ctx: Context, action: str = "read"
 ) -> Any:
-    child = await read(conn, child_id, ctx)
-    await store.add_audit(conn, ctx.principal, action, [child_id], ctx.request_id)
+    """A visible child, recorded in the audit log as read; 404 otherwise."""
+    child = await store.read_child(conn, child_id, ctx.principal, audit=(action, ctx.request_id))
+    if child is None:
+        raise NotFound("no such child")
     return child
 
 
 async def _write(
-    conn: AsyncConnection, child: Any, values: dict[str, Any], action: str, verb: str, ctx: Context
+    conn: AsyncConnection, child: Any, values: dict[str, Any], action: str, ctx: Context
 ) -> Any:
-    diff = domain.changes(child, values)
+    diff = {k: v for k, v in domain.changes(child, values).items() if k != "name_search"}
     updated = await store.update_child(conn, child["id"], child["version"], values)
-    await store.add_history(
-        conn,
-        [
-            {
-                "child_id": child["id"],
-                "version": updated["version"],
-                "action": action,
-                "actor_sub": ctx.principal.sub,
-                "actor_org": ctx.principal.org,
-                "request_id": ctx.request_id,
-                "changes": {k: v for k, v in diff.items() if k != "name_search"},
-            }
-        ],
-    )
-    await store.add_audit(conn, ctx.principal, action, [child["id"]], ctx.request_id)
-    ctx.emit(
-        verb, updated, sorted(k for k in diff if k != "name_search") if verb == "updated" else None
-    )
-    await write_events(conn, outbox, ctx.events)
+    ctx.emit(action, updated, sorted(diff) if action == "updated" else None)
+    await store.record_change(
+        conn, updated, history_action=action, changes=diff, audit_action=action,
+        principal=ctx.principal, request_id=ctx.request_id, event=ctx.events[-1],
+    )  # fmt: skip
     return updated
 
 
@@ -254,8 +245,10 @@ async def patch(
         village = values.get(
             "village_code", child["village_code"] if "commune_code" not in values else None
         )
-        commune = values.get("commune_code") or (village or "")[:6] or child["commune_code"]
-        if village is not None and village[:6] != commune:
+        commune = values.get("commune_code") or (
+            places.commune_of(village) if village else child["commune_code"]
+        )
+        if village is not None and places.commune_of(village) != commune:
             raise Unprocessable(
                 "village_code is not in commune_code",
                 errors=[{"field": "village_code", "message": "not in commune_code"}],
@@ -269,7 +262,7 @@ async def patch(
             values.get("given_name", child["given_name"]),
             values.get("family_name", child["family_name"]),
         )
-    return await _write(conn, child, values, "updated", "updated", ctx)
+    return await _write(conn, child, values, "updated", ctx)
 
 
 async def close(
@@ -278,9 +271,7 @@ async def close(
     child = await read(conn, child_id, ctx, lock=True)
     check_if_match(if_match, child["version"])
     status = domain.close(child["status"])
-    return await _write(
-        conn, child, {"status": status, "close_reason": reason}, "closed", "closed", ctx
-    )
+    return await _write(conn, child, {"status": status, "close_reason": reason}, "closed", ctx)
 
 
 async def reopen(
@@ -289,6 +280,4 @@ async def reopen(
     child = await read(conn, child_id, ctx, lock=True)
     check_if_match(if_match, child["version"])
     status = domain.reopen(child["status"])
-    return await _write(
-        conn, child, {"status": status, "close_reason": None}, "reopened", "reopened", ctx
-    )
+    return await _write(conn, child, {"status": status, "close_reason": None}, "reopened", ctx)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -14,6 +15,8 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.auth import Principal
+from libs.common.db import driver_connection
+from libs.common.events import CloudEvent
 from libs.common.http import Page
 from services.registry import domain
 from services.registry.models import (
@@ -26,7 +29,7 @@ from services.registry.models import (
     referral_access,
 )
 
-Child = RowMapping
+Child = Mapping[str, Any]  # a row: SQLAlchemy RowMapping or asyncpg Record
 
 
 # ---------------------------------------------------------------- access
@@ -44,6 +47,98 @@ def visible_to(principal: Principal) -> ColumnElement[bool]:
         )
         clauses.append(or_(children.c.owner_org == principal.org, children.c.id.in_(shared)))
     return and_(*clauses) if clauses else and_(True)
+
+
+def _visible_sql(areas: int, org: int) -> str:
+    """SQL form of visible_to for hand-written statements; see visibility_args."""
+    return (
+        f"(${areas}::text[] IS NULL OR place_code LIKE ANY(${areas}))"
+        f" AND (${org}::text IS NULL OR owner_org = ${org} OR id IN ("
+        f"SELECT child_id FROM registry.referral_access WHERE org = ${org} AND active))"
+    )
+
+
+def visibility_args(principal: Principal) -> tuple[list[str] | None, str | None]:
+    """Parameters of _visible_sql: LIKE patterns of the areas, and the partner's org."""
+    prefixes = principal.area_prefixes()
+    patterns = None if prefixes is None else [f"{p}%" for p in prefixes]
+    return patterns, principal.org if principal.is_partner else None
+
+
+# The hot paths below talk to asyncpg directly (libs.common.db.driver_connection): one
+# round trip each, prepared once per connection.
+_READ_SQL = f"SELECT * FROM registry.children WHERE id = $1 AND {_visible_sql(2, 3)}"
+_READ_FOR_UPDATE_SQL = _READ_SQL + " FOR UPDATE"
+_READ_AUDITED_SQL = (
+    f"WITH c AS ({_READ_SQL}), a AS ("
+    "INSERT INTO registry.audit_log (actor_sub, actor_org, action, child_id, request_id)"
+    " SELECT $4, $5, $6, id, $7 FROM c) SELECT * FROM c"
+)
+_RECORD_SQL = (
+    "WITH h AS (INSERT INTO registry.child_history"
+    " (child_id, version, action, actor_sub, actor_org, request_id, changes)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)),"
+    " a AS (INSERT INTO registry.audit_log (actor_sub, actor_org, action, child_id, request_id)"
+    " VALUES ($4, $5, $8, $1, $6))"
+    " INSERT INTO registry.outbox (id, type, payload) VALUES ($9::uuid, $10, $11::jsonb)"
+)
+_JSON_COLUMNS = frozenset({"caregiver", "consent", "external_ids"})
+
+
+async def read_child(
+    conn: AsyncConnection,
+    child_id: uuid.UUID,
+    principal: Principal,
+    *,
+    lock: bool = False,
+    audit: tuple[str, str] | None = None,
+) -> Child | None:
+    """A child visible to the principal; locked for update, or recorded as read (action,
+    request id) in the same round trip."""
+    pg = await driver_connection(conn)
+    areas, org = visibility_args(principal)
+    if audit is not None:
+        action, request_id = audit
+        return await pg.fetchrow(
+            _READ_AUDITED_SQL, child_id, areas, org, principal.sub, principal.org, action,
+            request_id,
+        )  # fmt: skip
+    return await pg.fetchrow(_READ_FOR_UPDATE_SQL if lock else _READ_SQL, child_id, areas, org)
+
+
+async def insert_child(conn: AsyncConnection, row: dict[str, Any]) -> Child:
+    """Insert one child, numbering its case `<commune>-<seq>` in the same statement."""
+    pg = await driver_connection(conn)
+    columns = [c for c in row if c != "case_number"]
+    values = [json.dumps(row[c]) if c in _JSON_COLUMNS else row[c] for c in columns]
+    placeholders = ", ".join(f"${i}" for i in range(2, len(columns) + 2))
+    sql = (
+        f"INSERT INTO registry.children (case_number, {', '.join(columns)}) VALUES "
+        f"($1 || '-' || lpad(nextval('registry.case_seq')::text, 7, '0'), {placeholders})"
+        " RETURNING *"
+    )
+    record: Child = await pg.fetchrow(sql, row["commune_code"], *values)
+    return record
+
+
+async def record_change(
+    conn: AsyncConnection,
+    child: Child,
+    *,
+    history_action: str,
+    changes: dict[str, Any],
+    audit_action: str,
+    principal: Principal,
+    request_id: str,
+    event: CloudEvent,
+) -> None:
+    """History, audit and outbox rows of one change to one child, in one round trip."""
+    pg = await driver_connection(conn)
+    await pg.execute(
+        _RECORD_SQL, child["id"], child["version"], history_action, principal.sub, principal.org,
+        request_id, json.dumps(changes), audit_action, event.id, event.type,
+        event.model_dump_json(),
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------- case numbers
@@ -99,22 +194,6 @@ async def insert_children(conn: AsyncConnection, rows: Sequence[dict[str, Any]])
     return list(result.mappings().all())
 
 
-async def get_child(
-    conn: AsyncConnection, child_id: uuid.UUID, principal: Principal, *, lock: bool = False
-) -> Child | None:
-    """One child visible to the principal (None when absent or not visible)."""
-    query = select(children).where(children.c.id == child_id, visible_to(principal))
-    if lock:
-        query = query.with_for_update()
-    return (await conn.execute(query)).mappings().first()
-
-
-async def get_children(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> list[Child]:
-    """Children by id (no access check: the caller already had them)."""
-    result = await conn.execute(select(children).where(children.c.id.in_(ids)))
-    return list(result.mappings().all())
-
-
 @dataclass(frozen=True)
 class ChildFilter:
     commune_code: str | None = None
@@ -162,21 +241,37 @@ async def update_child(
     return result.mappings().one()
 
 
+DUPLICATE_COLUMNS = (
+    children.c.id,
+    children.c.case_number,
+    children.c.name_search,
+    children.c.sex,
+    children.c.commune_code,
+    children.c.village_code,
+    children.c.birth_date,
+)
+
+
+_DUPLICATES_SQL = (
+    "SELECT id, case_number, name_search, sex, commune_code, village_code, birth_date"
+    " FROM registry.children WHERE commune_code = $1 AND sex = $2"
+    " AND birth_date BETWEEN $3 AND $4 AND ($5::uuid IS NULL OR id <> $5)"
+    f" AND {_visible_sql(6, 7)} LIMIT 200"
+)
+
+
 async def duplicate_candidates(
     conn: AsyncConnection, child: dict[str, Any] | Child, principal: Principal
 ) -> list[Child]:
     """Children of the same sex and commune born within a year, visible to the principal."""
+    pg = await driver_connection(conn)
     born: date = child["birth_date"]
-    c = children.c
-    query = select(children).where(
-        c.commune_code == child["commune_code"],
-        c.sex == child["sex"],
-        c.birth_date.between(born - timedelta(days=366), born + timedelta(days=366)),
-        visible_to(principal),
-    )
-    if child.get("id") is not None:
-        query = query.where(c.id != child["id"])
-    return list((await conn.execute(query.limit(200))).mappings().all())
+    year = timedelta(days=366)
+    rows: list[Child] = await pg.fetch(
+        _DUPLICATES_SQL, child["commune_code"], child["sex"], born - year, born + year,
+        child.get("id"), *visibility_args(principal),
+    )  # fmt: skip
+    return rows
 
 
 # ---------------------------------------------------------------- history
@@ -264,24 +359,26 @@ async def seal_audit(conn: AsyncConnection, batch: int = 5000) -> int:
     if not rows:
         return 0
     prev, chain_seq = bytes(head["hash"]), int(head["chain_seq"])
-    sealed: list[dict[str, Any]] = []
+    seqs, positions, prevs, hashes = [], [], [], []
     for row in rows:
         chain_seq += 1
         digest = domain.audit_link(prev, chain_seq, row)
-        sealed.append({"s": row["seq"], "c": chain_seq, "p": prev, "h": digest})
+        seqs.append(row["seq"])
+        positions.append(chain_seq)
+        prevs.append(prev)
+        hashes.append(digest)
         prev = digest
-    from sqlalchemy import bindparam
-
-    await conn.execute(
-        update(audit_log)
-        .where(audit_log.c.seq == bindparam("s"))
-        .values(chain_seq=bindparam("c"), prev_hash=bindparam("p"), hash=bindparam("h")),
-        sealed,
-    )
+    pg = await driver_connection(conn)
+    await pg.execute(
+        "UPDATE registry.audit_log a SET chain_seq = u.c, prev_hash = u.p, hash = u.h"
+        " FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[]) AS u(s, c, p, h)"
+        " WHERE a.seq = u.s",
+        seqs, positions, prevs, hashes,
+    )  # fmt: skip
     await conn.execute(
         update(audit_head).where(audit_head.c.id == 1).values(chain_seq=chain_seq, hash=prev)
     )
-    return len(sealed)
+    return len(seqs)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ async def stream_events(nats_url: str, subject: str = "registry.>") -> list[dict
         while True:
             try:
                 msgs = await sub.fetch(500, timeout=1)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises its own subclass or asyncio's
                 return events
             for msg in msgs:
                 events.append({**json.loads(msg.data), "_msg_id": msg.headers.get("Nats-Msg-Id")})

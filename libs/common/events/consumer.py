@@ -14,7 +14,6 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import nats.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import Column, DateTime, MetaData, String, Table, func
@@ -87,6 +86,7 @@ class DurableConsumer:
         self.batch = batch
         self.last_sequence = 0
         self._task: asyncio.Task[None] | None = None
+        self._sub: Any = None
         self._stopping = False
 
     def start(self) -> None:
@@ -107,15 +107,14 @@ class DurableConsumer:
         )
 
     async def _run(self) -> None:
-        sub: Any = None
         while not self._stopping:
             try:
                 await self.bus.wait_ready()
-                if sub is None:
-                    sub = await self._subscribe()
+                if self._sub is None:
+                    self._sub = await self._subscribe()
                 try:
-                    msgs = await sub.fetch(self.batch, timeout=1.0)
-                except nats.errors.TimeoutError:
+                    msgs = await self._sub.fetch(self.batch, timeout=1.0)
+                except TimeoutError:  # nats-py raises its own subclass or asyncio's: no news
                     continue
                 for msg in msgs:
                     await self.handle(msg)
@@ -123,7 +122,7 @@ class DurableConsumer:
                 raise
             except Exception as exc:
                 log.warning("consumer.failed", consumer=self.durable, error=type(exc).__name__)
-                sub = None
+                await self._unsubscribe()
                 await asyncio.sleep(1.0)
 
     async def handle(self, msg: Msg) -> None:
@@ -169,3 +168,14 @@ class DurableConsumer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._unsubscribe()
+
+    async def _unsubscribe(self) -> None:
+        """Drop the pull subscription's inbox (the durable consumer stays on the server).
+
+        Left open, it holds the connection's drain for its full 30 s timeout at shutdown.
+        """
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
