@@ -24,6 +24,7 @@ from deploy.local.supervisor import ProcessFailed, Supervisor
 COMPONENTS: list[tuple[str, str, str, int]] = [
     ("gateway", "gateway", "KOMAR_GATEWAY_PORT", 8000),
     ("registry", "services.registry", "KOMAR_REGISTRY_PORT", 8101),
+    ("referrals", "services.referrals", "KOMAR_REFERRALS_PORT", 8102),
 ]
 GATEWAY = "gateway"
 POSTGRES_PORT = 55432

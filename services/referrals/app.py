@@ -1,0 +1,92 @@
+"""The referrals app: the social services map and referral routing (SPEC §6)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from libs.common.app import install_common
+from libs.common.auth import JwksFetcher
+from libs.common.events.catalog import STREAMS
+from libs.common.runtime import ServiceRuntime
+from libs.common.settings import Settings
+from services.referrals import handlers, service
+from services.referrals.api import router
+from services.referrals.models import idempotency_keys, inbox, outbox
+
+SERVICE = "referrals"
+
+
+class ReferralsSettings(Settings):
+    """The shared settings plus the overdue sweeper's pace (KOMAR_REFERRALS_OVERDUE_SWEEP_S)."""
+
+    referrals_overdue_sweep_s: float = 5.0
+
+
+def create_runtime(
+    settings: ReferralsSettings, jwks_fetcher: JwksFetcher | None = None
+) -> ServiceRuntime:
+    """The long-lived parts: outbox relay, the children consumer, the overdue sweeper."""
+    rt = ServiceRuntime(
+        SERVICE,
+        settings,
+        outbox=outbox,
+        inbox=inbox,
+        idempotency=idempotency_keys,
+        streams={"REFERRALS": STREAMS["REFERRALS"], "REGISTRY": STREAMS["REGISTRY"]},
+        jwks_fetcher=jwks_fetcher,
+    )
+    rt.consume(
+        handlers.CHILDREN_DURABLE,
+        handlers.CHILDREN_STREAM,
+        handlers.CHILDREN_SUBJECT,
+        handlers.CHILD_HANDLERS,
+    )
+
+    async def sweep_overdue() -> None:
+        while True:
+            async with rt.db.transaction() as conn:
+                flagged = await service.flag_overdue(conn)
+            if flagged:
+                rt.relay.notify()
+            if len(flagged) < 500:
+                return
+
+    async def purge_idempotency() -> None:
+        async with rt.db.transaction() as conn:
+            await rt.idempotency.purge_expired(conn)
+
+    rt.every("overdue-sweeper", settings.referrals_overdue_sweep_s, sweep_overdue)
+    rt.every("idempotency-purge", 3600.0, purge_idempotency)
+    return rt
+
+
+def create_app(
+    settings: Settings | None = None, *, jwks_fetcher: JwksFetcher | None = None
+) -> FastAPI:
+    """The referrals ASGI app."""
+    if not isinstance(settings, ReferralsSettings):
+        settings = ReferralsSettings(**(settings.model_dump() if settings else {}))
+    rt = create_runtime(settings, jwks_fetcher)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await rt.start()
+        try:
+            yield
+        finally:
+            await rt.stop()
+
+    app = FastAPI(
+        title="Komar referrals",
+        version="1.0.0",
+        description="The social services map, and referrals followed to their outcome.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = rt
+    app.state.verifier = rt.verifier
+    install_common(app, service=SERVICE, max_body_bytes=settings.max_body_bytes, ready=rt.ready)
+    app.include_router(router)
+    return app

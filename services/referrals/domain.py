@@ -1,0 +1,289 @@
+"""Referral rules: the state machine, deadlines, routing, consent, who may see what. No I/O."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from typing import Any
+
+from libs.common import places
+from libs.common.auth import COUNTRY, Principal
+from libs.common.errors import Conflict, Forbidden, Unprocessable
+from libs.common.events.referrals_events import ProviderUpsertedV1, ReferralV1
+
+SERVICE_TYPES = (
+    "health",
+    "education",
+    "shelter",
+    "legal",
+    "psychosocial",
+    "family_tracing",
+    "social_protection",
+    "alternative_care",
+    "livelihood",
+)
+URGENCIES = ("emergency", "high", "normal")
+STATUSES = ("pending", "accepted", "declined", "completed", "cancelled")
+OPEN_STATUSES = frozenset({"pending", "accepted"})
+Record = Mapping[Any, Any]  # a row as the store returns it, or a plain dict
+
+OUTCOME_CODES = ("service_provided", "referred_on", "child_declined", "unreachable", "other")
+
+# How long a provider has to accept, by urgency (SPEC §6).
+DEADLINES = {
+    "emergency": timedelta(hours=24),
+    "high": timedelta(hours=72),
+    "normal": timedelta(days=7),
+}
+
+# action -> (from state -> to state). Anything not here is a 409.
+TRANSITIONS: dict[str, dict[str, str]] = {
+    "accept": {"pending": "accepted"},
+    "decline": {"pending": "declined"},
+    "complete": {"accepted": "completed"},
+    "cancel": {"pending": "cancelled", "accepted": "cancelled"},
+}
+
+
+# ---------------------------------------------------------------- state machine
+
+
+def transition(status: str, action: str) -> str:
+    """The state a referral in `status` moves to on `action`, else 409 naming the state."""
+    target = TRANSITIONS[action].get(status)
+    if target is None:
+        allowed = sorted(TRANSITIONS[action])
+        raise Conflict(
+            f"cannot {action} a referral that is {status}; only a referral that is "
+            f"{' or '.join(allowed)} can be {_past(action)}",
+            current_state=status,
+        )
+    return target
+
+
+def _past(action: str) -> str:
+    return {"accept": "accepted", "decline": "declined", "complete": "completed"}.get(
+        action, "cancelled"
+    )
+
+
+def load_change(before: str, after: str) -> int:
+    """How a transition changes the provider's count of open referrals."""
+    return int(after in OPEN_STATUSES) - int(before in OPEN_STATUSES)
+
+
+def due_at(created_at: datetime, urgency: str) -> datetime:
+    """When the provider must have accepted by."""
+    return created_at + DEADLINES[urgency]
+
+
+# ---------------------------------------------------------------- places and access
+
+
+def place_of(child: Record) -> str:
+    """A child's place: its village when known, else its commune."""
+    return str(child["village_code"] or child["commune_code"])
+
+
+def locality(areas: Iterable[str], place: str) -> int | None:
+    """How local a provider is to a place: the length of its most local area covering
+    the place (village 8, commune 6, district 4, province 2, KH 0), None when none does."""
+    best: int | None = None
+    for area in areas:
+        if area == COUNTRY:
+            score = 0
+        elif place.startswith(area):
+            score = len(area)
+        else:
+            continue
+        best = score if best is None else max(best, score)
+    return best
+
+
+def areas_overlap(mine: Iterable[str], theirs: Iterable[str]) -> bool:
+    """Whether two sets of areas share any ground (one contains the other somewhere)."""
+    theirs = list(theirs)
+    return any(
+        a == COUNTRY or b == COUNTRY or a.startswith(b) or b.startswith(a)
+        for a in mine
+        for b in theirs
+    )
+
+
+def may_manage_provider(principal: Principal, org: str, areas: Iterable[str]) -> None:
+    """403 unless every served area lies inside the principal's areas, and a partner
+    manages only its own organisation's providers."""
+    for area in areas:
+        if not principal.covers(area):
+            raise Forbidden(f"area {area} is outside your areas")
+    if principal.is_partner and org != principal.org:
+        raise Forbidden("a partner organisation manages only its own providers")
+
+
+def may_respond(principal: Principal, referral: Record) -> None:
+    """403 unless the principal belongs to the provider's organisation."""
+    if principal.org != referral["provider_org"]:
+        raise Forbidden("only the provider's organisation responds to this referral")
+
+
+def may_cancel(principal: Principal, referral: Record) -> None:
+    """403 unless the principal is of the referring organisation, or government covering
+    the child's place."""
+    if principal.org == referral["referrer_org"]:
+        return
+    if not principal.is_partner and principal.covers(referral["place_code"]):
+        return
+    raise Forbidden("only the referring organisation or government staff may cancel")
+
+
+# ---------------------------------------------------------------- consent
+
+
+def consent_override(principal: Principal, consent_given: bool, justification: str | None) -> bool:
+    """Whether this referral overrides missing consent (403/422 when it may not)."""
+    if consent_given:
+        return False
+    if principal.is_partner:
+        raise Forbidden(
+            "the child's caregiver has not consented to data sharing; "
+            "only a government principal may override that, with a justification"
+        )
+    if not justification:
+        raise Unprocessable(
+            "the child's caregiver has not consented to data sharing; "
+            "send consent_override.justification to override it",
+            errors=[{"field": "consent_override", "message": "required without consent"}],
+        )
+    return True
+
+
+# ---------------------------------------------------------------- routing
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A provider as routing sees it."""
+
+    id: uuid.UUID
+    active: bool
+    service_types: tuple[str, ...]
+    areas: tuple[str, ...]
+    capacity: int
+    open_referrals: int
+
+    @classmethod
+    def of(cls, row: Record) -> Candidate:
+        return cls(
+            id=row["id"],
+            active=bool(row["active"]),
+            service_types=tuple(row["service_types"]),
+            areas=tuple(row["areas"]),
+            capacity=int(row["capacity"]),
+            open_referrals=int(row["open_referrals"]),
+        )
+
+    @property
+    def full(self) -> bool:
+        return self.open_referrals >= self.capacity
+
+    @property
+    def load(self) -> Fraction:
+        return Fraction(self.open_referrals, self.capacity) if self.capacity else Fraction(1)
+
+
+def ineligibility(candidate: Candidate, service_type: str, place: str) -> str | None:
+    """Why a provider cannot take a referral for this service at this place, or None."""
+    if locality(candidate.areas, place) is None:
+        return f"the provider does not serve {place}"
+    if not candidate.active:
+        return "the provider is not active"
+    if service_type not in candidate.service_types:
+        return f"the provider does not offer {service_type}"
+    if candidate.full:
+        return "the provider is full (its open referrals reached its capacity)"
+    return None
+
+
+def rank_providers(
+    candidates: Iterable[Candidate],
+    service_type: str,
+    place: str,
+    exclude: Iterable[uuid.UUID] = (),
+) -> list[Candidate]:
+    """Providers that may take the referral, best first: the most local area, then the
+    lowest load relative to capacity, then by id (stable)."""
+    skip = set(exclude)
+    eligible = [
+        c for c in candidates if c.id not in skip and ineligibility(c, service_type, place) is None
+    ]
+    return sorted(eligible, key=lambda c: (-(locality(c.areas, place) or 0), c.load, str(c.id)))
+
+
+def no_provider(service_type: str, place: str) -> Unprocessable:
+    """422 naming the gap: which service, at which place."""
+    name = places.name_en(place) or place
+    return Unprocessable(
+        f"no active provider of {service_type} with free capacity serves {name} ({place})",
+        errors=[{"field": "service_type", "message": f"no provider available at {place}"}],
+        service_type=service_type,
+        place_code=place,
+        place_name=name,
+    )
+
+
+def named_provider_problem(reason: str) -> Unprocessable:
+    """422 for a provider_id that cannot take this referral."""
+    return Unprocessable(
+        f"provider_id: {reason}", errors=[{"field": "provider_id", "message": reason}]
+    )
+
+
+# ---------------------------------------------------------------- events
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def referral_event_data(referral: Record) -> ReferralV1:
+    """What events may say about a referral: codes and states, never its free text."""
+    previous = referral["previous_referral_id"]
+    return ReferralV1(
+        referral_id=str(referral["id"]),
+        child_id=str(referral["child_id"]),
+        commune_code=referral["commune_code"],
+        village_code=referral["village_code"],
+        service_type=referral["service_type"],
+        urgency=referral["urgency"],
+        status=referral["status"],
+        provider_id=str(referral["provider_id"]),
+        provider_org=referral["provider_org"],
+        referrer_org=referral["referrer_org"],
+        previous_referral_id=str(previous) if previous else None,
+        due_at=_iso(referral["due_at"]),
+        overdue=bool(referral["overdue"]),
+        consent_override=bool(referral["consent_override"]),
+        outcome_code=referral["outcome_code"] if referral["status"] == "completed" else None,
+        version=referral["version"],
+    )
+
+
+def provider_event_data(provider: Record) -> ProviderUpsertedV1:
+    """What events may say about a provider: no name, no contact."""
+    return ProviderUpsertedV1(
+        provider_id=str(provider["id"]),
+        org=provider["org"],
+        service_types=sorted(provider["service_types"]),
+        areas=sorted(provider["areas"]),
+        capacity=provider["capacity"],
+        active=provider["active"],
+        version=provider["version"],
+    )
+
+
+def unique_sorted(values: Sequence[str]) -> list[str]:
+    """A set as a stable list."""
+    return sorted(set(values))

@@ -1,0 +1,49 @@
+"""Event handlers: what the referrals service learns from other services' events."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.common.events import CloudEvent
+from libs.common.events.catalog import ChildV1, model_for
+from libs.common.events.consumer import Handler
+from libs.common.logging import get_logger
+from services.referrals import store
+
+log = get_logger(__name__)
+
+CHILDREN_DURABLE = "referrals-children"
+CHILDREN_STREAM = "REGISTRY"
+CHILDREN_SUBJECT = "registry.child.>"
+
+
+async def apply_child(conn: AsyncConnection, event: CloudEvent) -> None:
+    """Keep the child's place, owner, status and consent; an older version never wins."""
+    data = model_for(event.type).model_validate(event.data)
+    if not isinstance(data, ChildV1):  # the catalogue says otherwise: a bug, not bad input
+        raise TypeError(f"{event.type} does not carry a child")
+    applied = await store.apply_child(
+        conn,
+        {
+            "id": uuid.UUID(data.child_id),
+            "commune_code": data.commune_code,
+            "village_code": data.village_code,
+            "place_code": data.village_code or data.commune_code,
+            "owner_org": data.owner_org,
+            "status": data.status,
+            "data_sharing_consent": data.data_sharing_consent,
+            "version": data.version,
+        },
+    )
+    if not applied:
+        log.info("child.stale_event", child_id=data.child_id, version=data.version)
+
+
+CHILD_HANDLERS: dict[str, Handler] = {
+    "registry.child.registered.v1": apply_child,
+    "registry.child.updated.v1": apply_child,
+    "registry.child.closed.v1": apply_child,
+    "registry.child.reopened.v1": apply_child,
+}

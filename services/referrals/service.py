@@ -1,0 +1,425 @@
+"""The referrals use cases: each runs in the caller's transaction and returns what to answer."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.common.auth import Principal
+from libs.common.errors import Conflict, NotFound
+from libs.common.events import CloudEvent, new_event
+from libs.common.events.outbox import write_events
+from libs.common.http import check_if_match
+from libs.common.logging import get_logger
+from services.referrals import domain, store
+from services.referrals.domain import Candidate
+from services.referrals.models import outbox
+from services.referrals.schemas import ProviderIn, ProviderPatch, ReferralIn
+
+SERVICE = "referrals"
+log = get_logger(__name__)
+
+CHILD_NOT_FOUND = (
+    "no such child visible to you (a child registered moments ago may not have "
+    "reached the referrals service yet: try again shortly)"
+)
+
+
+@dataclass
+class Context:
+    """Who acts, in which request, and the events the unit of work will emit."""
+
+    principal: Principal
+    request_id: str | None
+    events: list[CloudEvent] = field(default_factory=list)
+
+    def provider_changed(self, provider: Any) -> None:
+        self.events.append(
+            new_event(
+                SERVICE,
+                "referrals.provider.upserted.v1",
+                str(provider["id"]),
+                domain.provider_event_data(provider),
+                self.request_id,
+            )
+        )
+
+    def referral_changed(self, verb: str, referral: Any) -> None:
+        self.events.append(_referral_event(verb, referral, self.request_id))
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        """Write the pending events to the outbox, in this transaction."""
+        await write_events(conn, outbox, self.events)
+        self.events.clear()
+
+
+def _referral_event(verb: str, referral: Any, request_id: str | None) -> CloudEvent:
+    return new_event(
+        SERVICE,
+        f"referrals.referral.{verb}.v1",
+        str(referral["id"]),
+        domain.referral_event_data(referral),
+        request_id,
+    )
+
+
+# ---------------------------------------------------------------- providers
+
+
+def _contact(contact: Any) -> dict[str, Any] | None:
+    return None if contact is None else contact.model_dump(mode="json", exclude_none=True)
+
+
+async def create_provider(conn: AsyncConnection, body: ProviderIn, ctx: Context) -> Any:
+    """Put a provider on the map."""
+    areas = domain.unique_sorted(body.areas)
+    domain.may_manage_provider(ctx.principal, body.org, areas)
+    provider = await store.insert_provider(
+        conn,
+        {
+            "id": uuid.uuid4(),
+            "name": body.name,
+            "org": body.org,
+            "service_types": domain.unique_sorted([s.value for s in body.service_types]),
+            "areas": areas,
+            "contact": _contact(body.contact),
+            "capacity": body.capacity,
+            "active": body.active,
+            "created_by": ctx.principal.sub,
+        },
+    )
+    ctx.provider_changed(provider)
+    await ctx.flush(conn)
+    return provider
+
+
+async def read_provider(
+    conn: AsyncConnection, provider_id: uuid.UUID, principal: Principal, *, lock: bool = False
+) -> Any:
+    """A provider serving somewhere in the principal's areas; 404 otherwise."""
+    provider = await store.get_provider(conn, provider_id, principal, lock=lock)
+    if provider is None:
+        raise NotFound("no such provider")
+    return provider
+
+
+async def patch_provider(
+    conn: AsyncConnection,
+    provider_id: uuid.UUID,
+    change: ProviderPatch,
+    if_match: str,
+    ctx: Context,
+) -> Any:
+    """Apply a merge patch to the version the client read."""
+    provider = await read_provider(conn, provider_id, ctx.principal, lock=True)
+    check_if_match(if_match, provider["version"])
+    domain.may_manage_provider(ctx.principal, provider["org"], provider["areas"])
+    values = change.model_dump(mode="json", exclude_unset=True)
+    if "areas" in values:
+        values["areas"] = domain.unique_sorted(values["areas"])
+        domain.may_manage_provider(ctx.principal, provider["org"], values["areas"])
+    if "service_types" in values:
+        values["service_types"] = domain.unique_sorted(values["service_types"])
+    if "contact" in values:
+        values["contact"] = _contact(change.contact)
+    if "capacity" in values and values["capacity"] < provider["open_referrals"]:
+        raise Conflict(
+            f"capacity {values['capacity']} is below the {provider['open_referrals']} open "
+            "referrals the provider holds; set active to false to stop new referrals instead",
+            errors=[{"field": "capacity", "message": "below the open referrals"}],
+        )
+    updated = await store.update_provider(conn, provider_id, provider["version"], values)
+    ctx.provider_changed(updated)
+    await ctx.flush(conn)
+    return updated
+
+
+async def deactivate_provider(
+    conn: AsyncConnection, provider_id: uuid.UUID, if_match: str | None, ctx: Context
+) -> Any:
+    """Take a provider off routing; its open referrals stay with it. Repeating is a no-op."""
+    provider = await read_provider(conn, provider_id, ctx.principal, lock=True)
+    check_if_match(if_match, provider["version"])
+    domain.may_manage_provider(ctx.principal, provider["org"], provider["areas"])
+    if not provider["active"]:
+        return provider
+    updated = await store.update_provider(conn, provider_id, provider["version"], {"active": False})
+    ctx.provider_changed(updated)
+    await ctx.flush(conn)
+    return updated
+
+
+# ---------------------------------------------------------------- routing
+
+
+async def _route(
+    conn: AsyncConnection,
+    service_type: str,
+    place: str,
+    exclude: list[uuid.UUID],
+    release: uuid.UUID | None = None,
+) -> Any:
+    """Assign the best provider for the service at the place and count the referral in
+    its load; None when none is left. `release` is a provider giving a referral back in the
+    same transaction (a decline): both rows are locked in id order, so routers never
+    deadlock, and an attempt that finds its choice taken meanwhile is rolled back whole."""
+    rows = await store.routing_candidates(conn, service_type, place, exclude)
+    ranked = domain.rank_providers([Candidate.of(r) for r in rows], service_type, place, exclude)
+    for candidate in ranked:
+        attempt = await conn.begin_nested()
+        ids = [candidate.id] if release is None else [candidate.id, release]
+        locked = await store.lock_providers(conn, ids)
+        chosen = locked.get(candidate.id)
+        if chosen is None or domain.ineligibility(Candidate.of(chosen), service_type, place):
+            await attempt.rollback()  # releases the locks taken in this attempt
+            continue
+        await store.change_open_referrals(conn, candidate.id, +1)
+        if release is not None:
+            await store.change_open_referrals(conn, release, -1)
+        await attempt.commit()
+        return chosen
+    if release is not None:
+        await _release(conn, release)
+    return None
+
+
+async def _claim_named(
+    conn: AsyncConnection, provider_id: uuid.UUID, service_type: str, place: str
+) -> Any:
+    """The provider the referrer chose, if it can take the referral (422 otherwise)."""
+    provider = (await store.lock_providers(conn, [provider_id])).get(provider_id)
+    if provider is None:
+        raise domain.named_provider_problem(f"no such provider serves {place}")
+    why = domain.ineligibility(Candidate.of(provider), service_type, place)
+    if why is not None:
+        raise domain.named_provider_problem(why)
+    await store.change_open_referrals(conn, provider_id, +1)
+    return provider
+
+
+async def _release(conn: AsyncConnection, provider_id: uuid.UUID) -> None:
+    """A referral stops counting in its provider's load."""
+    await store.lock_providers(conn, [provider_id])
+    await store.change_open_referrals(conn, provider_id, -1)
+
+
+# ---------------------------------------------------------------- referrals
+
+
+async def create_referral(conn: AsyncConnection, body: ReferralIn, ctx: Context) -> Any:
+    """Refer a visible, open child for a service, routed unless a provider is named."""
+    principal = ctx.principal
+    child = await store.get_child(conn, body.child_id)
+    shared: list[str] = []
+    if child is not None and principal.is_partner:  # a share matters only to partners
+        shared = await store.orgs_sharing_child(conn, body.child_id)
+    if child is None or not principal.sees(domain.place_of(child), child["owner_org"], shared):
+        raise NotFound(CHILD_NOT_FOUND)
+    if child["status"] != "open":
+        raise Conflict("the child's case is closed; reopen it in the registry to refer the child")
+    justification = body.consent_override.justification if body.consent_override else None
+    override = domain.consent_override(principal, child["data_sharing_consent"], justification)
+    place = domain.place_of(child)
+    service_type = body.service_type.value
+    if body.provider_id is not None:
+        provider = await _claim_named(conn, body.provider_id, service_type, place)
+    else:
+        provider = await _route(conn, service_type, place, [])
+        if provider is None:
+            raise domain.no_provider(service_type, place)
+    now = await store.now(conn)
+    referral = await store.insert_referral(
+        conn,
+        {
+            "id": uuid.uuid4(),
+            "child_id": child["id"],
+            "service_type": service_type,
+            "urgency": body.urgency.value,
+            "reason": body.reason,
+            "provider_id": provider["id"],
+            "provider_org": provider["org"],
+            "status": "pending",
+            "due_at": domain.due_at(now, body.urgency.value),
+            "commune_code": child["commune_code"],
+            "village_code": child["village_code"],
+            "place_code": place,
+            "referrer_sub": principal.sub,
+            "referrer_org": principal.org,
+            "consent_override": override,
+            "override_justification": justification if override else None,
+            "override_by_sub": principal.sub if override else None,
+            "override_by_org": principal.org if override else None,
+        },
+    )
+    ctx.referral_changed("created", referral)
+    await ctx.flush(conn)
+    log.info(
+        "referral.routed",
+        referral_id=str(referral["id"]),
+        provider_id=str(provider["id"]),
+        named=body.provider_id is not None,
+    )
+    return referral
+
+
+async def read_referral(
+    conn: AsyncConnection, referral_id: uuid.UUID, principal: Principal, *, lock: bool = False
+) -> Any:
+    """A visible referral; 404 otherwise."""
+    referral = await store.get_referral(conn, referral_id, principal, lock=lock)
+    if referral is None:
+        raise NotFound("no such referral")
+    return referral
+
+
+def _acted(ctx: Context) -> dict[str, Any]:
+    return {"acted_by_sub": ctx.principal.sub, "acted_by_org": ctx.principal.org}
+
+
+async def _respond(
+    conn: AsyncConnection, referral_id: uuid.UUID, action: str, if_match: str | None, ctx: Context
+) -> tuple[Any, str]:
+    """Lock a referral the principal's organisation provides; the state the action leads to."""
+    referral = await read_referral(conn, referral_id, ctx.principal, lock=True)
+    domain.may_respond(ctx.principal, referral)
+    check_if_match(if_match, referral["version"])
+    return referral, domain.transition(referral["status"], action)
+
+
+async def accept(
+    conn: AsyncConnection, referral_id: uuid.UUID, if_match: str | None, ctx: Context
+) -> Any:
+    """The provider takes the child on."""
+    referral, status = await _respond(conn, referral_id, "accept", if_match, ctx)
+    now = await store.now(conn)
+    updated = await store.update_referral(
+        conn,
+        referral_id,
+        referral["version"],
+        {"status": status, "accepted_at": now, **_acted(ctx)},
+    )
+    ctx.referral_changed("accepted", updated)
+    await ctx.flush(conn)
+    return updated
+
+
+@dataclass
+class Declined:
+    referral: Any
+    rerouted_to: Any | None
+
+
+async def decline(
+    conn: AsyncConnection, referral_id: uuid.UUID, reason: str, if_match: str | None, ctx: Context
+) -> Declined:
+    """The provider declines; the referral goes on to the next provider when one is left."""
+    referral, status = await _respond(conn, referral_id, "decline", if_match, ctx)
+    now = await store.now(conn)
+    declined = await store.update_referral(
+        conn,
+        referral_id,
+        referral["version"],
+        {"status": status, "decline_reason": reason, "closed_at": now, **_acted(ctx)},
+    )
+    ctx.referral_changed("declined", declined)
+    rerouted = None
+    child = await store.get_child(conn, referral["child_id"])
+    if child is None or child["status"] != "open":
+        await _release(conn, referral["provider_id"])
+    else:
+        exclude = await store.chain_providers(conn, referral_id)
+        provider = await _route(
+            conn, referral["service_type"], referral["place_code"], exclude, referral["provider_id"]
+        )
+        if provider is not None:
+            rerouted = await store.insert_referral(
+                conn, _rerouted_row(referral, provider, domain.due_at(now, referral["urgency"]))
+            )
+            ctx.referral_changed("created", rerouted)
+    await ctx.flush(conn)
+    log.info(
+        "referral.declined",
+        referral_id=str(referral_id),
+        rerouted_to=str(rerouted["id"]) if rerouted else None,
+    )
+    return Declined(declined, rerouted)
+
+
+def _rerouted_row(referral: Any, provider: Any, due_at: Any) -> dict[str, Any]:
+    """The next referral of a chain: the same child, service, reason and referrer."""
+    copied = (
+        "child_id", "service_type", "urgency", "reason", "commune_code", "village_code",
+        "place_code", "referrer_sub", "referrer_org", "consent_override",
+        "override_justification", "override_by_sub", "override_by_org",
+    )  # fmt: skip
+    return {
+        **{k: referral[k] for k in copied},
+        "id": uuid.uuid4(),
+        "provider_id": provider["id"],
+        "provider_org": provider["org"],
+        "status": "pending",
+        "due_at": due_at,
+        "previous_referral_id": referral["id"],
+    }
+
+
+async def complete(
+    conn: AsyncConnection,
+    referral_id: uuid.UUID,
+    outcome_code: str,
+    note: str | None,
+    if_match: str | None,
+    ctx: Context,
+) -> Any:
+    """The provider reports the outcome of an accepted referral."""
+    referral, status = await _respond(conn, referral_id, "complete", if_match, ctx)
+    now = await store.now(conn)
+    updated = await store.update_referral(
+        conn,
+        referral_id,
+        referral["version"],
+        {
+            "status": status,
+            "outcome_code": outcome_code,
+            "outcome_note": note,
+            "closed_at": now,
+            **_acted(ctx),
+        },
+    )
+    await _release(conn, referral["provider_id"])
+    ctx.referral_changed("completed", updated)
+    await ctx.flush(conn)
+    return updated
+
+
+async def cancel(
+    conn: AsyncConnection, referral_id: uuid.UUID, reason: str, if_match: str | None, ctx: Context
+) -> Any:
+    """The referrer (or government staff of the place) withdraws the referral."""
+    referral = await read_referral(conn, referral_id, ctx.principal, lock=True)
+    domain.may_cancel(ctx.principal, referral)
+    check_if_match(if_match, referral["version"])
+    status = domain.transition(referral["status"], "cancel")
+    now = await store.now(conn)
+    updated = await store.update_referral(
+        conn,
+        referral_id,
+        referral["version"],
+        {"status": status, "cancel_reason": reason, "closed_at": now, **_acted(ctx)},
+    )
+    await _release(conn, referral["provider_id"])
+    ctx.referral_changed("cancelled", updated)
+    await ctx.flush(conn)
+    return updated
+
+
+async def flag_overdue(conn: AsyncConnection, batch: int = 500) -> list[Any]:
+    """Flag pending referrals past their due time, one overdue event each, exactly once."""
+    flagged = await store.flag_overdue(conn, batch)
+    await write_events(conn, outbox, [_referral_event("overdue", r, None) for r in flagged])
+    for r in flagged:
+        log.info("referral.overdue", referral_id=str(r["id"]), provider_id=str(r["provider_id"]))
+    return flagged

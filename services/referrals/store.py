@@ -1,0 +1,312 @@
+"""Every SQL statement of the referrals service."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    cast,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.common import places
+from libs.common.auth import Principal
+from libs.common.http import Page
+from services.referrals.models import children, providers, referrals
+
+Row = RowMapping
+
+
+def _codes(values: Sequence[str]) -> Any:
+    return cast(literal(list(values), ARRAY(String)), ARRAY(String))
+
+
+async def now(conn: AsyncConnection) -> datetime:
+    """The transaction's clock (one clock for every replica: the database's)."""
+    value: datetime = (await conn.execute(select(func.now()))).scalar_one()
+    return value
+
+
+# ---------------------------------------------------------------- providers
+
+
+def provider_visible_to(principal: Principal) -> ColumnElement[bool]:
+    """A provider is visible when one of its served areas overlaps the principal's areas."""
+    prefixes = principal.area_prefixes()
+    if prefixes is None:
+        return true()
+    around = sorted({p for area in prefixes for p in places.parents(area)})
+    served = func.unnest(providers.c.areas).table_valued("code").render_derived()
+    inside = exists(
+        select(literal(1))
+        .select_from(served)
+        .where(or_(*[served.c.code.startswith(p) for p in prefixes]))
+    )
+    return or_(providers.c.areas.overlap(_codes(around)), inside)
+
+
+async def insert_provider(conn: AsyncConnection, row: dict[str, Any]) -> Row:
+    result = await conn.execute(insert(providers).values(**row).returning(*providers.c))
+    return result.mappings().one()
+
+
+async def get_provider(
+    conn: AsyncConnection,
+    provider_id: uuid.UUID,
+    principal: Principal | None = None,
+    *,
+    lock: bool = False,
+) -> Row | None:
+    """One provider (visible to the principal when one is given); None otherwise."""
+    query = select(providers).where(providers.c.id == provider_id)
+    if principal is not None:
+        query = query.where(provider_visible_to(principal))
+    if lock:
+        query = query.with_for_update(of=providers)
+    return (await conn.execute(query)).mappings().first()
+
+
+async def lock_providers(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Row]:
+    """Lock providers in id order (one global order, so two routers never deadlock)."""
+    rows = (
+        await conn.execute(
+            select(providers)
+            .where(providers.c.id.in_(list(ids)))
+            .order_by(providers.c.id)
+            .with_for_update()
+        )
+    ).mappings()
+    return {r["id"]: r for r in rows}
+
+
+async def change_open_referrals(conn: AsyncConnection, provider_id: uuid.UUID, delta: int) -> None:
+    """Add to a provider's count of open referrals (its row is locked by the caller)."""
+    if delta:
+        await conn.execute(
+            update(providers)
+            .where(providers.c.id == provider_id)
+            .values(open_referrals=providers.c.open_referrals + delta)
+        )
+
+
+@dataclass(frozen=True)
+class ProviderFilter:
+    service_type: str | None = None
+    commune_code: str | None = None
+    active: bool | None = None
+
+
+async def list_providers(
+    conn: AsyncConnection, principal: Principal, flt: ProviderFilter, page: Page
+) -> list[Row]:
+    """Visible providers in (updated_at, id) order, one more than the page."""
+    c = providers.c
+    query = select(providers).where(provider_visible_to(principal))
+    if flt.service_type:
+        query = query.where(c.service_types.contains(_codes([flt.service_type])))
+    if flt.commune_code:
+        query = query.where(c.areas.overlap(_codes(places.parents(flt.commune_code))))
+    if flt.active is not None:
+        query = query.where(c.active.is_(flt.active))
+    if page.updated_since is not None:
+        query = query.where(c.updated_at >= page.updated_since)
+    if page.after is not None:
+        at, last_id = page.after
+        query = query.where(tuple_(c.updated_at, c.id) > tuple_(at, last_id))
+    query = query.order_by(c.updated_at, c.id).limit(page.limit + 1)
+    return list((await conn.execute(query)).mappings().all())
+
+
+async def update_provider(
+    conn: AsyncConnection, provider_id: uuid.UUID, version: int, values: dict[str, Any]
+) -> Row:
+    """Write new values and bump the version (the row is already locked by the caller)."""
+    result = await conn.execute(
+        update(providers)
+        .where(providers.c.id == provider_id, providers.c.version == version)
+        .values(**values, version=version + 1, updated_at=func.now())
+        .returning(*providers.c)
+    )
+    return result.mappings().one()
+
+
+async def routing_candidates(
+    conn: AsyncConnection, service_type: str, place: str, exclude: Sequence[uuid.UUID]
+) -> list[Row]:
+    """Active providers of the service serving the place with room left (not locked)."""
+    c = providers.c
+    query = select(providers).where(
+        c.active.is_(True),
+        c.service_types.contains(_codes([service_type])),
+        c.areas.overlap(_codes(places.parents(place))),
+        c.open_referrals < c.capacity,
+    )
+    if exclude:
+        query = query.where(c.id.not_in(list(exclude)))
+    return list((await conn.execute(query)).mappings().all())
+
+
+# ---------------------------------------------------------------- children (projection)
+
+
+async def apply_child(conn: AsyncConnection, values: dict[str, Any]) -> bool:
+    """Insert or update a child unless the stored version is as new; True if applied."""
+    new = insert(children).values(**values)
+    stmt = new.on_conflict_do_update(
+        index_elements=[children.c.id],
+        set_={k: new.excluded[k] for k in values if k != "id"} | {"synced_at": func.now()},
+        where=children.c.version < new.excluded.version,
+    ).returning(children.c.id)
+    return (await conn.scalar(stmt)) is not None
+
+
+async def get_child(conn: AsyncConnection, child_id: uuid.UUID) -> Row | None:
+    return (
+        (await conn.execute(select(children).where(children.c.id == child_id))).mappings().first()
+    )
+
+
+async def orgs_sharing_child(conn: AsyncConnection, child_id: uuid.UUID) -> list[str]:
+    """Organisations holding an active (accepted) referral for the child."""
+    r = referrals.c
+    result = await conn.execute(
+        select(r.provider_org).where(r.child_id == child_id, r.status == "accepted").distinct()
+    )
+    return list(result.scalars())
+
+
+# ---------------------------------------------------------------- referrals
+
+
+def referral_visible_to(principal: Principal) -> ColumnElement[bool]:
+    """The principal's areas cover the child's place; a partner must also be the provider's
+    or the referrer's organisation."""
+    r = referrals.c
+    clauses: list[ColumnElement[bool]] = []
+    prefixes = principal.area_prefixes()
+    if prefixes is not None:
+        clauses.append(or_(*[r.place_code.startswith(p) for p in prefixes]))
+    if principal.is_partner:
+        clauses.append(or_(r.provider_org == principal.org, r.referrer_org == principal.org))
+    return and_(*clauses) if clauses else true()
+
+
+async def insert_referral(conn: AsyncConnection, row: dict[str, Any]) -> Row:
+    result = await conn.execute(insert(referrals).values(**row).returning(*referrals.c))
+    return result.mappings().one()
+
+
+async def get_referral(
+    conn: AsyncConnection, referral_id: uuid.UUID, principal: Principal, *, lock: bool = False
+) -> Row | None:
+    """One referral visible to the principal (None when absent or not visible)."""
+    query = select(referrals).where(referrals.c.id == referral_id, referral_visible_to(principal))
+    if lock:
+        query = query.with_for_update(of=referrals)
+    return (await conn.execute(query)).mappings().first()
+
+
+async def update_referral(
+    conn: AsyncConnection, referral_id: uuid.UUID, version: int, values: dict[str, Any]
+) -> Row:
+    """Write new values and bump the version (the row is already locked by the caller)."""
+    result = await conn.execute(
+        update(referrals)
+        .where(referrals.c.id == referral_id, referrals.c.version == version)
+        .values(**values, version=version + 1, updated_at=func.now())
+        .returning(*referrals.c)
+    )
+    return result.mappings().one()
+
+
+async def chain_providers(conn: AsyncConnection, referral_id: uuid.UUID) -> list[uuid.UUID]:
+    """Providers of a referral and of every referral it was re-routed from."""
+    r = referrals.c
+    chain = (
+        select(r.id, r.provider_id, r.previous_referral_id)
+        .where(r.id == referral_id)
+        .cte("chain", recursive=True)
+    )
+    earlier = referrals.alias("earlier")
+    chain = chain.union_all(
+        select(earlier.c.id, earlier.c.provider_id, earlier.c.previous_referral_id).where(
+            earlier.c.id == chain.c.previous_referral_id
+        )
+    )
+    return list((await conn.execute(select(chain.c.provider_id).distinct())).scalars())
+
+
+@dataclass(frozen=True)
+class ReferralFilter:
+    child_id: uuid.UUID | None = None
+    provider_id: uuid.UUID | None = None
+    status: str | None = None
+    overdue: bool | None = None
+    service_type: str | None = None
+
+
+async def list_referrals(
+    conn: AsyncConnection, principal: Principal, flt: ReferralFilter, page: Page
+) -> list[Row]:
+    """Visible referrals in (updated_at, id) order, one more than the page."""
+    c = referrals.c
+    query = select(referrals).where(referral_visible_to(principal))
+    if flt.child_id is not None:
+        query = query.where(c.child_id == flt.child_id)
+    if flt.provider_id is not None:
+        query = query.where(c.provider_id == flt.provider_id)
+    if flt.status:
+        query = query.where(c.status == flt.status)
+    if flt.overdue is not None:
+        query = query.where(c.overdue.is_(flt.overdue))
+    if flt.service_type:
+        query = query.where(c.service_type == flt.service_type)
+    if page.updated_since is not None:
+        query = query.where(c.updated_at >= page.updated_since)
+    if page.after is not None:
+        at, last_id = page.after
+        query = query.where(tuple_(c.updated_at, c.id) > tuple_(at, last_id))
+    query = query.order_by(c.updated_at, c.id).limit(page.limit + 1)
+    return list((await conn.execute(query)).mappings().all())
+
+
+async def flag_overdue(conn: AsyncConnection, batch: int = 500) -> list[Row]:
+    """Flag pending referrals past due, each exactly once however many sweepers run.
+
+    One statement: rows another transaction holds (a sweeper, or a provider accepting
+    right now) are skipped and looked at again next sweep; a row flagged by a sweeper
+    that committed first no longer matches `NOT overdue` when re-checked.
+    """
+    r = referrals.c
+    due = (
+        select(r.id)
+        .where(r.status == "pending", r.overdue.is_(False), r.due_at < func.now())
+        .order_by(r.due_at)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+        .cte("due")
+    )
+    result = await conn.execute(
+        update(referrals)
+        .where(r.id == due.c.id, r.status == "pending", r.overdue.is_(False))
+        .values(overdue=True, version=r.version + 1, updated_at=func.now())
+        .returning(*referrals.c)
+    )
+    return list(result.mappings().all())
