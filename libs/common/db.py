@@ -36,6 +36,16 @@ class Database:
         async with self.engine.begin() as conn:
             yield conn
 
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection without an explicit transaction: each statement commits alone.
+
+        For a unit of work that is one statement (a read and its audit row in one CTE),
+        saving the BEGIN and COMMIT round trips.
+        """
+        async with self.engine.connect() as conn:
+            yield conn
+
     async def ping(self) -> bool:
         """Whether the database answers."""
         try:

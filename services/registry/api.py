@@ -192,7 +192,7 @@ async def read_child(
     """One child."""
     principal.require("registry:read")
     ctx = context(request, principal)
-    async with rt.db.transaction() as conn:
+    async with rt.db.connection() as conn:  # one statement: the read and its audit row
         child = await service.read_audited(conn, parse_id(child_id), ctx)
     return json_response(child_out(child), version=child["version"])
 
