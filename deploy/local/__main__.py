@@ -25,6 +25,7 @@ COMPONENTS: list[tuple[str, str, str, int]] = [
     ("gateway", "gateway", "KOMAR_GATEWAY_PORT", 8000),
     ("registry", "services.registry", "KOMAR_REGISTRY_PORT", 8101),
     ("referrals", "services.referrals", "KOMAR_REFERRALS_PORT", 8102),
+    ("funds", "services.funds", "KOMAR_FUNDS_PORT", 8103),
 ]
 GATEWAY = "gateway"
 POSTGRES_PORT = 55432

@@ -1,0 +1,422 @@
+"""Every SQL statement of the funds service.
+
+Locks: an action on a grant locks the grant row first, then (when money moves) the fund
+row, always in that order, so two transactions never wait on each other in a circle. Both
+are `FOR NO KEY UPDATE`: exclusive among writers (it is the lock an UPDATE takes) but it
+does not block other transactions inserting rows that merely reference the fund by key.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, or_, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.common.auth import Principal
+from libs.common.http import Page
+from services.funds import domain
+from services.funds.models import children, funds, grant_actions, grants, ledger
+
+Row = RowMapping
+
+
+def constraint_of(exc: IntegrityError) -> str | None:
+    """The name of the constraint a failed statement violated, when PostgreSQL says."""
+    cause = getattr(exc.orig, "__cause__", None)
+    name = getattr(cause, "constraint_name", None)
+    return str(name) if name else None
+
+
+# ---------------------------------------------------------------- the children projection
+
+
+async def upsert_child(conn: AsyncConnection, row: dict[str, Any]) -> None:
+    """Insert or refresh a projected child; an older version never overwrites a newer one."""
+    stmt = insert(children).values(**row)
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[children.c.id],
+            set_={k: stmt.excluded[k] for k in row if k != "id"},
+            where=children.c.version < stmt.excluded.version,
+        )
+    )
+
+
+def child_visible_to(principal: Principal) -> ColumnElement[bool]:
+    """SPEC §3 for a projected child: the area covers its place; a partner must own it."""
+    clauses: list[ColumnElement[bool]] = []
+    prefixes = principal.area_prefixes()
+    if prefixes is not None:
+        place = func.coalesce(children.c.village_code, children.c.commune_code)
+        clauses.append(or_(*[place.startswith(p, autoescape=True) for p in prefixes]))
+    if principal.is_partner:
+        clauses.append(children.c.owner_org == principal.org)
+    return and_(*clauses) if clauses else and_(True)
+
+
+async def get_child(conn: AsyncConnection, child_id: uuid.UUID, principal: Principal) -> Row | None:
+    """A projected child visible to the principal (None when absent or not visible)."""
+    query = select(children).where(children.c.id == child_id, child_visible_to(principal))
+    return (await conn.execute(query)).mappings().first()
+
+
+# ---------------------------------------------------------------- funds
+
+
+def fund_visible_to(principal: Principal) -> ColumnElement[bool]:
+    """SQL form of domain.fund_visible: the fund's area and the principal's overlap."""
+    prefixes = principal.area_prefixes()
+    if prefixes is None:
+        return and_(True)
+    containing = sorted({p for a in prefixes for p in domain.area_prefixes(a)})
+    return or_(
+        funds.c.commune_code.in_(containing),
+        *[funds.c.commune_code.startswith(a, autoescape=True) for a in prefixes],
+    )
+
+
+async def insert_fund(conn: AsyncConnection, row: dict[str, Any]) -> Row:
+    """Insert a fund; return it as stored (with its derived balance)."""
+    return (await conn.execute(insert(funds).values(**row).returning(*funds.c))).mappings().one()
+
+
+async def get_fund(
+    conn: AsyncConnection, fund_id: uuid.UUID, principal: Principal, *, lock: bool = False
+) -> Row | None:
+    """A fund visible to the principal, optionally locked for a change of its totals."""
+    query = select(funds).where(funds.c.id == fund_id, fund_visible_to(principal))
+    if lock:
+        query = query.with_for_update(key_share=True)
+    return (await conn.execute(query)).mappings().first()
+
+
+async def lock_fund(conn: AsyncConnection, fund_id: uuid.UUID) -> Row:
+    """Lock a fund row (the caller already holds a visible grant of it) and read it."""
+    query = select(funds).where(funds.c.id == fund_id).with_for_update(key_share=True)
+    return (await conn.execute(query)).mappings().one()
+
+
+async def move_money(
+    conn: AsyncConnection,
+    fund_id: uuid.UUID,
+    *,
+    topped_up: int = 0,
+    committed: int = 0,
+    disbursed: int = 0,
+) -> Row:
+    """Change a fund's running totals in one statement and bump its version."""
+    f = funds.c
+    result = await conn.execute(
+        update(funds)
+        .where(f.id == fund_id)
+        .values(
+            topped_up_khr=f.topped_up_khr + topped_up,
+            committed_khr=f.committed_khr + committed,
+            disbursed_khr=f.disbursed_khr + disbursed,
+            version=f.version + 1,
+            updated_at=func.now(),
+        )
+        .returning(*funds.c)
+    )
+    return result.mappings().one()
+
+
+@dataclass(frozen=True)
+class FundFilter:
+    commune_code: str | None = None
+    fiscal_year: int | None = None
+
+
+async def list_funds(
+    conn: AsyncConnection, principal: Principal, flt: FundFilter, page: Page
+) -> list[Row]:
+    """Visible funds in (updated_at, id) order, one more than the page."""
+    f = funds.c
+    query = select(funds).where(fund_visible_to(principal))
+    if flt.commune_code:
+        query = query.where(f.commune_code == flt.commune_code)
+    if flt.fiscal_year is not None:
+        query = query.where(f.fiscal_year == flt.fiscal_year)
+    if page.updated_since is not None:
+        query = query.where(f.updated_at >= page.updated_since)
+    if page.after is not None:
+        at, last_id = page.after
+        query = query.where(tuple_(f.updated_at, f.id) > tuple_(at, last_id))
+    query = query.order_by(f.updated_at, f.id).limit(page.limit + 1)
+    return list((await conn.execute(query)).mappings().all())
+
+
+# ---------------------------------------------------------------- ledger
+
+
+async def add_entry(conn: AsyncConnection, row: dict[str, Any]) -> Row:
+    """Append one ledger entry."""
+    return (await conn.execute(insert(ledger).values(**row).returning(*ledger.c))).mappings().one()
+
+
+async def list_ledger(conn: AsyncConnection, fund_id: uuid.UUID, page: Page) -> list[Row]:
+    """A fund's ledger in booking order, one more than the page."""
+    lg = ledger.c
+    query = select(ledger).where(lg.fund_id == fund_id)
+    if page.updated_since is not None:
+        query = query.where(lg.at >= page.updated_since)
+    if page.after is not None:
+        query = query.where(lg.id > int(page.after[0]))
+    return list((await conn.execute(query.order_by(lg.id).limit(page.limit + 1))).mappings().all())
+
+
+# ---------------------------------------------------------------- grants
+
+
+def grant_visible_to(principal: Principal) -> ColumnElement[bool]:
+    """A grant is visible when the principal's areas cover its child's place; a partner
+    also needs to own the child or to have requested the grant."""
+    clauses: list[ColumnElement[bool]] = []
+    prefixes = principal.area_prefixes()
+    if prefixes is not None:
+        place = func.coalesce(children.c.village_code, children.c.commune_code)
+        clauses.append(or_(*[place.startswith(p, autoescape=True) for p in prefixes]))
+    if principal.is_partner:
+        clauses.append(
+            or_(children.c.owner_org == principal.org, grants.c.requested_org == principal.org)
+        )
+    return and_(*clauses) if clauses else and_(True)
+
+
+def _visible_grants(principal: Principal) -> Any:
+    return (
+        select(grants)
+        .join(children, children.c.id == grants.c.child_id)
+        .where(grant_visible_to(principal))
+    )
+
+
+async def get_grant(
+    conn: AsyncConnection, grant_id: uuid.UUID, principal: Principal, *, lock: bool = False
+) -> Row | None:
+    """A grant visible to the principal, optionally locked for an action."""
+    query = _visible_grants(principal).where(grants.c.id == grant_id)
+    if lock:
+        query = query.with_for_update(of=grants, key_share=True)
+    return (await conn.execute(query)).mappings().first()
+
+
+async def insert_grant(conn: AsyncConnection, row: dict[str, Any]) -> Row:
+    return (await conn.execute(insert(grants).values(**row).returning(*grants.c))).mappings().one()
+
+
+async def update_grant(
+    conn: AsyncConnection, grant_id: uuid.UUID, version: int, values: dict[str, Any]
+) -> Row:
+    """Write new values and bump the version (the caller holds the row lock)."""
+    result = await conn.execute(
+        update(grants)
+        .where(grants.c.id == grant_id, grants.c.version == version)
+        .values(**values, version=version + 1, updated_at=func.now())
+        .returning(*grants.c)
+    )
+    return result.mappings().one()
+
+
+async def open_grant_exists(conn: AsyncConnection, child_id: uuid.UUID, category: str) -> bool:
+    """Whether the child holds a requested or approved grant of the category."""
+    g = grants.c
+    found = await conn.scalar(
+        select(g.id)
+        .where(
+            g.child_id == child_id,
+            g.category == category,
+            g.status.in_(("requested", "approved")),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def last_disbursed_at(
+    conn: AsyncConnection, child_id: uuid.UUID, category: str
+) -> datetime | None:
+    """When the child last received a (not reversed) grant of the category."""
+    g = grants.c
+    found: datetime | None = await conn.scalar(
+        select(func.max(g.disbursed_at)).where(
+            g.child_id == child_id, g.category == category, g.status == "disbursed"
+        )
+    )
+    return found
+
+
+@dataclass(frozen=True)
+class GrantFilter:
+    fund_id: uuid.UUID | None = None
+    child_id: uuid.UUID | None = None
+    status: str | None = None
+    category: str | None = None
+
+
+async def list_grants(
+    conn: AsyncConnection, principal: Principal, flt: GrantFilter, page: Page
+) -> list[Row]:
+    """Visible grants in (updated_at, id) order, one more than the page."""
+    g = grants.c
+    query = _visible_grants(principal)
+    if flt.fund_id is not None:
+        query = query.where(g.fund_id == flt.fund_id)
+    if flt.child_id is not None:
+        query = query.where(g.child_id == flt.child_id)
+    if flt.status:
+        query = query.where(g.status == flt.status)
+    if flt.category:
+        query = query.where(g.category == flt.category)
+    if page.updated_since is not None:
+        query = query.where(g.updated_at >= page.updated_since)
+    if page.after is not None:
+        at, last_id = page.after
+        query = query.where(tuple_(g.updated_at, g.id) > tuple_(at, last_id))
+    query = query.order_by(g.updated_at, g.id).limit(page.limit + 1)
+    return list((await conn.execute(query)).mappings().all())
+
+
+# ---------------------------------------------------------------- grant actions
+
+
+async def add_action(conn: AsyncConnection, row: dict[str, Any]) -> None:
+    """Record who did what to a grant."""
+    await conn.execute(insert(grant_actions).values(**row))
+
+
+async def actions_of(
+    conn: AsyncConnection, grant_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[Row]]:
+    """Every action on the grants, oldest first, in one query."""
+    if not grant_ids:
+        return {}
+    a = grant_actions.c
+    rows = (
+        await conn.execute(
+            select(grant_actions).where(a.grant_id.in_(grant_ids)).order_by(a.grant_id, a.id)
+        )
+    ).mappings()
+    out: dict[uuid.UUID, list[Row]] = {gid: [] for gid in grant_ids}
+    for row in rows:
+        out[row["grant_id"]].append(row)
+    return out
+
+
+async def approvals_of(conn: AsyncConnection, grant_id: uuid.UUID) -> list[domain.Approval]:
+    """The approvals recorded on a grant so far."""
+    a = grant_actions.c
+    rows = await conn.execute(
+        select(a.actor_sub, a.district_level)
+        .where(a.grant_id == grant_id, a.action == "approved")
+        .order_by(a.id)
+    )
+    return [domain.Approval(r.actor_sub, r.district_level) for r in rows]
+
+
+# ---------------------------------------------------------------- reconciliation
+
+
+async def read_snapshot(conn: AsyncConnection) -> None:
+    """Make the transaction read one consistent snapshot (its first statement): the sums of
+    a reconciliation must not straddle a commitment committed between two of its queries."""
+    await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+
+
+@dataclass
+class FundSums:
+    """What the ledger and the grants of one fund add up to."""
+
+    ledger_by_kind: dict[str, dict[str, int]]
+    grants_by_status: dict[str, dict[str, int]]
+    grants_by_category: dict[str, dict[str, int]]
+    bad_grants: list[str]
+
+
+async def fund_sums(
+    conn: AsyncConnection, fund_ids: Sequence[uuid.UUID] | None = None
+) -> dict[uuid.UUID, FundSums]:
+    """Ledger sums by kind, grant totals by status and category, and the grants whose
+    ledger entries do not fit their status, for the given funds (all when None)."""
+
+    def scoped(query: Any, column: Any) -> Any:
+        return query if fund_ids is None else query.where(column.in_(fund_ids))
+
+    out: dict[uuid.UUID, FundSums] = {}
+
+    def sums(fund_id: uuid.UUID) -> FundSums:
+        return out.setdefault(fund_id, FundSums({}, {}, {}, []))
+
+    lg, g = ledger.c, grants.c
+    by_kind = scoped(
+        select(lg.fund_id, lg.kind, func.count(), func.sum(lg.amount_khr)).group_by(
+            lg.fund_id, lg.kind
+        ),
+        lg.fund_id,
+    )
+    for fund_id, kind, n, total in await conn.execute(by_kind):
+        sums(fund_id).ledger_by_kind[kind] = {"count": int(n), "amount_khr": int(total)}
+    for column, attr in ((g.status, "grants_by_status"), (g.category, "grants_by_category")):
+        query = scoped(
+            select(g.fund_id, column, func.count(), func.sum(g.amount_khr)).group_by(
+                g.fund_id, column
+            ),
+            g.fund_id,
+        )
+        for fund_id, key, n, total in await conn.execute(query):
+            getattr(sums(fund_id), attr)[key] = {"count": int(n), "amount_khr": int(total)}
+    per_grant = scoped(
+        select(
+            g.id,
+            g.fund_id,
+            g.status,
+            func.array_remove(func.array_agg(lg.kind), None),
+            func.bool_and(func.coalesce(lg.amount_khr == g.amount_khr, True)),
+        )
+        .select_from(grants.outerjoin(ledger, lg.grant_id == g.id))
+        .group_by(g.id),
+        g.fund_id,
+    )
+    for grant_id, fund_id, status, kinds, amounts_ok in await conn.execute(per_grant):
+        if not amounts_ok or not domain.ledger_kinds_fit(status, list(kinds)):
+            sums(fund_id).bad_grants.append(str(grant_id))
+    return out
+
+
+async def all_funds(conn: AsyncConnection) -> list[Row]:
+    """Every fund, for the verifier."""
+    return list(
+        (await conn.execute(select(funds).order_by(funds.c.commune_code, funds.c.id)))
+        .mappings()
+        .all()
+    )
+
+
+def _reconciled(fund: Row, sums: FundSums | None) -> domain.Reconciliation:
+    found = sums or FundSums({}, {}, {}, [])
+    return domain.reconcile(
+        fund,
+        found.ledger_by_kind,
+        found.grants_by_status,
+        found.grants_by_category,
+        found.bad_grants,
+    )
+
+
+async def reconcile(conn: AsyncConnection, fund: Row) -> domain.Reconciliation:
+    """One fund's reconciliation."""
+    return _reconciled(fund, (await fund_sums(conn, [fund["id"]])).get(fund["id"]))
+
+
+async def verify_ledger(conn: AsyncConnection) -> list[domain.Reconciliation]:
+    """Recompute every fund from its ledger and its grants (a few queries in all)."""
+    found = await fund_sums(conn)
+    return [_reconciled(fund, found.get(fund["id"])) for fund in await all_funds(conn)]

@@ -1,0 +1,287 @@
+"""The funds app on the session's PostgreSQL and NATS, children from registry events, and
+principals to call it.
+
+Children reach the funds service the way they do in production: as registry.child.* events
+on the REGISTRY stream, applied by the `funds-children` durable consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import nats
+import pytest
+from fastapi import FastAPI
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from sqlalchemy import select
+
+from libs.common.events import new_event
+from libs.common.events.bus import EventBus
+from libs.common.events.catalog import STREAMS, ChildUpdatedV1, ChildV1
+from libs.common.settings import Settings
+from services.funds.app import create_app
+from services.funds.models import children, inbox
+from tests.support import SigningKeys, migrate
+
+TONLE_BASAK = "120101"  # a commune of Chamkar Mon district (1201), Phnom Penh (12)
+VILLAGE = "12010101"
+OTHER_COMMUNE = "120109"
+OTHER_VILLAGE = "12010901"
+
+
+@pytest.fixture(scope="session")
+def keys() -> SigningKeys:
+    return SigningKeys()
+
+
+@pytest.fixture(scope="session")
+async def funds_app(pg_url: str, nats_url: str, keys: SigningKeys) -> AsyncIterator[FastAPI]:
+    await migrate(pg_url, "services.funds")
+    settings = Settings(
+        database_url=pg_url,
+        nats_url=nats_url,
+        log_json=True,
+        log_level="warning",
+        relay_interval_s=0.1,
+    )
+    app = create_app(settings, jwks_fetcher=keys.fetch)
+    async with app.router.lifespan_context(app):
+        await app.state.runtime.bus.wait_ready(30)
+        yield app
+
+
+@pytest.fixture(scope="session")
+async def registry_bus(nats_url: str) -> AsyncIterator[EventBus]:
+    """Publishes registry.child.* events as the registry would."""
+    bus = EventBus(nats_url, "test-registry", {"REGISTRY": STREAMS["REGISTRY"]})
+    bus.start()
+    await bus.wait_ready(30)
+    yield bus
+    await bus.close()
+
+
+@pytest.fixture
+async def api(funds_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=funds_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://funds") as client:
+        yield client
+
+
+# ---------------------------------------------------------------- principals
+
+
+@dataclass
+class People:
+    """The principals of one test, with subjects of their own (approver ≠ requester is by sub)."""
+
+    keys: SigningKeys
+    tag: str
+    _signed: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def h(self, role: str, **kw: Any) -> dict[str, str]:
+        """Headers with a token for the role (signed once: RS256 signing is slow)."""
+        kw.setdefault("sub", f"{role}-{self.tag}")
+        key = json.dumps([role, kw], sort_keys=True)
+        if key not in self._signed:
+            self._signed[key] = self.keys.headers(**kw)
+        return dict(self._signed[key])
+
+    @property
+    def manager(self) -> dict[str, str]:
+        """Province-level fund manager."""
+        return self.h("manager", areas=["12"], scope="funds:read funds:manage")
+
+    @property
+    def requester(self) -> dict[str, str]:
+        """A CCWC worker of Tonle Basak."""
+        return self.h("requester", areas=[TONLE_BASAK], scope="funds:read funds:request")
+
+    @property
+    def approver(self) -> dict[str, str]:
+        """A commune-level approver of Tonle Basak."""
+        return self.h("approver", areas=[TONLE_BASAK], scope="funds:read funds:approve")
+
+    @property
+    def district_approver(self) -> dict[str, str]:
+        """A district-level approver of Chamkar Mon."""
+        return self.h("district", areas=["1201"], scope="funds:read funds:approve")
+
+    @property
+    def disburser(self) -> dict[str, str]:
+        return self.h("cashier", areas=[TONLE_BASAK], scope="funds:read funds:disburse")
+
+
+@pytest.fixture
+def people(keys: SigningKeys) -> People:
+    return People(keys, uuid.uuid4().hex[:8])
+
+
+# ---------------------------------------------------------------- children
+
+
+def child_event(
+    child_id: str,
+    *,
+    village_code: str = VILLAGE,
+    owner_org: str = "moswvy-phnom-penh",
+    status: str = "open",
+    version: int = 1,
+    verb: str = "registered",
+) -> Any:
+    """A registry.child.<verb>.v1 event as the registry writes it."""
+    extra: dict[str, Any] = {"changed": ["village_code"]} if verb == "updated" else {}
+    model = ChildUpdatedV1 if verb == "updated" else ChildV1
+    data = model(
+        **extra,
+        child_id=child_id,
+        case_number=f"{village_code[:6]}-{uuid.uuid4().int % 10**7:07d}",
+        commune_code=village_code[:6],
+        village_code=village_code,
+        sex="female",
+        birth_month="2015-04",
+        vulnerabilities=["poor_household"],
+        risk_level="medium",
+        status=status,
+        owner_org=owner_org,
+        data_sharing_consent=True,
+        version=version,
+        registered_on="2026-11-01",
+    )
+    return new_event("registry", f"registry.child.{verb}.v1", child_id, data, "test")
+
+
+async def publish(bus: EventBus, events: Iterable[Any]) -> None:
+    for event in events:
+        payload = json.dumps(event.model_dump(mode="json")).encode()
+        await bus.publish(event.type, payload, event.id)
+
+
+async def wait_for_children(app: FastAPI, expected: dict[str, int], timeout: float = 30) -> None:
+    """Until the projection holds each child at (at least) the expected version."""
+    ids = [uuid.UUID(i) for i in expected]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        async with app.state.runtime.db.transaction() as conn:
+            rows = await conn.execute(
+                select(children.c.id, children.c.version).where(children.c.id.in_(ids))
+            )
+            have = {str(r.id): r.version for r in rows}
+        if all(have.get(i, 0) >= v for i, v in expected.items()):
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"projection lags: {have}"
+        await asyncio.sleep(0.1)
+
+
+async def wait_processed(app: FastAPI, event_ids: list[str], timeout: float = 30) -> None:
+    """Until the funds service has applied (or skipped as stale) each event."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        async with app.state.runtime.db.transaction() as conn:
+            rows = await conn.execute(
+                select(inbox.c.event_id).where(inbox.c.event_id.in_(event_ids))
+            )
+            done = {str(r.event_id) for r in rows}
+        if done >= set(event_ids):
+            return
+        assert asyncio.get_running_loop().time() < deadline, "events not applied in time"
+        await asyncio.sleep(0.1)
+
+
+async def add_children(app: FastAPI, bus: EventBus, n: int = 1, **kw: Any) -> list[str]:
+    """Register n children in the registry (by event) and wait until funds knows them."""
+    ids = [str(uuid.uuid4()) for _ in range(n)]
+    await publish(bus, [child_event(i, **kw) for i in ids])
+    await wait_for_children(app, dict.fromkeys(ids, kw.get("version", 1)))
+    return ids
+
+
+# ---------------------------------------------------------------- funds and grants
+
+
+def fund_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "commune_code": TONLE_BASAK,
+        "fiscal_year": 2026,
+        "name": f"Tonle Basak emergency fund {uuid.uuid4().hex[:6]}",
+        "budget_khr": 1_000_000,
+        "max_grant_khr": 400_000,
+        "approval_threshold_khr": 200_000,
+    }
+    body.update(overrides)
+    return body
+
+
+async def make_fund(api: httpx.AsyncClient, people: People, **overrides: Any) -> dict[str, Any]:
+    r = await api.post("/v1/funds/funds", json=fund_body(**overrides), headers=people.manager)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def grant_body(fund_id: str, child_id: str, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "child_id": child_id,
+        "fund_id": fund_id,
+        "category": "education_support",
+        "amount_khr": 100_000,
+        "justification": "uniform and bicycle to reach the lower secondary school",
+    }
+    body.update(overrides)
+    return body
+
+
+async def make_grant(
+    api: httpx.AsyncClient, people: People, fund_id: str, child_id: str, **overrides: Any
+) -> dict[str, Any]:
+    r = await api.post(
+        "/v1/funds/grants",
+        json=grant_body(fund_id, child_id, **overrides),
+        headers=people.requester,
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def stream_events(nats_url: str, subject: str = "funds.>") -> list[dict[str, Any]]:
+    """Every event on the FUNDS stream so far (optionally one subject)."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        sub = await js.pull_subscribe(
+            subject,
+            stream="FUNDS",
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, inactive_threshold=30),
+        )
+        pending = (await sub.consumer_info()).num_pending
+        events: list[dict[str, Any]] = []
+        while len(events) < pending:
+            try:
+                msgs = await sub.fetch(min(1000, pending - len(events)), timeout=5)
+            except TimeoutError:  # nats-py raises its own subclass or asyncio's
+                break
+            for msg in msgs:
+                headers = msg.headers or {}
+                events.append({**json.loads(msg.data), "_msg_id": headers.get("Nats-Msg-Id")})
+                await msg.ack()
+        return events
+    finally:
+        await nc.close()
+
+
+async def wait_for_events(
+    nats_url: str, subject: str, subjects: set[str], timeout: float = 60
+) -> list[dict[str, Any]]:
+    """Events on a subject (pattern) about the given entities, once each has at least one."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        events = [e for e in await stream_events(nats_url, subject) if e["subject"] in subjects]
+        if {e["subject"] for e in events} >= subjects:
+            return events
+        if asyncio.get_running_loop().time() > deadline:
+            return events
+        await asyncio.sleep(0.3)
