@@ -10,7 +10,7 @@ import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from libs.common.logging import get_logger
 
@@ -81,17 +81,29 @@ class EventBus:
         log.info("nats.ready", streams=sorted(self.streams))
 
     async def ensure_stream(self, name: str, subjects: list[str]) -> None:
-        """Create or update a file-backed stream kept indefinitely."""
-        config = StreamConfig(
-            name=name,
-            subjects=subjects,
-            storage=StorageType.FILE,
-            duplicate_window=DUPLICATE_WINDOW_S,
-        )
+        """Create a missing stream (file storage, kept indefinitely); leave an existing one be.
+
+        In production the streams are made beforehand with 3 replicas (deploy/k8s/nats); a
+        service must never rewrite that, so it only adds subjects a stream lacks.
+        """
         try:
-            await self.js.add_stream(config)
-        except BadRequestError:
-            await self.js.update_stream(config)
+            info = await self.js.stream_info(name)
+        except NotFoundError:
+            config = StreamConfig(
+                name=name,
+                subjects=subjects,
+                storage=StorageType.FILE,
+                duplicate_window=DUPLICATE_WINDOW_S,
+            )
+            try:
+                await self.js.add_stream(config)
+            except BadRequestError:  # another process created it meanwhile
+                pass
+            return
+        missing = [s for s in subjects if s not in (info.config.subjects or [])]
+        if missing:
+            info.config.subjects = [*(info.config.subjects or []), *missing]
+            await self.js.update_stream(info.config)
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until connected with streams in place."""

@@ -1,0 +1,1 @@
+"""Kubernetes manifests (kustomize) and the stream set-up the `nats-streams` Job runs."""
