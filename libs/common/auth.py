@@ -126,6 +126,7 @@ class TokenVerifier:
         audience: str,
         cache_size: int = 10_000,
         refresh_interval_s: float = 1.0,
+        max_key_age_s: float = 300.0,
     ) -> None:
         self._fetch = fetch_jwks
         self._issuer = issuer
@@ -133,26 +134,35 @@ class TokenVerifier:
         self._keys: dict[str, dict[str, Any]] = {}
         self._fetched_at = 0.0
         self._refresh_interval_s = refresh_interval_s
+        self._max_key_age_s = max_key_age_s
         self._lock = asyncio.Lock()
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._cache_size = cache_size
 
     async def _key(self, kid: str) -> dict[str, Any]:
-        if kid not in self._keys:
+        # Refetch on an unknown kid (a new key), and now and then anyway, so that a key
+        # the gateway has retired stops being trusted here too.
+        if kid not in self._keys or self._age() > self._max_key_age_s:
             async with self._lock:
-                stale = time.monotonic() - self._fetched_at > self._refresh_interval_s
-                if kid not in self._keys and stale:
+                unknown = kid not in self._keys
+                if (unknown and self._age() > self._refresh_interval_s) or (
+                    self._age() > self._max_key_age_s
+                ):
                     try:
                         doc = await self._fetch()
+                        self._keys = {k["kid"]: k for k in doc.get("keys", []) if "kid" in k}
                     except Exception as exc:
-                        raise Unauthorized("signing keys unavailable") from exc
+                        if unknown:  # else keep the known keys while the gateway is away
+                            raise Unauthorized("signing keys unavailable") from exc
                     finally:
                         self._fetched_at = time.monotonic()
-                    self._keys = {k["kid"]: k for k in doc.get("keys", []) if "kid" in k}
         key = self._keys.get(kid)
         if key is None:
             raise Unauthorized("unknown signing key")
         return key
+
+    def _age(self) -> float:
+        return time.monotonic() - self._fetched_at
 
     async def verify(self, token: str) -> Principal:
         """The principal of a valid token, else 401."""

@@ -31,7 +31,13 @@ def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
 
 
 def run(connection: Connection) -> None:
-    connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    # Only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when
+    # the schema exists, and a service's production role should not hold that right.
+    exists = connection.execute(
+        text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema}
+    ).first()
+    if exists is None:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     context.configure(
         connection=connection,
         target_metadata=metadata,
