@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from libs.common import migrations
 from libs.common.logging import configure_logging
 from libs.common.settings import Settings
 
-Command = Callable[[Settings], Awaitable[int]]
+Command = Callable[[Settings], Coroutine[Any, Any, int]]
 
 
 def run(

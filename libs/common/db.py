@@ -68,7 +68,7 @@ async def driver_connection(conn: AsyncConnection) -> Any:
     parameters are passed as JSON text; results decode as Python objects.
     """
     raw = await conn.get_raw_connection()
-    adapter = raw.dbapi_connection
+    adapter: Any = raw.dbapi_connection
     # SQLAlchemy's asyncpg adapter sends BEGIN lazily, at its own first statement; make
     # sure the transaction has begun before statements bypass the adapter.
     if getattr(adapter, "_transaction", None) is None and conn.in_transaction():

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.engine import RowMapping
 
 from libs.common.app import request_id
 from libs.common.auth import Principal, current_principal
@@ -57,7 +57,7 @@ def context(request: Request, principal: Principal) -> service.Context:
     return service.Context(principal, request_id(request), domain.cambodia_today())
 
 
-def child_out(child: RowMapping | dict[str, Any]) -> dict[str, Any]:
+def child_out(child: Mapping[Any, Any]) -> dict[str, Any]:
     """The public form of a child record."""
     return {
         "id": str(child["id"]),

@@ -15,7 +15,7 @@ from libs.common.settings import Settings
 from services.registry import store
 from services.registry.api import router
 from services.registry.handlers import REFERRAL_HANDLERS
-from services.registry.models import idempotency_keys, inbox, outbox
+from services.registry.models import idempotency_keys, inbox, job_runs, outbox
 
 SERVICE = "registry"
 
@@ -28,6 +28,7 @@ def create_runtime(settings: Settings, jwks_fetcher: JwksFetcher | None = None) 
         outbox=outbox,
         inbox=inbox,
         idempotency=idempotency_keys,
+        jobs=job_runs,
         streams=STREAMS,
         jwks_fetcher=jwks_fetcher,
     )
@@ -44,7 +45,7 @@ def create_runtime(settings: Settings, jwks_fetcher: JwksFetcher | None = None) 
 
     rt.consume("registry-referral-access", "REFERRALS", "referrals.referral.>", REFERRAL_HANDLERS)
     rt.every("audit-sealer", 1.0, seal)
-    rt.every("idempotency-purge", 3600.0, purge_idempotency)
+    rt.every("idempotency-purge", settings.idempotency_purge_s, purge_idempotency)
     return rt
 
 

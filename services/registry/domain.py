@@ -58,7 +58,7 @@ def like_pattern(query: str) -> str:
     return f"%{q}%"
 
 
-def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def changes(old: Mapping[Any, Any], new: Mapping[Any, Any]) -> dict[str, dict[str, Any]]:
     """Fields whose value differs, as {field: {old, new}} in JSON-ready form."""
     out: dict[str, dict[str, Any]] = {}
     for field, value in new.items():
@@ -72,7 +72,7 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str, sort_keys=True))
 
 
-def duplicate_score(child: Mapping[str, Any], other: Mapping[str, Any]) -> tuple[float, list[str]]:
+def duplicate_score(child: Mapping[Any, Any], other: Mapping[Any, Any]) -> tuple[float, list[str]]:
     """How likely `other` is the same child: same sex, commune, near birth date, similar name.
 
     Both carry `name_search` (see name_search()); the name compared is the child's own
@@ -119,7 +119,7 @@ def reopen(status: str) -> str:
     return "open"
 
 
-def event_data(child: Mapping[str, Any], changed: list[str] | None = None) -> ChildV1:
+def event_data(child: Mapping[Any, Any], changed: list[str] | None = None) -> ChildV1:
     """What events may say about a child: no names, no contacts, birth month only."""
     fields = {
         "child_id": str(child["id"]),
@@ -144,7 +144,7 @@ def event_data(child: Mapping[str, Any], changed: list[str] | None = None) -> Ch
 GENESIS = hashlib.sha256(b"komar registry audit genesis").digest()
 
 
-def audit_link(prev_hash: bytes, chain_seq: int, entry: Mapping[str, Any]) -> bytes:
+def audit_link(prev_hash: bytes, chain_seq: int, entry: Mapping[Any, Any]) -> bytes:
     """The hash of one audit link: the previous hash and this entry's every field."""
     canonical = json.dumps(
         {

@@ -25,6 +25,7 @@ from sqlmodel import Field, SQLModel
 from libs.common.events.consumer import inbox_table
 from libs.common.events.outbox import outbox_table
 from libs.common.http import idempotency_table
+from libs.common.jobs import job_runs_table
 
 SCHEMA = "registry"
 metadata = SQLModel.metadata
@@ -176,6 +177,7 @@ class ReferralAccess(SQLModel, table=True):
 outbox = outbox_table(metadata, SCHEMA)
 inbox = inbox_table(metadata, SCHEMA)
 idempotency_keys = idempotency_table(metadata, SCHEMA)
+job_runs = job_runs_table(metadata, SCHEMA)
 
 children = Child.__table__  # type: ignore[attr-defined]
 external_ids = ExternalId.__table__  # type: ignore[attr-defined]

@@ -29,7 +29,7 @@ from services.registry.models import (
     referral_access,
 )
 
-Child = Mapping[str, Any]  # a row: SQLAlchemy RowMapping or asyncpg Record
+Child = Mapping[Any, Any]  # a row: SQLAlchemy's RowMapping, or an asyncpg Record
 
 
 # ---------------------------------------------------------------- access
@@ -99,11 +99,15 @@ async def read_child(
     areas, org = visibility_args(principal)
     if audit is not None:
         action, request_id = audit
-        return await pg.fetchrow(
+        audited: Child | None = await pg.fetchrow(
             _READ_AUDITED_SQL, child_id, areas, org, principal.sub, principal.org, action,
             request_id,
         )  # fmt: skip
-    return await pg.fetchrow(_READ_FOR_UPDATE_SQL if lock else _READ_SQL, child_id, areas, org)
+        return audited
+    child: Child | None = await pg.fetchrow(
+        _READ_FOR_UPDATE_SQL if lock else _READ_SQL, child_id, areas, org
+    )
+    return child
 
 
 async def insert_child(conn: AsyncConnection, row: dict[str, Any]) -> Child:

@@ -22,9 +22,10 @@ pytestmark = pytest.mark.asyncio
 
 def child_data() -> ChildV1:
     return ChildV1(
-        child_id=str(uuid.uuid4()), case_number="120101-1", commune_code="120101", village_code=None,
-        sex="male", birth_month="2019-01", vulnerabilities=[], risk_level="low", status="open",
-        owner_org="x", data_sharing_consent=True, version=1, registered_on="2026-01-01",
+        child_id=str(uuid.uuid4()), case_number="120101-1", commune_code="120101",
+        village_code=None, sex="male", birth_month="2019-01", vulnerabilities=[],
+        risk_level="low", status="open", owner_org="x", data_sharing_consent=True, version=1,
+        registered_on="2026-01-01",
     )  # fmt: skip
 
 
