@@ -1,0 +1,345 @@
+"""Routes of the indicators service: parse, authorise, call the use case, answer."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from libs.common.auth import Principal, current_principal
+from libs.common.errors import Conflict, Forbidden, invalid
+from libs.common.runtime import ServiceRuntime as Runtime
+from services.indicators import dhis2, domain, service, store
+from services.indicators.schemas import RebuildOut, StatusOut, ValuesOut
+
+router = APIRouter(prefix="/v1/indicators", tags=["indicators"])
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+Level = Literal["province", "district", "commune"]
+CSV_TYPE = "text/csv; charset=utf-8"
+ADX_TYPE = "application/adx+xml; charset=utf-8"
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime)]
+
+
+def parse_period(code: str, field: str = "period") -> domain.Period:
+    try:
+        return domain.Period.parse(code)
+    except ValueError as exc:
+        raise invalid(field, str(exc)) from exc
+
+
+def check_place(principal: Principal, code: str, field: str) -> None:
+    """422 for a code that is not a place we count at; 403 outside the principal's areas."""
+    try:
+        domain.check_area(code)
+    except Exception as exc:
+        raise invalid(field, f"{code!r} is not a province, district or commune, nor KH") from exc
+    if not principal.covers(code):
+        raise Forbidden(f"{field} {code} is outside your areas")
+
+
+@router.get("/catalog")
+async def catalog(principal: PrincipalDep) -> dict[str, Any]:
+    """Every indicator: definition, disaggregation and its combos, stock or flow, roll-up."""
+    principal.require("indicators:read")
+    return domain.catalogue()
+
+
+@router.get(
+    "/values",
+    response_model=ValuesOut,
+    responses={403: {"description": "The area is outside your areas"}},
+)
+async def values(
+    principal: PrincipalDep,
+    rt: RuntimeDep,
+    indicator: Annotated[str, Query(max_length=40, description="An indicator code.")],
+    period: Annotated[str, Query(max_length=8, description="202603, 2026Q1 or 2026.")],
+    area: Annotated[str, Query(max_length=8, description="KH or a gazetteer code.")],
+    level: Annotated[Level | None, Query(description="Rows for the area's places.")] = None,
+) -> JSONResponse:
+    """One indicator for a period: a row per disaggregation for the area or its places."""
+    principal.require("indicators:read")
+    ind = domain.indicator(indicator)
+    p = parse_period(period)
+    check_place(principal, area, "area")
+    places = domain.places_at(area, level)
+    rows = await service.table(rt.db, principal, [ind], [p], places)
+    return JSONResponse(
+        {
+            "indicator": ind.code,
+            "period": p.code,
+            "area": area,
+            "level": level,
+            "items": [
+                {
+                    "indicator": r.indicator,
+                    "period": r.period.code,
+                    "area": r.place,
+                    "disaggregation": r.combo,
+                    "value": r.value,
+                    "suppressed": r.suppressed,
+                }
+                for r in rows
+            ],
+        }
+    )
+
+
+# ---------------------------------------------------------------- DHIS2 dataValueSets
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_last_updated(value: str | None, duration: str | None) -> datetime | None:
+    """DHIS2's lastUpdated (a date or a date-time) or lastUpdatedDuration (`10d`, `2h`)."""
+    if value:
+        try:
+            if len(value) == 10:
+                return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+            moment = datetime.fromisoformat(value.replace(" ", "+"))
+        except ValueError as exc:
+            raise invalid("lastUpdated", "a date (2026-03-01) or a date-time") from exc
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if duration:
+        match = _DURATION.match(duration)
+        if match is None:
+            raise invalid("lastUpdatedDuration", "a duration like 10d, 12h, 30m or 45s")
+        delta = timedelta(**{_UNITS[match[2]]: int(match[1])})
+        return datetime.now(UTC) - delta
+    return None
+
+
+def _check_code_scheme(request: Request) -> None:
+    for name in (
+        "idScheme", "dataElementIdScheme", "orgUnitIdScheme", "categoryOptionComboIdScheme",
+        "dataSetIdScheme", "inputIdScheme", "outputIdScheme",
+    ):  # fmt: skip
+        scheme = request.query_params.get(name)
+        if scheme is not None and scheme.lower() != "code":
+            raise invalid(name, "Komar's identifiers are codes: use code (or leave it out)")
+
+
+def _format(request: Request, suffix: str | None) -> str:
+    if suffix is not None:
+        return suffix
+    accept = request.headers.get("accept", "").lower()
+    if "application/adx+xml" in accept:
+        return "adx"
+    if "text/csv" in accept or "application/csv" in accept:
+        return "csv"
+    return "json"
+
+
+async def data_value_sets(
+    request: Request,
+    principal: Principal,
+    rt: Runtime,
+    suffix: str | None,
+    data_set: list[str],
+    period: list[str],
+    org_unit: list[str],
+    children: bool,
+    last_updated: str | None,
+    last_updated_duration: str | None,
+    start_date: date | None,
+    end_date: date | None,
+    data_element: list[str],
+) -> Response:
+    """Data values in DHIS2's dataValueSets format (idScheme=code)."""
+    principal.require("indicators:read")
+    _check_code_scheme(request)
+    for ds in data_set:
+        if ds not in domain.DATA_SETS:
+            raise invalid("dataSet", f"unknown data set; one of {', '.join(domain.DATA_SETS)}")
+    if not data_set and not data_element:
+        raise invalid("dataSet", "name a dataSet (CP_MONTHLY, …) or dataElement")
+    elements = [domain.indicator(e) for e in dict.fromkeys(data_element)] or list(domain.INDICATORS)
+    types = {domain.DATA_SETS[ds] for ds in data_set}
+    if period:
+        periods = [parse_period(p) for p in dict.fromkeys(period)]
+    elif start_date is not None and end_date is not None:
+        if end_date < start_date:
+            raise invalid("endDate", "is before startDate")
+        periods = [
+            p
+            for t in sorted(types or set(domain.PeriodType))
+            for p in domain.periods_between(start_date, end_date, t)
+        ]
+        periods = [p for p in periods if p.first <= domain.current_month()]
+    else:
+        raise invalid("period", "give period (repeatable) or startDate and endDate")
+    for p in periods:
+        if types and p.type not in types:
+            raise invalid("period", f"{p.code} is not a period of {', '.join(data_set)}")
+    if not org_unit:
+        raise invalid("orgUnit", "give at least one orgUnit (a gazetteer code or KH)")
+    for ou in org_unit:
+        check_place(principal, ou, "orgUnit")
+    since = parse_last_updated(last_updated, last_updated_duration)
+    units: list[str] = []
+    for ou in org_unit:
+        units.extend(domain.descendants(ou) if children else [ou])
+    units = list(dict.fromkeys(units))
+    rows = await service.table(rt.db, principal, elements, sorted(periods), units)
+    if since is not None:
+        rows = [r for r in rows if r.changed_at is not None and r.changed_at >= since]
+    fmt = _format(request, suffix)
+    if fmt == "csv":
+        return Response(dhis2.data_value_csv(rows), media_type=CSV_TYPE)
+    if fmt == "adx":
+        return Response(dhis2.adx(rows, exported=datetime.now(UTC)), media_type=ADX_TYPE)
+    single = len(data_set) == 1 and len(periods) == 1 and len(org_unit) == 1 and not children
+    return JSONResponse(
+        dhis2.data_value_set(
+            rows,
+            data_set=data_set[0] if single else None,
+            period=periods[0].code if single else None,
+            org_unit=org_unit[0] if single else None,
+        )
+    )
+
+
+def _dvs_route(suffix: str | None) -> Callable[..., Awaitable[Response]]:
+    async def endpoint(
+        request: Request,
+        principal: PrincipalDep,
+        rt: RuntimeDep,
+        dataSet: Annotated[
+            list[str], Query(description="CP_MONTHLY, CP_QUARTERLY, CP_YEARLY")
+        ] = [],  # noqa: B006
+        period: Annotated[list[str], Query(description="DHIS2 periods (repeatable)")] = [],  # noqa: B006
+        orgUnit: Annotated[list[str], Query(description="Gazetteer codes or KH")] = [],  # noqa: B006
+        children: bool = False,
+        lastUpdated: str | None = None,
+        lastUpdatedDuration: str | None = None,
+        startDate: date | None = None,
+        endDate: date | None = None,
+        dataElement: Annotated[list[str], Query()] = [],  # noqa: B006
+    ) -> Response:
+        return await data_value_sets(
+            request, principal, rt, suffix, dataSet, period, orgUnit, children,
+            lastUpdated, lastUpdatedDuration, startDate, endDate, dataElement,
+        )  # fmt: skip
+
+    endpoint.__doc__ = (
+        "Data values in DHIS2 dataValueSets format, idScheme=code: JSON by default, CSV with "
+        "Accept: text/csv or .csv, ADX with Accept: application/adx+xml."
+    )
+    return endpoint
+
+
+# The same resource under DHIS2's own path, so a DHIS2 client whose base URL is
+# …/v1/indicators finds /api/dataValueSets(.json|.csv) where it expects it.
+for _base in ("/dataValueSets", "/api/dataValueSets"):
+    for _suffix in (None, "json", "csv"):
+        router.add_api_route(
+            _base + (f".{_suffix}" if _suffix else ""),
+            _dvs_route(_suffix),
+            methods=["GET"],
+            include_in_schema=_base == "/dataValueSets",
+            name=f"dataValueSets{_base.count('/api')}{_suffix or ''}",
+            responses={
+                200: {
+                    "content": {
+                        "application/json": {},
+                        "text/csv": {},
+                        "application/adx+xml": {},
+                    }
+                }
+            },
+        )
+
+
+# ---------------------------------------------------------------- operations
+
+
+@router.get("/status", response_model=StatusOut)
+async def status(principal: PrincipalDep, request: Request, rt: RuntimeDep) -> dict[str, Any]:
+    """Per stream: last applied sequence, the stream's last, lag, age of the oldest unapplied."""
+    principal.require("indicators:read")
+    streams: list[dict[str, Any]] = []
+    for stream, (durable, _) in service.CONSUMERS.items():
+        if rt.bus.connected:
+            try:
+                streams.append(await service.stream_status(rt.bus.js, stream, durable))
+                continue
+            except Exception as exc:
+                streams.append({"stream": stream, "consumer": durable, "exists": False})
+                request.state.status_error = type(exc).__name__
+                continue
+        streams.append({"stream": stream, "consumer": durable, "exists": False})
+    async with rt.db.transaction() as conn:
+        active = await store.active_target(conn)
+        last = await store.latest_rebuild(conn)
+    rebuilds = request.app.state.rebuilds
+    rebuild = None
+    if last is not None or rebuilds.running:
+        rebuild = {
+            "running_here": rebuilds.running,
+            "last_error": rebuilds.last_error,
+            **(
+                {
+                    "generation": last["generation"],
+                    "state": last["state"],
+                    "events_replayed": last["events_replayed"],
+                    "started_at": last["started_at"].isoformat(),
+                    "finished_at": last["finished_at"].isoformat() if last["finished_at"] else None,
+                }
+                if last
+                else {}
+            ),
+        }
+    return {
+        "broker": rt.bus.connected,
+        "streams": streams,
+        "generation": active.generation,
+        "stocks_through": domain.month_code(active.stock_through)
+        if active.stock_through is not None
+        else None,
+        "rebuild": rebuild,
+    }
+
+
+@router.post(
+    "/rebuild",
+    status_code=202,
+    response_model=RebuildOut,
+    responses={409: {"description": "A rebuild is already running"}},
+)
+async def rebuild(
+    principal: PrincipalDep,
+    request: Request,
+    wait: Annotated[bool, Query(description="Answer when the rebuild is done (200).")] = False,
+) -> Response:
+    """Recompute every aggregate by replaying the streams; switch atomically when done."""
+    principal.require("admin")
+    rebuilds = request.app.state.rebuilds
+    if rebuilds.running:
+        raise Conflict("a rebuild is already running")
+    rebuilds.start()
+    if not wait:
+        return JSONResponse(
+            {"state": "started"}, status_code=202, headers={"Location": "/v1/indicators/status"}
+        )
+    result: service.RebuildResult = await rebuilds.task
+    return JSONResponse(
+        {
+            "state": "done",
+            "generation": result.generation,
+            "previous_generation": result.previous,
+            "events": result.events,
+            "seconds": result.seconds,
+        }
+    )

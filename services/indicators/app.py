@@ -1,0 +1,126 @@
+"""The indicators app: live, privacy-safe aggregates for the ministry warehouse (SPEC §9)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from libs.common.app import install_common
+from libs.common.auth import JwksFetcher
+from libs.common.errors import Conflict
+from libs.common.events.catalog import STREAMS
+from libs.common.logging import get_logger
+from libs.common.runtime import ServiceRuntime
+from libs.common.settings import Settings
+from services.indicators import service
+from services.indicators.api import router
+from services.indicators.handlers import STREAM_HANDLERS
+from services.indicators.models import idempotency_keys, inbox, outbox
+
+SERVICE = "indicators"
+log = get_logger(__name__)
+
+
+class IndicatorsSettings(Settings):
+    """The shared settings plus how often the month roll-forward looks (KOMAR_INDICATORS_…)."""
+
+    indicators_roll_forward_s: float = 60.0
+
+
+class Rebuilds:
+    """The one rebuild this process may be running in the background."""
+
+    def __init__(self, rt: ServiceRuntime) -> None:
+        self.rt = rt
+        self.task: asyncio.Task[service.RebuildResult] | None = None
+        self.last_error: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def start(self) -> None:
+        """Start a rebuild unless one runs here (another process's is refused by its lock)."""
+        if self.running:
+            raise Conflict("a rebuild is already running")
+        self.last_error = None
+        self.task = asyncio.create_task(self._run(), name="indicators-rebuild")
+
+    async def _run(self) -> service.RebuildResult:
+        await self.rt.bus.wait_ready(30)
+        try:
+            return await service.rebuild(self.rt.db, self.rt.bus.js)
+        except Exception as exc:
+            self.last_error = type(exc).__name__
+            log.error("indicators.rebuild_failed", error=type(exc).__name__, detail=str(exc)[:200])
+            raise
+
+    async def stop(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+
+
+def create_runtime(
+    settings: IndicatorsSettings, jwks_fetcher: JwksFetcher | None = None
+) -> ServiceRuntime:
+    """The long-lived parts: one durable consumer per stream, the month roll-forward."""
+    rt = ServiceRuntime(
+        SERVICE,
+        settings,
+        outbox=outbox,
+        inbox=inbox,
+        idempotency=idempotency_keys,
+        streams=STREAMS,
+        jwks_fetcher=jwks_fetcher,
+    )
+    for stream, (durable, subject, handlers) in STREAM_HANDLERS.items():
+        rt.consume(durable, stream, subject, handlers)
+
+    async def roll_forward() -> None:
+        await service.roll_forward(rt.db)
+
+    async def purge_idempotency() -> None:
+        async with rt.db.transaction() as conn:
+            await rt.idempotency.purge_expired(conn)
+
+    rt.every("stock-roll-forward", settings.indicators_roll_forward_s, roll_forward)
+    rt.every("idempotency-purge", 3600.0, purge_idempotency)
+    return rt
+
+
+def create_app(
+    settings: Settings | None = None, *, jwks_fetcher: JwksFetcher | None = None
+) -> FastAPI:
+    """The indicators ASGI app."""
+    if not isinstance(settings, IndicatorsSettings):
+        settings = IndicatorsSettings(**(settings.model_dump() if settings else {}))
+    rt = create_runtime(settings, jwks_fetcher)
+    rebuilds = Rebuilds(rt)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await rt.start()
+        try:
+            yield
+        finally:
+            await rebuilds.stop()
+            await rt.stop()
+
+    app = FastAPI(
+        title="Komar indicators",
+        version="1.0.0",
+        description="Child-protection indicators by place, period, sex and age; DHIS2-ready.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = rt
+    app.state.verifier = rt.verifier
+    app.state.rebuilds = rebuilds
+    install_common(app, service=SERVICE, max_body_bytes=settings.max_body_bytes, ready=rt.ready)
+    app.include_router(router)
+    return app

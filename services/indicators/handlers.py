@@ -1,0 +1,34 @@
+"""Events the indicators service consumes: every event of REGISTRY, REFERRALS and FUNDS."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.common.events import CloudEvent
+from libs.common.events.catalog import REGISTRY_EVENTS
+from libs.common.events.consumer import Handler
+from libs.common.events.funds_events import FUNDS_EVENTS
+from libs.common.events.referrals_events import REFERRALS_EVENTS
+from services.indicators import service
+
+
+async def event_applied(conn: AsyncConnection, event: CloudEvent) -> None:
+    """Apply any catalogued event to the answering generation (most change no aggregate)."""
+    await service.apply_live(conn, event)
+
+
+def _all(types: Mapping[str, object]) -> dict[str, Handler]:
+    return dict.fromkeys(types, event_applied)
+
+
+# stream -> (durable, subject, handlers)
+STREAM_HANDLERS: dict[str, tuple[str, str, dict[str, Handler]]] = {
+    stream: (durable, subject, _all(types))
+    for stream, (durable, subject), types in (
+        ("REGISTRY", service.CONSUMERS["REGISTRY"], REGISTRY_EVENTS),
+        ("REFERRALS", service.CONSUMERS["REFERRALS"], REFERRALS_EVENTS),
+        ("FUNDS", service.CONSUMERS["FUNDS"], FUNDS_EVENTS),
+    )
+}

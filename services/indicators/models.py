@@ -1,0 +1,126 @@
+"""Tables of the `indicators` schema (and nothing else).
+
+Every aggregate and the per-generation inbox carry a `generation`: a rebuild replays the
+streams into generation N+1 beside the live N, then switches `generations.active` in one
+transaction. No table holds a name, a birth date finer than a month, or free text.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, String, func, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlmodel import Field, SQLModel
+
+from libs.common.events.consumer import inbox_table
+from libs.common.events.outbox import outbox_table
+from libs.common.http import idempotency_table
+
+SCHEMA = "indicators"
+metadata = SQLModel.metadata
+
+
+def _now_column() -> Any:
+    return Column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class Generation(SQLModel, table=True):
+    """One complete set of aggregates: the active one answers, a building one is a rebuild."""
+
+    __tablename__ = "generations"
+    __table_args__ = (
+        Index(
+            "ux_indicators_one_active",
+            "active",
+            unique=True,
+            postgresql_where=text("active"),
+        ),
+        {"schema": SCHEMA},
+    )
+
+    generation: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    active: bool = False
+    state: str = Field(max_length=10)  # building | active | retired | failed
+    # Monthly stock cells are complete up to this month index; NULL: none materialised yet.
+    stock_through: int | None = None
+    events_replayed: int = 0
+    started_at: datetime = Field(sa_column=_now_column())
+    finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class AppliedEvent(SQLModel, table=True):
+    """The events a generation has applied (its own inbox), so each counts exactly once."""
+
+    __tablename__ = "applied_events"
+    __table_args__ = {"schema": SCHEMA}
+
+    generation: int = Field(primary_key=True)
+    event_id: uuid.UUID = Field(primary_key=True)
+
+
+class IndicatorCell(SQLModel, table=True):
+    """One aggregate: indicator x period x commune x category option combo.
+
+    Flows have month, quarter and year cells; stocks have month cells (period = month).
+    """
+
+    __tablename__ = "cells"
+    __table_args__ = {"schema": SCHEMA}
+
+    generation: int = Field(primary_key=True)
+    indicator: str = Field(primary_key=True, max_length=30)
+    period: str = Field(primary_key=True, max_length=8)
+    # "C" collation: a commune prefix (LIKE '1201%') is an index range.
+    commune: str = Field(sa_column=Column(String(6, collation="C"), primary_key=True))
+    combo: str = Field(primary_key=True, max_length=40)
+    value: int = Field(sa_column=Column(BigInteger, nullable=False))
+    updated_at: datetime = Field(sa_column=_now_column())
+
+
+class ChildVersionRow(SQLModel, table=True):
+    """A child as indicators know it, one row per version: codes, sex, birth month only."""
+
+    __tablename__ = "child_versions"
+    __table_args__ = {"schema": SCHEMA}
+
+    generation: int = Field(primary_key=True)
+    child_id: uuid.UUID = Field(primary_key=True)
+    version: int = Field(primary_key=True)
+    effective_month: int
+    commune: str = Field(max_length=6)
+    sex: str = Field(max_length=1)
+    birth_month: int
+    status: str = Field(max_length=10)
+    risk: str = Field(max_length=10)
+    vulnerabilities: list[str] = Field(sa_column=Column(ARRAY(String(30)), nullable=False))
+
+
+class ProviderVersionRow(SQLModel, table=True):
+    """A service provider, one row per version: service types, served areas, active flag."""
+
+    __tablename__ = "provider_versions"
+    __table_args__ = {"schema": SCHEMA}
+
+    generation: int = Field(primary_key=True)
+    provider_id: uuid.UUID = Field(primary_key=True)
+    version: int = Field(primary_key=True)
+    effective_month: int
+    active: bool
+    service_types: list[str] = Field(sa_column=Column(ARRAY(String(30)), nullable=False))
+    areas: list[str] = Field(sa_column=Column(ARRAY(String(8)), nullable=False))
+    recorded_at: datetime = Field(sa_column=_now_column())
+
+
+outbox = outbox_table(metadata, SCHEMA)
+inbox = inbox_table(metadata, SCHEMA)
+idempotency_keys = idempotency_table(metadata, SCHEMA)
+
+generations = Generation.__table__  # type: ignore[attr-defined]
+applied_events = AppliedEvent.__table__  # type: ignore[attr-defined]
+cells = IndicatorCell.__table__  # type: ignore[attr-defined]
+child_versions = ChildVersionRow.__table__  # type: ignore[attr-defined]
+provider_versions = ProviderVersionRow.__table__  # type: ignore[attr-defined]
+AGGREGATES = (applied_events, cells, child_versions, provider_versions)

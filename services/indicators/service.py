@@ -1,0 +1,503 @@
+"""The indicators use cases: apply events, roll stocks forward, answer tables, rebuild."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.common.auth import COUNTRY, Principal
+from libs.common.db import Database
+from libs.common.errors import Conflict, invalid
+from libs.common.events import CloudEvent
+from libs.common.logging import get_logger
+from services.indicators import domain, store
+from services.indicators.store import Target
+
+log = get_logger(__name__)
+
+# The durable consumers of the indicators service, one per producing stream.
+CONSUMERS: dict[str, tuple[str, str]] = {
+    "REGISTRY": ("indicators-registry", "registry.>"),
+    "REFERRALS": ("indicators-referrals", "referrals.>"),
+    "FUNDS": ("indicators-funds", "funds.>"),
+}
+
+
+# ---------------------------------------------------------------- applying events
+
+
+async def apply_events(
+    conn: AsyncConnection, target: Target, events: Sequence[CloudEvent], *, skip_invalid: bool
+) -> int:
+    """Apply events to one generation, each exactly once; return how many were new.
+
+    With stock cells materialised (`stock_through` set) a child change adds its deltas to
+    every month up to it; otherwise the versions are only recorded, and the month
+    roll-forward computes the cells from them.
+    """
+    g = target.generation
+    fresh = await store.claim_events(conn, g, [e.id for e in events])
+    applied = len(fresh)
+    deltas: Counter[domain.CellKey] = Counter()
+    children: list[domain.ChildVersion] = []
+    providers: list[domain.ProviderVersion] = []
+    for event in events:
+        if event.id not in fresh:
+            continue
+        fresh.discard(event.id)
+        try:
+            effects = domain.effects_of(event)
+        except domain.InvalidEvent as exc:
+            if not skip_invalid:
+                raise
+            log.warning(
+                "indicators.event_skipped", event_id=event.id, type=event.type, why=str(exc)
+            )
+            continue
+        for flow in effects.flows:
+            deltas.update(flow.cells())
+        if effects.child is not None:
+            children.append(effects.child)
+        if effects.provider is not None:
+            providers.append(effects.provider)
+    await store.insert_provider_versions(conn, g, providers)
+    if target.stock_through is None:
+        await store.insert_child_versions(conn, g, children)
+    else:
+        for child in children:
+            await store.lock_child(conn, child.child_id)
+            known = await store.child_history(conn, g, child.child_id)
+            if await store.insert_child_versions(conn, g, [child]):
+                deltas.update(domain.stock_deltas(known, child, target.stock_through))
+    await store.add_to_cells(conn, g, deltas)
+    return applied
+
+
+async def live_target(conn: AsyncConnection) -> Target:
+    """Hold off a generation switch and a month roll-forward; the generation to write to."""
+    await store.lock_switch_shared(conn)
+    return await store.active_target(conn)
+
+
+async def apply_live(conn: AsyncConnection, event: CloudEvent) -> None:
+    """The consumers' handler: apply one event to the answering generation."""
+    await apply_events(conn, await live_target(conn), [event], skip_invalid=False)
+
+
+# ---------------------------------------------------------------- monthly stocks
+
+
+async def roll_forward_generation(conn: AsyncConnection, generation: int, month: int) -> int:
+    """Materialise the stock cells of every month up to `month`; return how many months.
+
+    The caller makes sure no one adds stock deltas to this generation meanwhile: the
+    answering generation is rolled under the exclusive switch lock, a building one only by
+    its rebuild.
+    """
+    target = await store.target_of(conn, generation)
+    if target.stock_through is not None and target.stock_through >= month:
+        return 0
+    if target.stock_through is not None:
+        start = target.stock_through + 1
+    else:
+        start = min(await store.first_child_month(conn, generation) or month, month)
+    for m in range(start, month + 1):
+        await store.materialise_month(conn, generation, m)
+    await store.set_stock_through(conn, generation, month)
+    log.info("indicators.stocks_rolled", generation=generation, through=domain.month_code(month))
+    return month + 1 - start
+
+
+async def roll_forward(db: Database, month: int | None = None) -> int:
+    """Bring the answering generation's stock cells up to the current month.
+
+    Once a month it holds the switch lock exclusively while it computes the new month, so
+    no event's stock deltas fall between the months done and the month being done.
+    """
+    month = domain.current_month() if month is None else month
+    async with db.transaction() as conn:
+        active = await store.active_target(conn)
+        if active.stock_through is not None and active.stock_through >= month:
+            return 0
+    async with db.transaction() as conn:
+        await store.lock_switch(conn)
+        active = await store.active_target(conn)
+        return await roll_forward_generation(conn, active.generation, month)
+
+
+# ---------------------------------------------------------------- tables of values
+
+
+@dataclass(frozen=True)
+class Row:
+    """One value of one indicator, period, place and category option combo."""
+
+    indicator: str
+    period: domain.Period
+    place: str
+    combo: str
+    value: int | None
+    suppressed: bool
+    last_updated: datetime | None  # when the value itself last changed
+    changed_at: datetime | None  # when it, or anything deciding its suppression, changed
+
+
+def check_periods(periods: Iterable[domain.Period], now: int, field: str = "period") -> None:
+    """422 for a period that has not started."""
+    for p in periods:
+        if p.first > now:
+            raise invalid(field, f"{p.code} lies in the future")
+
+
+@dataclass
+class _Acc:
+    value: int = 0
+    updated: datetime | None = None
+
+    def add(self, value: int, updated: datetime | None) -> None:
+        self.value += value
+        if updated is not None and (self.updated is None or updated > self.updated):
+            self.updated = updated
+
+
+def _latest(times: Iterable[datetime | None]) -> datetime | None:
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
+
+
+async def table(
+    db: Database,
+    principal: Principal,
+    indicators: Sequence[domain.Indicator],
+    periods: Sequence[domain.Period],
+    places_: Sequence[str],
+) -> list[Row]:
+    """Values for every indicator x period x place x combo, suppressed as the principal needs.
+
+    Suppression is decided per district group (all its communes), so a cell is hidden the
+    same way whatever the query's shape; `values` and `dataValueSets` both answer from here.
+    """
+    now = domain.current_month()
+    check_periods(periods, now)
+    await roll_forward(db, now)
+    detail = principal.has("indicators:read:detail")
+    communes_asked = {p for p in places_ if domain.place_length(p) == domain.COMMUNE_LENGTH}
+    districts = sorted({c[: domain.DISTRICT_LENGTH] for c in communes_asked}) if not detail else []
+    needed = set(places_) | {c for d in districts for c in domain.communes_of(d)}
+    prefixes = {"" if p == COUNTRY else p for p in places_ if p not in communes_asked}
+    prefixes |= set(districts) if not detail else set(communes_asked)
+    codes = {i.code for i in indicators}
+    if not detail and "CP_GRANT_DISBURSED_KHR" in codes:
+        codes.add("CP_GRANT_DISBURSED")
+    wanted = [domain.BY_CODE[c] for c in sorted(codes)]
+
+    def stored(ind: domain.Indicator, period: domain.Period) -> str:
+        if ind.kind is domain.Kind.flow:
+            return period.code
+        return domain.month_code(min(period.last, now))
+
+    values: dict[tuple[str, str], dict[str, dict[str, _Acc]]] = {}
+    async with store.snapshot(db) as conn:
+        target = await store.active_target(conn)
+        additive = [i.code for i in wanted if i.roll_up is domain.RollUp.sum]
+        storage = sorted({stored(domain.BY_CODE[c], p) for c in additive for p in periods})
+        found = (
+            await store.read_cells(conn, target.generation, additive, storage, prefixes)
+            if additive
+            else {}
+        )
+        for (ind_code, period_code), cells in found.items():
+            acc = values.setdefault((ind_code, period_code), {})
+            for stored_cell in cells:
+                c = stored_cell.commune
+                for place in (c, c[:4], c[:2], COUNTRY):
+                    if place in needed:
+                        acc.setdefault(place, {}).setdefault(stored_cell.combo, _Acc()).add(
+                            stored_cell.value, stored_cell.updated_at
+                        )
+        if "CP_PROVIDERS" in codes:
+            for period in periods:
+                month = min(period.last, now)
+                versions, changed = await store.providers_at(conn, target.generation, month)
+                counts = domain.provider_counts(versions, needed)
+                acc = values.setdefault(("CP_PROVIDERS", domain.month_code(month)), {})
+                for place, by_type in counts.items():
+                    for service_type, n in by_type.items():
+                        acc.setdefault(place, {})[service_type] = _Acc(n, changed)
+
+    def cell(ind: str, period: domain.Period, place: str, combo: str) -> _Acc:
+        key = (ind, stored(domain.BY_CODE[ind], period))
+        return values.get(key, {}).get(place, {}).get(combo) or _Acc()
+
+    hidden_cache: dict[tuple[str, str, str, str], set[str]] = {}
+
+    def hidden(ind: str, period: domain.Period, district: str, combo: str) -> set[str]:
+        key = (ind, period.code, district, combo)
+        if key not in hidden_cache:
+            group = {c: cell(ind, period, c, combo).value for c in domain.communes_of(district)}
+            forced: set[str] = set()
+            if ind == "CP_GRANT_DISBURSED_KHR":
+                forced = hidden("CP_GRANT_DISBURSED", period, district, combo)
+            hidden_cache[key] = domain.suppressed_cells(group, forced)
+        return hidden_cache[key]
+
+    def group_changed(ind: str, period: domain.Period, district: str) -> datetime | None:
+        inds = [ind, "CP_GRANT_DISBURSED"] if ind == "CP_GRANT_DISBURSED_KHR" else [ind]
+        return _latest(
+            a.updated
+            for i in inds
+            for c in domain.communes_of(district)
+            for a in values.get((i, stored(domain.BY_CODE[i], period)), {}).get(c, {}).values()
+        )
+
+    rows: list[Row] = []
+    for ind in indicators:
+        for period in periods:
+            for place in places_:
+                small = not detail and domain.place_length(place) == domain.COMMUNE_LENGTH
+                district = place[: domain.DISTRICT_LENGTH]
+                changed = group_changed(ind.code, period, district) if small else None
+                for combo in ind.combo.combos:
+                    got = cell(ind.code, period, place, combo.code)
+                    masked = small and place in hidden(ind.code, period, district, combo.code)
+                    rows.append(
+                        Row(
+                            indicator=ind.code,
+                            period=period,
+                            place=place,
+                            combo=combo.code,
+                            value=None if masked else got.value,
+                            suppressed=masked,
+                            last_updated=got.updated,
+                            changed_at=changed if small else got.updated,
+                        )
+                    )
+    return rows
+
+
+# ---------------------------------------------------------------- status of the streams
+
+
+async def stream_status(js: JetStreamContext, stream: str, durable: str) -> dict[str, Any]:
+    """Last applied sequence (ack floor), the stream's last, lag, oldest unapplied age."""
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        return {"stream": stream, "consumer": durable, "exists": False}
+    last = int(info.state.last_seq)
+    try:
+        consumer = await js.consumer_info(stream, durable)
+        applied = int(consumer.ack_floor.stream_seq) if consumer.ack_floor else 0
+    except NotFoundError:
+        applied = 0
+    applied = max(applied, int(info.state.first_seq) - 1)
+    lag = max(0, last - applied)
+    oldest_age: float | None = None
+    if lag:
+        for seq in range(applied + 1, min(last, applied + 20) + 1):  # skip deleted messages
+            try:
+                msg = await js.get_msg(stream, seq=seq)
+            except NotFoundError:
+                continue
+            stored_at = _stream_time(msg.time)
+            if stored_at is not None:
+                oldest_age = round((datetime.now(UTC) - stored_at).total_seconds(), 3)
+            break
+    return {
+        "stream": stream,
+        "consumer": durable,
+        "last_applied_sequence": applied,
+        "last_sequence": last,
+        "lag": lag,
+        "oldest_unapplied_age_seconds": oldest_age,
+    }
+
+
+def _stream_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and value:
+        text_ = value.rstrip("Z")
+        if "." in text_:  # nanoseconds: keep microseconds
+            head, frac = text_.split(".", 1)
+            text_ = f"{head}.{frac[:6]}"
+        try:
+            return datetime.fromisoformat(text_).replace(tzinfo=UTC)
+        except ValueError:
+            return None
+    return None
+
+
+# ---------------------------------------------------------------- rebuild
+
+
+class StreamReader:
+    """Reads one stream from its first message, in order (an ephemeral consumer)."""
+
+    def __init__(self, js: JetStreamContext, stream: str, subject: str) -> None:
+        self.js = js
+        self.stream = stream
+        self.subject = subject
+        self.position = 0  # last stream sequence read
+        self._sub: Any = None
+
+    async def last_sequence(self) -> int:
+        try:
+            return int((await self.js.stream_info(self.stream)).state.last_seq)
+        except NotFoundError:
+            return 0
+
+    async def read(self, upto: int, batch: int) -> list[CloudEvent]:
+        """The next events, at most `batch`, none past sequence `upto`."""
+        if self.position >= upto:
+            return []
+        if self._sub is None:
+            self._sub = await self.js.pull_subscribe(
+                self.subject,
+                stream=self.stream,
+                config=ConsumerConfig(
+                    deliver_policy=DeliverPolicy.ALL,
+                    ack_policy=AckPolicy.NONE,
+                    inactive_threshold=3600.0,  # outlives a long materialisation
+                    max_ack_pending=-1,
+                ),
+            )
+        out: list[CloudEvent] = []
+        while len(out) < batch and self.position < upto:
+            try:
+                msgs = await self._sub.fetch(min(batch, upto - self.position), timeout=2.0)
+            except nats.errors.TimeoutError:
+                break
+            for msg in msgs:
+                self.position = int(msg.metadata.sequence.stream)
+                try:
+                    out.append(CloudEvent.model_validate(json.loads(msg.data)))
+                except (ValueError, ValidationError):
+                    log.warning("indicators.replay_unparseable", stream=self.stream)
+        return out
+
+    async def close(self) -> None:
+        """Delete the ephemeral consumer (else the server drops it after an idle hour)."""
+        if self._sub is not None:
+            try:
+                info = await self._sub.consumer_info()
+                await self._sub.unsubscribe()
+                await self.js.delete_consumer(self.stream, info.name)
+            except Exception as exc:
+                log.debug("indicators.replay_close", error=type(exc).__name__)
+
+
+@dataclass
+class RebuildResult:
+    generation: int
+    previous: int
+    events: int
+    seconds: float
+    positions: dict[str, int]  # stream -> last sequence replayed
+
+
+async def rebuild(
+    db: Database, js: JetStreamContext, *, batch: int = 1000, close_gap: int = 200
+) -> RebuildResult:
+    """Recompute every aggregate from the streams into a new generation, then switch to it.
+
+    Replays each stream from its start into generation N+1 (its own inbox), materialises the
+    monthly stocks, catches up, and under the switch lock applies the last events and makes
+    N+1 the answering generation; live consumers then skip what it already applied.
+    """
+    async with db.engine.connect() as lock_conn:
+        if not await store.try_rebuild_lock(lock_conn):
+            raise Conflict("a rebuild is already running")
+        await lock_conn.commit()
+        try:
+            return await _rebuild(db, js, batch, close_gap)
+        finally:
+            await store.release_rebuild_lock(lock_conn)
+            await lock_conn.commit()
+
+
+async def _rebuild(db: Database, js: JetStreamContext, batch: int, close_gap: int) -> RebuildResult:
+    started = asyncio.get_running_loop().time()
+    for old in await _leftovers(db):
+        async with db.transaction() as conn:
+            await store.delete_generation_rows(conn, old)
+            await store.forget_generation(conn, old)
+    async with db.transaction() as conn:
+        generation = await store.new_generation(conn)
+    log.info("indicators.rebuild_started", generation=generation)
+    readers = [StreamReader(js, stream, subject) for stream, (_, subject) in CONSUMERS.items()]
+    total = 0
+    try:
+        # 1. bulk replay: record versions and flows; no stock cells yet
+        total += await _replay(db, readers, Target(generation, None), batch, close_gap)
+        # 2. stock cells for every month up to now, then catch up incrementally
+        async with db.transaction() as conn:
+            await roll_forward_generation(conn, generation, domain.current_month())
+        async with db.transaction() as conn:
+            target = await store.target_of(conn, generation)
+        total += await _replay(db, readers, target, batch, close_gap)
+        # 3. the last events and the switch, with live consumers held at the switch lock
+        async with db.transaction() as conn:
+            await store.lock_switch(conn)
+            await roll_forward_generation(conn, generation, domain.current_month())
+            target = await store.target_of(conn, generation)
+            last = 0
+            for reader in readers:
+                upto = await reader.last_sequence()
+                while events := await reader.read(upto, batch):
+                    last += await apply_events(conn, target, events, skip_invalid=True)
+            previous = (await store.active_target(conn)).generation
+            await store.add_replayed(conn, generation, last)
+            await store.activate(conn, generation, previous)
+            total += last
+    except BaseException:
+        async with db.transaction() as conn:
+            await store.mark_failed(conn, generation)
+        raise
+    finally:
+        for reader in readers:
+            await reader.close()
+    async with db.transaction() as conn:
+        await store.delete_generation_rows(conn, previous)
+        await store.forget_generation(conn, previous)
+    seconds = round(asyncio.get_running_loop().time() - started, 3)
+    log.info("indicators.rebuilt", generation=generation, events=total, seconds=seconds)
+    positions = {reader.stream: reader.position for reader in readers}
+    return RebuildResult(generation, previous, total, seconds, positions)
+
+
+async def _leftovers(db: Database) -> list[int]:
+    async with db.transaction() as conn:
+        return await store.leftover_generations(conn)
+
+
+async def _replay(
+    db: Database, readers: Sequence[StreamReader], target: Target, batch: int, close_gap: int
+) -> int:
+    """Replay every stream until all are within `close_gap` of their ends (or 5 rounds)."""
+    total = 0
+    for _ in range(5):
+        behind = 0
+        for reader in readers:
+            upto = await reader.last_sequence()
+            while events := await reader.read(upto, batch):
+                async with db.transaction() as conn:
+                    applied = await apply_events(conn, target, events, skip_invalid=True)
+                    await store.add_replayed(conn, target.generation, applied)
+                total += applied
+            behind += max(0, await reader.last_sequence() - reader.position)
+        if behind <= close_gap:
+            break
+    return total

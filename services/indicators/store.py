@@ -1,0 +1,495 @@
+"""Every SQL statement of the indicators service, nothing else."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.common.db import Database
+from services.indicators import domain
+from services.indicators.models import (
+    AGGREGATES,
+    cells,
+    child_versions,
+    generations,
+)
+
+# Advisory lock keys (two-int form): (namespace, key).
+LOCKS = 0x6B6F  # "ko"
+# Handlers hold SWITCH shared; switching the answering generation, or rolling its stocks into
+# a new month, holds it exclusive.
+SWITCH = 1
+REBUILD = 2  # one rebuild at a time (session lock)
+CHILD_NS = LOCKS + 2  # (CHILD_NS, hashtext(child id)): one change of a child at a time
+
+
+@dataclass(frozen=True)
+class Target:
+    """The generation a unit of work writes to, and how far its stock cells are complete."""
+
+    generation: int
+    stock_through: int | None
+
+
+# ---------------------------------------------------------------- snapshots and locks
+
+
+@asynccontextmanager
+async def snapshot(db: Database) -> AsyncIterator[AsyncConnection]:
+    """A read-only, repeatable-read transaction: one consistent view for a whole answer."""
+    async with db.engine.connect() as conn:
+        conn = await conn.execution_options(
+            isolation_level="REPEATABLE READ", postgresql_readonly=True
+        )
+        async with conn.begin():
+            yield conn
+
+
+async def lock_switch_shared(conn: AsyncConnection) -> None:
+    await conn.execute(
+        text("SELECT pg_advisory_xact_lock_shared(:n, :k)"), {"n": LOCKS, "k": SWITCH}
+    )
+
+
+async def lock_switch(conn: AsyncConnection) -> None:
+    await conn.execute(text("SELECT pg_advisory_xact_lock(:n, :k)"), {"n": LOCKS, "k": SWITCH})
+
+
+async def lock_child(conn: AsyncConnection, child_id: str) -> None:
+    await conn.execute(
+        text("SELECT pg_advisory_xact_lock(:n, hashtext(:c))"), {"n": CHILD_NS, "c": child_id}
+    )
+
+
+async def try_rebuild_lock(conn: AsyncConnection) -> bool:
+    """Take the session-level rebuild lock on this connection, if free."""
+    got = await conn.scalar(text("SELECT pg_try_advisory_lock(:n, :k)"), {"n": LOCKS, "k": REBUILD})
+    return bool(got)
+
+
+async def release_rebuild_lock(conn: AsyncConnection) -> None:
+    await conn.execute(text("SELECT pg_advisory_unlock(:n, :k)"), {"n": LOCKS, "k": REBUILD})
+
+
+# ---------------------------------------------------------------- generations
+
+
+async def active_target(conn: AsyncConnection) -> Target:
+    """The active generation and its stock horizon."""
+    row = (
+        await conn.execute(
+            select(generations.c.generation, generations.c.stock_through).where(
+                generations.c.active
+            )
+        )
+    ).one()
+    return Target(row.generation, row.stock_through)
+
+
+async def target_of(conn: AsyncConnection, generation: int, *, lock: bool = False) -> Target:
+    """A generation's target; with lock, its row is locked until the transaction ends."""
+    stmt = select(generations.c.generation, generations.c.stock_through).where(
+        generations.c.generation == generation
+    )
+    if lock:
+        stmt = stmt.with_for_update()
+    row = (await conn.execute(stmt)).one()
+    return Target(row.generation, row.stock_through)
+
+
+async def new_generation(conn: AsyncConnection) -> int:
+    """Start a building generation numbered after every existing one."""
+    number = int(await conn.scalar(select(func.coalesce(func.max(generations.c.generation), 0))))
+    await conn.execute(
+        insert(generations).values(generation=number + 1, active=False, state="building")
+    )
+    return number + 1
+
+
+async def set_stock_through(conn: AsyncConnection, generation: int, month: int) -> None:
+    await conn.execute(
+        update(generations)
+        .where(generations.c.generation == generation)
+        .values(stock_through=month)
+    )
+
+
+async def add_replayed(conn: AsyncConnection, generation: int, count: int) -> None:
+    await conn.execute(
+        update(generations)
+        .where(generations.c.generation == generation)
+        .values(events_replayed=generations.c.events_replayed + count)
+    )
+
+
+async def activate(conn: AsyncConnection, new: int, old: int) -> None:
+    """Make `new` the answering generation (the caller holds the switch lock)."""
+    await conn.execute(
+        update(generations)
+        .where(generations.c.generation == old)
+        .values(active=False, state="retired", finished_at=func.now())
+    )
+    await conn.execute(
+        update(generations)
+        .where(generations.c.generation == new)
+        .values(active=True, state="active", finished_at=func.now())
+    )
+
+
+async def mark_failed(conn: AsyncConnection, generation: int) -> None:
+    await conn.execute(
+        update(generations)
+        .where(generations.c.generation == generation, ~generations.c.active)
+        .values(state="failed", finished_at=func.now())
+    )
+
+
+async def delete_generation_rows(conn: AsyncConnection, generation: int) -> None:
+    """Remove every aggregate of a generation that no longer answers."""
+    for table in AGGREGATES:
+        await conn.execute(delete(table).where(table.c.generation == generation))
+
+
+async def leftover_generations(conn: AsyncConnection) -> list[int]:
+    """Generations that do not answer and are not retired-and-cleaned: remains of a rebuild."""
+    rows = await conn.execute(
+        select(generations.c.generation).where(~generations.c.active, generations.c.state != "gone")
+    )
+    return [r.generation for r in rows]
+
+
+async def forget_generation(conn: AsyncConnection, generation: int) -> None:
+    await conn.execute(
+        update(generations)
+        .where(generations.c.generation == generation, ~generations.c.active)
+        .values(state="gone")
+    )
+
+
+async def latest_rebuild(conn: AsyncConnection) -> dict[str, Any] | None:
+    """The newest generation that was built by a rebuild (not the first one)."""
+    row = (
+        await conn.execute(
+            select(generations)
+            .where(generations.c.generation > 1)
+            .order_by(generations.c.generation.desc())
+            .limit(1)
+        )
+    ).first()
+    return dict(row._mapping) if row is not None else None
+
+
+# ---------------------------------------------------------------- inbox of a generation
+
+
+async def claim_events(conn: AsyncConnection, generation: int, ids: Sequence[str]) -> set[str]:
+    """Record events as applied in a generation; return those not applied before."""
+    if not ids:
+        return set()
+    rows = await conn.execute(
+        text(
+            """
+            INSERT INTO indicators.applied_events (generation, event_id)
+            SELECT :g, e FROM unnest(CAST(:ids AS uuid[])) AS e
+            ON CONFLICT DO NOTHING
+            RETURNING event_id
+            """
+        ),
+        {"g": generation, "ids": list(ids)},
+    )
+    return {str(r.event_id) for r in rows}
+
+
+# ---------------------------------------------------------------- children and providers
+
+
+async def insert_child_versions(
+    conn: AsyncConnection, generation: int, versions: Sequence[domain.ChildVersion]
+) -> set[tuple[str, int]]:
+    """Record child versions; return (child, version) of those not known before."""
+    if not versions:
+        return set()
+    rows = await conn.execute(
+        text(
+            """
+            INSERT INTO indicators.child_versions
+                   (generation, child_id, version, effective_month, commune, sex, birth_month,
+                    status, risk, vulnerabilities)
+            SELECT :g, c, v, e, m, s, b, st, r,
+                   COALESCE(string_to_array(NULLIF(vu, ''), ','), '{}')
+            FROM unnest(CAST(:c AS uuid[]), CAST(:v AS int[]), CAST(:e AS int[]),
+                        CAST(:m AS text[]), CAST(:s AS text[]), CAST(:b AS int[]),
+                        CAST(:st AS text[]), CAST(:r AS text[]), CAST(:vu AS text[]))
+                 AS d(c, v, e, m, s, b, st, r, vu)
+            ON CONFLICT DO NOTHING
+            RETURNING child_id, version
+            """
+        ),
+        {
+            "g": generation,
+            "c": [x.child_id for x in versions],
+            "v": [x.version for x in versions],
+            "e": [x.effective for x in versions],
+            "m": [x.state.commune for x in versions],
+            "s": [x.state.sex for x in versions],
+            "b": [x.state.birth_month for x in versions],
+            "st": [x.state.status for x in versions],
+            "r": [x.state.risk for x in versions],
+            "vu": [",".join(x.state.vulnerabilities) for x in versions],
+        },
+    )
+    return {(str(r.child_id), r.version) for r in rows}
+
+
+async def child_history(
+    conn: AsyncConnection, generation: int, child_id: str
+) -> list[domain.ChildVersion]:
+    """Every known version of a child."""
+    rows = await conn.execute(
+        select(child_versions).where(
+            child_versions.c.generation == generation,
+            child_versions.c.child_id == uuid.UUID(child_id),
+        )
+    )
+    return [
+        domain.ChildVersion(
+            child_id=str(r.child_id),
+            version=r.version,
+            effective=r.effective_month,
+            state=domain.ChildState(
+                commune=r.commune,
+                sex=r.sex,
+                birth_month=r.birth_month,
+                status=r.status,
+                risk=r.risk,
+                vulnerabilities=tuple(r.vulnerabilities),
+            ),
+        )
+        for r in rows
+    ]
+
+
+async def first_child_month(conn: AsyncConnection, generation: int) -> int | None:
+    """The earliest month from which any child version holds."""
+    value = await conn.scalar(
+        select(func.min(child_versions.c.effective_month)).where(
+            child_versions.c.generation == generation
+        )
+    )
+    return int(value) if value is not None else None
+
+
+async def insert_provider_versions(
+    conn: AsyncConnection, generation: int, versions: Sequence[domain.ProviderVersion]
+) -> None:
+    """Record provider versions (a version seen before is left as it is)."""
+    if not versions:
+        return
+    await conn.execute(
+        text(
+            """
+            INSERT INTO indicators.provider_versions
+                   (generation, provider_id, version, effective_month, active, service_types,
+                    areas)
+            SELECT :g, p, v, e, a, COALESCE(string_to_array(NULLIF(t, ''), ','), '{}'),
+                   COALESCE(string_to_array(NULLIF(ar, ''), ','), '{}')
+            FROM unnest(CAST(:p AS uuid[]), CAST(:v AS int[]), CAST(:e AS int[]),
+                        CAST(:a AS bool[]), CAST(:t AS text[]), CAST(:ar AS text[]))
+                 AS d(p, v, e, a, t, ar)
+            ON CONFLICT DO NOTHING
+            """
+        ),
+        {
+            "g": generation,
+            "p": [x.provider_id for x in versions],
+            "v": [x.version for x in versions],
+            "e": [x.effective for x in versions],
+            "a": [x.active for x in versions],
+            "t": [",".join(x.service_types) for x in versions],
+            "ar": [",".join(x.areas) for x in versions],
+        },
+    )
+
+
+async def providers_at(
+    conn: AsyncConnection, generation: int, month: int
+) -> tuple[list[domain.ProviderVersion], datetime | None]:
+    """Each provider's version in force at the end of a month, and the newest change time."""
+    rows = (
+        await conn.execute(
+            text(
+                """
+                SELECT DISTINCT ON (provider_id)
+                       provider_id, version, effective_month, active, service_types, areas,
+                       max(recorded_at) OVER () AS last_change
+                FROM indicators.provider_versions
+                WHERE generation = :g AND effective_month <= :m
+                ORDER BY provider_id, version DESC
+                """
+            ),
+            {"g": generation, "m": month},
+        )
+    ).all()
+    versions = [
+        domain.ProviderVersion(
+            provider_id=str(r.provider_id),
+            version=r.version,
+            effective=r.effective_month,
+            active=r.active,
+            service_types=tuple(r.service_types),
+            areas=tuple(r.areas),
+        )
+        for r in rows
+    ]
+    return versions, (rows[0].last_change if rows else None)
+
+
+# ---------------------------------------------------------------- cells
+
+
+async def add_to_cells(
+    conn: AsyncConnection, generation: int, deltas: Counter[domain.CellKey]
+) -> None:
+    """Add deltas to cells in one statement, in key order (so writers never deadlock)."""
+    keys = sorted(k for k, v in deltas.items() if v)
+    if not keys:
+        return
+    await conn.execute(
+        text(
+            """
+            INSERT INTO indicators.cells
+                   (generation, indicator, period, commune, combo, value, updated_at)
+            SELECT :g, i, p, c, k, v, now()
+            FROM unnest(CAST(:i AS text[]), CAST(:p AS text[]), CAST(:c AS text[]),
+                        CAST(:k AS text[]), CAST(:v AS bigint[])) AS d(i, p, c, k, v)
+            ORDER BY i, p, c, k
+            ON CONFLICT (generation, indicator, period, commune, combo)
+            DO UPDATE SET value = cells.value + excluded.value, updated_at = now()
+            """
+        ),
+        {
+            "g": generation,
+            "i": [k[0] for k in keys],
+            "p": [k[1] for k in keys],
+            "c": [k[2] for k in keys],
+            "k": [k[3] for k in keys],
+            "v": [deltas[k] for k in keys],
+        },
+    )
+
+
+_BAND_SQL = """CASE WHEN :m - birth_month < 60 THEN 'Y0_4'
+                    WHEN :m - birth_month < 120 THEN 'Y5_9'
+                    WHEN :m - birth_month < 180 THEN 'Y10_14'
+                    ELSE 'Y15_17' END"""
+
+
+async def materialise_month(conn: AsyncConnection, generation: int, month: int) -> None:
+    """Compute a month's stock cells from the child versions in force at its end.
+
+    The same rule as domain.stock_contributions, as one GROUP BY (run once a month, and by a
+    rebuild for every month).
+    """
+    period = domain.month_code(month)
+    await conn.execute(
+        delete(cells).where(
+            cells.c.generation == generation,
+            cells.c.period == period,
+            cells.c.indicator.in_(domain.STOCKS),
+        )
+    )
+    await conn.execute(
+        text(
+            f"""
+            WITH st AS (
+                SELECT DISTINCT ON (child_id)
+                       commune, sex, birth_month, status, risk, vulnerabilities
+                FROM indicators.child_versions
+                WHERE generation = :g AND effective_month <= :m
+                ORDER BY child_id, version DESC
+            ), o AS (
+                SELECT commune, sex || '_' || {_BAND_SQL} AS combo, risk, vulnerabilities
+                FROM st WHERE status = 'open'
+            )
+            INSERT INTO indicators.cells
+                   (generation, indicator, period, commune, combo, value, updated_at)
+            SELECT :g, 'CP_CASE_OPEN', :p, commune, combo, count(*), now()
+              FROM o GROUP BY commune, combo
+            UNION ALL
+            SELECT :g, 'CP_CASE_HIGH_RISK', :p, commune, combo, count(*), now()
+              FROM o WHERE risk = 'high' GROUP BY commune, combo
+            UNION ALL
+            SELECT :g, 'CP_CHILD_VULN', :p, commune, v, count(*), now()
+              FROM o, unnest(o.vulnerabilities) AS v GROUP BY commune, v
+            """
+        ),
+        {"g": generation, "m": month, "p": period},
+    )
+
+
+def minimal_prefixes(prefixes: Iterable[str]) -> list[str]:
+    """The prefixes without those another one already covers."""
+    out: list[str] = []
+    for p in sorted(set(prefixes), key=lambda x: (len(x), x)):
+        if not any(p.startswith(q) for q in out):
+            out.append(p)
+    return out
+
+
+@dataclass(frozen=True)
+class CellValue:
+    commune: str
+    combo: str
+    value: int
+    updated_at: datetime
+
+
+async def read_cells(
+    conn: AsyncConnection,
+    generation: int,
+    indicators: Sequence[str],
+    periods: Sequence[str],
+    prefixes: Iterable[str],
+) -> dict[tuple[str, str], list[CellValue]]:
+    """Cells of some indicators and periods in communes under the prefixes ("" = all)."""
+    like = [f"{p}%" for p in minimal_prefixes(prefixes)]
+    rows = await conn.execute(
+        select(
+            cells.c.indicator,
+            cells.c.period,
+            cells.c.commune,
+            cells.c.combo,
+            cells.c.value,
+            cells.c.updated_at,
+        ).where(
+            cells.c.generation == generation,
+            cells.c.indicator.in_(list(indicators)),
+            cells.c.period.in_(list(periods)),
+            or_(*[cells.c.commune.like(p) for p in like]),
+        )
+    )
+    out: dict[tuple[str, str], list[CellValue]] = {}
+    for r in rows:
+        out.setdefault((r.indicator, r.period), []).append(
+            CellValue(r.commune, r.combo, int(r.value), r.updated_at)
+        )
+    return out
+
+
+async def nonzero_cells(conn: AsyncConnection, generation: int) -> dict[domain.CellKey, int]:
+    """Every non-zero cell of a generation (for comparing a rebuild with the live one)."""
+    rows = await conn.execute(
+        select(
+            cells.c.indicator, cells.c.period, cells.c.commune, cells.c.combo, cells.c.value
+        ).where(cells.c.generation == generation, cells.c.value != 0)
+    )
+    return {(r.indicator, r.period, r.commune, r.combo): int(r.value) for r in rows}
