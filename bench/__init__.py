@@ -1,1 +1,3 @@
-"""Benchmarks: `python -m bench` measures the registry and the gateway against a bare ceiling."""
+"""Benchmarks: `python -m bench` measures the registry, the gateway and two workflows through
+the gateway (referral create + accept, grant request + approve + disburse) against a bare
+ceiling."""

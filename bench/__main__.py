@@ -4,11 +4,15 @@ One run on this machine, each target alone in turn, the load generator in its ow
   (a) ceiling   FastAPI + asyncpg, one INSERT / one SELECT (bench/ceiling.py)
   (b) registry  `python -m services.registry`, called directly with a gateway-issued token
   (c) gateway   the registry through `python -m gateway`
-each for create (POST) and read-by-id (GET). Prints a table and the ratios b/a and c/a, and
-writes everything to var/bench/results.json.
+each for create (POST) and read-by-id (GET); then two workflows through the gateway, each
+worker running one workflow after the other (bench/workflows.py):
+  (d) referral  create a referral, the provider it was routed to accepts it
+  (e) grant     request a grant, another principal approves it, a disburser pays it
+Prints a table and the ratios b/a, c/a and, per workflow, its request rate over the ceiling's
+create rate; writes everything to var/bench/results.json.
 
 Environment: BENCH_SECONDS (measured window, default 10), BENCH_WARMUP (default 2),
-BENCH_CONNECTIONS (default 32).
+BENCH_CONNECTIONS (default 32; also the workers of a workflow).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any
 
 import httpx
 
+from bench import workflows
 from deploy.local.infra import EmbeddedNats, EmbeddedPostgres, free_port, stop_orphan
 from deploy.local.supervisor import REPO_ROOT, Supervisor
 
@@ -43,6 +48,8 @@ CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 CALIBRATION_SECONDS = 3.0
 BODIES_PER_TARGET = 8192
 TARGET_RATIO, AIM_RATIO = 0.5, 0.7
+CHILDREN_PER_WORKER = 16  # children registered for the workflows, per connection
+SETUP_TIMEOUT = 180.0  # for the referrals and funds services to learn the children
 BUSY_OTHER_CORES = 0.25  # outside load above which the table warns that req/s is distorted
 # Modules the bench runs under the supervisor: (log name, module).
 PROCESSES = [
@@ -52,12 +59,22 @@ PROCESSES = [
     ("gateway-migrate", "gateway"),
     ("registry", "services.registry"),
     ("gateway", "gateway"),
+    ("referrals-migrate", "services.referrals"),
+    ("funds-migrate", "services.funds"),
+    ("referrals", "services.referrals"),
+    ("funds", "services.funds"),
 ]
 TARGETS = {
     "ceiling": "(a) ceiling: FastAPI + asyncpg",
     "registry": "(b) registry, direct",
     "gateway": "(c) registry via gateway",
 }
+# name -> (label, service under test, steps)
+WORKFLOWS = {
+    "referral": ("(d) referral: create, accept", "referrals", workflows.REFERRAL_STEPS),
+    "grant": ("(e) grant: request, approve, disburse", "funds", workflows.GRANT_STEPS),
+}
+SERVICES = ["registry", "referrals", "funds"]
 
 GIVEN = ["Sokha", "Dara", "Sreymom", "Vanna", "Bopha", "Rithy", "Chenda", "Piseth", "Kanha"]
 FAMILY = ["Chan", "Sok", "Kim", "Heng", "Meas", "Ouk", "Prak", "Touch", "Yim", "Nhem"]
@@ -138,6 +155,7 @@ class Bench:
             "settings": {"connections": CONNECTIONS, "warmup_s": WARMUP, "duration_s": SECONDS},
             "generator_ceiling": None,
             "targets": {name: {} for name in TARGETS},
+            "workflows": {name: {} for name in WORKFLOWS},
         }
 
     # -------------------------------------------------------------- lifecycle
@@ -157,6 +175,7 @@ class Bench:
         database_url = self.postgres.start()
         nats_url = self.nats.start()
         registry_port, gateway_port = free_port(), free_port()
+        referrals_port, funds_port = free_port(), free_port()
         self.env = {
             "DATABASE_URL": database_url,
             "NATS_URL": nats_url,
@@ -165,6 +184,10 @@ class Bench:
             "KOMAR_REGISTRY_PORT": str(registry_port),
             "KOMAR_GATEWAY_PORT": str(gateway_port),
             "KOMAR_REGISTRY_URL": f"http://127.0.0.1:{registry_port}",
+            "KOMAR_REFERRALS_PORT": str(referrals_port),
+            "KOMAR_REFERRALS_URL": f"http://127.0.0.1:{referrals_port}",
+            "KOMAR_FUNDS_PORT": str(funds_port),
+            "KOMAR_FUNDS_URL": f"http://127.0.0.1:{funds_port}",
             "KOMAR_JWKS_URL": f"http://127.0.0.1:{gateway_port}/.well-known/jwks.json",
             "KOMAR_LOG_LEVEL": "warning",
         }
@@ -200,8 +223,10 @@ class Bench:
 
     # -------------------------------------------------------------- measuring
 
-    def drive(self, label: str, job: dict[str, Any], watch: dict[str, list[int]]) -> dict[str, Any]:
-        """Run the generator process on `job`; summarise its figures and who used the CPU."""
+    def generate(
+        self, label: str, job: dict[str, Any], watch: dict[str, list[int]]
+    ) -> dict[str, Any]:
+        """Run the generator process on `job`; its raw figures."""
         job = {
             "connections": CONNECTIONS,
             "warmup_s": WARMUP,
@@ -219,7 +244,12 @@ class Bench:
         self.loadgen = None
         if code != 0:
             raise RuntimeError(f"load generator failed on {label} (exit code {code})")
-        raw = json.loads(result_path.read_text())
+        raw: dict[str, Any] = json.loads(result_path.read_text())
+        return raw
+
+    def drive(self, label: str, job: dict[str, Any], watch: dict[str, list[int]]) -> dict[str, Any]:
+        """Run the generator on a single-request job; its figures and who used the CPU."""
+        raw = self.generate(label, job, watch)
         ordered = sorted(raw["latencies_ms"])
         rps = raw["requests"] / raw["duration_s"]
         cores: dict[str, float] = raw["cores"]
@@ -379,6 +409,124 @@ class Bench:
             seed=3,
         )
 
+    # -------------------------------------------------------------- workflows
+
+    def drive_workflow(
+        self, label: str, job: dict[str, Any], watch: dict[str, list[int]]
+    ) -> dict[str, Any]:
+        """Run the generator on a workflow job; figures per workflow and per step."""
+        raw = self.generate(label, job, watch)
+        duration = raw["duration_s"]
+        flow = raw["workflows"]
+        ordered = sorted(flow["latencies_ms"])
+        wps = flow["completed"] / duration
+        step_rps = raw["requests"] / duration
+        cores: dict[str, float] = raw["cores"]
+        server = sum(cores[name] for name in watch)
+        steps = {}
+        samples = []
+        for step in raw["steps"]:
+            latencies = sorted(step["latencies_ms"])
+            steps[step["name"]] = {
+                "rps": round(step["requests"] / duration, 1),
+                "p50_ms": round(_quantile(latencies, 0.50), 2),
+                "p99_ms": round(_quantile(latencies, 0.99), 2),
+                "requests": step["requests"],
+                "errors": step["errors"],
+                "statuses": step["statuses"],
+                "error_samples": step["error_samples"],
+            }
+            samples += [f"{step['name']}: {sample}" for sample in step["error_samples"]]
+        return {
+            "workflows_per_s": round(wps, 1),
+            "p50_ms": round(_quantile(ordered, 0.50), 2),
+            "p99_ms": round(_quantile(ordered, 0.99), 2),
+            "completed": flow["completed"],
+            "failed": flow["failed"],
+            "failed_at": flow["failed_at"],
+            # Every step's request, answered inside the window.
+            "step_rps": round(step_rps, 1),
+            "requests": raw["requests"],
+            "errors": raw["errors"],
+            "error_samples": samples,
+            "steps": steps,
+            "cores": cores,
+            # Serving CPU (gateway, the service, the other services' consumers, PostgreSQL,
+            # NATS) per whole workflow, and per request of it.
+            "server_cpu_ms_per_workflow": round(server / wps * 1000, 3) if wps else None,
+            "server_cpu_ms_per_request": round(server / step_rps * 1000, 3) if step_rps else None,
+        }
+
+    def start_workflow_services(self) -> None:
+        """Migrate and start the referrals and funds services (the gateway already routes to
+        their ports)."""
+        say("migrating and starting the referrals and funds services")
+        self.supervisor.run("referrals-migrate", "services.referrals", "migrate", env=self.env)
+        self.supervisor.run("funds-migrate", "services.funds", "migrate", env=self.env)
+        for name in ("referrals", "funds"):
+            port = int(self.env[f"KOMAR_{name.upper()}_PORT"])
+            self.supervisor.start(name, f"services.{name}", env=self.env, port=port)
+
+    def backlog(self, consumers: list[tuple[str, str]]) -> bool:
+        """Whether the durable consumers have applied every event published so far."""
+        return workflows.consumer_backlog(self.env["NATS_URL"], consumers) == 0
+
+    def run_workflows(self) -> None:
+        """(d) and (e): set both up through the gateway, then measure one after the other."""
+        self.start_workflow_services()
+        gateway = f"http://127.0.0.1:{self.port('gateway')}"
+        count = CONNECTIONS * CHILDREN_PER_WORKER
+        say(f"setting up the workflows: clients, providers, funds, {count} children")
+        setup = workflows.set_up(
+            gateway,
+            self.admin_secret,
+            child_bodies(count, seed=4),
+            caught_up=lambda: self.backlog(workflows.CHILD_CONSUMERS),
+            timeout=SETUP_TIMEOUT,
+            say=lambda line: say(f"  set-up: {line}"),
+        )
+        self.results["workflow_setup_s"] = setup.seconds
+        say(f"workflow set-up done in {setup.seconds:.0f} s")
+        jobs: dict[str, dict[str, Any]] = {
+            "referral": {"items": setup.referral_items, "tokens": setup.referral_tokens},
+            "grant": {
+                "items": setup.grant_items,
+                "tokens": setup.grant_tokens,
+                "partition_items": True,  # one open grant per child and category
+            },
+        }
+        infra = self.infra_pids()
+        for name, (label, service, steps) in WORKFLOWS.items():
+            # Nothing left over from the set-up or the previous workflow: the registry has
+            # applied every referral event (access follows referrals) before this one starts.
+            workflows.wait_until(
+                lambda: self.backlog(workflows.CHILD_CONSUMERS + workflows.REFERRAL_CONSUMERS),
+                SETUP_TIMEOUT,
+                "the consumers to catch up",
+            )
+            say(label)
+            watch = {
+                "gateway": [self.pid("gateway")],
+                "app": [self.pid(service)],
+                "services": [self.pid(s) for s in SERVICES if s != service],
+                **infra,
+            }
+            try:
+                figures = self.drive_workflow(
+                    f"workflow-{name}",
+                    {"base_url": gateway, "workflow": steps, **jobs[name]},
+                    watch,
+                )
+            except Exception as exc:
+                say(f"{label} failed: {exc}")
+                self.results["workflows"][name] = {"error": str(exc).splitlines()[0]}
+                continue
+            self.results["workflows"][name] = figures
+            say(
+                f"{label}: {figures['workflows_per_s']:,.1f} workflows/s, "
+                f"{figures['errors']} errors"
+            )
+
 
 def _check(response: httpx.Response, what: str) -> None:
     """Fail with the answer when a set-up call did not succeed."""
@@ -406,6 +554,36 @@ def _rows(results: dict[str, Any]) -> Iterator[dict[str, Any]]:
         for op in ("create", "read"):
             if isinstance(data.get(op), dict):
                 yield data[op]
+
+
+def _workflow_rows(results: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every measured workflow."""
+    for data in results.get("workflows", {}).values():
+        if "steps" in data:
+            yield data
+
+
+def workflow_ratios(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Per workflow: its request rate (every step's requests) over the ceiling's create rate,
+    and the inverse ratio of serving CPU per request. Also stored on each step."""
+    base = results["targets"]["ceiling"].get("create")
+    out: dict[str, dict[str, float | None]] = {}
+    for name, (label, _, _) in WORKFLOWS.items():
+        data = results["workflows"].get(name, {})
+        key = f"{label[1]}/a steps"  # "(d) referral…" -> "d/a steps"
+        if not isinstance(base, dict) or not base["rps"] or "steps" not in data:
+            out[key] = {"throughput": None, "cpu_cost": None}
+            continue
+        for step in data["steps"].values():
+            step["ratio_to_ceiling_create"] = round(step["rps"] / base["rps"], 3)
+        cost = data["server_cpu_ms_per_request"]
+        out[key] = {
+            "throughput": round(data["step_rps"] / base["rps"], 3),
+            "cpu_cost": round(base["server_cpu_ms_per_request"] / cost, 3) if cost else None,
+        }
+        data["step_ratio_to_ceiling_create"] = out[key]["throughput"]
+        data["cpu_ratio_to_ceiling_create"] = out[key]["cpu_cost"]
+    return out
 
 
 def ratios(targets: dict[str, Any]) -> dict[str, dict[str, float | None]]:
@@ -468,6 +646,7 @@ def report(results: dict[str, Any]) -> str:
                 f"{row['p99_ms']:>7.1f} {row['errors']:>6} "
                 f"{row['server_cpu_ms_per_request']:>8.2f}   {used}"
             )
+    lines += workflow_report(results)
     lines += ["", f"{'ratio':<11} {'req/s':>6} {'by CPU/req':>11}"]
     for name, value in results["ratios"].items():
         tput, cost = value["throughput"], value["cpu_cost"]
@@ -476,13 +655,16 @@ def report(results: dict[str, Any]) -> str:
             verdict = "n/a" if tput is None else ("ok" if tput >= TARGET_RATIO else "BELOW")
             note = f"   target >= {TARGET_RATIO} (aim {AIM_RATIO}): {verdict}"
         shown = [f"{v:.2f}" if v is not None else "n/a" for v in (tput, cost)]
+        if name.endswith(" steps"):
+            note = "   every step's request over the ceiling's create"
         lines.append(f"{name:<11} {shown[0]:>6} {shown[1]:>11}{note}")
     lines.append(
         "by CPU/req: the ceiling's serving CPU per request over the target's (what req/s would "
         "give if\nthe serving side had the machine to itself); 'other' is CPU used by processes "
         "outside the bench"
     )
-    busiest = max((row["cores"]["other"] for row in _rows(results)), default=0.0)
+    measured = [*_rows(results), *_workflow_rows(results)]
+    busiest = max((row["cores"]["other"] for row in measured), default=0.0)
     if busiest > BUSY_OTHER_CORES:
         lines.append(
             f"warning: processes outside the bench used up to {busiest:.2f} of "
@@ -490,12 +672,66 @@ def report(results: dict[str, Any]) -> str:
             "understated and noisy there, the CPU/req figures much less so"
         )
     fastest = max((row["rps"] for row in _rows(results)), default=0.0)
+    fastest = max([fastest, *(row["step_rps"] for row in _workflow_rows(results))])
     if gen and fastest > 0.5 * gen["rps"]:
         lines.append(
             f"note: the fastest row ({fastest:,.0f} req/s) is over half the generator's "
             "ceiling: the generator may be part of the limit there"
         )
     return "\n".join(lines)
+
+
+def workflow_report(results: dict[str, Any]) -> list[str]:
+    """The workflows' part of the table: one line per workflow, then one per step."""
+    if not results.get("workflows"):
+        return []
+    lines = ["", "workflows through the gateway, each worker running one after the other"]
+    header = (
+        f"{'workflow':<38} {'row':<10} {'per s':>6} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}"
+        f" {'srv CPU':>8} {'/ (a)':>6}   cores busy: gw / app / services / pg / nats / "
+        "loadgen / other"
+    )
+    lines += [header, f"{'':<38} {'':<10} {'':>6} {'':>7} {'':>7} {'':>6} {'ms':>8} {'create':>6}"]
+    lines.append("-" * len(header))
+    for name, (label, _, _) in WORKFLOWS.items():
+        data = results["workflows"].get(name, {})
+        if "steps" not in data:
+            reason = data.get("error", "not measured")
+            lines.append(f"{label:<38} {'workflow':<10} {'-':>6}   {reason[:80]}")
+            continue
+        cores = data["cores"]
+        used = " / ".join(
+            f"{cores[k]:.2f}" if k in cores else "  - "
+            for k in ("gateway", "app", "services", "postgres", "nats", "loadgen", "other")
+        )
+        cpu = data["server_cpu_ms_per_workflow"]
+        lines.append(
+            f"{label:<38} {'workflow':<10} {data['workflows_per_s']:>6,.1f} "
+            f"{data['p50_ms']:>7.1f} {data['p99_ms']:>7.1f} {data['errors']:>6} "
+            f"{_num(cpu, 8)} {'':>6}   {used}"
+        )
+        for index, (step, row) in enumerate(data["steps"].items(), 1):
+            lines.append(
+                f"{'':<38} {f'{index} {step}':<10} {row['rps']:>6,.1f} {row['p50_ms']:>7.1f} "
+                f"{row['p99_ms']:>7.1f} {row['errors']:>6} {'':>8} "
+                f"{_num(row.get('ratio_to_ceiling_create'), 6)}"
+            )
+        lines.append(
+            f"{'':<38} {'all steps':<10} {data['step_rps']:>6,.1f} {'':>7} {'':>7} {'':>6} "
+            f"{_num(data['server_cpu_ms_per_request'], 8)} "
+            f"{_num(data.get('step_ratio_to_ceiling_create'), 6)}"
+        )
+    lines.append(
+        "srv CPU: per workflow on its line, per request on 'all steps'; / (a) create: req/s "
+        "over the ceiling's\ncreate req/s; 'services': the other Komar services (their event "
+        "consumers)"
+    )
+    return lines
+
+
+def _num(value: float | None, width: int) -> str:
+    """A figure right-aligned in `width`, or n/a."""
+    return f"{value:>{width}.2f}" if value is not None else f"{'n/a':>{width}}"
 
 
 @contextmanager
@@ -533,19 +769,28 @@ def main() -> int:
                 say(f"registry/gateway measurement failed: {exc}")
                 for target in ("registry", "gateway"):
                     bench.results["targets"][target].setdefault("error", str(exc).splitlines()[0])
+            try:
+                bench.run_workflows()
+            except Exception as exc:
+                failed = True
+                say(f"workflow measurement failed: {exc}")
+                for name in WORKFLOWS:
+                    if not bench.results["workflows"][name]:
+                        bench.results["workflows"][name] = {"error": str(exc).splitlines()[0]}
         finally:
             say("stopping every process")
             bench.stop_all()
     results = bench.results
-    results["ratios"] = ratios(results["targets"])
+    results["ratios"] = ratios(results["targets"]) | workflow_ratios(results)
     results["targets_ratio"] = {"c/a": TARGET_RATIO, "aim": AIM_RATIO}
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     (ROOT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print()
     print(report(results))
     print(f"\nwritten to {ROOT / 'results.json'} in {results['elapsed_s']:.0f} s")
-    errors = sum(row["errors"] for row in _rows(results))
-    return 1 if failed or errors else 0
+    errors = sum(row["errors"] for row in [*_rows(results), *_workflow_rows(results)])
+    missing = any("steps" not in data for data in results["workflows"].values())
+    return 1 if failed or errors or missing else 0
 
 
 if __name__ == "__main__":

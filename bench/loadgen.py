@@ -5,6 +5,18 @@ busy (one worker each, closed loop) for a warm-up and then a measured window; wr
 latencies, statuses, created ids and the CPU use of the generator, of the watched processes
 and of the whole machine over the window to RESULT.json.
 
+Two modes. Single request (the job has `method` and `paths`): every worker sends the same
+kind of request back to back. Workflow (the job has `workflow`, a list of steps): every
+worker runs the steps in order, again and again; a step is
+`{name, method, path, body?, auth?, expect?}` where `path`, `body` and `auth` are templates.
+A template's `{name}` is filled from the iteration's context: the fields of the `items`
+entry drawn for the iteration, `uuid` (fresh for each iteration), `id` (the id the first
+step created) and `<step>.<field>` (a field of an earlier step's JSON answer). A placeholder
+that is a whole JSON string keeps the value's JSON type. `auth` names an entry of `tokens`,
+sent as `Authorization: Bearer`. A step answered outside `expect` ends the iteration as a
+failed workflow. With `partition_items`, worker `w` draws only `items[w::connections]`, so
+no two workers ever act on the same item at once.
+
 `python -m bench.loadgen serve-trivial` (port from $BENCH_PORT): a raw asyncio responder that
 answers every request with a fixed 200, used once to measure the generator's own ceiling.
 """
@@ -16,9 +28,12 @@ import itertools
 import json
 import os
 import random
+import re
 import sys
 import time
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -30,8 +45,8 @@ class Job:
     """One measurement: which requests to send, how hard and how long."""
 
     base_url: str
-    method: str
-    paths: list[str]
+    method: str = "GET"
+    paths: list[str] = field(default_factory=list)
     bodies: list[Any] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     expect: list[int] = field(default_factory=lambda: [200])
@@ -41,6 +56,11 @@ class Job:
     collect_ids: bool = False
     # Process groups whose CPU use to report: name -> root pids (descendants included).
     watch: dict[str, list[int]] = field(default_factory=dict)
+    # Workflow mode (see the module docstring); `method`, `paths` and `bodies` are unused.
+    workflow: list[dict[str, Any]] = field(default_factory=list)
+    items: list[dict[str, Any]] = field(default_factory=list)
+    partition_items: bool = False
+    tokens: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -154,6 +174,155 @@ def _request_stream(job: Job) -> itertools.cycle[tuple[str, bytes | None]]:
     )
 
 
+# ------------------------------------------------------------------ workflow mode
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w.]*)\}")
+
+
+class TemplateError(Exception):
+    """A placeholder names nothing in the iteration's context."""
+
+
+def _lookup(context: dict[str, Any], name: str) -> Any:
+    value: Any = context
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise TemplateError(f"{{{name}}}: no such value")
+        value = value[part]
+    return value
+
+
+def render(template: Any, context: dict[str, Any]) -> Any:
+    """Fill a template (a string, or JSON data holding strings) from `context`."""
+    if isinstance(template, str):
+        whole = _PLACEHOLDER.fullmatch(template)
+        if whole:
+            return _lookup(context, whole.group(1))
+        return _PLACEHOLDER.sub(lambda m: str(_lookup(context, m.group(1))), template)
+    if isinstance(template, dict):
+        return {k: render(v, context) for k, v in template.items()}
+    if isinstance(template, list):
+        return [render(v, context) for v in template]
+    return template
+
+
+@dataclass
+class StepTally:
+    """What one step of a workflow saw inside the measured window."""
+
+    name: str
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WorkflowTally:
+    """Whole workflows finished (or failed) inside the measured window, and their steps."""
+
+    steps: list[StepTally]
+    latencies_ms: list[float] = field(default_factory=list)
+    failed: int = 0
+    failed_at: Counter[str] = field(default_factory=Counter)
+
+
+def _item_streams(job: Job) -> list[Iterator[dict[str, Any]]]:
+    """What each worker draws its iterations' items from."""
+    items = list(job.items) or [{}]
+    rng = random.Random(1)
+    if not job.partition_items:
+        rng.shuffle(items)
+        shared = itertools.cycle(items)
+        return [shared] * job.connections
+    if len(items) < job.connections:
+        raise SystemExit(
+            f"partition_items needs at least one item per connection "
+            f"({len(items)} items, {job.connections} connections)"
+        )
+    return [itertools.cycle(items[w :: job.connections]) for w in range(job.connections)]
+
+
+async def _call(
+    session: aiohttp.ClientSession, job: Job, step: dict[str, Any], context: dict[str, Any]
+) -> tuple[int, bytes, str | None]:
+    """Send one step; (status, body, Location). Status 0: no answer, or a bad template."""
+    try:
+        path = render(step["path"], context)
+        headers: dict[str, str] = {}
+        if step.get("auth"):
+            name = render(step["auth"], context)
+            if name not in job.tokens:
+                raise TemplateError(f"no token named {name!r}")
+            headers["Authorization"] = f"Bearer {job.tokens[name]}"
+        data = None
+        if step.get("body") is not None:
+            data = json.dumps(render(step["body"], context), separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
+    except TemplateError as exc:
+        return 0, f"template: {exc}".encode(), None
+    try:
+        async with session.request(
+            step["method"], job.base_url + path, data=data, headers=headers
+        ) as response:
+            return response.status, await response.read(), response.headers.get("Location")
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        return 0, type(exc).__name__.encode(), None
+
+
+async def _workflow_worker(
+    session: aiohttp.ClientSession,
+    job: Job,
+    items: Iterator[dict[str, Any]],
+    clock: dict[str, float],
+    tally: WorkflowTally,
+) -> None:
+    """Run the workflow back to back until the window closes; record what ends inside it.
+
+    An iteration the window closes on is abandoned (its remaining steps are not sent)."""
+    while True:
+        began = time.perf_counter()
+        if began >= clock["end"]:
+            return
+        inside = False
+        context: dict[str, Any] = {**next(items), "uuid": uuid.uuid4().hex}
+        for index, (step, steps) in enumerate(zip(job.workflow, tally.steps, strict=True)):
+            started = time.perf_counter()
+            if started >= clock["end"]:
+                return
+            status, payload, location = await _call(session, job, step, context)
+            done = time.perf_counter()
+            ok = status in step.get("expect", [200])
+            inside = clock["start"] <= done <= clock["end"]
+            if inside:
+                steps.latencies_ms.append((done - started) * 1000.0)
+                steps.statuses[str(status)] += 1
+            if not ok:
+                if inside:
+                    steps.errors += 1
+                    tally.failed += 1
+                    tally.failed_at[steps.name] += 1
+                    if len(steps.error_samples) < 5:
+                        text = payload[:200].decode(errors="replace")
+                        steps.error_samples.append(f"{status}: {text}")
+                break
+            try:
+                answer = json.loads(payload) if payload else None
+            except ValueError:
+                answer = None
+            context[steps.name] = answer if isinstance(answer, dict) else {}
+            if index == 0:
+                created = _created_id(location, payload)
+                if created:
+                    context["id"] = created
+        else:
+            if inside:
+                tally.latencies_ms.append((time.perf_counter() - began) * 1000.0)
+
+
+# ------------------------------------------------------------------ running a job
+
+
 async def run_job(job: Job) -> dict[str, Any]:
     """Run one measurement and return its raw figures."""
     headers = {"Accept": "application/json", **job.headers}
@@ -162,7 +331,7 @@ async def run_job(job: Job) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=job.connections, force_close=False, ttl_dns_cache=None)
     timeout = aiohttp.ClientTimeout(total=30)
     tally = Tally()
-    requests = _request_stream(job)
+    flow = WorkflowTally([StepTally(step["name"]) for step in job.workflow])
     async with aiohttp.ClientSession(
         connector=connector, headers=headers, timeout=timeout, skip_auto_headers=["User-Agent"]
     ) as session:
@@ -175,15 +344,26 @@ async def run_job(job: Job) -> dict[str, Any]:
             snapshots[moment] = (time.perf_counter(), cpu_snapshot(job.watch))
 
         markers = [asyncio.create_task(snapshot_at(m)) for m in ("start", "end")]
-        await asyncio.gather(
-            *(_worker(session, job, requests, clock, tally) for _ in range(job.connections))
-        )
+        if job.workflow:
+            await asyncio.gather(
+                *(
+                    _workflow_worker(session, job, items, clock, flow)
+                    for items in _item_streams(job)
+                )
+            )
+        else:
+            requests = _request_stream(job)
+            await asyncio.gather(
+                *(_worker(session, job, requests, clock, tally) for _ in range(job.connections))
+            )
         await asyncio.gather(*markers)
     (t0, at_start), (t1, at_end) = snapshots["start"], snapshots["end"]
     cores = {name: round((at_end[name] - at_start[name]) / (t1 - t0), 3) for name in at_end}
     cores["other"] = round(
         max(0.0, cores["machine"] - sum(v for k, v in cores.items() if k != "machine")), 3
     )
+    if job.workflow:
+        return _workflow_result(job, flow, cores)
     return {
         "requests": len(tally.latencies_ms),
         "duration_s": job.duration_s,
@@ -192,6 +372,34 @@ async def run_job(job: Job) -> dict[str, Any]:
         "errors": tally.errors,
         "error_samples": tally.error_samples,
         "ids": tally.ids,
+        "cores": cores,
+    }
+
+
+def _workflow_result(job: Job, flow: WorkflowTally, cores: dict[str, float]) -> dict[str, Any]:
+    """The raw figures of a workflow run: whole workflows, then each step."""
+    return {
+        "mode": "workflow",
+        "requests": sum(len(s.latencies_ms) for s in flow.steps),
+        "duration_s": job.duration_s,
+        "workflows": {
+            "completed": len(flow.latencies_ms),
+            "failed": flow.failed,
+            "failed_at": dict(flow.failed_at),
+            "latencies_ms": [round(v, 3) for v in flow.latencies_ms],
+        },
+        "steps": [
+            {
+                "name": s.name,
+                "requests": len(s.latencies_ms),
+                "latencies_ms": [round(v, 3) for v in s.latencies_ms],
+                "statuses": dict(s.statuses),
+                "errors": s.errors,
+                "error_samples": s.error_samples,
+            }
+            for s in flow.steps
+        ],
+        "errors": flow.failed,
         "cores": cores,
     }
 
