@@ -1,4 +1,5 @@
 # Komar: `make run` starts the platform on this machine, `make test` runs the suite.
+# `make run REPLICAS=2` runs two processes of every service behind the one gateway.
 # Needs only Python 3.11+; everything else is installed into .venv from PyPI.
 
 SHELL := /bin/bash
@@ -10,6 +11,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
+# Processes of every service for `make run` (KOMAR_REPLICAS); unset keeps the environment's.
+REPLICAS ?=
 
 .PHONY: venv run test lint bench clean
 
@@ -24,7 +27,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: venv
-	$(PY) -m deploy.local $(ARGS)
+	$(if $(REPLICAS),KOMAR_REPLICAS=$(REPLICAS) )$(PY) -m deploy.local $(ARGS)
 
 test: venv
 	$(PY) -m pytest -q $(ARGS)
@@ -36,6 +39,9 @@ lint: venv
 
 bench: venv
 	$(PY) -m bench $(ARGS)
+
+bench-indicators: venv
+	$(PY) -m bench indicators $(ARGS)
 
 clean:
 	rm -rf var

@@ -107,7 +107,7 @@ class MergedOpenAPI:
     def __init__(
         self,
         own: Callable[[], dict[str, Any]],
-        upstreams: dict[str, str],
+        upstreams: dict[str, tuple[str, ...]],
         session: Callable[[], aiohttp.ClientSession],
         ttl_s: float,
     ) -> None:
@@ -135,16 +135,25 @@ class MergedOpenAPI:
             return self._body
 
     async def _fetch(self, name: str) -> dict[str, Any] | None:
-        url = self._upstreams[name] + "/openapi.json"
-        try:
-            async with self._session().get(url, timeout=_FETCH_TIMEOUT) as response:
-                if response.status != 200:
-                    return None
-                doc = json.loads(await response.read())
-                return doc if isinstance(doc, dict) else None
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            log.info("openapi.upstream_missing", upstream=name, error=type(exc).__name__)
-            return None
+        """The service's document from the first of its replicas that gives it."""
+        for base in self._upstreams[name]:
+            try:
+                async with self._session().get(
+                    base + "/openapi.json", timeout=_FETCH_TIMEOUT
+                ) as response:
+                    if response.status != 200:
+                        continue
+                    doc = json.loads(await response.read())
+                    if isinstance(doc, dict):
+                        return doc
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                log.info(
+                    "openapi.upstream_missing",
+                    upstream=name,
+                    replica=base,
+                    error=type(exc).__name__,
+                )
+        return None
 
 
 @router.get("/openapi.json", include_in_schema=False)

@@ -3,16 +3,21 @@
 FastAPI is kept off this path on purpose (ARCHITECTURE.md, performance habits): the
 request goes from the shared RequestContextMiddleware straight to one aiohttp session
 with keep-alive, and the answer streams back without being parsed.
+
+A service may run as several replicas (KOMAR_<SERVICE>_URL lists their base URLs): requests
+take them in turn; a replica that refuses the connection is skipped for a cool-down and the
+request goes to the next one at once, whatever its method, since it never left the gateway.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import aiohttp
 from multidict import CIMultiDict, istr
+from prometheus_client import Counter
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
@@ -77,13 +82,65 @@ class GatewayTimeout(Problem):
     status, title, slug = 504, "Gateway timeout", "gateway-timeout"
 
 
-@dataclass(frozen=True, slots=True)
-class Upstream:
-    """One proxied prefix: `path` doubles as the route template in metrics and logs."""
+FAILOVERS = Counter(
+    "komar_gateway_failovers_total",
+    "Requests sent on to another replica after one refused the connection or dropped it",
+    ["upstream"],
+)
 
-    name: str
-    base: str
-    path: str
+
+class Upstream:
+    """One proxied prefix and the replicas behind it, taken in turn.
+
+    A replica that refused a connection sits out `cooldown_s`. `path` doubles as the route
+    template in metrics and logs. Only the event loop touches it, so no lock is needed.
+    """
+
+    __slots__ = ("_down_until", "_turn", "bases", "cooldown_s", "name", "path")
+
+    def __init__(self, name: str, bases: Sequence[str], path: str, cooldown_s: float) -> None:
+        if not bases:
+            raise ValueError(f"upstream {name} has no base URL")
+        self.name = name
+        self.bases = tuple(bases)
+        self.path = path
+        self.cooldown_s = cooldown_s
+        self._turn = 0
+        self._down_until = [0.0] * len(self.bases)
+
+    def pick(self) -> int:
+        """The replica for a new request: the next in turn that is not cooling down."""
+        n = len(self.bases)
+        if n == 1:
+            return 0
+        first = self._turn
+        self._turn = first + 1 if first + 1 < n else 0
+        down = self._down_until
+        if not down[first]:
+            return first
+        now = time.monotonic()
+        for k in range(n):
+            i = (first + k) % n
+            if down[i] <= now:
+                down[i] = 0.0
+                return i
+        return first  # all cooling down: better try one than refuse
+
+    def next_after(self, index: int, *, stay: bool = False) -> int:
+        """The replica to try after `index`: the next one not cooling down; when every other
+        one is, `index` itself if `stay`, else the next in turn."""
+        n = len(self.bases)
+        now = time.monotonic()
+        for k in range(1, n):
+            i = (index + k) % n
+            if self._down_until[i] <= now:
+                return i
+        return index if stay else (index + 1) % n
+
+    def failed(self, index: int) -> None:
+        """Replica `index` refused a connection: no new requests for the cool-down."""
+        if len(self.bases) > 1:
+            self._down_until[index] = time.monotonic() + self.cooldown_s
 
 
 def _has_dot_segment(path: str) -> bool:
@@ -95,9 +152,10 @@ class Proxy:
 
     def __init__(self, runtime: GatewayRuntime) -> None:
         self.rt = runtime
+        cooldown = runtime.settings.upstream_cooldown_s
         self.upstreams = {
-            name: Upstream(name, base, f"/v1/{name}/*")
-            for name, base in runtime.settings.upstreams().items()
+            name: Upstream(name, bases, f"/v1/{name}/*", cooldown)
+            for name, bases in runtime.settings.upstreams().items()
         }
 
     def route(self, path: str) -> Upstream | None:
@@ -122,8 +180,11 @@ class Proxy:
 
     async def _prepare(
         self, upstream: Upstream, scope: Scope, receive: Receive
-    ) -> tuple[str, URL, CIMultiDict[str], bytes, bool] | None:
-        """Check the caller, read the body and build the upstream request (None: client left)."""
+    ) -> tuple[str, str, CIMultiDict[str], bytes, bool] | None:
+        """Check the caller, read the body and build the upstream request (None: client left).
+
+        The target is the raw path and query, to be put after a replica's base URL.
+        """
         rt = self.rt
         authorization = b""
         connection = b""
@@ -205,12 +266,12 @@ class Proxy:
         raw_path: bytes = scope.get("raw_path") or path.encode()
         raw_path = raw_path.partition(b"?")[0]  # some servers put the query in raw_path
         query: bytes = scope.get("query_string", b"")
-        target = upstream.base + raw_path.decode("latin-1")
+        target = raw_path.decode("latin-1")
         if query:
             target += "?" + query.decode("latin-1")
         method: str = scope["method"]
         retry = method in _RETRYABLE or idempotency_key
-        return method, URL(target, encoded=True), headers, body, retry
+        return method, target, headers, body, retry
 
     async def _exchange(
         self,
@@ -218,23 +279,31 @@ class Proxy:
         scope: Scope,
         send: Send,
         method: str,
-        url: URL,
+        target: str,
         headers: CIMultiDict[str],
         body: bytes,
         retry: bool,
     ) -> None:
-        """Send the request upstream and stream the answer back; map failures to problems."""
+        """Send the request to a replica and stream the answer back; map failures to problems.
+
+        A replica that refuses the connection never saw the request: the next one gets it at
+        once, whatever the method. A connection dropped without an answer may have carried
+        the request, so only a retryable one (safe method or Idempotency-Key) is sent again,
+        once, to the next replica.
+        """
         session = self.rt.session
         skip = None if _SKIP_AUTO_HEADERS <= session.skip_auto_headers else _SKIP_AUTO_HEADERS
+        payload = body if body or method not in ("GET", "HEAD") else None
         started = False
-        attempts = 2 if retry else 1
-        for attempt in range(attempts):
+        index = upstream.pick()
+        refused = 0
+        while True:
             try:
                 async with session.request(
                     method,
-                    url,
+                    URL(upstream.bases[index] + target, encoded=True),
                     headers=headers,
-                    data=body if body or method not in ("GET", "HEAD") else None,
+                    data=payload,
                     allow_redirects=False,
                     skip_auto_headers=skip,
                 ) as response:
@@ -263,6 +332,18 @@ class Proxy:
             except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
                 if started:
                     raise
+                upstream.failed(index)
+                refused += 1
+                if refused < len(upstream.bases):
+                    log.warning(
+                        "proxy.replica_unreachable",
+                        upstream=upstream.name,
+                        replica=upstream.bases[index],
+                        error=type(exc).__name__,
+                    )
+                    FAILOVERS.labels(upstream.name).inc()
+                    index = upstream.next_after(index)
+                    continue
                 log.warning(
                     "proxy.upstream_unreachable", upstream=upstream.name, error=type(exc).__name__
                 )
@@ -275,12 +356,24 @@ class Proxy:
                     raise
                 log.warning("proxy.upstream_timeout", upstream=upstream.name)
                 raise GatewayTimeout(f"the {upstream.name} service did not answer in time") from exc
-            except aiohttp.ServerDisconnectedError as exc:
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                # The connection broke after the request may have left: a kept-alive
+                # connection the replica had closed, or a replica that died.
                 if started:
                     raise
-                if attempt + 1 < attempts:
+                if retry:
+                    retry = False
+                    following = upstream.next_after(index, stay=True)
+                    if following != index:
+                        FAILOVERS.labels(upstream.name).inc()
+                    index = following
                     continue
-                log.warning("proxy.upstream_disconnected", upstream=upstream.name)
+                log.warning(
+                    "proxy.upstream_disconnected",
+                    upstream=upstream.name,
+                    replica=upstream.bases[index],
+                    error=type(exc).__name__,
+                )
                 raise BadGateway(
                     f"the {upstream.name} service closed the connection",
                     headers={"Retry-After": "1"},

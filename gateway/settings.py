@@ -10,12 +10,15 @@ from libs.common.settings import Settings
 class GatewaySettings(Settings):
     """The shared settings plus what only the gateway needs."""
 
-    # Upstreams; empty means http://127.0.0.1:<the service's port>.
+    # Upstreams: a base URL, or the comma-separated base URLs of the service's replicas;
+    # empty means http://127.0.0.1:<the service's port>.
     registry_url: str = ""
     referrals_url: str = ""
     funds_url: str = ""
     indicators_url: str = ""
     upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
+    # A replica that refused a connection gets no new requests for this long.
+    upstream_cooldown_s: float = Field(default=5.0, ge=0)
     upstream_timeout_s: float = Field(default=30.0, gt=0)
     upstream_max_connections: int = Field(default=512, ge=64)
     openapi_cache_s: float = Field(default=10.0, ge=0)
@@ -56,14 +59,20 @@ class GatewaySettings(Settings):
             if not getattr(self, f"{name}_url"):
                 port = getattr(self, f"{name}_port")
                 setattr(self, f"{name}_url", f"http://127.0.0.1:{port}")
+        self.upstreams()  # a malformed URL list fails at start, not at the first request
         if self.key_retire_margin_s < self.key_refresh_interval_s:
             # A replica may sign with a retired key until its next reload.
             self.key_retire_margin_s = int(self.key_refresh_interval_s) + 1
         return self
 
-    def upstreams(self) -> dict[str, str]:
-        """Service name -> base URL (no trailing slash)."""
-        return {
-            name: str(getattr(self, f"{name}_url")).rstrip("/")
-            for name in ("registry", "referrals", "funds", "indicators")
-        }
+    def upstreams(self) -> dict[str, tuple[str, ...]]:
+        """Service name -> the base URLs of its replicas (no trailing slash)."""
+        found: dict[str, tuple[str, ...]] = {}
+        for name in ("registry", "referrals", "funds", "indicators"):
+            value = str(getattr(self, f"{name}_url"))
+            bases = tuple(u.strip().rstrip("/") for u in value.split(",") if u.strip())
+            for base in bases:
+                if not base.startswith(("http://", "https://")):
+                    raise ValueError(f"KOMAR_{name.upper()}_URL: {base!r} is not an http(s) URL")
+            found[name] = bases
+        return found

@@ -3,6 +3,10 @@
 Starts embedded PostgreSQL and NATS (unless DATABASE_URL / NATS_URL point elsewhere),
 migrates every schema, starts the services and then the gateway, restarts whatever dies,
 and on Ctrl-C / SIGTERM stops it all in order: gateway, services, NATS, PostgreSQL.
+
+KOMAR_REPLICAS=N (`make run REPLICAS=N`) runs N processes of every service behind the one
+gateway: replica i listens on the service's port + 10·(i-1) (`replica_port`), is named
+`<service>-<i>` in the supervisor and its log, and the gateway gets every replica's URL.
 """
 
 from __future__ import annotations
@@ -26,8 +30,11 @@ COMPONENTS: list[tuple[str, str, str, int]] = [
     ("registry", "services.registry", "KOMAR_REGISTRY_PORT", 8101),
     ("referrals", "services.referrals", "KOMAR_REFERRALS_PORT", 8102),
     ("funds", "services.funds", "KOMAR_FUNDS_PORT", 8103),
+    ("indicators", "services.indicators", "KOMAR_INDICATORS_PORT", 8104),
 ]
 GATEWAY = "gateway"
+REPLICA_PORT_STEP = 10
+MAX_REPLICAS = 9
 POSTGRES_PORT = 55432
 NATS_PORT = 54222
 MAX_BACKOFF = 30.0
@@ -43,6 +50,46 @@ def component_ports(environ: Mapping[str, str]) -> dict[str, int]:
     return {name: int(environ.get(var, default)) for name, _, var, default in COMPONENTS}
 
 
+def replica_count(environ: Mapping[str, str]) -> int:
+    """How many processes of each service to run: KOMAR_REPLICAS, 1 by default."""
+    raw = environ.get("KOMAR_REPLICAS", "").strip() or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_REPLICAS:
+        raise ValueError(f"KOMAR_REPLICAS must be a whole number from 1 to {MAX_REPLICAS}")
+    return int(raw)
+
+
+def replica_port(port: int, index: int) -> int:
+    """The port of replica `index` (0-based) of a service whose first replica uses `port`."""
+    return port + REPLICA_PORT_STEP * index
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One serving process: a replica of a service, or the gateway."""
+
+    name: str  # in the supervisor and its log file: `registry`, or `registry-1`, `registry-2`
+    component: str
+    module: str
+    port: int
+    index: int = 0
+
+
+def replica_layout(ports: Mapping[str, int], count: int = 1) -> list[Replica]:
+    """Every serving process in start order: `count` of each service, then one gateway."""
+    found: list[Replica] = []
+    for name, module in start_order():
+        n = 1 if name == GATEWAY else count
+        for i in range(n):
+            label = name if n == 1 else f"{name}-{i + 1}"
+            found.append(Replica(label, name, module, replica_port(ports[name], i), i))
+    taken: dict[int, str] = {}
+    for r in found:
+        if r.port in taken:
+            raise ValueError(f"{r.name} and {taken[r.port]} would both listen on port {r.port}")
+        taken[r.port] = r.name
+    return found
+
+
 def component_env(
     ports: Mapping[str, int],
     *,
@@ -50,8 +97,12 @@ def component_env(
     nats_url: str,
     data_dir: Path,
     admin_secret: str,
+    replicas: int = 1,
 ) -> dict[str, str]:
-    """The environment every component is started with."""
+    """The environment every component is started with.
+
+    KOMAR_<SERVICE>_URL lists the base URLs of all of the service's replicas, comma-separated.
+    """
     env = {
         "DATABASE_URL": database_url,
         "NATS_URL": nats_url,
@@ -62,8 +113,15 @@ def component_env(
     for name, port in ports.items():
         env[f"KOMAR_{name.upper()}_PORT"] = str(port)
         if name != GATEWAY:
-            env[f"KOMAR_{name.upper()}_URL"] = f"http://127.0.0.1:{port}"
+            env[f"KOMAR_{name.upper()}_URL"] = ",".join(
+                f"http://127.0.0.1:{replica_port(port, i)}" for i in range(replicas)
+            )
     return env
+
+
+def replica_env(env: Mapping[str, str], replica: Replica) -> dict[str, str]:
+    """The environment of one process: the shared one, with its own port."""
+    return {**env, f"KOMAR_{replica.component.upper()}_PORT": str(replica.port)}
 
 
 def start_order() -> list[tuple[str, str]]:
@@ -103,27 +161,32 @@ class Platform:
 
     def start(self) -> None:
         """Bring everything up and print where to find it."""
+        ports = component_ports(self.environ)
+        count = replica_count(self.environ)
+        processes = replica_layout(ports, count)  # a bad layout fails before anything starts
         database_url = self.environ.get("DATABASE_URL") or self._start_postgres()
         nats_url = self.environ.get("NATS_URL") or self._start_nats()
         from libs.common.settings import load_or_create_admin_secret
 
         admin_secret, created = load_or_create_admin_secret(self.data_dir)
-        ports = component_ports(self.environ)
         env = component_env(
             ports,
             database_url=database_url,
             nats_url=nats_url,
             data_dir=self.data_dir,
             admin_secret=admin_secret,
+            replicas=count,
         )
         for name, module, _, _ in COMPONENTS:
             say(f"migrating {name}")
             self.supervisor.run(f"{name}-migrate", module, "migrate", env=env)
-        for name, module in start_order():
-            say(f"starting {name} on 127.0.0.1:{ports[name]}")
-            self.supervisor.start(name, module, env=env, port=ports[name])
-            self._watch_process(name)
-        self._announce(ports[GATEWAY], admin_secret, created)
+        for replica in processes:
+            say(f"starting {replica.name} on 127.0.0.1:{replica.port}")
+            self.supervisor.start(
+                replica.name, replica.module, env=replica_env(env, replica), port=replica.port
+            )
+            self._watch_process(replica.name)
+        self._announce(ports[GATEWAY], admin_secret, created, count)
 
     def keep_alive(self) -> None:
         """Restart anything that dies, with a growing backoff, until a signal arrives."""
@@ -192,7 +255,9 @@ class Platform:
         unit.started_at = time.monotonic()
         unit.next_try = 0.0
 
-    def _announce(self, gateway_port: int, admin_secret: str, created: bool) -> None:
+    def _announce(
+        self, gateway_port: int, admin_secret: str, created: bool, replicas: int = 1
+    ) -> None:
         """Print the URLs and the admin credentials."""
         gateway = f"http://127.0.0.1:{gateway_port}"
         if self.environ.get("KOMAR_ADMIN_SECRET"):
@@ -209,6 +274,7 @@ class Platform:
             "  Admin client id: admin",
             f"  Admin secret:    {secret}",
             f"  Logs:            {self.data_dir / 'log'}",
+            *([f"  Replicas:        {replicas} of every service"] if replicas > 1 else []),
             "Press Ctrl-C to stop.",
             "",
         ]
@@ -244,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         platform.keep_alive()
     except Shutdown as exc:
         say(f"{exc}: stopping")
-    except (ProcessFailed, InfraError) as exc:
+    except (ProcessFailed, InfraError, ValueError) as exc:
         say(f"could not start: {exc}")
         code = 1
     finally:

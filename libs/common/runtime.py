@@ -1,4 +1,10 @@
-"""What a service process holds while it runs: pool, bus, relay, consumers, periodic jobs."""
+"""What a service process holds while it runs: pool, bus, relay, consumers, periodic jobs.
+
+Every part is safe to run in several replicas at once: the relay claims outbox rows with
+SKIP LOCKED, consumers share one durable JetStream consumer and de-duplicate through the
+inbox, and each tick of a periodic job is claimed in the schema's `job_runs` table, so it
+runs on one replica only.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +21,15 @@ from libs.common.events.bus import EventBus
 from libs.common.events.consumer import DurableConsumer, Handler
 from libs.common.events.relay import OutboxRelay
 from libs.common.http import Idempotency
+from libs.common.jobs import claim_tick, seconds_to_next_tick, tick_of
 from libs.common.logging import get_logger
+from libs.common.metrics import JOB_RUNS
 from libs.common.settings import Settings
 
 log = get_logger(__name__)
+
+# Wake this long after a tick begins, so every replica reads the new tick off its clock.
+_TICK_SLACK_S = 0.02
 
 
 class ServiceRuntime:
@@ -33,8 +44,11 @@ class ServiceRuntime:
         inbox: Table,
         idempotency: Table,
         streams: dict[str, list[str]],
+        jobs: Table | None = None,
         jwks_fetcher: JwksFetcher | None = None,
     ) -> None:
+        """`jobs` is the schema's `job_runs` table (`job_runs_table`); without it every
+        replica runs every tick of every periodic job."""
         self.service = service
         self.settings = settings
         self.db = Database(
@@ -43,8 +57,11 @@ class ServiceRuntime:
             max_overflow=settings.db_max_overflow,
         )
         self.bus = EventBus(settings.nats_url, f"komar-{service}", streams)
-        self.relay = OutboxRelay(self.db, self.bus, outbox, interval_s=settings.relay_interval_s)
+        self.relay = OutboxRelay(
+            self.db, self.bus, outbox, interval_s=settings.relay_interval_s, service=service
+        )
         self.inbox = inbox
+        self.jobs = jobs
         self.idempotency = Idempotency(idempotency)
         self.verifier = TokenVerifier(
             jwks_fetcher or http_jwks_fetcher(settings.jwks_url),
@@ -69,22 +86,36 @@ class ServiceRuntime:
                 subject=subject,
                 handlers=handlers,
                 max_deliveries=self.settings.consumer_max_deliveries,
+                service=self.service,
             )
         )
 
     def every(self, name: str, interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:
-        """Declare a periodic job (started with the runtime)."""
+        """Declare a periodic job (started with the runtime), run once per tick of
+        `interval_s` across all replicas: tick = floor(epoch seconds / interval)."""
+        if interval_s <= 0:
+            raise ValueError(f"job {name}: the interval must be positive")
         self._jobs.append((name, interval_s, job))
 
+    async def claim(self, name: str, interval_s: float) -> bool:
+        """Whether this process runs job `name` in the current tick (one replica does)."""
+        if self.jobs is None:
+            return True
+        async with self.db.transaction() as conn:
+            return await claim_tick(conn, self.jobs, name, tick_of(interval_s), interval_s)
+
     async def _loop(self, name: str, interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:
+        runs = JOB_RUNS.labels(self.service, name)
         while True:
             try:
-                await job()
+                if await self.claim(name, interval_s):
+                    runs.inc()
+                    await job()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("job.failed", job=name, error=type(exc).__name__, detail=str(exc)[:200])
-            await asyncio.sleep(interval_s)
+            await asyncio.sleep(seconds_to_next_tick(interval_s) + _TICK_SLACK_S)
 
     async def start(self) -> None:
         self.bus.start()
@@ -93,7 +124,12 @@ class ServiceRuntime:
             consumer.start()
         for name, interval, job in self._jobs:
             self._tasks.append(asyncio.create_task(self._loop(name, interval, job), name=name))
-        log.info("service.started", consumers=len(self.consumers), jobs=len(self._jobs))
+        log.info(
+            "service.started",
+            consumers=len(self.consumers),
+            jobs=len(self._jobs),
+            jobs_claimed=self.jobs is not None,
+        )
 
     async def stop(self) -> None:
         """Stop taking work, drain consumers, flush the relay, close the pool and the bus."""

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     relay_interval_s: float = 0.5
     consumer_max_deliveries: int = 5
+    # How often stored Idempotency-Key answers past their 24 h are purged (one replica a tick).
+    idempotency_purge_s: float = Field(default=3600.0, gt=0)
 
 
 def load_or_create_admin_secret(data_dir: Path) -> tuple[str, bool]:

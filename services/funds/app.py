@@ -14,7 +14,7 @@ from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings
 from services.funds.api import router
 from services.funds.handlers import CHILD_HANDLERS, CHILDREN_CONSUMER
-from services.funds.models import idempotency_keys, inbox, outbox
+from services.funds.models import idempotency_keys, inbox, job_runs, outbox
 
 SERVICE = "funds"
 
@@ -27,6 +27,7 @@ def create_runtime(settings: Settings, jwks_fetcher: JwksFetcher | None = None) 
         outbox=outbox,
         inbox=inbox,
         idempotency=idempotency_keys,
+        jobs=job_runs,
         streams={"FUNDS": STREAMS["FUNDS"]},
         jwks_fetcher=jwks_fetcher,
     )
@@ -36,7 +37,7 @@ def create_runtime(settings: Settings, jwks_fetcher: JwksFetcher | None = None) 
         async with rt.db.transaction() as conn:
             await rt.idempotency.purge_expired(conn)
 
-    rt.every("idempotency-purge", 3600.0, purge_idempotency)
+    rt.every("idempotency-purge", settings.idempotency_purge_s, purge_idempotency)
     return rt
 
 

@@ -31,6 +31,7 @@ from sqlmodel import Field, SQLModel
 from libs.common.events.consumer import inbox_table
 from libs.common.events.outbox import outbox_table
 from libs.common.http import idempotency_table
+from libs.common.jobs import job_runs_table
 from services.funds.domain import CATEGORIES, GRANT_STATUSES, LEDGER_KINDS, METHODS, SHOCKS
 
 SCHEMA = "funds"
@@ -273,6 +274,7 @@ class LedgerEntry(SQLModel, table=True):
 outbox = outbox_table(metadata, SCHEMA)
 inbox = inbox_table(metadata, SCHEMA)
 idempotency_keys = idempotency_table(metadata, SCHEMA)
+job_runs = job_runs_table(metadata, SCHEMA)
 
 children = FundChild.__table__  # type: ignore[attr-defined]
 funds = Fund.__table__  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings
 from services.referrals import handlers, service
 from services.referrals.api import router
-from services.referrals.models import idempotency_keys, inbox, outbox
+from services.referrals.models import idempotency_keys, inbox, job_runs, outbox
 
 SERVICE = "referrals"
 
@@ -35,6 +35,7 @@ def create_runtime(
         outbox=outbox,
         inbox=inbox,
         idempotency=idempotency_keys,
+        jobs=job_runs,
         streams={"REFERRALS": STREAMS["REFERRALS"], "REGISTRY": STREAMS["REGISTRY"]},
         jwks_fetcher=jwks_fetcher,
     )
@@ -59,7 +60,7 @@ def create_runtime(
             await rt.idempotency.purge_expired(conn)
 
     rt.every("overdue-sweeper", settings.referrals_overdue_sweep_s, sweep_overdue)
-    rt.every("idempotency-purge", 3600.0, purge_idempotency)
+    rt.every("idempotency-purge", settings.idempotency_purge_s, purge_idempotency)
     return rt
 
 

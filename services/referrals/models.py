@@ -13,6 +13,7 @@ from sqlmodel import Field, SQLModel
 from libs.common.events.consumer import inbox_table
 from libs.common.events.outbox import outbox_table
 from libs.common.http import idempotency_table
+from libs.common.jobs import job_runs_table
 
 SCHEMA = "referrals"
 metadata = SQLModel.metadata
@@ -135,6 +136,7 @@ class Referral(SQLModel, table=True):
 outbox = outbox_table(metadata, SCHEMA)
 inbox = inbox_table(metadata, SCHEMA)
 idempotency_keys = idempotency_table(metadata, SCHEMA)
+job_runs = job_runs_table(metadata, SCHEMA)
 
 providers = Provider.__table__  # type: ignore[attr-defined]
 children = KnownChild.__table__  # type: ignore[attr-defined]

@@ -11,14 +11,21 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.local.__main__ import COMPONENTS, component_env, start_order
-from deploy.local.infra import EmbeddedNats, EmbeddedPostgres, free_port
+from deploy.local.__main__ import (
+    COMPONENTS,
+    Replica,
+    component_env,
+    replica_env,
+    replica_layout,
+    replica_port,
+)
+from deploy.local.infra import EmbeddedNats, EmbeddedPostgres, free_port, port_in_use
 from deploy.local.supervisor import Supervisor
 
 
 @dataclass
 class Platform:
-    """Handles on every process of a running platform."""
+    """Handles on every process of a running platform (`replicas` processes per service)."""
 
     root: Path
     postgres: EmbeddedPostgres
@@ -27,10 +34,20 @@ class Platform:
     ports: dict[str, int]
     admin_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     env: dict[str, str] = field(default_factory=dict)
+    replicas: int = 1
+    settings: dict[str, str] = field(default_factory=dict)  # extra KOMAR_* for every process
 
     @property
     def gateway(self) -> str:
         return f"http://127.0.0.1:{self.ports['gateway']}"
+
+    @property
+    def processes(self) -> list[Replica]:
+        """Every serving process, as `make run` lays them out."""
+        return replica_layout(self.ports, self.replicas)
+
+    def replicas_of(self, component: str) -> list[Replica]:
+        return [r for r in self.processes if r.component == component]
 
     def start(self) -> None:
         """Start (or restart) everything: servers, migrations, services, gateway."""
@@ -42,12 +59,16 @@ class Platform:
             nats_url=nats_url,
             data_dir=self.root / "data",
             admin_secret=self.admin_secret,
+            replicas=self.replicas,
         )
         self.env["KOMAR_LOG_LEVEL"] = "warning"
+        self.env.update(self.settings)
         for name, module, _, _ in COMPONENTS:
             self.supervisor.run(f"{name}-migrate", module, "migrate", env=self.env)
-        for name, module in start_order():
-            self.supervisor.start(name, module, env=self.env, port=self.ports[name])
+        for replica in self.processes:
+            self.supervisor.start(
+                replica.name, replica.module, env=replica_env(self.env, replica), port=replica.port
+            )
 
     def kill_everything(self) -> None:
         """SIGKILL every Komar process, then the broker and the database."""
@@ -63,19 +84,41 @@ class Platform:
         self.postgres.stop()
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    root = tmp_path_factory.mktemp("platform")
-    ports = {name: free_port() for name, _, _, _ in COMPONENTS}
-    p = Platform(
+def free_base_port(replicas: int, taken: set[int]) -> int:
+    """A free port whose replica ports (`replica_port`) are free and not in `taken` too."""
+    while True:
+        port = free_port()
+        wanted = {replica_port(port, i) for i in range(replicas)}
+        if not wanted & taken and not any(port_in_use(p) for p in wanted - {port}):
+            taken |= wanted
+            return port
+
+
+def new_platform(
+    root: Path, *, replicas: int = 1, settings: dict[str, str] | None = None
+) -> Platform:
+    """A platform under `root`, on free ports, not started yet."""
+    taken: set[int] = set()
+    ports = {
+        name: free_base_port(1 if name == "gateway" else replicas, taken)
+        for name, _, _, _ in COMPONENTS
+    }
+    return Platform(
         root=root,
-        postgres=EmbeddedPostgres(root / "postgres", port=free_port()),
-        nats=EmbeddedNats(root / "nats", port=free_port()),
+        postgres=EmbeddedPostgres(root / "postgres", port=free_base_port(1, taken)),
+        nats=EmbeddedNats(root / "nats", port=free_base_port(1, taken)),
         supervisor=Supervisor(root / "log", ready_timeout=90),
         ports=ports,
+        replicas=replicas,
+        settings=dict(settings or {}),
     )
-    p.start()
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    p = new_platform(tmp_path_factory.mktemp("platform"))
     try:
+        p.start()
         yield p
     finally:
         p.stop()

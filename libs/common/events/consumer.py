@@ -24,6 +24,7 @@ from libs.common.db import Database
 from libs.common.events.bus import EventBus
 from libs.common.events.envelope import CloudEvent
 from libs.common.logging import get_logger
+from libs.common.metrics import EVENTS_APPLIED, EVENTS_DUPLICATE
 
 log = get_logger(__name__)
 
@@ -74,6 +75,7 @@ class DurableConsumer:
         handlers: dict[str, Handler],
         max_deliveries: int = 5,
         batch: int = 100,
+        service: str | None = None,
     ) -> None:
         self.db = db
         self.bus = bus
@@ -88,6 +90,9 @@ class DurableConsumer:
         self._task: asyncio.Task[None] | None = None
         self._sub: Any = None
         self._stopping = False
+        self.service = service or str(inbox.schema)
+        self._duplicates = EVENTS_DUPLICATE.labels(self.service, durable)
+        self._applied: dict[str, Any] = {}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.durable}")
@@ -134,10 +139,11 @@ class DurableConsumer:
             await self._dead_letter(msg, "unparseable", "malformed")
             return
         handler = self.handlers.get(event.type)
+        applied: bool | None = None
         try:
             if handler is not None:
                 async with self.db.transaction() as conn:
-                    await apply_once(conn, self.inbox, self.durable, event, handler)
+                    applied = await apply_once(conn, self.inbox, self.durable, event, handler)
         except Exception as exc:
             if meta.num_delivered >= self.max_deliveries:
                 await self._dead_letter(msg, event.type, type(exc).__name__)
@@ -152,8 +158,20 @@ class DurableConsumer:
             )
             await msg.nak(delay=min(30.0, 0.5 * 2**meta.num_delivered))
             return
+        if applied:  # committed: count it now, before the ack (which may still fail)
+            self._count_applied(event.type)
+        elif applied is not None:
+            self._duplicates.inc()
         await msg.ack()
         self.last_sequence = meta.sequence.stream
+
+    def _count_applied(self, type_: str) -> None:
+        counter = self._applied.get(type_)
+        if counter is None:
+            counter = self._applied[type_] = EVENTS_APPLIED.labels(
+                self.service, self.durable, type_
+            )
+        counter.inc()
 
     async def _dead_letter(self, msg: Msg, type_: str, reason: str) -> None:
         subject = f"deadletter.{self.durable}.{type_}"

@@ -16,6 +16,7 @@ from sqlalchemy import Table, func, select, update
 from libs.common.db import Database
 from libs.common.events.bus import EventBus
 from libs.common.logging import get_logger
+from libs.common.metrics import OUTBOX_DUPLICATE_ACKS, OUTBOX_PUBLISHED
 
 log = get_logger(__name__)
 
@@ -31,6 +32,7 @@ class OutboxRelay:
         *,
         interval_s: float = 0.5,
         batch: int = 200,
+        service: str | None = None,
     ) -> None:
         self.db = db
         self.bus = bus
@@ -40,6 +42,9 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        service = service or str(table.schema)
+        self._published = OUTBOX_PUBLISHED.labels(service)
+        self._duplicate_acks = OUTBOX_DUPLICATE_ACKS.labels(service)
 
     def notify(self) -> None:
         """Something was written to the outbox: publish soon."""
@@ -81,18 +86,24 @@ class OutboxRelay:
             for row in rows:
                 payload = json.dumps(row.payload, separators=(",", ":")).encode()
                 try:
-                    await self.bus.publish(row.type, payload, row.id)
+                    ack = await self.bus.publish(row.type, payload, row.id)
                 except Exception as exc:  # outcome unknown: retried later with the same id
                     error = exc
                     await conn.execute(
                         update(t).where(t.c.seq == row.seq).values(attempts=t.c.attempts + 1)
                     )
                     break
+                if getattr(ack, "duplicate", False):
+                    # Published before (a relay died between publish and mark): JetStream
+                    # kept the first copy. Nonzero means a replay, never a double publish.
+                    self._duplicate_acks.inc()
                 done.append(row.seq)
             if done:
                 await conn.execute(
                     update(t).where(t.c.seq.in_(done)).values(published_at=func.now())
                 )
+        if done:
+            self._published.inc(len(done))
         if error is not None:
             raise error
         if done:
