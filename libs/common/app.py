@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.errors import PROBLEM_JSON, PayloadTooLarge, install_error_handlers
 from libs.common.logging import get_logger
+from libs.common.runtime import ServiceRuntime
 
 log = get_logger(__name__)
 
@@ -160,3 +163,34 @@ def install_common(app: FastAPI, *, service: str, max_body_bytes: int, ready: An
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def service_app(
+    rt: ServiceRuntime,
+    *,
+    title: str,
+    description: str,
+    router: APIRouter,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> FastAPI:
+    """A service's ASGI app: its routes, the shared conventions, and the runtime started
+    and stopped with the app (`on_stop` runs first on the way down)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await rt.start()
+        try:
+            yield
+        finally:
+            if on_stop is not None:
+                await on_stop()
+            await rt.stop()
+
+    app = FastAPI(title=title, version="1.0.0", description=description, lifespan=lifespan)
+    app.state.runtime = rt
+    app.state.verifier = rt.verifier
+    install_common(
+        app, service=rt.service, max_body_bytes=rt.settings.max_body_bytes, ready=rt.ready
+    )
+    app.include_router(router)
+    return app

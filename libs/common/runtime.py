@@ -44,11 +44,12 @@ class ServiceRuntime:
         inbox: Table,
         idempotency: Table,
         streams: dict[str, list[str]],
-        jobs: Table | None = None,
+        jobs: Table,
         jwks_fetcher: JwksFetcher | None = None,
     ) -> None:
-        """`jobs` is the schema's `job_runs` table (`job_runs_table`); without it every
-        replica runs every tick of every periodic job."""
+        """The tables are the schema's own: `outbox_table`, `inbox_table`,
+        `idempotency_table` and `job_runs_table` (which makes periodic jobs run once per
+        tick across replicas)."""
         self.service = service
         self.settings = settings
         self.db = Database(
@@ -71,6 +72,11 @@ class ServiceRuntime:
         self.consumers: list[DurableConsumer] = []
         self._jobs: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self.every("idempotency-purge", settings.idempotency_purge_s, self._purge_idempotency)
+
+    async def _purge_idempotency(self) -> None:
+        async with self.db.transaction() as conn:
+            await self.idempotency.purge_expired(conn)
 
     def consume(
         self, durable: str, stream: str, subject: str, handlers: dict[str, Handler]
@@ -99,8 +105,6 @@ class ServiceRuntime:
 
     async def claim(self, name: str, interval_s: float) -> bool:
         """Whether this process runs job `name` in the current tick (one replica does)."""
-        if self.jobs is None:
-            return True
         async with self.db.transaction() as conn:
             return await claim_tick(conn, self.jobs, name, tick_of(interval_s), interval_s)
 

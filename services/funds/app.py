@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fastapi import FastAPI
 
-from libs.common.app import install_common
+from libs.common.app import service_app
 from libs.common.auth import JwksFetcher
 from libs.common.events.catalog import STREAMS
 from libs.common.runtime import ServiceRuntime
@@ -33,11 +30,6 @@ def create_runtime(settings: Settings, jwks_fetcher: JwksFetcher | None = None) 
     )
     rt.consume(CHILDREN_CONSUMER, "REGISTRY", "registry.child.>", CHILD_HANDLERS)
 
-    async def purge_idempotency() -> None:
-        async with rt.db.transaction() as conn:
-            await rt.idempotency.purge_expired(conn)
-
-    rt.every("idempotency-purge", settings.idempotency_purge_s, purge_idempotency)
     return rt
 
 
@@ -47,23 +39,9 @@ def create_app(
     """The funds ASGI app."""
     settings = settings or Settings()
     rt = create_runtime(settings, jwks_fetcher)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await rt.start()
-        try:
-            yield
-        finally:
-            await rt.stop()
-
-    app = FastAPI(
+    return service_app(
+        rt,
         title="Komar funds",
-        version="1.0.0",
         description="Commune emergency funds, grants with maker-checker approval, the ledger.",
-        lifespan=lifespan,
+        router=router,
     )
-    app.state.runtime = rt
-    app.state.verifier = rt.verifier
-    install_common(app, service=SERVICE, max_body_bytes=settings.max_body_bytes, ready=rt.ready)
-    app.include_router(router)
-    return app

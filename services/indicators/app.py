@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from libs.common.app import install_common
+from libs.common.app import service_app
 from libs.common.auth import JwksFetcher
 from libs.common.errors import Conflict
 from libs.common.events.catalog import STREAMS
@@ -19,7 +17,7 @@ from libs.common.settings import Settings
 from services.indicators import service
 from services.indicators.api import router
 from services.indicators.handlers import STREAM_HANDLERS
-from services.indicators.models import idempotency_keys, inbox, outbox
+from services.indicators.models import idempotency_keys, inbox, job_runs, outbox
 
 SERVICE = "indicators"
 log = get_logger(__name__)
@@ -76,6 +74,7 @@ def create_runtime(
         outbox=outbox,
         inbox=inbox,
         idempotency=idempotency_keys,
+        jobs=job_runs,
         streams=STREAMS,
         jwks_fetcher=jwks_fetcher,
     )
@@ -85,12 +84,7 @@ def create_runtime(
     async def roll_forward() -> None:
         await service.roll_forward(rt.db)
 
-    async def purge_idempotency() -> None:
-        async with rt.db.transaction() as conn:
-            await rt.idempotency.purge_expired(conn)
-
     rt.every("stock-roll-forward", settings.indicators_roll_forward_s, roll_forward)
-    rt.every("idempotency-purge", 3600.0, purge_idempotency)
     return rt
 
 
@@ -102,25 +96,12 @@ def create_app(
         settings = IndicatorsSettings(**(settings.model_dump() if settings else {}))
     rt = create_runtime(settings, jwks_fetcher)
     rebuilds = Rebuilds(rt)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await rt.start()
-        try:
-            yield
-        finally:
-            await rebuilds.stop()
-            await rt.stop()
-
-    app = FastAPI(
+    app = service_app(
+        rt,
         title="Komar indicators",
-        version="1.0.0",
         description="Child-protection indicators by place, period, sex and age; DHIS2-ready.",
-        lifespan=lifespan,
+        router=router,
+        on_stop=rebuilds.stop,
     )
-    app.state.runtime = rt
-    app.state.verifier = rt.verifier
     app.state.rebuilds = rebuilds
-    install_common(app, service=SERVICE, max_body_bytes=settings.max_body_bytes, ready=rt.ready)
-    app.include_router(router)
     return app

@@ -18,6 +18,7 @@ from sqlmodel import Field, SQLModel
 from libs.common.events.consumer import inbox_table
 from libs.common.events.outbox import outbox_table
 from libs.common.http import idempotency_table
+from libs.common.jobs import job_runs_table
 
 SCHEMA = "indicators"
 metadata = SQLModel.metadata
@@ -117,6 +118,7 @@ class ProviderVersionRow(SQLModel, table=True):
 outbox = outbox_table(metadata, SCHEMA)
 inbox = inbox_table(metadata, SCHEMA)
 idempotency_keys = idempotency_table(metadata, SCHEMA)
+job_runs = job_runs_table(metadata, SCHEMA)
 
 generations = Generation.__table__  # type: ignore[attr-defined]
 applied_events = AppliedEvent.__table__  # type: ignore[attr-defined]

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fastapi import FastAPI
 
-from libs.common.app import install_common
+from libs.common.app import service_app
 from libs.common.auth import JwksFetcher
 from libs.common.events.catalog import STREAMS
 from libs.common.runtime import ServiceRuntime
@@ -55,12 +52,7 @@ def create_runtime(
             if len(flagged) < 500:
                 return
 
-    async def purge_idempotency() -> None:
-        async with rt.db.transaction() as conn:
-            await rt.idempotency.purge_expired(conn)
-
     rt.every("overdue-sweeper", settings.referrals_overdue_sweep_s, sweep_overdue)
-    rt.every("idempotency-purge", settings.idempotency_purge_s, purge_idempotency)
     return rt
 
 
@@ -71,23 +63,9 @@ def create_app(
     if not isinstance(settings, ReferralsSettings):
         settings = ReferralsSettings(**(settings.model_dump() if settings else {}))
     rt = create_runtime(settings, jwks_fetcher)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await rt.start()
-        try:
-            yield
-        finally:
-            await rt.stop()
-
-    app = FastAPI(
+    return service_app(
+        rt,
         title="Komar referrals",
-        version="1.0.0",
         description="The social services map, and referrals followed to their outcome.",
-        lifespan=lifespan,
+        router=router,
     )
-    app.state.runtime = rt
-    app.state.verifier = rt.verifier
-    install_common(app, service=SERVICE, max_body_bytes=settings.max_body_bytes, ready=rt.ready)
-    app.include_router(router)
-    return app

@@ -118,30 +118,3 @@ async def test_two_replicas_run_a_job_once_per_tick(
     assert max(per_tick.values(), default=0) == 1, per_tick  # never twice in a tick
     assert len(ran) >= 3.0 / interval / 2  # and it does run (about 15 ticks; slack for a busy box)
     assert len(ran) <= 3.0 / interval + 2  # once per tick, not once per replica per tick
-
-
-async def test_without_a_job_table_every_replica_runs_every_tick(
-    pg_url: str, nats_url: str
-) -> None:
-    settings = Settings(database_url=pg_url, nats_url=nats_url, db_pool_size=2, log_json=True)
-    ran: list[str] = []
-    replicas = []
-    for name in ("a", "b"):
-        rt = ServiceRuntime(
-            "jobs_test", settings, outbox=outbox, inbox=inbox, idempotency=idempotency, streams={}
-        )
-
-        async def work(name: str = name) -> None:
-            ran.append(name)
-
-        rt.every("unclaimed", 0.2, work)
-        replicas.append(rt)
-    for rt in replicas:
-        await rt.start()
-    try:
-        await asyncio.sleep(1.0)
-    finally:
-        for rt in replicas:
-            await rt.stop()
-    assert ran.count("a") >= 2
-    assert ran.count("b") >= 2
