@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import dataclasses
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +39,7 @@ from libs.common.http import (
     json_response,
     page_params,
     run_idempotent,
+    time_cursor,
 )
 from libs.common.logging import get_logger
 
@@ -340,19 +340,6 @@ def _user_out(row: Row[Any], now: datetime | None = None) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
-def _keyed_page(page: Page) -> Page:
-    """Turn the cursor's JSON values back into (updated_at, id)."""
-    if page.after is None:
-        return page
-    try:
-        at, last_id = page.after
-        if not isinstance(at, str) or not isinstance(last_id, str):
-            raise ValueError
-        return dataclasses.replace(page, after=(datetime.fromisoformat(at), last_id))
-    except (ValueError, TypeError) as exc:
-        raise invalid("cursor", "not a cursor this API issued") from exc
-
-
 def _next_cursor(rows: Any, page: Page, id_field: str) -> str | None:
     if len(rows) <= page.limit:
         return None
@@ -424,7 +411,7 @@ async def list_clients(
     principal: Principal = Depends(admin_principal),
 ) -> dict[str, Any]:
     rt = runtime(request)
-    page = _keyed_page(page)
+    page = time_cursor(page, str)
     async with rt.db.transaction() as conn:
         rows = await store.list_clients(conn, page, org=org, active=active)
     return {
@@ -534,7 +521,7 @@ async def list_users(
     principal: Principal = Depends(admin_principal),
 ) -> dict[str, Any]:
     rt = runtime(request)
-    page = _keyed_page(page)
+    page = time_cursor(page, str)
     async with rt.db.transaction() as conn:
         rows = await store.list_users(conn, page, org=org, active=active)
         now = await store.db_now(conn)

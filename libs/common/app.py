@@ -7,10 +7,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -163,6 +163,15 @@ def install_common(app: FastAPI, *, service: str, max_body_bytes: int, ready: An
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def runtime_of(request: Request) -> ServiceRuntime:
+    """FastAPI dependency: the service's runtime (pool, bus, relay…)."""
+    rt: ServiceRuntime = request.app.state.runtime
+    return rt
+
+
+RuntimeDep = Annotated[ServiceRuntime, Depends(runtime_of)]
 
 
 def service_app(

@@ -7,9 +7,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from libs.common import jwt
 from libs.common.errors import Forbidden, Unauthorized
@@ -199,6 +199,9 @@ async def current_principal(request: Request) -> Principal:
     principal = await verifier.verify(bearer_token(request))
     request.state.principal = principal
     return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
 def http_jwks_fetcher(url: str) -> JwksFetcher:

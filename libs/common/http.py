@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import (
     Column,
@@ -90,6 +92,22 @@ def page_params(
         after=decode_cursor(cursor) if cursor else None,
         updated_since=updated_since,
     )
+
+
+PageDep = Annotated[Page, Depends(page_params)]
+
+
+def time_cursor(page: Page, id_type: Callable[[str], Any] = uuid.UUID) -> Page:
+    """Decode a list's cursor into its (updated_at, id) sort key, else 422."""
+    if page.after is None:
+        return page
+    try:
+        at, last = page.after
+        if not isinstance(at, str) or not isinstance(last, str):
+            raise ValueError
+        return dataclasses.replace(page, after=(datetime.fromisoformat(at), id_type(last)))
+    except (ValueError, TypeError) as exc:
+        raise invalid("cursor", "not a cursor this API issued") from exc
 
 
 # ---------------------------------------------------------------- ETag / If-Match

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.common.app import request_id
-from libs.common.auth import Principal, current_principal
-from libs.common.errors import Forbidden, NotFound, invalid
-from libs.common.http import Page, encode_cursor, json_response, page_params, run_idempotent
-from libs.common.runtime import ServiceRuntime as Runtime
+from libs.common.app import RuntimeDep, request_id
+from libs.common.auth import Principal, PrincipalDep
+from libs.common.errors import Forbidden, NotFound
+from libs.common.http import (
+    PageDep,
+    encode_cursor,
+    json_response,
+    run_idempotent,
+    time_cursor,
+)
+from libs.common.runtime import ServiceRuntime
 from services.funds import domain, service, store
 from services.funds.schemas import (
     ApproveIn,
@@ -37,8 +42,6 @@ from services.funds.schemas import (
 )
 
 router = APIRouter(prefix="/v1/funds", tags=["funds"])
-PrincipalDep = Annotated[Principal, Depends(current_principal)]
-PageDep = Annotated[Page, Depends(page_params)]
 
 FUND_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such fund, or not visible to you"}
@@ -47,14 +50,6 @@ GRANT_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such grant, or not visible to you"},
     409: {"description": "The grant's state (or the fund's balance) does not allow it"},
 }
-
-
-def runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
-RuntimeDep = Annotated[Runtime, Depends(runtime)]
 
 
 def context(request: Request, principal: Principal) -> service.Context:
@@ -67,17 +62,6 @@ def parse_id(value: str, what: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError as exc:
         raise NotFound(f"no such {what}") from exc
-
-
-def _time_page(page: Page) -> Page:
-    """A list cursor is (updated_at, id)."""
-    if page.after is None:
-        return page
-    try:
-        at, last = page.after
-        return Page(page.limit, (datetime.fromisoformat(at), uuid.UUID(last)), page.updated_since)
-    except (ValueError, TypeError) as exc:
-        raise invalid("cursor", "not a cursor this API issued") from exc
 
 
 def _actor(sub: str, org: str) -> dict[str, str]:
@@ -226,7 +210,7 @@ async def list_funds(
 ) -> Response:
     """Funds whose area overlaps yours, oldest change first."""
     principal.require("funds:read")
-    page = _time_page(page)
+    page = time_cursor(page)
     flt = store.FundFilter(commune_code=commune_code, fiscal_year=fiscal_year)
     async with rt.db.transaction() as conn:
         rows = await store.list_funds(conn, principal, flt, page)
@@ -331,7 +315,7 @@ async def list_grants(
 ) -> Response:
     """Grants for children you may see, oldest change first."""
     principal.require("funds:read")
-    page = _time_page(page)
+    page = time_cursor(page)
     flt = store.GrantFilter(
         fund_id=fund_id,
         child_id=child_id,
@@ -365,7 +349,7 @@ GrantAction = Callable[[AsyncConnection, uuid.UUID, service.Context], Awaitable[
 
 
 async def _act(
-    grant_id: str, request: Request, principal: Principal, rt: Runtime, action: GrantAction
+    grant_id: str, request: Request, principal: Principal, rt: ServiceRuntime, action: GrantAction
 ) -> Response:
     gid = parse_id(grant_id, "grant")
     ctx = context(request, principal)

@@ -7,28 +7,20 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from libs.common.auth import Principal, current_principal
+from libs.common.app import RuntimeDep
+from libs.common.auth import Principal, PrincipalDep
 from libs.common.errors import Conflict, Forbidden, invalid
-from libs.common.runtime import ServiceRuntime as Runtime
+from libs.common.runtime import ServiceRuntime
 from services.indicators import dhis2, domain, service, store
 from services.indicators.schemas import RebuildOut, StatusOut, ValuesOut
 
 router = APIRouter(prefix="/v1/indicators", tags=["indicators"])
-PrincipalDep = Annotated[Principal, Depends(current_principal)]
 Level = Literal["province", "district", "commune"]
 CSV_TYPE = "text/csv; charset=utf-8"
 ADX_TYPE = "application/adx+xml; charset=utf-8"
-
-
-def runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
-RuntimeDep = Annotated[Runtime, Depends(runtime)]
 
 
 def parse_period(code: str, field: str = "period") -> domain.Period:
@@ -145,7 +137,7 @@ def _format(request: Request, suffix: str | None) -> str:
 async def data_value_sets(
     request: Request,
     principal: Principal,
-    rt: Runtime,
+    rt: ServiceRuntime,
     suffix: str | None,
     data_set: list[str],
     period: list[str],

@@ -6,23 +6,22 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.engine import RowMapping
 
 from libs.common import places
-from libs.common.app import request_id
-from libs.common.auth import Principal, current_principal
+from libs.common.app import RuntimeDep, request_id
+from libs.common.auth import Principal, PrincipalDep
 from libs.common.errors import NotFound, invalid
 from libs.common.http import (
-    Page,
+    PageDep,
     encode_cursor,
     json_response,
-    page_params,
     require_if_match,
     run_idempotent,
+    time_cursor,
 )
-from libs.common.runtime import ServiceRuntime as Runtime
 from services.referrals import service, store
 from services.referrals.schemas import (
     AcceptIn,
@@ -44,8 +43,6 @@ from services.referrals.schemas import (
 )
 
 router = APIRouter(prefix="/v1/referrals", tags=["referrals"])
-PrincipalDep = Annotated[Principal, Depends(current_principal)]
-PageDep = Annotated[Page, Depends(page_params)]
 
 PROVIDER_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such provider, or none of its areas is in yours"},
@@ -56,14 +53,6 @@ REFERRAL_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"description": "Not allowed in the referral's current state"},
     412: {"description": "Stale If-Match"},
 }
-
-
-def runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
-RuntimeDep = Annotated[Runtime, Depends(runtime)]
 
 
 def context(request: Request, principal: Principal) -> service.Context:
@@ -151,17 +140,6 @@ def parse_id(value: str, what: str) -> uuid.UUID:
         raise NotFound(f"no such {what}") from exc
 
 
-def _page_by_update(page: Page) -> Page:
-    """The list cursor decoded into its (updated_at, id) sort key."""
-    if page.after is None:
-        return page
-    try:
-        at, last = page.after
-        return Page(page.limit, (datetime.fromisoformat(at), uuid.UUID(last)), page.updated_since)
-    except (ValueError, TypeError) as exc:
-        raise invalid("cursor", "not a cursor this API issued") from exc
-
-
 def _next_cursor(rows: list[RowMapping], limit: int) -> str | None:
     if len(rows) <= limit:
         return None
@@ -207,7 +185,7 @@ async def list_providers(
     principal.require("referrals:read")
     if commune_code is not None and not places.exists(commune_code):
         raise invalid("commune_code", "not in the gazetteer")
-    page = _page_by_update(page)
+    page = time_cursor(page)
     flt = store.ProviderFilter(
         service_type=service_type.value if service_type else None,
         commune_code=commune_code,
@@ -331,7 +309,7 @@ async def list_referrals(
 ) -> Response:
     """Referrals you may see, oldest change first; `overdue=true` lists those to escalate."""
     principal.require("referrals:read")
-    page = _page_by_update(page)
+    page = time_cursor(page)
     flt = store.ReferralFilter(
         child_id=child_id,
         provider_id=provider_id,

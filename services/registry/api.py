@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from libs.common.app import request_id
-from libs.common.auth import Principal, current_principal
-from libs.common.errors import NotFound, invalid
+from libs.common.app import RuntimeDep, request_id
+from libs.common.auth import Principal, PrincipalDep
+from libs.common.errors import NotFound
 from libs.common.http import (
-    Page,
+    PageDep,
     encode_cursor,
     json_response,
-    page_params,
     require_if_match,
     run_idempotent,
+    time_cursor,
 )
-from libs.common.runtime import ServiceRuntime as Runtime
 from services.registry import domain, service, store
 from services.registry.schemas import (
     BatchIn,
@@ -37,20 +35,10 @@ from services.registry.schemas import (
 )
 
 router = APIRouter(prefix="/v1/registry", tags=["registry"])
-PrincipalDep = Annotated[Principal, Depends(current_principal)]
-PageDep = Annotated[Page, Depends(page_params)]
 
 CHILD_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such child, or not visible to you"},
 }
-
-
-def runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
-RuntimeDep = Annotated[Runtime, Depends(runtime)]
 
 
 def context(request: Request, principal: Principal) -> service.Context:
@@ -159,14 +147,7 @@ async def list_children(
 ) -> Response:
     """Children you may see, oldest change first; filter and sync with updated_since."""
     principal.require("registry:read")
-    if page.after is not None:
-        try:
-            at, last = page.after
-            page = Page(
-                page.limit, (datetime.fromisoformat(at), uuid.UUID(last)), page.updated_since
-            )
-        except (ValueError, TypeError) as exc:
-            raise invalid("cursor", "not a cursor this API issued") from exc
+    page = time_cursor(page)
     flt = store.ChildFilter(
         commune_code=commune_code,
         status=status.value if status else None,
