@@ -13,6 +13,10 @@ create rate; writes everything to var/bench/results.json.
 
 Environment: BENCH_SECONDS (measured window, default 10), BENCH_WARMUP (default 2),
 BENCH_CONNECTIONS (default 32; also the workers of a workflow).
+
+`python -m bench indicators` (`make bench-indicators`, bench/indicators.py) is a separate
+phase, not run here: a month of indicators pulled with 10,000 and with 1,000,000 children,
+whose seeding takes many minutes.
 """
 
 from __future__ import annotations
@@ -788,10 +792,15 @@ def main() -> int:
     print()
     print(report(results))
     print(f"\nwritten to {ROOT / 'results.json'} in {results['elapsed_s']:.0f} s")
+    print("indicators with 10k vs 1M children (seeding takes minutes): make bench-indicators")
     errors = sum(row["errors"] for row in [*_rows(results), *_workflow_rows(results)])
     missing = any("steps" not in data for data in results["workflows"].values())
     return 1 if failed or errors or missing else 0
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["indicators"]:
+        from bench import indicators
+
+        sys.exit(indicators.main())
     sys.exit(main())

@@ -1,0 +1,758 @@
+"""`python -m bench indicators` (`make bench-indicators`): a month of indicators, 10k vs 1M.
+
+The indicators service answers from pre-aggregated cells, so a pull should cost the same
+whatever the number of children. This phase checks it: on its own PostgreSQL, NATS, gateway
+and indicators service (fresh var/bench-indicators/, fresh ports) it
+  1. seeds BENCH_INDICATORS_SMALL children (default 10,000) with
+     `python -m services.indicators seed --rebuild` (services/indicators/seed.py): every
+     event a registry, referrals and funds would publish (registered, updated, closed,
+     referrals, grants; times over the last 24 months) goes onto the streams, and a replay
+     into a new generation loads the aggregates, all with the indicators service stopped
+     as the seed's docstring asks; VACUUM ANALYZE of the indicators tables (what
+     autovacuum would do soon after such a load, done now so it does not run during the
+     timed pulls); then starts the service;
+  2. pulls, through the gateway, one after the other (1 warm-up + BENCH_INDICATORS_REPEATS,
+     default 5, timed), for last month (complete, and inside the seeded months):
+       - dataValueSets?dataSet=CP_MONTHLY&orgUnit=KH&children=true, with
+         `indicators:read indicators:read:detail` (every value), and again with only
+         `indicators:read` (small-cell suppression included);
+       - values?indicator=CP_CASE_OPEN&area=KH&level=commune;
+  3. grows the platform to BENCH_INDICATORS_LARGE children (default 1,000,000) the same
+     way (the difference, with another random seed), and pulls the same again;
+  4. prints both figures side by side with their ratio (target: the large median within
+     2x of the small) and writes var/bench-indicators/results.json.
+
+Not part of the default `make bench`: publishing and replaying a million children's events
+(about two million) takes many minutes: about 11 on 2 cores (publishing ~3, replay ~5.5,
+monthly stock cells ~0.6, the pulls ~1.5). Every process it started is stopped at the end,
+also on an error or Ctrl-C. Exit status 1 when something failed (not for a ratio above the
+target: that is a finding, printed as ABOVE). Note that seed.py's providers grow with the
+children (one per 500, at most 2,000), and so does the CP_PROVIDERS part of a pull.
+
+Environment: BENCH_INDICATORS_SMALL (10000), BENCH_INDICATORS_LARGE (1000000),
+BENCH_INDICATORS_REPEATS (5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+
+from bench import workflows
+from bench.loadgen import machine_busy_seconds, tree_cpu_seconds
+from deploy.local.infra import EmbeddedNats, EmbeddedPostgres, free_port, stop_orphan
+from deploy.local.supervisor import REPO_ROOT, ProcessFailed, Supervisor
+from services.indicators import domain
+
+ROOT = REPO_ROOT / "var" / "bench-indicators"
+SMALL = int(os.environ.get("BENCH_INDICATORS_SMALL", "10000"))
+LARGE = int(os.environ.get("BENCH_INDICATORS_LARGE", "1000000"))
+REPEATS = int(os.environ.get("BENCH_INDICATORS_REPEATS", "5"))
+TARGET_RATIO = 2.0  # the large platform's median pull within 2x of the small one's
+SEED_MONTHS = 24  # seed.py's default spread of event times
+SAMPLE_S = 5.0  # how often the seeding's progress is sampled (for its phases)
+PROGRESS_S = 30.0  # and printed
+SEED_TIMEOUT_S = 4 * 3600.0
+PULL_TIMEOUT_S = 300.0
+# Before each query's pulls, wait up to QUIET_WAIT_S for the rest of the machine to use under
+# QUIET_CORES (over QUIET_WINDOW_S): on a shared machine a test run elsewhere skews timings.
+QUIET_CORES, QUIET_WINDOW_S, QUIET_WAIT_S = 0.25, 2.0, 120.0
+# Processes the bench runs under the supervisor: (log name, module).
+PROCESSES = [
+    ("gateway-migrate", "gateway"),
+    ("indicators-migrate", "services.indicators"),
+    ("gateway", "gateway"),
+    ("indicators", "services.indicators"),
+    ("seed-small", "services.indicators"),
+    ("seed-large", "services.indicators"),
+]
+DETAIL, READ = "detail", "read"
+CLIENTS = {
+    DETAIL: ["indicators:read", "indicators:read:detail"],
+    READ: ["indicators:read"],
+}
+# name -> (label, path template, client)
+QUERIES = {
+    "dvs_detail": (
+        "dataValueSets KH+children, detail",
+        "/v1/indicators/dataValueSets?dataSet=CP_MONTHLY&period={period}&orgUnit=KH&children=true",
+        DETAIL,
+    ),
+    "dvs_suppressed": (
+        "dataValueSets KH+children, suppressed",
+        "/v1/indicators/dataValueSets?dataSet=CP_MONTHLY&period={period}&orgUnit=KH&children=true",
+        READ,
+    ),
+    "values_commune": (
+        "values CP_CASE_OPEN, KH communes",
+        "/v1/indicators/values?indicator=CP_CASE_OPEN&period={period}&area=KH&level=commune",
+        DETAIL,
+    ),
+}
+SUMMARY = re.compile(
+    r"seeded (?P<children>\d+) children: (?P<events>\d+) events published in "
+    r"(?P<publish>[\d.]+) s(?:, aggregates rebuilt in (?P<rebuild>[\d.]+) s)?"
+)
+
+
+def say(message: str) -> None:
+    """Print a progress line."""
+    print(f"bench-indicators | {message}", flush=True)
+
+
+class IndicatorsBench:
+    """Owns the embedded servers, the supervised processes and the figures of one run."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.supervisor = Supervisor(root / "log", ready_timeout=120.0)
+        self.postgres = EmbeddedPostgres(root / "postgres", free_port())
+        self.nats = EmbeddedNats(root / "nats", free_port())
+        self.admin_secret = secrets.token_urlsafe(24)
+        self.env: dict[str, str] = {}
+        self.clients: dict[str, tuple[str, str]] = {}  # kind -> (client id, secret)
+        month = domain.current_month() - 1  # last month: complete, and inside the seeded span
+        self.period = domain.month_code(month)
+        self.results: dict[str, Any] = {
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
+            "settings": {
+                "small": SMALL,
+                "large": LARGE,
+                "repeats": REPEATS,
+                "warmup": 1,
+                "period": self.period,
+                "seed_months": SEED_MONTHS,
+                "target_ratio": TARGET_RATIO,
+            },
+            "queries": {
+                name: {"label": label, "path": path.format(period=self.period), "client": who}
+                for name, (label, path, who) in QUERIES.items()
+            },
+            "sizes": {},
+        }
+
+    # -------------------------------------------------------------- lifecycle
+
+    def wipe(self) -> None:
+        """Stop whatever a crashed earlier run left behind, then start from an empty folder."""
+        for name, module in PROCESSES:
+            stop_orphan(self.root / "log" / f"{name}.pid", "-m", module, timeout=15.0)
+        pg_dir, nats_dir = self.root / "postgres", self.root / "nats"
+        stop_orphan(pg_dir / "postmaster.pid", "postgres", str(pg_dir), sig=signal.SIGINT)
+        stop_orphan(nats_dir / "nats-server.pid", "nats-server", str(nats_dir))
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True)
+
+    def start_infra(self) -> None:
+        """PostgreSQL and NATS on fresh ports; migrate; start the gateway; create the clients."""
+        database_url = self.postgres.start()
+        nats_url = self.nats.start()
+        gateway_port, indicators_port = free_port(), free_port()
+        self.env = {
+            "DATABASE_URL": database_url,
+            "NATS_URL": nats_url,
+            "KOMAR_DATA_DIR": str(self.root / "data"),
+            "KOMAR_ADMIN_SECRET": self.admin_secret,
+            "KOMAR_GATEWAY_PORT": str(gateway_port),
+            "KOMAR_INDICATORS_PORT": str(indicators_port),
+            "KOMAR_INDICATORS_URL": f"http://127.0.0.1:{indicators_port}",
+            "KOMAR_JWKS_URL": f"http://127.0.0.1:{gateway_port}/.well-known/jwks.json",
+            "KOMAR_LOG_LEVEL": "warning",
+        }
+        say(f"PostgreSQL {database_url}, NATS {nats_url}")
+        self.supervisor.run("gateway-migrate", "gateway", "migrate", env=self.env)
+        self.supervisor.run("indicators-migrate", "services.indicators", "migrate", env=self.env)
+        self.supervisor.start("gateway", "gateway", env=self.env, port=gateway_port)
+        with httpx.Client(base_url=self.gateway, timeout=30.0) as http:
+            admin = workflows.token(http, "admin", self.admin_secret)
+            for kind, scopes in CLIENTS.items():
+                created = workflows.check(
+                    http.post(
+                        "/v1/admin/clients",
+                        headers={"Authorization": f"Bearer {admin}"},
+                        json={
+                            "name": f"bench-indicators-{kind}",
+                            "org": "bench-moswvy",
+                            "org_type": "government",
+                            "scopes": scopes,
+                            "areas": ["KH"],
+                            "rate_limit_per_second": 1000,
+                        },
+                    ),
+                    f"creating the {kind} client",
+                )
+                self.clients[kind] = (created["client_id"], created["client_secret"])
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.env['KOMAR_GATEWAY_PORT']}"
+
+    def tokens(self) -> dict[str, str]:
+        """Fresh access tokens of both clients (they live 15 minutes)."""
+        with httpx.Client(base_url=self.gateway, timeout=30.0) as http:
+            return {kind: workflows.token(http, *pair) for kind, pair in self.clients.items()}
+
+    def stop_all(self) -> None:
+        """Stop every supervised process, NATS and PostgreSQL."""
+        self.supervisor.stop_all(timeout=10.0)
+        self.nats.stop()
+        self.postgres.stop()
+
+    def start_service(self) -> None:
+        """Start the indicators service and wait until its consumers have nothing pending."""
+        port = int(self.env["KOMAR_INDICATORS_PORT"])
+        if "indicators" in self.supervisor.names():
+            self.supervisor.restart("indicators")
+        else:
+            self.supervisor.start("indicators", "services.indicators", env=self.env, port=port)
+        consumers = [(stream, durable) for stream, (durable, _) in _consumers().items()]
+        workflows.wait_until(
+            lambda: workflows.consumer_backlog(self.env["NATS_URL"], consumers) == 0,
+            120.0,
+            "the indicators consumers to have nothing pending",
+        )
+
+    def stop_service(self) -> None:
+        """The seed's rebuild runs with the indicators service stopped."""
+        if "indicators" in self.supervisor.names() and self.supervisor.is_running("indicators"):
+            self.supervisor.stop("indicators")
+
+    # -------------------------------------------------------------- seeding
+
+    def seed(self, name: str, children: int, seed_value: int) -> dict[str, Any]:
+        """Run `python -m services.indicators seed --rebuild`, printing its progress."""
+        self.stop_service()
+        args = ["seed", "--children", str(children), "--seed", str(seed_value)]
+        args += ["--months", str(SEED_MONTHS), "--rebuild"]
+        env = {**self.env, "KOMAR_LOG_LEVEL": "info"}  # its rebuild's log lines, for the record
+        started = time.monotonic()
+        proc = self.supervisor.start(name, "services.indicators", *args, env=env, wait=False)
+        assert proc.popen is not None
+        timeline: list[dict[str, Any]] = []
+        last_print = last_sample = started
+        while True:
+            try:
+                code = proc.popen.wait(timeout=1.0)
+                break
+            except subprocess.TimeoutExpired:  # still seeding
+                pass
+            now = time.monotonic()
+            if now - last_sample >= SAMPLE_S:
+                last_sample = now
+                sample = {"t": round(now - started, 1), "at": time.time(), **self.progress()}
+                timeline.append(sample)
+                if now - last_print >= PROGRESS_S:
+                    last_print = now
+                    say(f"  {name}: {_describe_progress(sample, timeline)}")
+            if now - started > SEED_TIMEOUT_S:
+                self.supervisor.kill(name)
+                raise ProcessFailed(f"{name} still running after {SEED_TIMEOUT_S:.0f} s")
+        self.supervisor.get(name).expected_down = True
+        seconds = round(time.monotonic() - started, 1)
+        if code != 0:
+            raise ProcessFailed(f"{name} failed ({code}):\n{self.supervisor.log_tail(name)}")
+        log_text = self.supervisor.log_tail(name, 400)
+        found = SUMMARY.search(log_text)
+        summary: dict[str, Any] = {"wall_s": seconds, "timeline": timeline}
+        if found:
+            summary |= {
+                "children": int(found["children"]),
+                "events": int(found["events"]),
+                "publish_s": float(found["publish"]),
+                "rebuild_s": float(found["rebuild"]) if found["rebuild"] else None,
+            }
+        summary |= _rebuild_phases(log_text)
+        summary |= _replay_split(summary)
+        return summary
+
+    def settle(self) -> float:
+        """VACUUM ANALYZE the indicators tables after the bulk load, then wait for autovacuum.
+
+        A platform that grew to this size would have been vacuumed long before anyone pulls;
+        right after a bulk load autovacuum would otherwise run during the timed pulls (and
+        the planner would lack statistics). Returns the seconds it took.
+        """
+        database_url = self.env["DATABASE_URL"]
+
+        async def vacuum() -> None:
+            import asyncpg
+
+            conn = await asyncpg.connect(database_url, timeout=10)
+            try:
+                tables = await conn.fetch(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'indicators'"
+                )
+                for row in tables:
+                    await conn.execute(f'VACUUM (ANALYZE) indicators."{row["tablename"]}"')
+                deadline = time.monotonic() + 600.0
+                while time.monotonic() < deadline:
+                    busy = await conn.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE backend_type = 'autovacuum worker'"
+                    )
+                    if not busy:
+                        return
+                    await asyncio.sleep(1.0)
+            finally:
+                await conn.close()
+
+        started = time.monotonic()
+        asyncio.run(vacuum())
+        return round(time.monotonic() - started, 1)
+
+    def progress(self) -> dict[str, Any]:
+        """Messages on the three streams and the newest generation's replayed events."""
+        nats_url, database_url = self.env["NATS_URL"], self.env["DATABASE_URL"]
+
+        async def look() -> dict[str, Any]:
+            import asyncpg
+            import nats
+
+            out: dict[str, Any] = {"stream_messages": None, "generation": None}
+            try:
+                nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=0)
+                try:
+                    js = nc.jetstream()
+                    total = 0
+                    for stream in _consumers():
+                        try:
+                            total += int((await js.stream_info(stream)).state.messages)
+                        except Exception:
+                            pass
+                    out["stream_messages"] = total
+                finally:
+                    await nc.close()
+                conn = await asyncpg.connect(database_url, timeout=5)
+                try:
+                    row = await conn.fetchrow(
+                        "SELECT generation, state, events_replayed, stock_through "
+                        "FROM indicators.generations ORDER BY generation DESC LIMIT 1"
+                    )
+                finally:
+                    await conn.close()
+                if row is not None:
+                    out["generation"] = dict(row)
+            except Exception as exc:  # progress is only informative
+                out["error"] = type(exc).__name__
+            return out
+
+        return asyncio.run(look())
+
+    # -------------------------------------------------------------- measuring
+
+    def measure(self, children: int) -> dict[str, Any]:
+        """Every query: one warm-up, then REPEATS timed pulls one after the other."""
+        tokens = self.tokens()
+        watch = {
+            "indicators": [self.supervisor.get("indicators").pid or 0],
+            "gateway": [self.supervisor.get("gateway").pid or 0],
+            "postgres": [int((self.postgres.data_dir / "postmaster.pid").read_text().split()[0])],
+            "nats": [int(self.nats.pid_path.read_text().split()[0])],
+        }
+        figures: dict[str, Any] = {}
+        bodies: dict[str, bytes] = {}
+        with httpx.Client(base_url=self.gateway, timeout=PULL_TIMEOUT_S) as http:
+            status = workflows.check(
+                http.get(
+                    "/v1/indicators/status",
+                    headers={"Authorization": f"Bearer {tokens[READ]}"},
+                ),
+                "indicators status",
+            )
+            for name, (label, template, who) in QUERIES.items():
+                path = template.format(period=self.period)
+                headers = {"Authorization": f"Bearer {tokens[who]}", "Accept": "application/json"}
+                _pull(http, path, headers, f"{label} (warm-up)")
+                other_before = _wait_quiet(watch)
+                seconds: list[float] = []
+                cpu: dict[str, list[float]] = {k: [] for k in [*watch, "other"]}
+                body = b""
+                for _ in range(REPEATS):
+                    before = _cpu(watch)
+                    started = time.perf_counter()
+                    body = _pull(http, path, headers, label)
+                    elapsed = time.perf_counter() - started
+                    after = _cpu(watch)
+                    seconds.append(elapsed)
+                    used = {k: after[k] - before[k] for k in before}
+                    for k in watch:
+                        cpu[k].append(used[k])
+                    ours = sum(used[k] for k in watch) + used["self"]
+                    cpu["other"].append(max(0.0, used["machine"] - ours))
+                bodies[name] = body
+                figures[name] = {
+                    "seconds": [round(s, 4) for s in seconds],
+                    "min_s": round(min(seconds), 4),
+                    "median_s": round(statistics.median(seconds), 4),
+                    "max_s": round(max(seconds), 4),
+                    "bytes": len(body),
+                    # CPU seconds per pull (median), per process group; 'other': the rest
+                    # of the machine (not this bench) during the pull.
+                    "cpu_s": {k: round(statistics.median(v), 3) for k, v in cpu.items()},
+                    "other_cores_before": other_before,
+                    **_shape(name, body),
+                }
+                row = figures[name]
+                say(
+                    f"  {label}: median {row['median_s']:.3f} s "
+                    f"(min {row['min_s']:.3f}, max {row['max_s']:.3f}), "
+                    f"{row['bytes'] / 1e6:.1f} MB, {row['rows']:,} rows"
+                )
+        checks = _check_data(self.period, children, bodies)
+        say(f"  data: {checks['summary']}")
+        return {
+            "children": children,
+            "status": {
+                "generation": status.get("generation"),
+                "stocks_through": status.get("stocks_through"),
+                "streams": [
+                    {k: s.get(k) for k in ("stream", "last_sequence", "lag")}
+                    for s in status.get("streams", [])
+                ],
+            },
+            "queries": figures,
+            "checks": checks,
+        }
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _consumers() -> dict[str, tuple[str, str]]:
+    from services.indicators import service
+
+    return service.CONSUMERS
+
+
+def _pull(http: httpx.Client, path: str, headers: dict[str, str], what: str) -> bytes:
+    """One GET, read to its end; fail unless it answered 200."""
+    response = http.get(path, headers=headers)
+    if response.status_code != 200:
+        raise RuntimeError(f"{what}: HTTP {response.status_code}: {response.text[:300]}")
+    return response.content
+
+
+def _cpu(watch: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds so far of each watched process tree, this process and the machine."""
+    out = {name: tree_cpu_seconds(pids) for name, pids in watch.items()}
+    out["self"] = time.process_time()
+    out["machine"] = machine_busy_seconds()
+    return out
+
+
+def _wait_quiet(watch: dict[str, list[int]]) -> float:
+    """Wait until processes outside the bench use under QUIET_CORES; the last reading."""
+    deadline = time.monotonic() + QUIET_WAIT_S
+    while True:
+        before, started = _cpu(watch), time.monotonic()
+        time.sleep(QUIET_WINDOW_S)
+        after, elapsed = _cpu(watch), time.monotonic() - started
+        ours = sum(after[k] - before[k] for k in [*watch, "self"])
+        other = max(0.0, after["machine"] - before["machine"] - ours) / elapsed
+        if other < QUIET_CORES or time.monotonic() > deadline:
+            if other >= QUIET_CORES:
+                say(f"  the machine stays busy elsewhere ({other:.2f} cores): timing anyway")
+            return round(other, 3)
+
+
+def _shape(name: str, body: bytes) -> dict[str, Any]:
+    """Rows, org units, non-zero and suppressed values of an answer."""
+    doc = json.loads(body)
+    if name.startswith("dvs"):
+        rows = doc["dataValues"]
+        return {
+            "rows": len(rows),
+            "org_units": len({r["orgUnit"] for r in rows}),
+            "nonzero": sum(1 for r in rows if r.get("value") not in (None, "0")),
+            "suppressed": sum(1 for r in rows if "value" not in r),
+        }
+    items = doc["items"]
+    return {
+        "rows": len(items),
+        "org_units": len({r["area"] for r in items}),
+        "nonzero": sum(1 for r in items if r["value"]),
+        "suppressed": sum(1 for r in items if r["suppressed"]),
+    }
+
+
+def _check_data(period: str, children: int, bodies: dict[str, bytes]) -> dict[str, Any]:
+    """The seeded population shows in the month pulled, and the answers agree.
+
+    Registrations are spread evenly over the last SEED_MONTHS x 30 days, so the month should
+    hold about children x its days / (SEED_MONTHS x 30) of them.
+    """
+    detail = json.loads(bodies["dvs_detail"])["dataValues"]
+
+    def country(indicator: str) -> int:
+        return sum(
+            int(r["value"])
+            for r in detail
+            if r["dataElement"] == indicator and r["orgUnit"] == "KH" and "value" in r
+        )
+
+    registered, open_cases = country("CP_CHILD_REG"), country("CP_CASE_OPEN")
+    year, month = int(period[:4]), int(period[4:])
+    expected = children * calendar.monthrange(year, month)[1] / (SEED_MONTHS * 30)
+    communes = json.loads(bodies["values_commune"])["items"]
+    commune_sum = sum(r["value"] or 0 for r in communes)
+    problems = []
+    if not 0.5 * expected <= registered <= 1.5 * expected:
+        problems.append(f"CP_CHILD_REG {registered} is far from the ~{expected:.0f} expected")
+    if not 0 < open_cases <= children:
+        problems.append(f"CP_CASE_OPEN {open_cases} is not within 1..{children}")
+    if commune_sum != open_cases:
+        problems.append(f"communes' CP_CASE_OPEN add up to {commune_sum}, KH says {open_cases}")
+    if problems:
+        raise RuntimeError(f"the seeded data does not show in {period}: {'; '.join(problems)}")
+    return {
+        "CP_CHILD_REG_KH": registered,
+        "CP_CHILD_REG_expected": round(expected),
+        "CP_CASE_OPEN_KH": open_cases,
+        "CP_CASE_OPEN_communes_sum": commune_sum,
+        "summary": (
+            f"{period}: CP_CHILD_REG KH {registered:,} (~{expected:,.0f} expected), "
+            f"CP_CASE_OPEN KH {open_cases:,} = sum over the communes"
+        ),
+    }
+
+
+def _describe_progress(sample: dict[str, Any], timeline: list[dict[str, Any]]) -> str:
+    """One progress line: what is on the streams, what the rebuild has replayed."""
+    parts = [f"{sample['t']:.0f} s"]
+    if sample.get("stream_messages") is not None:
+        parts.append(f"{sample['stream_messages']:,} events on the streams")
+        if len(timeline) > 1 and timeline[-2].get("stream_messages") is not None:
+            rate = (sample["stream_messages"] - timeline[-2]["stream_messages"]) / (
+                sample["t"] - timeline[-2]["t"]
+            )
+            if rate > 0:
+                parts[-1] += f" (+{rate:,.0f}/s)"
+    gen = sample.get("generation")
+    if gen:
+        stocks = gen["stock_through"]
+        stock = f", stocks through {domain.month_code(stocks)}" if stocks is not None else ""
+        parts.append(
+            f"generation {gen['generation']} {gen['state']}: "
+            f"{gen['events_replayed']:,} replayed{stock}"
+        )
+    if sample.get("error"):
+        parts.append(f"({sample['error']})")
+    return ", ".join(parts)
+
+
+def _rebuild_phases(log_text: str) -> dict[str, Any]:
+    """From the seed's log: when the rebuild started, rolled its stocks, and switched."""
+    marks: dict[str, str] = {}
+    for line in log_text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        event = entry.get("event")
+        if event in (
+            "indicators.rebuild_started",
+            "indicators.stocks_rolled",
+            "indicators.rebuilt",
+        ):
+            marks.setdefault(event, entry.get("timestamp", ""))
+    return {"rebuild_log": marks} if marks else {}
+
+
+def _replay_split(seed: dict[str, Any]) -> dict[str, Any]:
+    """Split the rebuild into its replay and its stock months (+ switch), to SAMPLE_S.
+
+    The replay ends at the first sample whose generation has replayed every event on the
+    streams; the stock months end when the seed logs indicators.stocks_rolled.
+    """
+    marks = seed.get("rebuild_log", {})
+    try:
+        begun = datetime.fromisoformat(marks["indicators.rebuild_started"]).timestamp()
+        rolled = datetime.fromisoformat(marks["indicators.stocks_rolled"]).timestamp()
+    except (KeyError, ValueError):
+        return {}
+    for sample in seed["timeline"]:
+        gen, total = sample.get("generation"), sample.get("stream_messages")
+        if gen and total and gen["state"] == "building" and gen["events_replayed"] >= total:
+            replayed_by = min(sample["at"], rolled)
+            return {
+                "replay_s_approx": round(replayed_by - begun, 1),
+                "stocks_s_approx": round(rolled - replayed_by, 1),
+            }
+    return {}
+
+
+def ratio_rows(small: dict[str, Any], large: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Large over small, per query: of the medians (the target), and of the minima."""
+    out: dict[str, dict[str, float]] = {}
+    for name in QUERIES:
+        a = small.get("queries", {}).get(name)
+        b = large.get("queries", {}).get(name)
+        if a and b and a["median_s"] and a["min_s"]:
+            out[name] = {
+                "median": round(b["median_s"] / a["median_s"], 3),
+                "min": round(b["min_s"] / a["min_s"], 3),
+            }
+    return out
+
+
+def report(results: dict[str, Any]) -> str:
+    """The human-readable table."""
+    s = results["settings"]
+    sizes = results["sizes"]
+    lines = [
+        f"{results['machine']['cpus']} CPUs; period {s['period']} (last month); through the "
+        f"gateway, {s['warmup']} warm-up + {s['repeats']} timed pulls each, one after the other",
+        "",
+    ]
+    for key in ("small", "large"):
+        seed = sizes.get(key, {}).get("seed")
+        if not seed:
+            continue
+        added = "+" if key == "large" else " "
+        rebuilt = seed.get("rebuild_s")
+        lines.append(
+            f"seed {added}{seed.get('children', 0):>9,} children: "
+            f"{seed.get('events', 0):>9,} events published in {seed.get('publish_s', 0):.0f} s, "
+            f"replayed into the aggregates in {rebuilt or 0:.0f} s (wall {seed['wall_s']:.0f} s), "
+            f"then VACUUM ANALYZE {seed.get('settle_s', 0):.0f} s"
+        )
+        if "replay_s_approx" in seed:
+            lines.append(
+                f"{'':>26}rebuild: replay of every event so far ~{seed['replay_s_approx']:.0f} s, "
+                f"monthly stock cells ~{seed['stocks_s_approx']:.0f} s (to {SAMPLE_S:g} s)"
+            )
+    lines.append("")
+    header = (
+        f"{'query':<38} {'children':>10} {'min s':>7} {'median s':>8} {'max s':>7} "
+        f"{'MB':>6} {'rows':>8} {'non-zero':>8} {'suppr.':>7}   CPU s/pull: svc / gw / pg / other"
+    )
+    lines += [header, "-" * len(header)]
+    for name, (label, _, _) in QUERIES.items():
+        for key in ("small", "large"):
+            size = sizes.get(key)
+            if not size:
+                continue
+            row = size.get("queries", {}).get(name)
+            children = f"{size['children']:,}"
+            if row is None:
+                lines.append(f"{label:<38} {children:>10}   {size.get('error', 'not measured')}")
+                label = ""
+                continue
+            cpu = row["cpu_s"]
+            lines.append(
+                f"{label:<38} {children:>10} {row['min_s']:>7.3f} {row['median_s']:>8.3f} "
+                f"{row['max_s']:>7.3f} {row['bytes'] / 1e6:>6.1f} {row['rows']:>8,} "
+                f"{row['nonzero']:>8,} {row['suppressed']:>7,}   "
+                f"{cpu['indicators']:.2f} / {cpu['gateway']:.2f} / {cpu['postgres']:.2f} / "
+                f"{cpu['other']:.2f}"
+            )
+            label = ""
+        ratio = results.get("ratios", {}).get(name)
+        if ratio is not None:
+            verdict = "ok" if ratio["median"] <= TARGET_RATIO else "ABOVE"
+            lines.append(
+                f"{'':<38} {'ratio':>10} {ratio['min']:>6.2f}x {ratio['median']:>7.2f}x   "
+                f"target: median <= {TARGET_RATIO:g}x: {verdict}"
+            )
+    for key in ("small", "large"):
+        checks = sizes.get(key, {}).get("checks")
+        if checks:
+            lines.append(f"data at {sizes[key]['children']:,}: {checks['summary']}")
+    lines.append(
+        "CPU s/pull: median CPU seconds of the indicators service, the gateway and PostgreSQL "
+        "per pull;\n'other': CPU used meanwhile by processes outside this bench (noise)"
+    )
+    return "\n".join(lines)
+
+
+@contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit so cleanup runs whichever way the bench is stopped."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous: Callable[[int, FrameType | None], Any] | int | None = signal.signal(
+        signal.SIGTERM, stop
+    )
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main() -> int:
+    """Seed the small platform, measure, grow it to the large one, measure; report."""
+    if not 0 < SMALL < LARGE:
+        print("need 0 < BENCH_INDICATORS_SMALL < BENCH_INDICATORS_LARGE", file=sys.stderr)
+        return 2
+    bench = IndicatorsBench(ROOT)
+    failed = False
+    started = time.monotonic()
+    sizes = bench.results["sizes"]
+    with _terminate_as_exit():
+        bench.wipe()
+        try:
+            bench.start_infra()
+            for key, children, added, seed_value in (
+                ("small", SMALL, SMALL, 1),
+                ("large", LARGE, LARGE - SMALL, 2),
+            ):
+                sizes[key] = {"children": children}
+                say(f"seeding {added:,} children ({children:,} in all): events onto the streams")
+                seed = bench.seed(f"seed-{key}", added, seed_value)
+                sizes[key]["seed"] = seed
+                say(
+                    f"seeded in {seed['wall_s']:.0f} s: {seed.get('events', 0):,} events "
+                    f"published in {seed.get('publish_s', 0):.0f} s, aggregates rebuilt in "
+                    f"{seed.get('rebuild_s') or 0:.0f} s"
+                )
+                seed["settle_s"] = bench.settle()
+                say(f"VACUUM ANALYZE of the indicators tables: {seed['settle_s']:.0f} s")
+                bench.start_service()
+                say(f"pulling {bench.period} with {children:,} children")
+                sizes[key] |= bench.measure(children)
+        except Exception as exc:
+            failed = True
+            say(f"failed: {exc}")
+            bench.results["error"] = str(exc)[:2000]
+        finally:
+            say("stopping every process")
+            bench.stop_all()
+    results = bench.results
+    if "small" in sizes and "large" in sizes:
+        results["ratios"] = ratio_rows(sizes["small"], sizes["large"])
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    ROOT.mkdir(parents=True, exist_ok=True)
+    (ROOT / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print()
+    print(report(results))
+    print(f"\nwritten to {ROOT / 'results.json'} in {results['elapsed_s']:.0f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
