@@ -13,14 +13,16 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from fastapi import Request
+from fastapi.responses import Response
 from sqlalchemy import Table
 
-from libs.common.auth import JwksFetcher, TokenVerifier, http_jwks_fetcher
+from libs.common.auth import JwksFetcher, Principal, TokenVerifier, http_jwks_fetcher
 from libs.common.db import Database
 from libs.common.events.bus import EventBus
 from libs.common.events.consumer import DurableConsumer, Handler
 from libs.common.events.relay import OutboxRelay
-from libs.common.http import Idempotency
+from libs.common.http import Idempotency, Work, run_idempotent
 from libs.common.jobs import claim_tick, seconds_to_next_tick, tick_of
 from libs.common.logging import get_logger
 from libs.common.metrics import JOB_RUNS
@@ -73,6 +75,13 @@ class ServiceRuntime:
         self._jobs: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.every("idempotency-purge", settings.idempotency_purge_s, self._purge_idempotency)
+
+    async def write(self, request: Request, principal: Principal, work: Work) -> Response:
+        """Run a POST's work in one transaction (honouring Idempotency-Key), then wake the
+        relay so the events it wrote leave at once."""
+        answer = await run_idempotent(self.db, self.idempotency, request, principal, work)
+        self.relay.notify()
+        return answer
 
     async def _purge_idempotency(self) -> None:
         async with self.db.transaction() as conn:

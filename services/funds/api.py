@@ -17,7 +17,6 @@ from libs.common.http import (
     PageDep,
     encode_cursor,
     json_response,
-    run_idempotent,
     time_cursor,
 )
 from libs.common.runtime import ServiceRuntime
@@ -195,9 +194,7 @@ async def create_fund(
             fund_out(fund), 201, version=fund["version"], location=f"/v1/funds/funds/{fund['id']}"
         )
 
-    answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
-    rt.relay.notify()
-    return answer
+    return await rt.write(request, principal, work)
 
 
 @router.get("/funds", response_model=FundPage)
@@ -245,9 +242,7 @@ async def top_up(
         fund = await service.top_up(conn, fid, body, request.headers.get("if-match"), ctx)
         return json_response(fund_out(fund), version=fund["version"])
 
-    answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
-    rt.relay.notify()
-    return answer
+    return await rt.write(request, principal, work)
 
 
 @router.get("/funds/{fund_id}/ledger", response_model=LedgerPage, responses=FUND_RESPONSES)
@@ -298,9 +293,7 @@ async def request_grant(
         grant = await service.request_grant(conn, body, ctx)
         return await grant_response(conn, grant, 201)
 
-    answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
-    rt.relay.notify()
-    return answer
+    return await rt.write(request, principal, work)
 
 
 @router.get("/grants", response_model=GrantPage)
@@ -357,9 +350,7 @@ async def _act(
     async def work(conn: AsyncConnection) -> Response:
         return await grant_response(conn, await action(conn, gid, ctx))
 
-    answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
-    rt.relay.notify()
-    return answer
+    return await rt.write(request, principal, work)
 
 
 @router.post("/grants/{grant_id}/approve", response_model=GrantOut, responses=GRANT_RESPONSES)

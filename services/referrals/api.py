@@ -19,7 +19,6 @@ from libs.common.http import (
     encode_cursor,
     json_response,
     require_if_match,
-    run_idempotent,
     time_cursor,
 )
 from services.referrals import service, store
@@ -167,9 +166,7 @@ async def create_provider(
             location=provider_path(provider["id"]),
         )
 
-    answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
-    rt.relay.notify()
-    return answer
+    return await rt.write(request, principal, work)
 
 
 @router.get("/providers", response_model=ProviderPage)
@@ -257,9 +254,7 @@ async def deactivate_provider(
         )
         return json_response(provider_out(provider), version=provider["version"])
 
-    answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
-    rt.relay.notify()
-    return answer
+    return await rt.write(request, principal, work)
 
 
 # ---------------------------------------------------------------- referrals
@@ -291,9 +286,7 @@ async def create_referral(
             location=referral_path(referral["id"]),
         )
 
-    answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
-    rt.relay.notify()
-    return answer
+    return await rt.write(request, principal, work)
 
 
 @router.get("", response_model=ReferralPage)
@@ -349,9 +342,7 @@ async def accept_referral(
         referral = await service.accept(conn, rid, request.headers.get("if-match"), ctx)
         return json_response(referral_out(referral), version=referral["version"])
 
-    answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
-    rt.relay.notify()
-    return answer
+    return await rt.write(request, principal, work)
 
 
 @router.post("/{referral_id}/decline", response_model=DeclinedOut, responses=REFERRAL_RESPONSES)
@@ -369,9 +360,7 @@ async def decline_referral(
         doc["rerouted_to"] = str(result.rerouted_to["id"]) if result.rerouted_to else None
         return json_response(doc, version=result.referral["version"])
 
-    answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
-    rt.relay.notify()
-    return answer
+    return await rt.write(request, principal, work)
 
 
 @router.post("/{referral_id}/complete", response_model=ReferralOut, responses=REFERRAL_RESPONSES)
@@ -394,9 +383,7 @@ async def complete_referral(
         )
         return json_response(referral_out(referral), version=referral["version"])
 
-    answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
-    rt.relay.notify()
-    return answer
+    return await rt.write(request, principal, work)
 
 
 @router.post("/{referral_id}/cancel", response_model=ReferralOut, responses=REFERRAL_RESPONSES)
@@ -414,6 +401,4 @@ async def cancel_referral(
         )
         return json_response(referral_out(referral), version=referral["version"])
 
-    answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
-    rt.relay.notify()
-    return answer
+    return await rt.write(request, principal, work)

@@ -17,7 +17,6 @@ from libs.common.http import (
     encode_cursor,
     json_response,
     require_if_match,
-    run_idempotent,
     time_cursor,
 )
 from services.registry import domain, service, store
@@ -111,9 +110,7 @@ async def register_child(
             doc, 201, version=result.child["version"], location=child_path(doc["id"])
         )
 
-    answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
-    rt.relay.notify()
-    return answer
+    return await rt.write(request, principal, work)
 
 
 @router.post("/children:batch")
@@ -128,9 +125,7 @@ async def register_batch(
         results = await service.register_batch(conn, body.items, ctx)
         return JSONResponse({"results": results})
 
-    answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
-    rt.relay.notify()
-    return answer
+    return await rt.write(request, principal, work)
 
 
 @router.get("/children", response_model=ChildPage)
@@ -218,9 +213,7 @@ async def close_child(
         child = await service.close(conn, cid, body.reason, request.headers.get("if-match"), ctx)
         return json_response(child_out(child), version=child["version"])
 
-    answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
-    rt.relay.notify()
-    return answer
+    return await rt.write(request, principal, work)
 
 
 @router.post("/children/{child_id}/reopen", response_model=ChildOut, responses=CHILD_RESPONSES)
@@ -240,9 +233,7 @@ async def reopen_child(
         child = await service.reopen(conn, cid, request.headers.get("if-match"), ctx)
         return json_response(child_out(child), version=child["version"])
 
-    answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
-    rt.relay.notify()
-    return answer
+    return await rt.write(request, principal, work)
 
 
 @router.get("/children/{child_id}/duplicates", responses=CHILD_RESPONSES)
