@@ -41,8 +41,11 @@ class Settings(BaseSettings):
     funds_port: int = 8103
     indicators_port: int = 8104
 
+    # A fixed pool: connections opened past pool_size are closed again when handed back,
+    # and under steady load that churn (a backend forked, types introspected) costs more
+    # than waiting for a pooled connection.
     db_pool_size: int = 20
-    db_max_overflow: int = 20
+    db_max_overflow: int = 0
     max_body_bytes: int = 1024 * 1024
     relay_interval_s: float = 0.5
     consumer_max_deliveries: int = 5
