@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import email.message
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel, ValidationError
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from libs.common.auth import current_principal
 from libs.common.errors import PROBLEM_JSON, PayloadTooLarge, install_error_handlers
 from libs.common.logging import get_logger
 from libs.common.runtime import ServiceRuntime
@@ -165,13 +170,96 @@ def install_common(app: FastAPI, *, service: str, max_body_bytes: int, ready: An
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def runtime_of(request: Request) -> ServiceRuntime:
-    """FastAPI dependency: the service's runtime (pool, bus, relay…)."""
+async def runtime_of(request: Request) -> ServiceRuntime:
+    """FastAPI dependency: the service's runtime (pool, bus, relay…); async, so FastAPI
+    does not send it to the thread pool."""
     rt: ServiceRuntime = request.app.state.runtime
     return rt
 
 
 RuntimeDep = Annotated[ServiceRuntime, Depends(runtime_of)]
+
+
+# FastAPI's native OpenTelemetry stays off: Komar exports Prometheus metrics and JSON logs,
+# and the per-request provider checks cost CPU on every call.
+NO_TELEMETRY: Any = {"tracing": False, "metrics": False, "logs": False}
+M = TypeVar("M", bound=BaseModel)
+
+
+async def json_body(request: Request, model: type[M]) -> M:
+    """The request's JSON body validated as `model`, parsed the way FastAPI parses a body
+    parameter (JSON only under a JSON Content-Type) and failing with the same errors."""
+    raw = await request.body()
+    body: Any = raw
+    if raw:
+        message = email.message.Message()
+        message["content-type"] = request.headers.get("content-type", "")
+        subtype = message.get_content_subtype()
+        if message.get_content_maintype() == "application" and (
+            subtype == "json" or subtype.endswith("+json")
+        ):
+            try:
+                body = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise RequestValidationError(
+                    [
+                        {
+                            "type": "json_invalid",
+                            "loc": ("body", exc.pos),
+                            "msg": "JSON decode error",
+                            "input": {},
+                            "ctx": {"error": exc.msg},
+                        }
+                    ]
+                ) from exc
+    else:
+        body = None
+    try:
+        if body is None:
+            raise RequestValidationError(
+                [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+            )
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from exc
+
+
+class LeanRoute(Route):
+    """A hot route served without FastAPI's per-request machinery.
+
+    The endpoint stays declared on the service's APIRouter, which gives it its OpenAPI entry;
+    this plain Starlette route, placed first, calls the same function with what FastAPI
+    would have resolved for it: `request`, `principal`, `rt`, the path parameters and, when
+    `body` is given, the JSON body validated as that model (under the name `body`). Dependency
+    solving and routing through included routers cost more CPU than a whole read by id.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        method: str,
+        endpoint: Callable[..., Awaitable[Response]],
+        *,
+        body: type[BaseModel] | None = None,
+    ) -> None:
+        async def handle(request: Request) -> Response:
+            principal = await current_principal(request)
+            rt = request.app.state.runtime
+            params: dict[str, Any] = request.path_params
+            if body is not None:
+                params = {**params, "body": await json_body(request, body)}
+            return await endpoint(request=request, principal=principal, rt=rt, **params)
+
+        super().__init__(path, handle, methods=[method], include_in_schema=False)
+        self.methods = {method}  # Starlette adds HEAD to GET; the declared route has none
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match != Match.NONE:
+            child["route"] = self  # the route template for metrics and the access log
+        return match, child
 
 
 def service_app(
@@ -180,10 +268,12 @@ def service_app(
     title: str,
     description: str,
     router: APIRouter,
+    lean_routes: Sequence[LeanRoute] = (),
     on_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> FastAPI:
     """A service's ASGI app: its routes, the shared conventions, and the runtime started
-    and stopped with the app (`on_stop` runs first on the way down)."""
+    and stopped with the app (`on_stop` runs first on the way down). `lean_routes` are
+    served ahead of every other route."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -195,11 +285,18 @@ def service_app(
                 await on_stop()
             await rt.stop()
 
-    app = FastAPI(title=title, version="1.0.0", description=description, lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        version="1.0.0",
+        description=description,
+        lifespan=lifespan,
+        telemetry=NO_TELEMETRY,
+    )
     app.state.runtime = rt
     app.state.verifier = rt.verifier
     install_common(
         app, service=rt.service, max_body_bytes=rt.settings.max_body_bytes, ready=rt.ready
     )
     app.include_router(router)
+    app.router.routes[0:0] = lean_routes
     return app

@@ -77,7 +77,7 @@ def decode_cursor(cursor: str) -> tuple[Any, ...]:
         raise invalid("cursor", "not a cursor this API issued") from exc
 
 
-def page_params(
+async def page_params(
     limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Items per page (max 500)."),
     cursor: str | None = Query(None, max_length=512, description="next_cursor of the last page."),
     updated_since: datetime | None = Query(
@@ -246,10 +246,23 @@ Work = Callable[[AsyncConnection], Awaitable[Response]]
 
 
 async def run_idempotent(
-    db: Database, idempotency: Idempotency, request: Request, principal: Principal, work: Work
+    db: Database,
+    idempotency: Idempotency,
+    request: Request,
+    principal: Principal,
+    work: Work,
+    *,
+    one_statement: bool = False,
 ) -> Response:
-    """Run a POST's work in one transaction, honouring Idempotency-Key when sent."""
+    """Run a POST's work in one transaction, honouring Idempotency-Key when sent.
+
+    `one_statement`: the work writes in a single statement (atomic on its own), so without
+    an Idempotency-Key it runs on a pooled connection, saving the BEGIN and COMMIT.
+    """
     key = request.headers.get("idempotency-key")
+    if key is None and one_statement:
+        async with db.connection() as conn:
+            return await work(conn)
     async with db.transaction() as conn:
         if key is None:
             return await work(conn)

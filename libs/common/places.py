@@ -41,6 +41,11 @@ def _gazetteer() -> _Gazetteer:
     return _Gazetteer()
 
 
+def load() -> None:
+    """Index the gazetteer now (at start-up), not during the first request that needs it."""
+    _gazetteer()
+
+
 def exists(code: str) -> bool:
     """Whether the code names a place in the gazetteer (or is KH, the whole country)."""
     if code == COUNTRY:

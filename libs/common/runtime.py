@@ -17,6 +17,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from sqlalchemy import Table
 
+from libs.common import places
 from libs.common.auth import JwksFetcher, Principal, TokenVerifier, http_jwks_fetcher
 from libs.common.db import Database
 from libs.common.events.bus import EventBus
@@ -76,10 +77,15 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self.every("idempotency-purge", settings.idempotency_purge_s, self._purge_idempotency)
 
-    async def write(self, request: Request, principal: Principal, work: Work) -> Response:
-        """Run a POST's work in one transaction (honouring Idempotency-Key), then wake the
-        relay so the events it wrote leave at once."""
-        answer = await run_idempotent(self.db, self.idempotency, request, principal, work)
+    async def write(
+        self, request: Request, principal: Principal, work: Work, *, one_statement: bool = False
+    ) -> Response:
+        """Run a POST's work in one transaction (honouring Idempotency-Key; see
+        run_idempotent for `one_statement`), then wake the relay so the events it wrote
+        leave at once."""
+        answer = await run_idempotent(
+            self.db, self.idempotency, request, principal, work, one_statement=one_statement
+        )
         self.relay.notify()
         return answer
 
@@ -131,6 +137,7 @@ class ServiceRuntime:
             await asyncio.sleep(seconds_to_next_tick(interval_s) + _TICK_SLACK_S)
 
     async def start(self) -> None:
+        places.load()
         self.bus.start()
         self.relay.start()
         for consumer in self.consumers:

@@ -10,7 +10,7 @@ from libs.common.events.catalog import STREAMS
 from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings
 from services.registry import store
-from services.registry.api import router
+from services.registry.api import LEAN_ROUTES, router
 from services.registry.handlers import REFERRAL_HANDLERS
 from services.registry.models import idempotency_keys, inbox, job_runs, outbox
 
@@ -52,4 +52,5 @@ def create_app(
         title="Komar registry",
         description="Children and their cases.",
         router=router,
+        lean_routes=LEAN_ROUTES,
     )

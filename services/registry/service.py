@@ -101,27 +101,33 @@ async def likely_duplicates(
 
 
 async def register(conn: AsyncConnection, item: ChildIn, ctx: Context) -> Registered:
-    """Register a child, or find the one an external id already names."""
+    """Register a child, or find the one an external id already names.
+
+    Without external ids its only write is one statement (`register_child` in the API runs
+    it without a transaction of its own then)."""
     _check_new(item, ctx)
     row = _new_row(item, ctx, "")
     del row["case_number"]  # numbered by the insert itself
-    existing_id = await store.claim_external_ids(
-        conn, ctx.principal.org, row["id"], row["external_ids"]
-    )
-    if existing_id is not None:
-        existing = await store.read_child(
-            conn, existing_id, ctx.principal, audit=("read", ctx.request_id)
+    if row["external_ids"]:
+        existing_id = await store.claim_external_ids(
+            conn, ctx.principal.org, row["id"], row["external_ids"]
         )
-        if existing is None:  # the organisation's own child moved out of this principal's areas
-            raise Unprocessable("an external id of this child names a record outside your areas")
-        return Registered(existing, False, [])
+        if existing_id is not None:
+            existing = await store.read_child(
+                conn, existing_id, ctx.principal, audit=("read", ctx.request_id)
+            )
+            if existing is None:  # the organisation's own child moved out of the areas
+                raise Unprocessable(
+                    "an external id of this child names a record outside your areas"
+                )
+            return Registered(existing, False, [])
     duplicates = await likely_duplicates(conn, row, ctx.principal)
-    child = await store.insert_child(conn, row)
-    ctx.emit("registered", child)
-    await store.record_change(
-        conn, child, history_action="registered", changes={}, audit_action="create",
-        principal=ctx.principal, request_id=ctx.request_id, event=ctx.events[-1],
-    )  # fmt: skip
+    ctx.emit("registered", {**row, "case_number": ""})
+    event = ctx.events[-1]
+    child = await store.insert_registered(
+        conn, row, principal=ctx.principal, request_id=ctx.request_id, event=event
+    )
+    event.data["case_number"] = child["case_number"]
     return Registered(child, True, duplicates)
 
 

@@ -110,18 +110,41 @@ async def read_child(
     return child
 
 
-async def insert_child(conn: AsyncConnection, row: dict[str, Any]) -> Child:
-    """Insert one child, numbering its case `<commune>-<seq>` in the same statement."""
+async def insert_registered(
+    conn: AsyncConnection,
+    row: dict[str, Any],
+    *,
+    principal: Principal,
+    request_id: str,
+    event: CloudEvent,
+) -> Child:
+    """Insert a new child with its case number `<commune>-<seq>`, its history, audit and
+    outbox rows, in one statement (atomic without a transaction of its own).
+
+    The event is built before the case number exists; the statement writes it in."""
     pg = await driver_connection(conn)
-    columns = [c for c in row if c != "case_number"]
+    columns = list(row)
     values = [json.dumps(row[c]) if c in _JSON_COLUMNS else row[c] for c in columns]
-    placeholders = ", ".join(f"${i}" for i in range(2, len(columns) + 2))
+    placeholders = ", ".join(f"${i}" for i in range(8, len(columns) + 8))
     sql = (
-        f"INSERT INTO registry.children (case_number, {', '.join(columns)}) VALUES "
+        "WITH c AS (INSERT INTO registry.children (case_number, "
+        f"{', '.join(columns)}) VALUES "
         f"($1 || '-' || lpad(nextval('registry.case_seq')::text, 7, '0'), {placeholders})"
-        " RETURNING *"
+        " RETURNING *),"
+        " h AS (INSERT INTO registry.child_history"
+        " (child_id, version, action, actor_sub, actor_org, request_id, changes)"
+        " SELECT id, version, 'registered', $2, $3, $4, '{}'::jsonb FROM c),"
+        " a AS (INSERT INTO registry.audit_log (actor_sub, actor_org, action, child_id, request_id)"
+        " SELECT $2, $3, 'create', id, $4 FROM c),"
+        " o AS (INSERT INTO registry.outbox (id, type, payload)"
+        " SELECT $5::uuid, $7, jsonb_set($6::jsonb, '{data,case_number}', to_jsonb(case_number))"
+        " FROM c)"
+        " SELECT * FROM c"
     )
-    record: Child = await pg.fetchrow(sql, row["commune_code"], *values)
+    record: Child = await pg.fetchrow(
+        sql, row["commune_code"], principal.sub, principal.org, request_id, event.id,
+        event.model_dump_json(), event.type, *values,
+    )  # fmt: skip
     return record
 
 
@@ -348,17 +371,11 @@ async def seal_audit(conn: AsyncConnection, batch: int = 5000) -> int:
             .on_conflict_do_nothing()
         )
         head = (await conn.execute(select(audit_head).with_for_update())).mappings().one()
-    rows = (
-        (
-            await conn.execute(
-                select(audit_log)
-                .where(audit_log.c.chain_seq.is_(None))
-                .order_by(audit_log.c.seq)
-                .limit(batch)
-            )
-        )
-        .mappings()
-        .all()
+    pg = await driver_connection(conn)
+    rows = await pg.fetch(
+        "SELECT seq, at, actor_sub, actor_org, action, child_id, request_id"
+        " FROM registry.audit_log WHERE chain_seq IS NULL ORDER BY seq LIMIT $1",
+        batch,
     )
     if not rows:
         return 0
@@ -372,7 +389,6 @@ async def seal_audit(conn: AsyncConnection, batch: int = 5000) -> int:
         prevs.append(prev)
         hashes.append(digest)
         prev = digest
-    pg = await driver_connection(conn)
     await pg.execute(
         "UPDATE registry.audit_log a SET chain_seq = u.c, prev_hash = u.p, hash = u.h"
         " FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[]) AS u(s, c, p, h)"
