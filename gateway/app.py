@@ -12,9 +12,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway import openapi
 from gateway.api import router
 from gateway.proxy import Proxy
-from gateway.runtime import GatewayRuntime, SessionFactory
+from gateway.runtime import GatewayRuntime
 from gateway.settings import GatewaySettings
-from libs.common.app import RequestContextMiddleware, install_common
+from libs.common.app import NO_TELEMETRY, RequestContextMiddleware, install_common
 
 SERVICE = "gateway"
 
@@ -42,14 +42,10 @@ class GatewayApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(
-    settings: GatewaySettings | None = None,
-    *,
-    upstream_session_factory: SessionFactory | None = None,
-) -> FastAPI:
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     """The gateway ASGI app; the lifespan opens the pool, the keys and the upstream client."""
     settings = settings or GatewaySettings()
-    rt = GatewayRuntime(settings, session_factory=upstream_session_factory)
+    rt = GatewayRuntime(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,11 +65,12 @@ def create_app(
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        telemetry=NO_TELEMETRY,
     )
     app.state.runtime = rt
     app.state.verifier = rt.verifier
     app.state.openapi = openapi.MergedOpenAPI(
-        app.openapi, settings.upstreams(), lambda: rt.session, settings.openapi_cache_s
+        app.openapi, settings.upstreams(), lambda: rt.pools, settings.openapi_cache_s
     )
     install_common(app, service=SERVICE, max_body_bytes=settings.max_body_bytes, ready=rt.ready)
     app.include_router(router)

@@ -9,11 +9,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse, Response
 
+from gateway.upstream import Pool, UpstreamError
 from libs.common.auth import SCOPES
 from libs.common.logging import get_logger
 
@@ -22,7 +22,7 @@ log = get_logger(__name__)
 router = APIRouter()
 
 TOKEN_URL = "/oauth/token"
-_FETCH_TIMEOUT = aiohttp.ClientTimeout(total=3.0)
+_FETCH_TIMEOUT_S = 3.0
 # An incomplete document (a service was down) is refetched sooner.
 _INCOMPLETE_TTL_S = 2.0
 
@@ -108,12 +108,12 @@ class MergedOpenAPI:
         self,
         own: Callable[[], dict[str, Any]],
         upstreams: dict[str, tuple[str, ...]],
-        session: Callable[[], aiohttp.ClientSession],
+        pools: Callable[[], dict[str, Pool]],
         ttl_s: float,
     ) -> None:
         self._own = own
         self._upstreams = upstreams
-        self._session = session
+        self._pools = pools
         self._ttl_s = ttl_s
         self._body: bytes | None = None
         self._expires = 0.0
@@ -138,15 +138,15 @@ class MergedOpenAPI:
         """The service's document from the first of its replicas that gives it."""
         for base in self._upstreams[name]:
             try:
-                async with self._session().get(
-                    base + "/openapi.json", timeout=_FETCH_TIMEOUT
-                ) as response:
-                    if response.status != 200:
-                        continue
-                    doc = json.loads(await response.read())
-                    if isinstance(doc, dict):
-                        return doc
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                async with asyncio.timeout(_FETCH_TIMEOUT_S):
+                    answer = await self._pools()[base].request("GET", "/openapi.json", [], b"")
+                    body = await answer.read()
+                if answer.status != 200:
+                    continue
+                doc = json.loads(body)
+                if isinstance(doc, dict):
+                    return doc
+            except (UpstreamError, TimeoutError, ValueError) as exc:
                 log.info(
                     "openapi.upstream_missing",
                     upstream=name,

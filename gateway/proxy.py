@@ -1,8 +1,8 @@
 """The routing hot path: a raw ASGI handler that verifies, rate-limits and forwards.
 
 FastAPI is kept off this path on purpose (ARCHITECTURE.md, performance habits): the
-request goes from the shared RequestContextMiddleware straight to one aiohttp session
-with keep-alive, and the answer streams back without being parsed.
+request goes from the shared RequestContextMiddleware straight to a kept-alive connection
+of `gateway.upstream`, and the answer streams back without its body being parsed.
 
 A service may run as several replicas (KOMAR_<SERVICE>_URL lists their base URLs): requests
 take them in turn; a replica that refuses the connection is skipped for a cool-down and the
@@ -15,14 +15,12 @@ import json
 import time
 from collections.abc import Sequence
 
-import aiohttp
-from multidict import CIMultiDict, istr
 from prometheus_client import Counter
 from starlette.types import Receive, Scope, Send
-from yarl import URL
 
 from gateway.domain import retry_after
 from gateway.runtime import GatewayRuntime
+from gateway.upstream import Dropped, Malformed, Refused, Timeout, UpstreamError
 from libs.common.errors import (
     PROBLEM_JSON,
     BadRequest,
@@ -65,13 +63,8 @@ _NOT_FORWARDED = _HOP_BY_HOP | {
 }
 # uvicorn and RequestContextMiddleware add their own of these.
 _NOT_RETURNED = _HOP_BY_HOP | {b"x-request-id", b"date", b"server"}
-# aiohttp adds these when absent; a proxy passes on only what the caller sent.
-_SKIP_AUTO_HEADERS = frozenset(
-    istr(h) for h in ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
-)
 _RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _BUFFER_LIMIT = 256 * 1024
-_CHUNK = 64 * 1024
 
 
 class BadGateway(Problem):
@@ -180,7 +173,7 @@ class Proxy:
 
     async def _prepare(
         self, upstream: Upstream, scope: Scope, receive: Receive
-    ) -> tuple[str, str, CIMultiDict[str], bytes, bool] | None:
+    ) -> tuple[str, str, list[tuple[str, str]], bytes, bool] | None:
         """Check the caller, read the body and build the upstream request (None: client left).
 
         The target is the raw path and query, to be put after a replica's base URL.
@@ -191,7 +184,7 @@ class Proxy:
         forwarded_for: list[bytes] = []
         host = b""
         idempotency_key = False
-        headers: CIMultiDict[str] = CIMultiDict()
+        headers: list[tuple[str, str]] = []
         for name, value in scope["headers"]:
             if name in _NOT_FORWARDED:
                 if name == b"connection":
@@ -208,10 +201,10 @@ class Proxy:
                 authorization = value
             elif name == b"idempotency-key":
                 idempotency_key = True
-            headers.add(name.decode("latin-1"), value.decode("latin-1"))
+            headers.append((name.decode("latin-1"), value.decode("latin-1")))
         if connection:
-            for named in connection.decode("latin-1").split(","):
-                headers.popall(named.strip(), None)
+            named = {n.strip().lower() for n in connection.decode("latin-1").split(",")}
+            headers = [h for h in headers if h[0].lower() not in named]
 
         # 1. who is calling
         scheme, _, token = authorization.partition(b" ")
@@ -255,13 +248,13 @@ class Proxy:
         peer = client[0] if client else ""
         if forwarded_for and peer in rt.trusted_proxies:
             prior = ", ".join(v.decode("latin-1") for v in forwarded_for)
-            headers.add("X-Forwarded-For", f"{prior}, {peer}")
+            headers.append(("X-Forwarded-For", f"{prior}, {peer}"))
         elif peer:
-            headers.add("X-Forwarded-For", peer)
-        headers.add("X-Forwarded-Proto", scope.get("scheme", "http"))
+            headers.append(("X-Forwarded-For", peer))
+        headers.append(("X-Forwarded-Proto", scope.get("scheme", "http")))
         if host:
-            headers.add("X-Forwarded-Host", host.decode("latin-1"))
-        headers.add("X-Request-ID", scope["state"]["request_id"])
+            headers.append(("X-Forwarded-Host", host.decode("latin-1")))
+        headers.append(("X-Request-ID", scope["state"]["request_id"]))
 
         raw_path: bytes = scope.get("raw_path") or path.encode()
         raw_path = raw_path.partition(b"?")[0]  # some servers put the query in raw_path
@@ -280,7 +273,7 @@ class Proxy:
         send: Send,
         method: str,
         target: str,
-        headers: CIMultiDict[str],
+        headers: list[tuple[str, str]],
         body: bytes,
         retry: bool,
     ) -> None:
@@ -291,47 +284,13 @@ class Proxy:
         the request, so only a retryable one (safe method or Idempotency-Key) is sent again,
         once, to the next replica.
         """
-        session = self.rt.session
-        skip = None if _SKIP_AUTO_HEADERS <= session.skip_auto_headers else _SKIP_AUTO_HEADERS
-        payload = body if body or method not in ("GET", "HEAD") else None
-        started = False
+        pools = self.rt.pools
         index = upstream.pick()
         refused = 0
         while True:
             try:
-                async with session.request(
-                    method,
-                    URL(upstream.bases[index] + target, encoded=True),
-                    headers=headers,
-                    data=payload,
-                    allow_redirects=False,
-                    skip_auto_headers=skip,
-                ) as response:
-                    out = _response_headers(response.raw_headers)
-                    length = response.content_length
-                    if method == "HEAD" or (length is not None and length <= _BUFFER_LIMIT):
-                        data = await response.read()
-                        started = True
-                        await send(
-                            {
-                                "type": "http.response.start",
-                                "status": response.status,
-                                "headers": out,
-                            }
-                        )
-                        await send({"type": "http.response.body", "body": data})
-                        return
-                    started = True
-                    await send(
-                        {"type": "http.response.start", "status": response.status, "headers": out}
-                    )
-                    async for chunk in response.content.iter_chunked(_CHUNK):
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    await send({"type": "http.response.body", "body": b""})
-                    return
-            except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
-                if started:
-                    raise
+                answer = await pools[upstream.bases[index]].request(method, target, headers, body)
+            except Refused as exc:
                 upstream.failed(index)
                 refused += 1
                 if refused < len(upstream.bases):
@@ -339,28 +298,22 @@ class Proxy:
                         "proxy.replica_unreachable",
                         upstream=upstream.name,
                         replica=upstream.bases[index],
-                        error=type(exc).__name__,
+                        error=str(exc),
                     )
                     FAILOVERS.labels(upstream.name).inc()
                     index = upstream.next_after(index)
                     continue
-                log.warning(
-                    "proxy.upstream_unreachable", upstream=upstream.name, error=type(exc).__name__
-                )
+                log.warning("proxy.upstream_unreachable", upstream=upstream.name, error=str(exc))
                 raise Unavailable(
                     f"the {upstream.name} service is unreachable; retry shortly",
                     headers={"Retry-After": "2"},
                 ) from exc
-            except TimeoutError as exc:
-                if started:
-                    raise
+            except Timeout as exc:
                 log.warning("proxy.upstream_timeout", upstream=upstream.name)
                 raise GatewayTimeout(f"the {upstream.name} service did not answer in time") from exc
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            except Dropped as exc:
                 # The connection broke after the request may have left: a kept-alive
                 # connection the replica had closed, or a replica that died.
-                if started:
-                    raise
                 if retry:
                     retry = False
                     following = upstream.next_after(index, stay=True)
@@ -372,27 +325,46 @@ class Proxy:
                     "proxy.upstream_disconnected",
                     upstream=upstream.name,
                     replica=upstream.bases[index],
-                    error=type(exc).__name__,
                 )
                 raise BadGateway(
                     f"the {upstream.name} service closed the connection",
                     headers={"Retry-After": "1"},
                 ) from exc
-            except aiohttp.ClientError as exc:
-                if started:
-                    raise
-                log.warning(
-                    "proxy.upstream_failed", upstream=upstream.name, error=type(exc).__name__
-                )
+            except Malformed as exc:
+                log.warning("proxy.upstream_failed", upstream=upstream.name, error=str(exc))
                 raise BadGateway(f"the {upstream.name} service gave no valid answer") from exc
             except Exception as exc:
-                if started:
-                    raise
                 log.exception("proxy.failed", upstream=upstream.name)
                 raise Problem("The gateway could not complete the request.") from exc
+            break
+        try:
+            out = _response_headers(answer.headers)
+            length = answer.content_length
+            if method == "HEAD" or (length is not None and length <= _BUFFER_LIMIT):
+                try:
+                    data = b"" if method == "HEAD" else await answer.read()
+                except Timeout as exc:
+                    raise GatewayTimeout(
+                        f"the {upstream.name} service did not finish its answer in time"
+                    ) from exc
+                except UpstreamError as exc:
+                    raise BadGateway(
+                        f"the {upstream.name} service broke off its answer",
+                        headers={"Retry-After": "1"},
+                    ) from exc
+                await send({"type": "http.response.start", "status": answer.status, "headers": out})
+                await send({"type": "http.response.body", "body": data})
+                return
+            # Streamed: once the head is sent, a failure can only cut the answer short.
+            await send({"type": "http.response.start", "status": answer.status, "headers": out})
+            async for chunk in answer.chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            answer.close()
 
 
-def _response_headers(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
+def _response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     out: list[tuple[bytes, bytes]] = []
     connection = b""
     for name, value in raw:

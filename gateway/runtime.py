@@ -10,12 +10,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
-
 from gateway import domain, store
 from gateway.keys import FRESH_S, KeyRing
 from gateway.models import idempotency_keys
 from gateway.settings import GatewaySettings
+from gateway.upstream import Pool
 from libs.common.auth import SCOPES, TokenVerifier
 from libs.common.db import Database
 from libs.common.http import Idempotency
@@ -24,35 +23,9 @@ from libs.common.settings import ADMIN_SECRET_FILE, load_or_create_admin_secret
 
 log = get_logger(__name__)
 
-SessionFactory = Callable[[], aiohttp.ClientSession]
 
 ADMIN_ORG = "komar"
 ADMIN_AREAS = ["KH"]
-
-
-def default_session(settings: GatewaySettings) -> aiohttp.ClientSession:
-    """One keep-alive pool for every upstream, wide enough for the concurrency we serve."""
-    connector = aiohttp.TCPConnector(
-        limit=settings.upstream_max_connections,
-        limit_per_host=0,
-        # Below uvicorn's 5 s keep-alive, so we drop an idle connection before the service does.
-        keepalive_timeout=4.0,
-        ttl_dns_cache=300,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        # Cookies from one caller's answer must never travel with another caller's request.
-        cookie_jar=aiohttp.DummyCookieJar(),
-        # Bodies pass through as the service encoded them.
-        auto_decompress=False,
-        # Pass on only the headers the caller sent (no aiohttp User-Agent, Accept, ...).
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        timeout=aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=settings.upstream_connect_timeout_s,
-            sock_read=settings.upstream_timeout_s,
-        ),
-    )
 
 
 class TrustedProxies:
@@ -139,9 +112,7 @@ class PrincipalGuard:
 class GatewayRuntime:
     """The long-lived parts of one gateway process, started and stopped together."""
 
-    def __init__(
-        self, settings: GatewaySettings, *, session_factory: SessionFactory | None = None
-    ) -> None:
+    def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.db = Database(
             settings.database_url,
@@ -165,17 +136,10 @@ class GatewayRuntime:
             settings.login_failures_per_minute / 60.0, settings.login_failure_burst
         )
         self.trusted_proxies = TrustedProxies(settings.trusted_proxies)
-        self._session_factory = session_factory or (lambda: default_session(settings))
-        self._session: aiohttp.ClientSession | None = None
+        # Kept-alive connections to each service replica, by base URL (opened at start).
+        self.pools: dict[str, Pool] = {}
         self._client_fingerprints: dict[str, bytes] = {}
         self._tasks: list[asyncio.Task[None]] = []
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """The one upstream HTTP client of this process."""
-        if self._session is None:
-            raise RuntimeError("the gateway is not started")
-        return self._session
 
     # ------------------------------------------------------------ lifecycle
 
@@ -183,7 +147,19 @@ class GatewayRuntime:
         await self.keys.ensure_active()
         await self._bootstrap_admin()
         await self.guard.refresh(self.db)
-        self._session = self._session_factory()
+        limit = asyncio.Semaphore(self.settings.upstream_max_connections)
+        self.pools = {
+            base: Pool(
+                base,
+                connect_timeout=self.settings.upstream_connect_timeout_s,
+                read_timeout=self.settings.upstream_timeout_s,
+                # Below uvicorn's 5 s keep-alive: drop an idle connection before the service does.
+                keepalive_s=4.0,
+                limit=limit,
+            )
+            for bases in self.settings.upstreams().values()
+            for base in bases
+        }
         self._every("keys.refresh", self.settings.key_refresh_interval_s, self._refresh_keys)
         self._every(
             "principals.refresh",
@@ -201,9 +177,8 @@ class GatewayRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for pool in self.pools.values():
+            await pool.close()
         await self.db.close()
         log.info("gateway.stopped")
 
