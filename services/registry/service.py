@@ -85,8 +85,13 @@ async def likely_duplicates(
     conn: AsyncConnection, child: Any, principal: Principal
 ) -> list[dict[str, Any]]:
     """Visible children that may be the same child, best first."""
+    return ranked_duplicates(child, await store.duplicate_candidates(conn, child, principal))
+
+
+def ranked_duplicates(child: Any, candidates: Sequence[Any]) -> list[dict[str, Any]]:
+    """The candidates that score as likely duplicates of the child, best first."""
     found = []
-    for other in await store.duplicate_candidates(conn, child, principal):
+    for other in candidates:
         score, reasons = domain.duplicate_score(child, other)
         if score >= domain.DUPLICATE_THRESHOLD:
             found.append(
@@ -103,8 +108,8 @@ async def likely_duplicates(
 async def register(conn: AsyncConnection, item: ChildIn, ctx: Context) -> Registered:
     """Register a child, or find the one an external id already names.
 
-    Without external ids its only write is one statement (`register_child` in the API runs
-    it without a transaction of its own then)."""
+    Without external ids it is one statement (`register_child` in the API runs it without
+    a transaction of its own then)."""
     _check_new(item, ctx)
     row = _new_row(item, ctx, "")
     del row["case_number"]  # numbered by the insert itself
@@ -121,14 +126,13 @@ async def register(conn: AsyncConnection, item: ChildIn, ctx: Context) -> Regist
                     "an external id of this child names a record outside your areas"
                 )
             return Registered(existing, False, [])
-    duplicates = await likely_duplicates(conn, row, ctx.principal)
     ctx.emit("registered", {**row, "case_number": ""})
     event = ctx.events[-1]
-    child = await store.insert_registered(
+    child, candidates = await store.insert_registered(
         conn, row, principal=ctx.principal, request_id=ctx.request_id, event=event
     )
     event.data["case_number"] = child["case_number"]
-    return Registered(child, True, duplicates)
+    return Registered(child, True, ranked_duplicates(row, candidates))
 
 
 async def _record_created(conn: AsyncConnection, created: Sequence[Any], ctx: Context) -> None:

@@ -117,15 +117,18 @@ async def insert_registered(
     principal: Principal,
     request_id: str,
     event: CloudEvent,
-) -> Child:
+) -> tuple[Child, list[dict[str, Any]]]:
     """Insert a new child with its case number `<commune>-<seq>`, its history, audit and
-    outbox rows, in one statement (atomic without a transaction of its own).
+    outbox rows, in one statement (atomic without a transaction of its own); return it
+    with its duplicate candidates (see duplicate_candidates), found in the same statement.
 
     The event is built before the case number exists; the statement writes it in."""
     pg = await driver_connection(conn)
     columns = list(row)
     values = [json.dumps(row[c]) if c in _JSON_COLUMNS else row[c] for c in columns]
-    placeholders = ", ".join(f"${i}" for i in range(8, len(columns) + 8))
+    n = len(columns) + 7  # $8 … $n are the columns; the duplicate query's parameters follow
+    placeholders = ", ".join(f"${i}" for i in range(8, n + 1))
+    sex = f"${columns.index('sex') + 8}"
     sql = (
         "WITH c AS (INSERT INTO registry.children (case_number, "
         f"{', '.join(columns)}) VALUES "
@@ -138,14 +141,27 @@ async def insert_registered(
         " SELECT $2, $3, 'create', id, $4 FROM c),"
         " o AS (INSERT INTO registry.outbox (id, type, payload)"
         " SELECT $5::uuid, $7, jsonb_set($6::jsonb, '{data,case_number}', to_jsonb(case_number))"
-        " FROM c)"
-        " SELECT * FROM c"
+        " FROM c),"
+        " d AS (SELECT json_agg(json_build_object('id', id, 'case_number', case_number,"
+        " 'name_search', name_search, 'sex', sex, 'commune_code', commune_code,"
+        " 'village_code', village_code, 'birth_date', birth_date)) AS found"
+        " FROM (SELECT * FROM registry.children WHERE commune_code = $1"
+        f" AND sex = {sex} AND birth_date BETWEEN ${n + 1} AND ${n + 2}"
+        f" AND {_visible_sql(n + 3, n + 4)} LIMIT 200) x)"
+        " SELECT c.*, d.found FROM c, d"
     )
-    record: Child = await pg.fetchrow(
+    born: date = row["birth_date"]
+    year = timedelta(days=366)
+    record = await pg.fetchrow(
         sql, row["commune_code"], principal.sub, principal.org, request_id, event.id,
-        event.model_dump_json(), event.type, *values,
+        event.model_dump_json(), event.type, *values, born - year, born + year,
+        *visibility_args(principal),
     )  # fmt: skip
-    return record
+    candidates = [
+        {**found, "birth_date": date.fromisoformat(found["birth_date"])}
+        for found in record["found"] or ()
+    ]
+    return record, candidates
 
 
 async def record_change(
