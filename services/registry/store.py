@@ -119,8 +119,9 @@ async def insert_registered(
     event: CloudEvent,
 ) -> tuple[Child, list[dict[str, Any]]]:
     """Insert a new child with its case number `<commune>-<seq>`, its history, audit and
-    outbox rows, in one statement (atomic without a transaction of its own); return it
-    with its duplicate candidates (see duplicate_candidates), found in the same statement.
+    outbox rows, in one statement (atomic without a transaction of its own); return the
+    child as stored and its duplicate candidates (see duplicate_candidates), found in the
+    same statement.
 
     The event is built before the case number exists; the statement writes it in."""
     pg = await driver_connection(conn)
@@ -133,7 +134,7 @@ async def insert_registered(
         "WITH c AS (INSERT INTO registry.children (case_number, "
         f"{', '.join(columns)}) VALUES "
         f"($1 || '-' || lpad(nextval('registry.case_seq')::text, 7, '0'), {placeholders})"
-        " RETURNING *),"
+        " RETURNING id, version, case_number, created_at, updated_at),"
         " h AS (INSERT INTO registry.child_history"
         " (child_id, version, action, actor_sub, actor_org, request_id, changes)"
         " SELECT id, version, 'registered', $2, $3, $4, '{}'::jsonb FROM c),"
@@ -148,7 +149,7 @@ async def insert_registered(
         " FROM (SELECT * FROM registry.children WHERE commune_code = $1"
         f" AND sex = {sex} AND birth_date BETWEEN ${n + 1} AND ${n + 2}"
         f" AND {_visible_sql(n + 3, n + 4)} LIMIT 200) x)"
-        " SELECT c.*, d.found FROM c, d"
+        " SELECT c.case_number, c.created_at, c.updated_at, d.found FROM c, d"
     )
     born: date = row["birth_date"]
     year = timedelta(days=366)
@@ -161,7 +162,15 @@ async def insert_registered(
         {**found, "birth_date": date.fromisoformat(found["birth_date"])}
         for found in record["found"] or ()
     ]
-    return record, candidates
+    # The child as stored: what was written, and what the database set.
+    child = {
+        **row,
+        "case_number": record["case_number"],
+        "close_reason": None,
+        "created_at": record["created_at"],
+        "updated_at": record["updated_at"],
+    }
+    return child, candidates
 
 
 async def record_change(
