@@ -50,13 +50,20 @@ class RequestContextMiddleware:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
+        # The metric children of each (method, route, status), looked up once.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        sent = headers.get(REQUEST_ID_HEADER, b"").decode("latin-1")
+        sent = ""
+        length: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == REQUEST_ID_HEADER:
+                sent = value.decode("latin-1")
+            elif name == b"content-length":
+                length = value
         request_id = sent if _valid_request_id(sent) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -92,7 +99,6 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            length = headers.get(b"content-length")
             if length is not None and length.isdigit() and int(length) > limit:
                 too_large = True
                 status = 413
@@ -106,8 +112,15 @@ class RequestContextMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
             elapsed = time.perf_counter() - started
-            REQUESTS.labels(self.service, scope["method"], template, str(status)).inc()
-            LATENCY.labels(self.service, scope["method"], template).observe(elapsed)
+            key = (scope["method"], template, status)
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = (
+                    REQUESTS.labels(self.service, key[0], template, str(status)),
+                    LATENCY.labels(self.service, key[0], template),
+                )
+            series[0].inc()
+            series[1].observe(elapsed)
             log.info(
                 "http.request",
                 method=scope["method"],
