@@ -246,23 +246,10 @@ Work = Callable[[AsyncConnection], Awaitable[Response]]
 
 
 async def run_idempotent(
-    db: Database,
-    idempotency: Idempotency,
-    request: Request,
-    principal: Principal,
-    work: Work,
-    *,
-    one_statement: bool = False,
+    db: Database, idempotency: Idempotency, request: Request, principal: Principal, work: Work
 ) -> Response:
-    """Run a POST's work in one transaction, honouring Idempotency-Key when sent.
-
-    `one_statement`: the work writes in a single statement (atomic on its own), so without
-    an Idempotency-Key it runs on a pooled connection, saving the BEGIN and COMMIT.
-    """
+    """Run a POST's work in one transaction, honouring Idempotency-Key when sent."""
     key = request.headers.get("idempotency-key")
-    if key is None and one_statement:
-        async with db.connection() as conn:
-            return await work(conn)
     async with db.transaction() as conn:
         if key is None:
             return await work(conn)

@@ -1,4 +1,4 @@
-"""Prometheus counters of the event plumbing and the periodic jobs.
+"""Prometheus metrics of the event plumbing, the periodic jobs and group commits.
 
 Each process exposes its own at /metrics; label sets never name the replica, so the sum over
 a service's replicas is the service's total. Callers bind labels once (`.labels(...)`) and
@@ -7,7 +7,7 @@ keep the child, so counting costs one increment.
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 EVENTS_APPLIED = Counter(
     "komar_events_applied_total",
@@ -33,4 +33,10 @@ JOB_RUNS = Counter(
     "komar_job_runs_total",
     "Periodic job runs of this process (a tick claimed by another replica is not counted)",
     ["service", "job"],
+)
+GROUP_COMMIT_SIZE = Histogram(
+    "komar_group_commit_size",
+    "Items written per group commit (libs.common.batching): near 1 when idle, more under load",
+    ["group"],
+    buckets=(1, 2, 4, 8, 16, 32, 64),
 )

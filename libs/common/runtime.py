@@ -77,15 +77,10 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self.every("idempotency-purge", settings.idempotency_purge_s, self._purge_idempotency)
 
-    async def write(
-        self, request: Request, principal: Principal, work: Work, *, one_statement: bool = False
-    ) -> Response:
-        """Run a POST's work in one transaction (honouring Idempotency-Key; see
-        run_idempotent for `one_statement`), then wake the relay so the events it wrote
-        leave at once."""
-        answer = await run_idempotent(
-            self.db, self.idempotency, request, principal, work, one_statement=one_statement
-        )
+    async def write(self, request: Request, principal: Principal, work: Work) -> Response:
+        """Run a POST's work in one transaction (honouring Idempotency-Key), then wake the
+        relay so the events it wrote leave at once."""
+        answer = await run_idempotent(self.db, self.idempotency, request, principal, work)
         self.relay.notify()
         return answer
 

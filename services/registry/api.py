@@ -98,19 +98,27 @@ async def register_child(
     principal.require("registry:write")
     ctx = context(request, principal)
 
-    async def work(conn: Any) -> Response:
-        result = await service.register(conn, body, ctx)
+    def answer(result: service.Registered) -> Response:
         doc = child_out(result.child)
-        if not result.created:
-            return json_response(
-                doc, 200, version=result.child["version"], location=child_path(doc["id"])
-            )
-        doc["possible_duplicates"] = result.duplicates
+        status = 201 if result.created else 200
+        if result.created:
+            doc["possible_duplicates"] = result.duplicates
         return json_response(
-            doc, 201, version=result.child["version"], location=child_path(doc["id"])
+            doc, status, version=result.child["version"], location=child_path(doc["id"])
         )
 
-    return await rt.write(request, principal, work, one_statement=not body.external_ids)
+    if not body.external_ids and request.headers.get("idempotency-key") is None:
+        # Nothing to look up first and no answer to store with it: one statement, written
+        # together with concurrent registrations.
+        registrations: service.Registrations = request.app.state.registrations
+        result = await service.register_grouped(registrations, body, ctx)
+        rt.relay.notify()
+        return answer(result)
+
+    async def work(conn: Any) -> Response:
+        return answer(await service.register(conn, body, ctx))
+
+    return await rt.write(request, principal, work)
 
 
 @router.post("/children:batch")

@@ -9,7 +9,7 @@ from libs.common.auth import JwksFetcher
 from libs.common.events.catalog import STREAMS
 from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings
-from services.registry import store
+from services.registry import service, store
 from services.registry.api import LEAN_ROUTES, router
 from services.registry.handlers import REFERRAL_HANDLERS
 from services.registry.models import idempotency_keys, inbox, job_runs, outbox
@@ -47,10 +47,12 @@ def create_app(
     """The registry ASGI app."""
     settings = settings or Settings()
     rt = create_runtime(settings, jwks_fetcher)
-    return service_app(
+    app = service_app(
         rt,
         title="Komar registry",
         description="Children and their cases.",
         router=router,
         lean_routes=LEAN_ROUTES,
     )
+    app.state.registrations = service.registrations(rt.db)
+    return app

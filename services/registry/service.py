@@ -13,12 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common import places
 from libs.common.auth import Principal
+from libs.common.batching import GroupCommit
+from libs.common.db import Database
 from libs.common.errors import NotFound, Problem, Unprocessable, validation_errors
 from libs.common.events import CloudEvent, new_event
-from libs.common.events.outbox import write_events
 from libs.common.http import check_if_match
 from services.registry import domain, store
-from services.registry.models import outbox
 from services.registry.schemas import ChildIn, ChildPatch
 
 SERVICE = "registry"
@@ -33,11 +33,16 @@ class Context:
     today: date
     events: list[CloudEvent] = field(default_factory=list)
 
-    def emit(self, verb: str, child: Any, changed: list[str] | None = None) -> None:
+    def event(self, verb: str, child: Any, changed: list[str] | None = None) -> CloudEvent:
+        """The `registry.child.<verb>` event of a child, in this request."""
         data = domain.event_data(child, changed)
-        self.events.append(
-            new_event(SERVICE, f"registry.child.{verb}.v1", str(child["id"]), data, self.request_id)
+        return new_event(
+            SERVICE, f"registry.child.{verb}.v1", str(child["id"]), data, self.request_id
         )
+
+    def emit(self, verb: str, child: Any, changed: list[str] | None = None) -> None:
+        """Add the event to those the unit of work writes."""
+        self.events.append(self.event(verb, child, changed))
 
 
 @dataclass
@@ -47,11 +52,11 @@ class Registered:
     duplicates: list[dict[str, Any]]
 
 
-def _new_row(item: ChildIn, ctx: Context, case_number: str) -> dict[str, Any]:
+def _new_row(item: ChildIn, ctx: Context) -> dict[str, Any]:
+    """The columns of a new child, all but its case number (the insert numbers it)."""
     commune = item.commune
     return {
         "id": uuid.uuid4(),
-        "case_number": case_number,
         "given_name": item.given_name,
         "family_name": item.family_name,
         "name_search": domain.name_search(item.given_name, item.family_name),
@@ -105,14 +110,45 @@ def ranked_duplicates(child: Any, candidates: Sequence[Any]) -> list[dict[str, A
     return sorted(found, key=lambda d: -d["score"])
 
 
-async def register(conn: AsyncConnection, item: ChildIn, ctx: Context) -> Registered:
-    """Register a child, or find the one an external id already names.
-
-    Without external ids it is one statement (`register_child` in the API runs it without
-    a transaction of its own then)."""
+def _registration(item: ChildIn, ctx: Context) -> store.Registration:
+    """A new child ready to write, with its event (whose case number the write fills in)."""
     _check_new(item, ctx)
-    row = _new_row(item, ctx, "")
-    del row["case_number"]  # numbered by the insert itself
+    row = _new_row(item, ctx)
+    event = ctx.event("registered", {**row, "case_number": ""})
+    return store.Registration(row, ctx.principal, ctx.request_id, event)
+
+
+def _registered(registration: store.Registration, stored: store.Stored) -> Registered:
+    child, candidates = stored
+    registration.event.data["case_number"] = child["case_number"]
+    return Registered(child, True, ranked_duplicates(registration.row, candidates))
+
+
+Registrations = GroupCommit[store.Registration, store.Stored]
+
+
+def registrations(db: Database) -> Registrations:
+    """Registrations without external ids, written together as they arrive (one statement
+    per group, each on a pooled connection without a transaction of its own)."""
+
+    async def write(group: Sequence[store.Registration]) -> list[store.Stored]:
+        async with db.connection() as conn:
+            return await store.insert_registrations(conn, group)
+
+    return GroupCommit("registrations", write)
+
+
+async def register_grouped(group: Registrations, item: ChildIn, ctx: Context) -> Registered:
+    """Register a child that carries no external id, with concurrent registrations."""
+    registration = _registration(item, ctx)
+    return _registered(registration, await group.submit(registration))
+
+
+async def register(conn: AsyncConnection, item: ChildIn, ctx: Context) -> Registered:
+    """Register a child in the caller's transaction, or find the one an external id
+    already names."""
+    registration = _registration(item, ctx)
+    row = registration.row
     if row["external_ids"]:
         existing_id = await store.claim_external_ids(
             conn, ctx.principal.org, row["id"], row["external_ids"]
@@ -126,79 +162,48 @@ async def register(conn: AsyncConnection, item: ChildIn, ctx: Context) -> Regist
                     "an external id of this child names a record outside your areas"
                 )
             return Registered(existing, False, [])
-    ctx.emit("registered", {**row, "case_number": ""})
-    event = ctx.events[-1]
-    child, candidates = await store.insert_registered(
-        conn, row, principal=ctx.principal, request_id=ctx.request_id, event=event
-    )
-    event.data["case_number"] = child["case_number"]
-    return Registered(child, True, ranked_duplicates(row, candidates))
-
-
-async def _record_created(conn: AsyncConnection, created: Sequence[Any], ctx: Context) -> None:
-    await store.add_history(
-        conn,
-        [
-            {
-                "child_id": c["id"],
-                "version": 1,
-                "action": "registered",
-                "actor_sub": ctx.principal.sub,
-                "actor_org": ctx.principal.org,
-                "request_id": ctx.request_id,
-                "changes": {},
-            }
-            for c in created
-        ],
-    )
-    await store.add_audit(conn, ctx.principal, "create", [c["id"] for c in created], ctx.request_id)
-    for child in created:
-        ctx.emit("registered", child)
-    await write_events(conn, outbox, ctx.events)
+    [stored] = await store.insert_registrations(conn, [registration])
+    return _registered(registration, stored)
 
 
 async def register_batch(
     conn: AsyncConnection, items: Sequence[dict[str, Any]], ctx: Context
 ) -> list[dict[str, Any]]:
     """Register up to 1,000 children; one result per item, in order."""
-    results: list[dict[str, Any] | None] = [None] * len(items)
-    valid: list[tuple[int, ChildIn]] = []
-    for i, raw in enumerate(items):
+    results: list[dict[str, Any]] = []
+    registrations: list[store.Registration] = []
+    seen_ids: dict[tuple[str, str], str] = {}
+    for raw in items:
         try:
-            item = ChildIn.model_validate(raw)
-            _check_new(item, ctx)
-            valid.append((i, item))
+            registration = _registration(ChildIn.model_validate(raw), ctx)
         except ValidationError as exc:
             errors = validation_errors(exc.errors())
             problem = Unprocessable(
                 "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]), errors=errors
             )
-            results[i] = {"status": "error", "problem": problem.body()}
+            results.append({"status": "error", "problem": problem.body()})
+            continue
         except Problem as exc:
-            results[i] = {"status": "error", "problem": exc.body()}
-    numbers = await store.next_case_numbers(conn, [it.commune for _, it in valid])
-    rows: list[dict[str, Any]] = []
-    seen_ids: dict[tuple[str, str], str] = {}
-    for (i, item), number in zip(valid, numbers, strict=True):
-        row = _new_row(item, ctx, number)
+            results.append({"status": "error", "problem": exc.body()})
+            continue
+        row = registration.row
         keys = [(e["system"], e["value"]) for e in row["external_ids"]]
         earlier = next((seen_ids[k] for k in keys if k in seen_ids), None)
         if earlier is not None:
-            results[i] = {"status": "existing", "id": earlier}
+            results.append({"status": "existing", "id": earlier})
             continue
         existing = await store.claim_external_ids(
             conn, ctx.principal.org, row["id"], row["external_ids"]
         )
         if existing is not None:
-            results[i] = {"status": "existing", "id": str(existing)}
+            results.append({"status": "existing", "id": str(existing)})
             continue
         seen_ids.update(dict.fromkeys(keys, str(row["id"])))
-        rows.append(row)
-        results[i] = {"status": "created", "id": str(row["id"])}
-    if rows:
-        created = await store.insert_children(conn, rows)
-        await _record_created(conn, created, ctx)
-    return [r for r in results if r is not None]
+        registrations.append(registration)
+        results.append({"status": "created", "id": str(row["id"])})
+    if registrations:
+        await store.insert_registrations(conn, registrations)
+    return results
 
 
 async def read(

@@ -22,7 +22,6 @@ from services.registry import domain
 from services.registry.models import (
     audit_head,
     audit_log,
-    case_seq,
     child_history,
     children,
     external_ids,
@@ -110,67 +109,128 @@ async def read_child(
     return child
 
 
-async def insert_registered(
-    conn: AsyncConnection,
-    row: dict[str, Any],
-    *,
-    principal: Principal,
-    request_id: str,
-    event: CloudEvent,
-) -> tuple[Child, list[dict[str, Any]]]:
-    """Insert a new child with its case number `<commune>-<seq>`, its history, audit and
-    outbox rows, in one statement (atomic without a transaction of its own); return the
-    child as stored and its duplicate candidates (see duplicate_candidates), found in the
-    same statement.
+@dataclass(frozen=True)
+class Registration:
+    """A new child to write: its columns (all but the case number), who registers it, in
+    which request, and its `registry.child.registered` event."""
 
-    The event is built before the case number exists; the statement writes it in."""
+    row: dict[str, Any]
+    principal: Principal
+    request_id: str
+    event: CloudEvent
+
+
+# The columns of a new child (services.registry.service builds them) as jsonb_to_recordset
+# reads them, then what each registration brings besides.
+_CHILD_TYPES = {
+    "id": "uuid", "given_name": "text", "family_name": "text", "name_search": "text",
+    "sex": "text", "birth_date": "date", "birth_date_estimated": "boolean",
+    "commune_code": "text", "village_code": "text", "place_code": "text", "caregiver": "jsonb",
+    "household_id_poor": "text", "id_poor_level": "integer", "vulnerabilities": "text[]",
+    "risk_level": "text", "consent": "jsonb", "status": "text", "owner_org": "text",
+    "created_by": "text", "external_ids": "jsonb", "registered_on": "date", "version": "integer",
+}  # fmt: skip
+_REGISTRATION_TYPES = {
+    **_CHILD_TYPES,
+    "actor_sub": "text", "actor_org": "text", "request_id": "text", "event_id": "uuid",
+    "event_type": "text", "payload": "jsonb", "born_from": "date", "born_to": "date",
+    "areas": "text[]", "partner_org": "text",
+}  # fmt: skip
+_CHILD_COLUMNS = ", ".join(_CHILD_TYPES)
+_REGISTER_SQL = (
+    "WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x("
+    + ", ".join(f"{name} {type_}" for name, type_ in _REGISTRATION_TYPES.items())
+    + ")),"
+    f" c AS (INSERT INTO registry.children (case_number, {_CHILD_COLUMNS})"
+    " SELECT commune_code || '-' || lpad(nextval('registry.case_seq')::text, 7, '0'),"
+    f" {_CHILD_COLUMNS} FROM x"
+    " RETURNING id, case_number, created_at, updated_at),"
+    " j AS (SELECT x.*, c.case_number, c.created_at, c.updated_at FROM x JOIN c USING (id)),"
+    " h AS (INSERT INTO registry.child_history"
+    " (child_id, version, action, actor_sub, actor_org, request_id, changes)"
+    " SELECT id, version, 'registered', actor_sub, actor_org, request_id, '{}'::jsonb FROM j),"
+    " a AS (INSERT INTO registry.audit_log (actor_sub, actor_org, action, child_id, request_id)"
+    " SELECT actor_sub, actor_org, 'create', id, request_id FROM j),"
+    " o AS (INSERT INTO registry.outbox (id, type, payload)"
+    " SELECT event_id, event_type, jsonb_set(payload, '{data,case_number}', to_jsonb(case_number))"
+    " FROM j)"
+    " SELECT j.id, j.case_number, j.created_at, j.updated_at, ("
+    " SELECT json_agg(json_build_object('id', d.id, 'case_number', d.case_number,"
+    " 'name_search', d.name_search, 'sex', d.sex, 'commune_code', d.commune_code,"
+    " 'village_code', d.village_code, 'birth_date', d.birth_date))"
+    " FROM (SELECT * FROM registry.children d WHERE d.commune_code = j.commune_code"
+    " AND d.sex = j.sex AND d.birth_date BETWEEN j.born_from AND j.born_to"
+    " AND (j.areas IS NULL OR d.place_code LIKE ANY(j.areas))"
+    " AND (j.partner_org IS NULL OR d.owner_org = j.partner_org OR d.id IN ("
+    "SELECT child_id FROM registry.referral_access WHERE org = j.partner_org AND active))"
+    " LIMIT 200) d) AS found"
+    " FROM j"
+)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+# A child as stored, and its duplicate candidates.
+Stored = tuple[dict[str, Any], list[dict[str, Any]]]
+
+
+async def insert_registrations(
+    conn: AsyncConnection, registrations: Sequence[Registration]
+) -> list[Stored]:
+    """Insert new children, each numbered `<commune>-<seq>` and with its history, audit and
+    outbox rows, in one statement (atomic without a transaction of its own). Per
+    registration, in order: the child as stored, and its duplicate candidates (see
+    duplicate_candidates) as of before the statement.
+
+    Each event is built before its case number exists; the statement writes it in."""
+    records = []
+    for r in registrations:
+        if r.row.keys() != _CHILD_TYPES.keys():
+            raise ValueError(f"a new child has the columns {sorted(_CHILD_TYPES)}")
+        born: date = r.row["birth_date"]
+        areas, partner_org = visibility_args(r.principal)
+        records.append(
+            {
+                **r.row,
+                "actor_sub": r.principal.sub,
+                "actor_org": r.principal.org,
+                "request_id": r.request_id,
+                "event_id": r.event.id,
+                "event_type": r.event.type,
+                "payload": r.event.model_dump(mode="json"),
+                "born_from": born - timedelta(days=366),
+                "born_to": born + timedelta(days=366),
+                "areas": areas,
+                "partner_org": partner_org,
+            }
+        )
     pg = await driver_connection(conn)
-    columns = list(row)
-    values = [json.dumps(row[c]) if c in _JSON_COLUMNS else row[c] for c in columns]
-    n = len(columns) + 7  # $8 … $n are the columns; the duplicate query's parameters follow
-    placeholders = ", ".join(f"${i}" for i in range(8, n + 1))
-    sex = f"${columns.index('sex') + 8}"
-    sql = (
-        "WITH c AS (INSERT INTO registry.children (case_number, "
-        f"{', '.join(columns)}) VALUES "
-        f"($1 || '-' || lpad(nextval('registry.case_seq')::text, 7, '0'), {placeholders})"
-        " RETURNING id, version, case_number, created_at, updated_at),"
-        " h AS (INSERT INTO registry.child_history"
-        " (child_id, version, action, actor_sub, actor_org, request_id, changes)"
-        " SELECT id, version, 'registered', $2, $3, $4, '{}'::jsonb FROM c),"
-        " a AS (INSERT INTO registry.audit_log (actor_sub, actor_org, action, child_id, request_id)"
-        " SELECT $2, $3, 'create', id, $4 FROM c),"
-        " o AS (INSERT INTO registry.outbox (id, type, payload)"
-        " SELECT $5::uuid, $7, jsonb_set($6::jsonb, '{data,case_number}', to_jsonb(case_number))"
-        " FROM c),"
-        " d AS (SELECT json_agg(json_build_object('id', id, 'case_number', case_number,"
-        " 'name_search', name_search, 'sex', sex, 'commune_code', commune_code,"
-        " 'village_code', village_code, 'birth_date', birth_date)) AS found"
-        " FROM (SELECT * FROM registry.children WHERE commune_code = $1"
-        f" AND sex = {sex} AND birth_date BETWEEN ${n + 1} AND ${n + 2}"
-        f" AND {_visible_sql(n + 3, n + 4)} LIMIT 200) x)"
-        " SELECT c.case_number, c.created_at, c.updated_at, d.found FROM c, d"
-    )
-    born: date = row["birth_date"]
-    year = timedelta(days=366)
-    record = await pg.fetchrow(
-        sql, row["commune_code"], principal.sub, principal.org, request_id, event.id,
-        event.model_dump_json(), event.type, *values, born - year, born + year,
-        *visibility_args(principal),
-    )  # fmt: skip
-    candidates = [
-        {**found, "birth_date": date.fromisoformat(found["birth_date"])}
-        for found in record["found"] or ()
-    ]
-    # The child as stored: what was written, and what the database set.
-    child = {
-        **row,
-        "case_number": record["case_number"],
-        "close_reason": None,
-        "created_at": record["created_at"],
-        "updated_at": record["updated_at"],
+    stored = {
+        record["id"]: record
+        for record in await pg.fetch(_REGISTER_SQL, json.dumps(records, default=_json_value))
     }
-    return child, candidates
+    results: list[Stored] = []
+    for r in registrations:
+        record = stored[r.row["id"]]
+        child = {  # what was written, and what the database set
+            **r.row,
+            "case_number": record["case_number"],
+            "close_reason": None,
+            "created_at": record["created_at"],
+            "updated_at": record["updated_at"],
+        }
+        candidates = [
+            {**found, "birth_date": date.fromisoformat(found["birth_date"])}
+            for found in record["found"] or ()
+        ]
+        results.append((child, candidates))
+    return results
 
 
 async def record_change(
@@ -191,17 +251,6 @@ async def record_change(
         request_id, json.dumps(changes), audit_action, event.id, event.type,
         event.model_dump_json(),
     )  # fmt: skip
-
-
-# ---------------------------------------------------------------- case numbers
-
-
-async def next_case_numbers(conn: AsyncConnection, commune_codes: Sequence[str]) -> list[str]:
-    """Readable, unique case numbers `<commune>-<seq>` from one lock-free sequence."""
-    result = await conn.execute(
-        select(case_seq.next_value()).select_from(func.generate_series(1, len(commune_codes)))
-    )
-    return [f"{code}-{n:07d}" for code, n in zip(commune_codes, result.scalars(), strict=True)]
 
 
 # ---------------------------------------------------------------- external ids
@@ -238,12 +287,6 @@ async def claim_external_ids(
 
 
 # ---------------------------------------------------------------- children
-
-
-async def insert_children(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[Child]:
-    """Insert children; return them as stored."""
-    result = await conn.execute(insert(children).returning(*children.c), list(rows))
-    return list(result.mappings().all())
 
 
 @dataclass(frozen=True)
@@ -327,12 +370,6 @@ async def duplicate_candidates(
 
 
 # ---------------------------------------------------------------- history
-
-
-async def add_history(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """Record changes."""
-    if rows:
-        await conn.execute(insert(child_history), list(rows))
 
 
 async def list_history(conn: AsyncConnection, child_id: uuid.UUID, page: Page) -> list[RowMapping]:

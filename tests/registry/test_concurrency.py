@@ -56,3 +56,66 @@ async def test_fifty_parallel_posts_with_one_idempotency_key_create_one_child(
         "/v1/registry/children", json=child_body(given_name="Other"), headers=h
     )
     assert different.status_code == 422
+
+
+async def test_concurrent_registrations_are_each_whole_and_see_only_their_own_duplicates(
+    api: httpx.AsyncClient, keys: SigningKeys
+) -> None:
+    """Registrations arriving together are written together (one statement per group):
+    each still gets its own case number, history, audit entry and event, and its possible
+    duplicates are those its own principal may see."""
+    orgs = [f"ngo-{uuid.uuid4().hex[:6]}" for _ in range(3)]
+    senders = {org: keys.headers(org=org, org_type="partner") for org in orgs}
+    known = await api.post(
+        "/v1/registry/children",
+        json=child_body(given_name="Rachana", family_name="Sam", birth_date="2014-06-01"),
+        headers=senders[orgs[0]],
+    )
+    before = _group_commits()
+    bodies = [
+        (org, i, child_body(given_name="Rachana", family_name="Sam", birth_date="2014-07-01"))
+        for i in range(10)
+        for org in orgs
+    ]
+    answers = await asyncio.gather(
+        *(
+            api.post(
+                "/v1/registry/children",
+                json=body,
+                headers={**senders[org], "X-Request-ID": f"req-{org}-{i}"},
+            )
+            for org, i, body in bodies
+        )
+    )
+    assert [a.status_code for a in answers] == [201] * len(bodies)
+    created = [a.json() for a in answers]
+    assert len({c["case_number"] for c in created}) == len(created)
+    for (org, _, _), child in zip(bodies, created, strict=True):
+        assert child["owner_org"] == org
+        found = [d["id"] for d in child["possible_duplicates"]]
+        # Only the first organisation may see its earlier child; none sees the others'.
+        assert found == ([known.json()["id"]] if org == orgs[0] else [])
+    after = _group_commits()
+    assert after[0] - before[0] == len(bodies)  # every registration went through a group …
+    assert after[1] - before[1] < len(bodies)  # … and some groups held several
+
+    admin = keys.headers(areas=["KH"], scope="admin")
+    for (org, i, _), child in zip(bodies[:6], created[:6], strict=True):
+        read = await api.get(f"/v1/registry/children/{child['id']}", headers=senders[org])
+        assert read.json()["case_number"] == child["case_number"]
+        history = await api.get(
+            f"/v1/registry/children/{child['id']}/history", headers=senders[org]
+        )
+        assert [h["action"] for h in history.json()["items"]] == ["registered"]
+        audit = await api.get(f"/v1/registry/audit?child_id={child['id']}", headers=admin)
+        entries = [(e["action"], e["request_id"]) for e in audit.json()["items"]]
+        assert entries[0] == ("create", f"req-{org}-{i}")
+
+
+def _group_commits() -> tuple[float, float]:
+    """Registrations written through group commits so far, and the number of groups."""
+    from prometheus_client import REGISTRY
+
+    total = REGISTRY.get_sample_value("komar_group_commit_size_sum", {"group": "registrations"})
+    count = REGISTRY.get_sample_value("komar_group_commit_size_count", {"group": "registrations"})
+    return total or 0.0, count or 0.0
