@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.message
+import inspect
 import json
 import time
 import uuid
@@ -244,9 +245,10 @@ class LeanRoute(Route):
 
     The endpoint stays declared on the service's APIRouter, which gives it its OpenAPI entry;
     this plain Starlette route, placed first, calls the same function with what FastAPI
-    would have resolved for it: `request`, `principal`, `rt`, the path parameters and, when
-    `body` is given, the JSON body validated as that model (under the name `body`). Dependency
-    solving and routing through included routers cost more CPU than a whole read by id.
+    would have resolved for it: `request`, `principal`, `rt` (if it takes it), the path
+    parameters and, when `body` is given, the JSON body validated as that model (as `body`).
+    Dependency solving and routing through included routers cost more CPU than a whole read
+    by id.
     """
 
     def __init__(
@@ -257,13 +259,19 @@ class LeanRoute(Route):
         *,
         body: type[BaseModel] | None = None,
     ) -> None:
+        wants_runtime = "rt" in inspect.signature(endpoint).parameters
+
         async def handle(request: Request) -> Response:
-            principal = await current_principal(request)
-            rt = request.app.state.runtime
-            params: dict[str, Any] = request.path_params
+            params: dict[str, Any] = {
+                **request.path_params,
+                "request": request,
+                "principal": await current_principal(request),
+            }
+            if wants_runtime:
+                params["rt"] = request.app.state.runtime
             if body is not None:
-                params = {**params, "body": await json_body(request, body)}
-            return await endpoint(request=request, principal=principal, rt=rt, **params)
+                params["body"] = await json_body(request, body)
+            return await endpoint(**params)
 
         super().__init__(path, handle, methods=[method], include_in_schema=False)
         self.methods = {method}  # Starlette adds HEAD to GET; the declared route has none

@@ -40,8 +40,8 @@ class Database:
     async def connection(self) -> AsyncIterator[AsyncConnection]:
         """A pooled connection without an explicit transaction: each statement commits alone.
 
-        For a unit of work that is one statement (a read and its audit row in one CTE),
-        saving the BEGIN and COMMIT round trips.
+        For a unit of work that is one statement (a group of reads and their audit rows,
+        a group of registrations), saving the BEGIN and COMMIT round trips.
         """
         async with self.engine.connect() as conn:
             yield conn

@@ -170,14 +170,13 @@ async def list_children(
 
 
 @router.get("/children/{child_id}", response_model=ChildOut, responses=CHILD_RESPONSES)
-async def read_child(
-    child_id: str, request: Request, principal: PrincipalDep, rt: RuntimeDep
-) -> Response:
+async def read_child(child_id: str, request: Request, principal: PrincipalDep) -> Response:
     """One child."""
     principal.require("registry:read")
     ctx = context(request, principal)
-    async with rt.db.connection() as conn:  # one statement: the read and its audit row
-        child = await service.read_audited(conn, parse_id(child_id), ctx)
+    # One statement reads the child and records the read, with concurrent reads.
+    reads: service.Reads = request.app.state.reads
+    child = await service.read_grouped(reads, parse_id(child_id), ctx)
     return json_response(child_out(child), version=child["version"])
 
 

@@ -55,4 +55,5 @@ def create_app(
         lean_routes=LEAN_ROUTES,
     )
     app.state.registrations = service.registrations(rt.db)
+    app.state.reads = service.reads(rt.db)
     return app

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -125,17 +125,33 @@ def _registered(registration: store.Registration, stored: store.Stored) -> Regis
 
 
 Registrations = GroupCommit[store.Registration, store.Stored]
+Reads = GroupCommit[store.AuditedRead, Any]  # a child record, or None: not visible
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _grouped(
+    db: Database, name: str, statement: Callable[[AsyncConnection, Sequence[T]], Awaitable[list[R]]]
+) -> GroupCommit[T, R]:
+    """A GroupCommit whose groups are one statement each, on a pooled connection without
+    a transaction of its own."""
+
+    async def write(group: Sequence[T]) -> list[R]:
+        async with db.connection() as conn:
+            return await statement(conn, group)
+
+    return GroupCommit(name, write)
 
 
 def registrations(db: Database) -> Registrations:
-    """Registrations without external ids, written together as they arrive (one statement
-    per group, each on a pooled connection without a transaction of its own)."""
+    """Registrations without external ids, written together as they arrive."""
+    return _grouped(db, "registrations", store.insert_registrations)
 
-    async def write(group: Sequence[store.Registration]) -> list[store.Stored]:
-        async with db.connection() as conn:
-            return await store.insert_registrations(conn, group)
 
-    return GroupCommit("registrations", write)
+def reads(db: Database) -> Reads:
+    """Reads of a child by id, read and audited together as they arrive."""
+    return _grouped(db, "reads", store.read_children)
 
 
 async def register_grouped(group: Registrations, item: ChildIn, ctx: Context) -> Registered:
@@ -211,6 +227,15 @@ async def read(
 ) -> Any:
     """A visible child (locked for a change when asked); 404 otherwise."""
     child = await store.read_child(conn, child_id, ctx.principal, lock=lock)
+    if child is None:
+        raise NotFound("no such child")
+    return child
+
+
+async def read_grouped(group: Reads, child_id: uuid.UUID, ctx: Context) -> Any:
+    """A visible child, recorded in the audit log as read (with concurrent reads); 404
+    otherwise."""
+    child = await group.submit(store.AuditedRead(child_id, ctx.principal, "read", ctx.request_id))
     if child is None:
         raise NotFound("no such child")
     return child

@@ -48,12 +48,13 @@ def visible_to(principal: Principal) -> ColumnElement[bool]:
     return and_(*clauses) if clauses else and_(True)
 
 
-def _visible_sql(areas: int, org: int) -> str:
-    """SQL form of visible_to for hand-written statements; see visibility_args."""
+def _visible_sql(areas: str, org: str, child: str = "") -> str:
+    """SQL form of visible_to for hand-written statements: `areas` and `org` are SQL
+    expressions of visibility_args' two values, `child` the children table's alias and dot."""
     return (
-        f"(${areas}::text[] IS NULL OR place_code LIKE ANY(${areas}))"
-        f" AND (${org}::text IS NULL OR owner_org = ${org} OR id IN ("
-        f"SELECT child_id FROM registry.referral_access WHERE org = ${org} AND active))"
+        f"({areas}::text[] IS NULL OR {child}place_code LIKE ANY({areas}))"
+        f" AND ({org}::text IS NULL OR {child}owner_org = {org} OR {child}id IN ("
+        f"SELECT child_id FROM registry.referral_access WHERE org = {org} AND active))"
     )
 
 
@@ -66,13 +67,8 @@ def visibility_args(principal: Principal) -> tuple[list[str] | None, str | None]
 
 # The hot paths below talk to asyncpg directly (libs.common.db.driver_connection): one
 # round trip each, prepared once per connection.
-_READ_SQL = f"SELECT * FROM registry.children WHERE id = $1 AND {_visible_sql(2, 3)}"
+_READ_SQL = f"SELECT * FROM registry.children WHERE id = $1 AND {_visible_sql('$2', '$3')}"
 _READ_FOR_UPDATE_SQL = _READ_SQL + " FOR UPDATE"
-_READ_AUDITED_SQL = (
-    f"WITH c AS ({_READ_SQL}), a AS ("
-    "INSERT INTO registry.audit_log (actor_sub, actor_org, action, child_id, request_id)"
-    " SELECT $4, $5, $6, id, $7 FROM c) SELECT * FROM c"
-)
 _RECORD_SQL = (
     "WITH h AS (INSERT INTO registry.child_history"
     " (child_id, version, action, actor_sub, actor_org, request_id, changes)"
@@ -94,19 +90,63 @@ async def read_child(
 ) -> Child | None:
     """A child visible to the principal; locked for update, or recorded as read (action,
     request id) in the same round trip."""
-    pg = await driver_connection(conn)
-    areas, org = visibility_args(principal)
     if audit is not None:
-        action, request_id = audit
-        audited: Child | None = await pg.fetchrow(
-            _READ_AUDITED_SQL, child_id, areas, org, principal.sub, principal.org, action,
-            request_id,
-        )  # fmt: skip
+        [audited] = await read_children(conn, [AuditedRead(child_id, principal, *audit)])
         return audited
+    pg = await driver_connection(conn)
     child: Child | None = await pg.fetchrow(
-        _READ_FOR_UPDATE_SQL if lock else _READ_SQL, child_id, areas, org
+        _READ_FOR_UPDATE_SQL if lock else _READ_SQL, child_id, *visibility_args(principal)
     )
     return child
+
+
+@dataclass(frozen=True)
+class AuditedRead:
+    """A read of one child by id, recorded in the audit log as `action` of the request."""
+
+    child_id: uuid.UUID
+    principal: Principal
+    action: str
+    request_id: str
+
+
+_READS_SQL = (
+    "WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(n integer, child_id uuid,"
+    " areas text[], partner_org text, actor_sub text, actor_org text, action text,"
+    " request_id text)),"
+    # The id list lets the planner fetch the few children by primary key.
+    " c AS (SELECT x.n, ch.* FROM x JOIN registry.children ch ON ch.id = x.child_id"
+    f" WHERE ch.id = ANY($2::uuid[]) AND {_visible_sql('x.areas', 'x.partner_org', 'ch.')}),"
+    " a AS (INSERT INTO registry.audit_log (actor_sub, actor_org, action, child_id, request_id)"
+    " SELECT x.actor_sub, x.actor_org, x.action, c.id, x.request_id FROM c JOIN x USING (n))"
+    " SELECT * FROM c"
+)
+
+
+async def read_children(conn: AsyncConnection, reads: Sequence[AuditedRead]) -> list[Child | None]:
+    """Children by id, each as its reader may see it (None: not visible), and every read
+    that found its child in the audit log, in one statement; in the order of `reads`."""
+    records = []
+    for n, read in enumerate(reads):
+        areas, partner_org = visibility_args(read.principal)
+        records.append(
+            {
+                "n": n,
+                "child_id": str(read.child_id),
+                "areas": areas,
+                "partner_org": partner_org,
+                "actor_sub": read.principal.sub,
+                "actor_org": read.principal.org,
+                "action": read.action,
+                "request_id": read.request_id,
+            }
+        )
+    pg = await driver_connection(conn)
+    found: list[Child | None] = [None] * len(reads)
+    ids = [read.child_id for read in reads]
+    for record in await pg.fetch(_READS_SQL, json.dumps(records), ids):
+        found[record["n"]] = record
+    return found
 
 
 @dataclass(frozen=True)
@@ -160,10 +200,7 @@ _REGISTER_SQL = (
     " 'village_code', d.village_code, 'birth_date', d.birth_date))"
     " FROM (SELECT * FROM registry.children d WHERE d.commune_code = j.commune_code"
     " AND d.sex = j.sex AND d.birth_date BETWEEN j.born_from AND j.born_to"
-    " AND (j.areas IS NULL OR d.place_code LIKE ANY(j.areas))"
-    " AND (j.partner_org IS NULL OR d.owner_org = j.partner_org OR d.id IN ("
-    "SELECT child_id FROM registry.referral_access WHERE org = j.partner_org AND active))"
-    " LIMIT 200) d) AS found"
+    f" AND {_visible_sql('j.areas', 'j.partner_org', 'd.')} LIMIT 200) d) AS found"
     " FROM j"
 )
 
@@ -351,7 +388,7 @@ _DUPLICATES_SQL = (
     "SELECT id, case_number, name_search, sex, commune_code, village_code, birth_date"
     " FROM registry.children WHERE commune_code = $1 AND sex = $2"
     " AND birth_date BETWEEN $3 AND $4 AND ($5::uuid IS NULL OR id <> $5)"
-    f" AND {_visible_sql(6, 7)} LIMIT 200"
+    f" AND {_visible_sql('$6', '$7')} LIMIT 200"
 )
 
 

@@ -112,10 +112,51 @@ async def test_concurrent_registrations_are_each_whole_and_see_only_their_own_du
         assert entries[0] == ("create", f"req-{org}-{i}")
 
 
-def _group_commits() -> tuple[float, float]:
-    """Registrations written through group commits so far, and the number of groups."""
+async def test_concurrent_reads_each_answer_as_their_reader_may_see(
+    api: httpx.AsyncClient, keys: SigningKeys
+) -> None:
+    """Reads arriving together are read and audited together: each caller still gets the
+    child only if it may see it, and only the reads that found it are in the audit log."""
+    owner = f"ngo-{uuid.uuid4().hex[:6]}"
+    readers = {
+        "owner": (keys.headers(org=owner, org_type="partner"), 200),
+        "other partner": (keys.headers(org=f"ngo-{uuid.uuid4().hex[:6]}", org_type="partner"), 404),
+        "other province": (keys.headers(org="moswvy", areas=["17"]), 404),
+        "province": (keys.headers(org="moswvy", areas=["12"]), 200),
+    }
+    child = (
+        await api.post("/v1/registry/children", json=child_body(), headers=readers["owner"][0])
+    ).json()
+    before = _group_commits("reads")
+    calls = [(name, i) for i in range(8) for name in readers]
+    answers = await asyncio.gather(
+        *(
+            api.get(
+                f"/v1/registry/children/{child['id']}",
+                headers={**readers[name][0], "X-Request-ID": f"read-{i}-{name}"},
+            )
+            for name, i in calls
+        )
+    )
+    for (name, _), answer in zip(calls, answers, strict=True):
+        assert answer.status_code == readers[name][1], name
+        if answer.status_code == 200:
+            assert answer.json()["case_number"] == child["case_number"]
+    after = _group_commits("reads")
+    assert after[0] - before[0] == len(calls)
+    assert after[1] - before[1] < len(calls)
+    audit = await api.get(
+        f"/v1/registry/audit?child_id={child['id']}",
+        headers=keys.headers(areas=["KH"], scope="admin"),
+    )
+    reads = sorted(e["request_id"] for e in audit.json()["items"] if e["action"] == "read")
+    assert reads == sorted(f"read-{i}-{name}" for name, i in calls if readers[name][1] == 200)
+
+
+def _group_commits(group: str = "registrations") -> tuple[float, float]:
+    """Items written through a group commit so far, and the number of groups."""
     from prometheus_client import REGISTRY
 
-    total = REGISTRY.get_sample_value("komar_group_commit_size_sum", {"group": "registrations"})
-    count = REGISTRY.get_sample_value("komar_group_commit_size_count", {"group": "registrations"})
+    total = REGISTRY.get_sample_value("komar_group_commit_size_sum", {"group": group})
+    count = REGISTRY.get_sample_value("komar_group_commit_size_count", {"group": group})
     return total or 0.0, count or 0.0
