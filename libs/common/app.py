@@ -204,35 +204,32 @@ async def json_body(request: Request, model: type[M]) -> M:
     """The request's JSON body validated as `model`, parsed the way FastAPI parses a body
     parameter (JSON only under a JSON Content-Type) and failing with the same errors."""
     raw = await request.body()
+    if not raw:
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+        )
     body: Any = raw
-    if raw:
-        message = email.message.Message()
-        message["content-type"] = request.headers.get("content-type", "")
-        subtype = message.get_content_subtype()
-        if message.get_content_maintype() == "application" and (
-            subtype == "json" or subtype.endswith("+json")
-        ):
-            try:
-                body = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise RequestValidationError(
-                    [
-                        {
-                            "type": "json_invalid",
-                            "loc": ("body", exc.pos),
-                            "msg": "JSON decode error",
-                            "input": {},
-                            "ctx": {"error": exc.msg},
-                        }
-                    ]
-                ) from exc
-    else:
-        body = None
-    try:
-        if body is None:
+    content_type = email.message.Message()
+    content_type["content-type"] = request.headers.get("content-type", "")
+    subtype = content_type.get_content_subtype()
+    if content_type.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    ):
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError as exc:
             raise RequestValidationError(
-                [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
-            )
+                [
+                    {
+                        "type": "json_invalid",
+                        "loc": ("body", exc.pos),
+                        "msg": "JSON decode error",
+                        "input": {},
+                        "ctx": {"error": exc.msg},
+                    }
+                ]
+            ) from exc
+    try:
         return model.model_validate(body)
     except ValidationError as exc:
         raise RequestValidationError(

@@ -65,6 +65,29 @@ def visibility_args(principal: Principal) -> tuple[list[str] | None, str | None]
     return patterns, principal.org if principal.is_partner else None
 
 
+def _candidates_sql(
+    commune: str,
+    sex: str,
+    born_from: str,
+    born_to: str,
+    areas: str,
+    org: str,
+    *,
+    other_than: str = "NULL",
+    child: str = "",
+) -> str:
+    """The duplicate candidates of a child (columns domain.duplicate_score compares):
+    children of its commune and sex born in the window, visible to the principal (areas,
+    org as in _visible_sql), not the child itself; the arguments are SQL expressions."""
+    return (
+        "SELECT id, case_number, name_search, sex, commune_code, village_code, birth_date"
+        f" FROM registry.children {child.rstrip('.')} WHERE {child}commune_code = {commune}"
+        f" AND {child}sex = {sex} AND {child}birth_date BETWEEN {born_from} AND {born_to}"
+        f" AND ({other_than}::uuid IS NULL OR {child}id <> {other_than})"
+        f" AND {_visible_sql(areas, org, child)} LIMIT 200"
+    )
+
+
 # The hot paths below talk to asyncpg directly (libs.common.db.driver_connection): one
 # round trip each, prepared once per connection.
 _READ_SQL = f"SELECT * FROM registry.children WHERE id = $1 AND {_visible_sql('$2', '$3')}"
@@ -77,7 +100,6 @@ _RECORD_SQL = (
     " VALUES ($4, $5, $8, $1, $6))"
     " INSERT INTO registry.outbox (id, type, payload) VALUES ($9::uuid, $10, $11::jsonb)"
 )
-_JSON_COLUMNS = frozenset({"caregiver", "consent", "external_ids"})
 
 
 async def read_child(
@@ -194,14 +216,18 @@ _REGISTER_SQL = (
     " o AS (INSERT INTO registry.outbox (id, type, payload)"
     " SELECT event_id, event_type, jsonb_set(payload, '{data,case_number}', to_jsonb(case_number))"
     " FROM j)"
-    " SELECT j.id, j.case_number, j.created_at, j.updated_at, ("
-    " SELECT json_agg(json_build_object('id', d.id, 'case_number', d.case_number,"
-    " 'name_search', d.name_search, 'sex', d.sex, 'commune_code', d.commune_code,"
-    " 'village_code', d.village_code, 'birth_date', d.birth_date))"
-    " FROM (SELECT * FROM registry.children d WHERE d.commune_code = j.commune_code"
-    " AND d.sex = j.sex AND d.birth_date BETWEEN j.born_from AND j.born_to"
-    f" AND {_visible_sql('j.areas', 'j.partner_org', 'd.')} LIMIT 200) d) AS found"
-    " FROM j"
+    " SELECT j.id, j.case_number, j.created_at, j.updated_at,"
+    " (SELECT json_agg(row_to_json(d)) FROM ("
+    + _candidates_sql(
+        "j.commune_code",
+        "j.sex",
+        "j.born_from",
+        "j.born_to",
+        "j.areas",
+        "j.partner_org",
+        child="d.",
+    )
+    + ") d) AS found FROM j"
 )
 
 
@@ -373,23 +399,7 @@ async def update_child(
     return result.mappings().one()
 
 
-DUPLICATE_COLUMNS = (
-    children.c.id,
-    children.c.case_number,
-    children.c.name_search,
-    children.c.sex,
-    children.c.commune_code,
-    children.c.village_code,
-    children.c.birth_date,
-)
-
-
-_DUPLICATES_SQL = (
-    "SELECT id, case_number, name_search, sex, commune_code, village_code, birth_date"
-    " FROM registry.children WHERE commune_code = $1 AND sex = $2"
-    " AND birth_date BETWEEN $3 AND $4 AND ($5::uuid IS NULL OR id <> $5)"
-    f" AND {_visible_sql('$6', '$7')} LIMIT 200"
-)
+_DUPLICATES_SQL = _candidates_sql("$1", "$2", "$3", "$4", "$6", "$7", other_than="$5")
 
 
 async def duplicate_candidates(

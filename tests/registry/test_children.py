@@ -109,6 +109,30 @@ async def test_bad_input_answers_422_problem_and_stores_nothing(
     assert listed.json()["items"] == []
 
 
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b'{"given_name": "Sokha",', "application/json"),  # cut short
+        (b"", "application/json"),  # no body
+        (b'{"given_name": "Sokha"}', "text/plain"),  # not declared as JSON
+        (b'["Sokha"]', "application/json"),  # not an object
+    ],
+)
+async def test_a_body_that_is_not_a_child_object_answers_422_and_stores_nothing(
+    api: httpx.AsyncClient, keys: SigningKeys, content: bytes, content_type: str
+) -> None:
+    h = keys.headers(org=unique_org(), org_type="partner")
+    r = await api.post(
+        "/v1/registry/children", content=content, headers={**h, "Content-Type": content_type}
+    )
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["errors"]
+    assert "Sokha" not in r.text
+    listed = await api.get("/v1/registry/children", headers=h)
+    assert listed.json()["items"] == []
+
+
 async def test_child_turning_18_today_is_refused(api: httpx.AsyncClient, keys: SigningKeys) -> None:
     from services.registry.domain import cambodia_today
 
