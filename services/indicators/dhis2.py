@@ -33,8 +33,8 @@ def timestamp(moment: datetime | None) -> str | None:
     """DHIS2's export timestamp: UTC, milliseconds, `+0000` (yyyy-MM-dd'T'HH:mm:ss.SSSZ)."""
     if moment is None:
         return None
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}+0000"
+    # isoformat ends "+00:00" in UTC; it is a third cheaper than strftime, once per value.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "+0000"
 
 
 def data_value(row: Row) -> dict[str, Any]:
