@@ -5,11 +5,12 @@ from __future__ import annotations
 import itertools
 import random
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
 from services.indicators import domain
+from services.indicators.dhis2 import timestamp
 from services.indicators.domain import ChildState, ChildVersion, Period, month_index
 
 
@@ -147,3 +148,14 @@ def test_places_at_a_level() -> None:
     assert domain.places_at("1201", "commune")[:2] == ["120101", "120109"]
     assert len(domain.places_at("KH", "province")) == 25
     assert domain.descendants("1201")[:3] == ["1201", "120101", "120109"]
+
+
+def test_dhis2_timestamps_are_utc_with_milliseconds() -> None:
+    phnom_penh = timezone(timedelta(hours=7))
+    moment = datetime(2026, 11, 1, 6, 5, 4, 987654, tzinfo=phnom_penh)
+    assert timestamp(moment) == "2026-10-31T23:05:04.987+0000"
+    assert timestamp(moment.replace(microsecond=0)) == "2026-10-31T23:05:04.000+0000"
+    assert (
+        timestamp(datetime(2026, 1, 2, 3, 4, 5, 600, tzinfo=UTC)) == "2026-01-02T03:04:05.000+0000"
+    )
+    assert timestamp(None) is None
