@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from fastapi import Request
@@ -76,6 +77,7 @@ class ServiceRuntime:
         self._jobs: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.every("idempotency-purge", settings.idempotency_purge_s, self._purge_idempotency)
+        self.every("outbox-purge", settings.outbox_purge_s, self._purge_outbox)
 
     async def write(self, request: Request, principal: Principal, work: Work) -> Response:
         """Run a POST's work in one transaction (honouring Idempotency-Key), then wake the
@@ -83,6 +85,9 @@ class ServiceRuntime:
         answer = await run_idempotent(self.db, self.idempotency, request, principal, work)
         self.relay.notify()
         return answer
+
+    async def _purge_outbox(self) -> None:
+        await self.relay.purge_published(timedelta(seconds=self.settings.outbox_retention_s))
 
     async def _purge_idempotency(self) -> None:
         async with self.db.transaction() as conn:

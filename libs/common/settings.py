@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     consumer_max_deliveries: int = 5
     # How often stored Idempotency-Key answers past their 24 h are purged (one replica a tick).
     idempotency_purge_s: float = Field(default=3600.0, gt=0)
+    # Published outbox rows are kept this long (the streams keep the events), purged hourly.
+    outbox_retention_s: float = Field(default=7 * 86400.0, gt=0)
+    outbox_purge_s: float = Field(default=3600.0, gt=0)
 
 
 def load_or_create_admin_secret(data_dir: Path) -> tuple[str, bool]:

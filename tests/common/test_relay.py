@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from datetime import timedelta
 
 import nats
 import pytest
@@ -86,4 +87,51 @@ async def test_three_relays_publish_each_event_once(pg_url: str, nats_url: str) 
             await bus.close()
         await js.delete_stream(stream)
         await nc.close()
+        await db.close()
+
+
+async def test_published_rows_are_purged_after_their_retention_and_no_others(
+    pg_url: str,
+) -> None:
+    schema = f"purge_{uuid.uuid4().hex[:6]}"
+    metadata = MetaData()
+    table = outbox_table(metadata, schema)
+    db = Database(pg_url)
+    async with db.engine.begin() as conn:
+        await conn.execute(text(f"CREATE SCHEMA {schema}"))
+        await conn.run_sync(metadata.create_all)
+    events = [
+        new_event("registry", "registry.child.registered.v1", str(uuid.uuid4()), child_data(), None)
+        for _ in range(4)
+    ]
+    old_published, new_published, old_unpublished = events[0].id, events[1].id, events[2].id
+    try:
+        async with db.transaction() as conn:
+            await write_events(conn, table, events)
+            await conn.execute(
+                text(
+                    f"UPDATE {schema}.outbox SET published_at = now() - interval '8 days'"
+                    " WHERE id = :old"
+                ),
+                {"old": old_published},
+            )
+            await conn.execute(
+                text(f"UPDATE {schema}.outbox SET published_at = now() WHERE id = :new"),
+                {"new": new_published},
+            )
+            await conn.execute(
+                text(
+                    f"UPDATE {schema}.outbox SET created_at = now() - interval '9 days'"
+                    " WHERE id = :old"
+                ),
+                {"old": old_unpublished},
+            )
+        relay = OutboxRelay(db, EventBus("nats://127.0.0.1:1", "unused", {}), table)
+        assert await relay.purge_published(timedelta(days=7)) == 1
+        async with db.transaction() as conn:
+            left = {str(r[0]) for r in await conn.execute(text(f"SELECT id FROM {schema}.outbox"))}
+        assert left == {e.id for e in events} - {old_published}
+    finally:
+        async with db.engine.begin() as conn:
+            await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         await db.close()

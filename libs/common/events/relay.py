@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from datetime import timedelta
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, delete, func, select, update
 
 from libs.common.db import Database
 from libs.common.events.bus import EventBus
@@ -109,6 +110,14 @@ class OutboxRelay:
         if done:
             log.debug("relay.published", count=len(done))
         return len(done)
+
+    async def purge_published(self, older_than: timedelta) -> int:
+        """Delete rows published longer ago than `older_than` (the stream keeps the events);
+        return how many went. Unpublished rows are never touched."""
+        t = self.table
+        async with self.db.transaction() as conn:
+            result = await conn.execute(delete(t).where(t.c.published_at < func.now() - older_than))
+        return int(result.rowcount or 0)
 
     async def pending(self) -> int:
         """How many events wait to be published."""
