@@ -11,7 +11,7 @@ worker runs the steps in order, again and again; a step is
 `{name, method, path, body?, auth?, expect?}` where `path`, `body` and `auth` are templates.
 A template's `{name}` is filled from the iteration's context: the fields of the `items`
 entry drawn for the iteration, `uuid` (fresh for each iteration), `id` (the id the first
-step created) and `<step>.<field>` (a field of an earlier step's JSON answer). A placeholder
+step created) and `<step>.<field>` (a field of an earlier step's JSON answer). A `{name}`
 that is a whole JSON string keeps the value's JSON type. `auth` names an entry of `tokens`,
 sent as `Authorization: Bearer`. A step answered outside `expect` ends the iteration as a
 failed workflow. With `partition_items`, worker `w` draws only `items[w::connections]`, so
@@ -176,11 +176,11 @@ def _request_stream(job: Job) -> itertools.cycle[tuple[str, bytes | None]]:
 
 # ------------------------------------------------------------------ workflow mode
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w.]*)\}")
+_TEMPLATE_NAME = re.compile(r"\{([A-Za-z_][\w.]*)\}")
 
 
 class TemplateError(Exception):
-    """A placeholder names nothing in the iteration's context."""
+    """A template's `{name}` names nothing in the iteration's context."""
 
 
 def _lookup(context: dict[str, Any], name: str) -> Any:
@@ -195,10 +195,10 @@ def _lookup(context: dict[str, Any], name: str) -> Any:
 def render(template: Any, context: dict[str, Any]) -> Any:
     """Fill a template (a string, or JSON data holding strings) from `context`."""
     if isinstance(template, str):
-        whole = _PLACEHOLDER.fullmatch(template)
+        whole = _TEMPLATE_NAME.fullmatch(template)
         if whole:
             return _lookup(context, whole.group(1))
-        return _PLACEHOLDER.sub(lambda m: str(_lookup(context, m.group(1))), template)
+        return _TEMPLATE_NAME.sub(lambda m: str(_lookup(context, m.group(1))), template)
     if isinstance(template, dict):
         return {k: render(v, context) for k, v in template.items()}
     if isinstance(template, list):
