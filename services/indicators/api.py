@@ -20,14 +20,24 @@ from services.indicators.schemas import RebuildOut, StatusOut, ValuesOut
 router = APIRouter(prefix="/v1/indicators", tags=["indicators"])
 Level = Literal["province", "district", "commune"]
 CSV_TYPE = "text/csv; charset=utf-8"
+FIRST_DAY = date(domain.FIRST_YEAR, 1, 1)
 ADX_TYPE = "application/adx+xml; charset=utf-8"
 
 
 def parse_period(code: str, field: str = "period") -> domain.Period:
+    """A DHIS2 period of 2000 or later, else 422 naming the field."""
     try:
-        return domain.Period.parse(code)
+        period = domain.Period.parse(code)
     except ValueError as exc:
         raise invalid(field, str(exc)) from exc
+    domain.check_query_period(period, field)
+    return period
+
+
+def check_date(value: date | None, field: str) -> None:
+    """422 for a startDate or endDate before 2000-01-01."""
+    if value is not None and value < FIRST_DAY:
+        raise invalid(field, f"lies before {FIRST_DAY.isoformat()}: dates start in 2000")
 
 
 def check_place(principal: Principal, code: str, field: str) -> None:
@@ -66,6 +76,7 @@ async def values(
     p = parse_period(period)
     check_place(principal, area, "area")
     places = domain.places_at(area, level)
+    domain.check_query_size([p], len(places), [ind], "area")
     rows = await service.table(rt.db, principal, [ind], [p], places)
     return JSONResponse(
         {
@@ -80,7 +91,8 @@ async def values(
                     "area": r.place,
                     "disaggregation": r.combo,
                     "value": r.value,
-                    "suppressed": r.suppressed,
+                    "suppressed": False,
+                    "rounded": r.rounded,
                 }
                 for r in rows
             ],
@@ -90,8 +102,8 @@ async def values(
 
 # ---------------------------------------------------------------- DHIS2 dataValueSets
 
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_DURATION = re.compile(r"(\d{1,12})([smhd])", re.ASCII)
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_last_updated(value: str | None, duration: str | None) -> datetime | None:
@@ -105,11 +117,16 @@ def parse_last_updated(value: str | None, duration: str | None) -> datetime | No
             raise invalid("lastUpdated", "a date (2026-03-01) or a date-time") from exc
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     if duration:
-        match = _DURATION.match(duration)
+        match = _DURATION.fullmatch(duration)
         if match is None:
             raise invalid("lastUpdatedDuration", "a duration like 10d, 12h, 30m or 45s")
-        delta = timedelta(**{_UNITS[match[2]]: int(match[1])})
-        return datetime.now(UTC) - delta
+        now = datetime.now(UTC)
+        seconds = int(match[1]) * _SECONDS[match[2]]
+        earliest = datetime.combine(FIRST_DAY, datetime.min.time(), UTC)
+        # Longer than everything counted (or than a timedelta holds): everything.
+        if seconds >= (now - earliest).total_seconds():
+            return earliest
+        return now - timedelta(seconds=seconds)
     return None
 
 
@@ -159,17 +176,31 @@ async def data_value_sets(
         raise invalid("dataSet", "name a dataSet (CP_MONTHLY, …) or dataElement")
     elements = [domain.indicator(e) for e in dict.fromkeys(data_element)] or list(domain.INDICATORS)
     types = {domain.DATA_SETS[ds] for ds in data_set}
+    now = domain.current_month()
     if period:
         periods = [parse_period(p) for p in dict.fromkeys(period)]
+        field = "period"
     elif start_date is not None and end_date is not None:
+        check_date(start_date, "startDate")
+        check_date(end_date, "endDate")
         if end_date < start_date:
             raise invalid("endDate", "is before startDate")
+        # Nothing lies after this year's end: a far endDate costs nothing more.
+        end_date = min(end_date, date(domain.year_month(now)[0], 12, 31))
+        span = domain.date_month(end_date) - domain.date_month(start_date) + 1
+        if span > domain.MAX_YEARS * 12:
+            raise invalid(
+                "startDate",
+                f"limit: at most {domain.MAX_YEARS} years of periods per request "
+                f"(startDate to endDate: {span} months)",
+            )
         periods = [
             p
             for t in sorted(types or set(domain.PeriodType))
             for p in domain.periods_between(start_date, end_date, t)
         ]
-        periods = [p for p in periods if p.first <= domain.current_month()]
+        periods = [p for p in periods if p.first <= now]
+        field = "startDate"
     else:
         raise invalid("period", "give period (repeatable) or startDate and endDate")
     for p in periods:
@@ -177,6 +208,7 @@ async def data_value_sets(
             raise invalid("period", f"{p.code} is not a period of {', '.join(data_set)}")
     if not org_unit:
         raise invalid("orgUnit", "give at least one orgUnit (a gazetteer code or KH)")
+    org_unit = list(dict.fromkeys(org_unit))
     for ou in org_unit:
         check_place(principal, ou, "orgUnit")
     since = parse_last_updated(last_updated, last_updated_duration)
@@ -184,9 +216,10 @@ async def data_value_sets(
     for ou in org_unit:
         units.extend(domain.descendants(ou) if children else [ou])
     units = list(dict.fromkeys(units))
+    domain.check_query_size(periods, len(units), elements, field)
     rows = await service.table(rt.db, principal, elements, sorted(periods), units)
     if since is not None:
-        rows = [r for r in rows if r.changed_at is not None and r.changed_at >= since]
+        rows = [r for r in rows if r.last_updated is not None and r.last_updated >= since]
     fmt = _format(request, suffix)
     if fmt == "csv":
         return Response(dhis2.data_value_csv(rows), media_type=CSV_TYPE)
@@ -214,8 +247,8 @@ def _dvs_route(suffix: str | None) -> Callable[..., Awaitable[Response]]:
         period: Annotated[list[str], Query(description="DHIS2 periods (repeatable)")] = [],  # noqa: B006
         orgUnit: Annotated[list[str], Query(description="Gazetteer codes or KH")] = [],  # noqa: B006
         children: bool = False,
-        lastUpdated: str | None = None,
-        lastUpdatedDuration: str | None = None,
+        lastUpdated: Annotated[str | None, Query(max_length=40)] = None,
+        lastUpdatedDuration: Annotated[str | None, Query(max_length=20)] = None,
         startDate: date | None = None,
         endDate: date | None = None,
         dataElement: Annotated[list[str], Query()] = [],  # noqa: B006

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
@@ -104,4 +105,16 @@ def create_app(
         on_stop=rebuilds.stop,
     )
     app.state.rebuilds = rebuilds
+    started = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
+        async with started(app_):
+            try:  # made at the first start, read at every start; else at the first read
+                await service.rounding_key(rt.db)
+            except Exception as exc:
+                log.warning("indicators.rounding_key_deferred", error=type(exc).__name__)
+            yield
+
+    app.router.lifespan_context = lifespan
     return app

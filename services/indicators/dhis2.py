@@ -20,7 +20,6 @@ from services.indicators.service import Row
 
 ADX_NAMESPACE = "urn:ihe:qrph:adx:2015"
 STORED_BY = "komar-indicators"
-SUPPRESSED = "suppressed: small cell (1-4) or complementary suppression"
 # DHIS2's CSV export header, in its order (CsvDataValueSetWriter).
 CSV_HEADER = (
     "dataelement", "period", "orgunit", "categoryoptioncombo", "attributeoptioncombo",
@@ -38,21 +37,19 @@ def timestamp(moment: datetime | None) -> str | None:
 
 
 def data_value(row: Row) -> dict[str, Any]:
-    """One dataValue of a dataValueSet; a suppressed one has no value and says why."""
+    """One dataValue of a dataValueSet (rounded values carry no comment: the catalogue's
+    rule says which are)."""
     doc: dict[str, Any] = {
         "dataElement": row.indicator,
         "period": row.period.code,
         "orgUnit": row.place,
         "categoryOptionCombo": row.combo,
         "attributeOptionCombo": domain.DEFAULT_AOC,
+        "value": str(row.value),
+        "storedBy": STORED_BY,
     }
-    if not row.suppressed:
-        doc["value"] = str(row.value)
-    doc["storedBy"] = STORED_BY
     if row.last_updated is not None:
         doc["lastUpdated"] = timestamp(row.last_updated)
-    if row.suppressed:
-        doc["comment"] = SUPPRESSED
     doc["followup"] = False
     return doc
 
@@ -85,10 +82,10 @@ def data_value_csv(rows: Iterable[Row]) -> str:
                 r.place,
                 r.combo,
                 domain.DEFAULT_AOC,
-                "" if r.suppressed else str(r.value),
+                str(r.value),
                 STORED_BY,
                 timestamp(r.last_updated) or "",
-                SUPPRESSED if r.suppressed else "",
+                "",
                 "false",
                 "false",
             ]
@@ -97,11 +94,7 @@ def data_value_csv(rows: Iterable[Row]) -> str:
 
 
 def adx(rows: Sequence[Row], *, exported: datetime) -> bytes:
-    """ADX: one group per data set, period and org unit; categories as attributes.
-
-    A suppressed value keeps its dataValue with an annotation and no value attribute (ADX
-    requires one for a value, so a strict consumer rejects that one value, never stores it).
-    """
+    """ADX: one group per data set, period and org unit; categories as attributes."""
     ET.register_namespace("", ADX_NAMESPACE)
     root = ET.Element(
         f"{{{ADX_NAMESPACE}}}adx",
@@ -121,11 +114,8 @@ def adx(rows: Sequence[Row], *, exported: datetime) -> bytes:
             groups[key] = group
         attrs = {"dataElement": r.indicator}
         attrs.update(dict(_combo_options(r.indicator, r.combo)))
-        if not r.suppressed:
-            attrs["value"] = str(r.value)
-        value = ET.SubElement(group, f"{{{ADX_NAMESPACE}}}dataValue", attrs)
-        if r.suppressed:
-            ET.SubElement(value, f"{{{ADX_NAMESPACE}}}annotation").text = SUPPRESSED
+        attrs["value"] = str(r.value)
+        ET.SubElement(group, f"{{{ADX_NAMESPACE}}}dataValue", attrs)
     return bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))
 
 

@@ -6,10 +6,12 @@ periods are DHIS2 period codes (`202603`, `2026Q1`, `2026`).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from enum import StrEnum
@@ -25,7 +27,10 @@ from libs.common.events import CloudEvent
 from libs.common.events.catalog import model_for
 
 CAMBODIA = timezone(timedelta(hours=7))
-SMALL_CELL_MAX = 4  # values 1..4 at commune level are suppressed for principals without detail
+ROUNDING_BASE = 5  # counts shown without indicators:read:detail are multiples of 5
+FIRST_YEAR = 2000  # no period before it is asked for
+MAX_YEARS = 10  # at most this many years of periods in one request
+MAX_VALUES = 500_000  # at most this many data values in one request
 COMMUNE_LENGTH = 6
 DISTRICT_LENGTH = 4
 
@@ -75,7 +80,8 @@ class PeriodType(StrEnum):
     yearly = "Yearly"
 
 
-_PERIOD = re.compile(r"^(?P<y>\d{4})(?:(?P<m>\d{2})|Q(?P<q>[1-4]))?$")
+FIRST_MONTH = month_index(FIRST_YEAR, 1)
+_PERIOD = re.compile(r"(?P<y>\d{4})(?:(?P<m>\d{2})|Q(?P<q>[1-4]))?", re.ASCII)
 _DURATION = {PeriodType.monthly: "P1M", PeriodType.quarterly: "P3M", PeriodType.yearly: "P1Y"}
 
 
@@ -91,7 +97,7 @@ class Period:
     @classmethod
     def parse(cls, code: str) -> Period:
         """`202603`, `2026Q1` or `2026`; anything else is ValueError."""
-        match = _PERIOD.match(code)
+        match = _PERIOD.fullmatch(code)
         if match is None:
             raise ValueError("not a DHIS2 period: use 202603, 2026Q1 or 2026")
         year = int(match["y"])
@@ -372,8 +378,9 @@ INDICATORS: tuple[Indicator, ...] = (
     Indicator(
         "CP_GRANT_DISBURSED_KHR",
         "Riel disbursed",
-        "Whole riel paid out by the grants of CP_GRANT_DISBURSED, gross of reversals. Hidden "
-        "wherever CP_GRANT_DISBURSED of the same cell is suppressed.",
+        "Whole riel paid out by the grants of CP_GRANT_DISBURSED, gross of reversals. Without "
+        "indicators:read:detail each commune-month cell is scaled to the rounded grant count "
+        "of the same cell (see the rounding rule).",
         Kind.flow,
         BY_GRANT_CATEGORY,
         counted="funds.grant.disbursed",
@@ -400,19 +407,31 @@ DATA_SETS: dict[str, PeriodType] = {
 }
 DEFAULT_AOC = "default"  # DHIS2's default attribute option combo
 
-SUPPRESSION_RULE = (
-    "For principals without indicators:read:detail: every value from 1 to 4 at commune level "
-    "is suppressed (value null, suppressed true; in dataValueSets and ADX the value is left "
-    "out and the comment or annotation says suppressed). Zero stays zero. Complementary "
-    "suppression: the communes of one district, for the same indicator, period and category "
-    "option combo, add up to the district's published value; where exactly one of them is "
-    "suppressed, the next smallest non-zero sibling is suppressed too (ties: lowest commune "
-    "code), or a zero sibling when no other is non-zero, so that no suppressed value can be "
-    "recovered by subtraction. CP_GRANT_DISBURSED_KHR is hidden wherever CP_GRANT_DISBURSED of "
-    "the same cell is suppressed. The same cells are suppressed in every answer "
-    "(values, dataValueSets JSON, CSV and ADX), whatever the query's shape. District, "
-    "province and country values are never suppressed."
+AMOUNT, AMOUNT_COUNT = "CP_GRANT_DISBURSED_KHR", "CP_GRANT_DISBURSED"
+# Rounded for principals without indicators:read:detail: every count about children,
+# referrals and grants (the riel follow their grant count). Providers are not about a child.
+ROUNDED = frozenset(i.code for i in INDICATORS if i.code != "CP_PROVIDERS")
+
+SMALL_CELL_RULE = (
+    "For principals without indicators:read:detail, every indicator except CP_PROVIDERS is "
+    "published after consistent random rounding to base 5 of its base cells (one indicator, "
+    "month, commune and category option combo: the finest grain kept). A base cell of true "
+    "value v is published as 5*floor(v/5), plus 5 when u < (v mod 5)/5, where u in [0, 1) "
+    "is drawn from a keyed hash (HMAC-SHA256 with a secret key) of the cell's identity: the "
+    "same cell always rounds the same way, whatever the query and however often it is asked; "
+    "0 stays 0, multiples of 5 stay exact, and on average the rounding neither adds nor "
+    "removes. Every other published number is the sum of the rounded base cells it covers, "
+    "never rounded on its own: a district, province or KH sums its communes; a flow's "
+    "quarter or year sums its months (each month's age band taken at that month's end); a "
+    "stock's quarter or year is its last month (the current month while it runs). "
+    "CP_GRANT_DISBURSED_KHR of a base cell is its riel times r/v, where v and r are the true "
+    "and published CP_GRANT_DISBURSED of the same cell (0 when r is 0). So every published "
+    "count is a multiple of 5 and they all add up exactly: no count from 1 to 4 can be "
+    "learnt from any combination of them. The same numbers are given by values and by "
+    "dataValueSets (JSON, CSV, ADX). Nothing is withheld: suppressed is always false, and "
+    "rows of values say rounded: true. With indicators:read:detail every value is exact."
 )
+SUPPRESSION_RULE = SMALL_CELL_RULE  # the catalogue's "suppression" entry, kept for clients
 
 
 def catalogue() -> dict[str, Any]:
@@ -460,7 +479,12 @@ def catalogue() -> dict[str, Any]:
         ),
         "places": "Gazetteer codes: province (2 digits), district (4), commune (6); KH is the "
         "whole country. Counts roll up from commune to district, province and KH.",
-        "suppression": SUPPRESSION_RULE,
+        "suppression": SMALL_CELL_RULE,
+        "rounding": {
+            "base": ROUNDING_BASE,
+            "indicators": sorted(ROUNDED),
+            "exact_with": "indicators:read:detail",
+        },
     }
 
 
@@ -828,24 +852,171 @@ def communes_of(district: str) -> tuple[str, ...]:
     return tuple(places.children_at(district, "commune"))
 
 
-# ---------------------------------------------------------------- suppression
+# ---------------------------------------------------------------- small cells: rounding
 
 
-def suppressed_cells(values: Mapping[str, int], forced: Iterable[str] = ()) -> set[str]:
-    """Which sibling cells to hide: small values, then complementary ones.
+def rounding_draw(key: bytes, cell: CellKey) -> int:
+    """The cell's keyed pseudo-random draw: 64 bits of HMAC-SHA256(key, its identity).
 
-    `values` are the communes of one district for one indicator, period and combo; they add
-    up to the district's (published) value. Small cells (1..4) and `forced` ones are hidden;
-    while exactly one is hidden, the next smallest non-zero sibling (lowest code first) is
-    hidden too, or a zero sibling when no other is non-zero.
+    As a number u = draw / 2**64 it is uniform in [0, 1), fixed for the cell's identity
+    (indicator|month|commune|combo), and unknowable without the key.
     """
-    hidden = {c for c, v in values.items() if 1 <= v <= SMALL_CELL_MAX}
-    hidden |= set(forced) & set(values)
-    while len(hidden) == 1:
-        rest = sorted((v, c) for c, v in values.items() if c not in hidden)
-        nonzero = [(v, c) for v, c in rest if v > 0]
-        pick = nonzero or rest
-        if not pick:
-            break  # a district of one commune: nothing left to hide it among
-        hidden.add(pick[0][1])
-    return hidden
+    mac = _keyed(key).copy()  # the key's HMAC state, set up once
+    mac.update("|".join(cell).encode())
+    return int.from_bytes(mac.digest()[:8], "big")
+
+
+@lru_cache(maxsize=8)
+def _keyed(key: bytes) -> hmac.HMAC:
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
+def round_count(key: bytes, cell: CellKey, value: int) -> int:
+    """A base cell's published count: 5*floor(v/5), plus 5 when u < (v mod 5)/5.
+
+    Unbiased (the expected published value is v), 0 stays 0, multiples of 5 stay exact, and
+    only a cell that is not a multiple of 5 costs a hash.
+    """
+    rest = value % ROUNDING_BASE
+    if rest == 0:
+        return value
+    up = ROUNDING_BASE * rounding_draw(key, cell) < rest << 64
+    return value - rest + (ROUNDING_BASE if up else 0)
+
+
+def scale_amount(amount: int, count: int, published_count: int) -> int:
+    """Riel of a base cell, scaled to its published grant count: round(amount * r / v)."""
+    if published_count <= 0 or count <= 0:
+        return 0
+    if published_count == count:
+        return amount
+    return (2 * amount * published_count + count) // (2 * count)
+
+
+def published_value(key: bytes, cell: CellKey, value: int, count: int = 0) -> int:
+    """What a principal without detail is shown of one base cell.
+
+    `count` is, for CP_GRANT_DISBURSED_KHR, the true CP_GRANT_DISBURSED of the same cell.
+    """
+    indicator_code, period, commune, combo = cell
+    if indicator_code == AMOUNT:
+        counted = (AMOUNT_COUNT, period, commune, combo)
+        return scale_amount(value, count, round_count(key, counted, count))
+    if indicator_code not in ROUNDED:
+        return value
+    return round_count(key, cell, value)
+
+
+def storage_of(ind: Indicator, period: Period, now: int, *, by_month: bool) -> tuple[str, ...]:
+    """The stored periods whose cells make up one period's value.
+
+    A stock: its last month (or the current month while it runs). A flow: the period's own
+    stored cell, or, `by_month` (rounded answers), each of its months up to now.
+    """
+    if ind.kind is Kind.stock:
+        return (month_code(min(period.last, now)),)
+    if by_month and period.type is not PeriodType.monthly:
+        return tuple(month_code(m) for m in range(period.first, min(period.last, now) + 1))
+    return (period.code,)
+
+
+@dataclass
+class Tally:
+    """A published value being summed, and when the newest of its cells last changed."""
+
+    value: int = 0
+    updated: datetime | None = None
+
+    def add(self, value: int, updated: datetime | None) -> None:
+        self.value += value
+        if updated is not None and (self.updated is None or updated > self.updated):
+            self.updated = updated
+
+
+TableKey = tuple[str, str, str, str]  # (indicator, period code, place, combo)
+
+
+def publish_table(
+    cells: Iterable[tuple[CellKey, int, datetime | None]],
+    indicators: Iterable[Indicator],
+    periods: Iterable[Period],
+    places_: Iterable[str],
+    now: int,
+    key: bytes | None,
+) -> dict[TableKey, Tally]:
+    """The additive values of a table, from stored cells: exact, or rounded with `key`.
+
+    Every value is a sum of base cells (each rounded first when `key` is given): a place
+    sums its communes, a flow's quarter or year its months (rounded answers), a stock's
+    period is its last month. `cells` must hold the cells of `storage_of` every asked
+    indicator and period under the places (and, rounded, CP_GRANT_DISBURSED's alongside
+    CP_GRANT_DISBURSED_KHR's). Indicators that are not summed (CP_PROVIDERS) are left out.
+    """
+    periods = list(periods)
+    covers: dict[tuple[str, str], list[str]] = {}
+    for ind in indicators:
+        if ind.roll_up is not RollUp.sum:
+            continue
+        for period in periods:
+            for stored in storage_of(ind, period, now, by_month=key is not None):
+                covers.setdefault((ind.code, stored), []).append(period.code)
+    needed = set(places_)
+    cells = list(cells)
+    counts: dict[tuple[str, str, str], int] = {}
+    if key is not None:
+        counts = {
+            (cell[1], cell[2], cell[3]): value
+            for cell, value, _ in cells
+            if cell[0] == AMOUNT_COUNT
+        }
+    out: dict[TableKey, Tally] = {}
+    for cell, value, updated in cells:
+        targets = covers.get((cell[0], cell[1]))
+        if not targets:
+            continue
+        if key is not None:
+            value = published_value(key, cell, value, counts.get((cell[1], cell[2], cell[3]), 0))
+        commune = cell[2]
+        for place in (commune, commune[:DISTRICT_LENGTH], commune[:2], COUNTRY):
+            if place in needed:
+                for period_code in targets:
+                    tally = out.get((cell[0], period_code, place, cell[3]))
+                    if tally is None:
+                        tally = out[(cell[0], period_code, place, cell[3])] = Tally()
+                    tally.add(value, updated)
+    return out
+
+
+# ---------------------------------------------------------------- bounds of a query
+
+
+def check_query_period(period: Period, field: str) -> None:
+    """422 for a period that starts before 2000 (nothing is counted before it)."""
+    if period.first < FIRST_MONTH:
+        raise invalid(field, f"{period.code} lies before {FIRST_YEAR}: periods start in 2000")
+
+
+def check_query_size(
+    periods: Sequence[Period], places_count: int, indicators: Sequence[Indicator], field: str
+) -> int:
+    """422 naming the limit when a query spans more than 10 years or 500,000 values.
+
+    Decided from the query's shape alone (periods x org units x category option combos),
+    before any work; returns the number of values it will produce.
+    """
+    if periods:
+        span = max(p.last for p in periods) - min(p.first for p in periods) + 1
+        if span > MAX_YEARS * 12:
+            raise invalid(
+                field,
+                f"limit: at most {MAX_YEARS} years of periods per request (asked: {span} months)",
+            )
+    combos = sum(len(i.combo.combos) for i in indicators)
+    values = len(periods) * places_count * combos
+    if values > MAX_VALUES:
+        raise invalid(
+            field,
+            f"limit: at most {MAX_VALUES:,} data values per request (this one: {values:,}); "
+            "ask for fewer periods, org units or data elements",
+        )
+    return values

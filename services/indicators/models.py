@@ -11,7 +11,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, String, func, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    SmallInteger,
+    String,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
@@ -115,6 +126,28 @@ class ProviderVersionRow(SQLModel, table=True):
     recorded_at: datetime = Field(sa_column=_now_column())
 
 
+class RoundingKey(SQLModel, table=True):
+    """The one secret of the small-cell rounding (a single row, made at the first start).
+
+    Every replica, restart and rebuild reads the same key, so a cell always rounds the same
+    way. It is not part of a generation: a rebuild keeps it.
+    """
+
+    __tablename__ = "rounding_key"
+    __table_args__ = (
+        CheckConstraint("id = 1", name="ck_rounding_key_one_row"),
+        CheckConstraint("length(key) >= 32", name="ck_rounding_key_length"),
+        {"schema": SCHEMA},
+    )
+
+    id: int = Field(
+        default=1,
+        sa_column=Column(SmallInteger, primary_key=True, server_default=text("1")),
+    )
+    key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(sa_column=_now_column())
+
+
 outbox = outbox_table(metadata, SCHEMA)
 inbox = inbox_table(metadata, SCHEMA)
 idempotency_keys = idempotency_table(metadata, SCHEMA)
@@ -125,4 +158,5 @@ applied_events = AppliedEvent.__table__  # type: ignore[attr-defined]
 cells = IndicatorCell.__table__  # type: ignore[attr-defined]
 child_versions = ChildVersionRow.__table__  # type: ignore[attr-defined]
 provider_versions = ProviderVersionRow.__table__  # type: ignore[attr-defined]
+rounding_key = RoundingKey.__table__  # type: ignore[attr-defined]
 AGGREGATES = (applied_events, cells, child_versions, provider_versions)

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ValueRow(BaseModel):
-    """One value: suppressed values are null with suppressed true."""
+    """One value: exact, or rounded to base 5 for a principal without detail."""
 
     indicator: str
     period: str
     area: str
     disaggregation: str
-    value: int | None
-    suppressed: bool
+    value: int
+    suppressed: bool = Field(
+        description="Always false: nothing is withheld (kept for existing clients)."
+    )
+    rounded: bool = Field(
+        description="The value is a sum of base cells rounded to base 5 (the catalogue's "
+        "small-cell rule); false for exact values."
+    )
 
 
 class ValuesOut(BaseModel):

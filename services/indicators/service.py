@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -148,10 +150,14 @@ class Row:
     period: domain.Period
     place: str
     combo: str
-    value: int | None
-    suppressed: bool
-    last_updated: datetime | None  # when the value itself last changed
-    changed_at: datetime | None  # when it, or anything deciding its suppression, changed
+    value: int
+    rounded: bool  # published after the small-cell rounding (a principal without detail)
+    last_updated: datetime | None  # when a cell the value is made of last changed
+
+    @property
+    def suppressed(self) -> bool:
+        """Always false: nothing is withheld (kept in the answers for existing clients)."""
+        return False
 
 
 def check_periods(periods: Iterable[domain.Period], now: int, field: str = "period") -> None:
@@ -161,20 +167,27 @@ def check_periods(periods: Iterable[domain.Period], now: int, field: str = "peri
             raise invalid(field, f"{p.code} lies in the future")
 
 
-@dataclass
-class _Acc:
-    value: int = 0
-    updated: datetime | None = None
+# ---------------------------------------------------------------- the rounding key
 
-    def add(self, value: int, updated: datetime | None) -> None:
-        self.value += value
-        if updated is not None and (self.updated is None or updated > self.updated):
-            self.updated = updated
+_KEYS: weakref.WeakKeyDictionary[Database, bytes] = weakref.WeakKeyDictionary()
 
 
-def _latest(times: Iterable[datetime | None]) -> datetime | None:
-    known = [t for t in times if t is not None]
-    return max(known) if known else None
+async def rounding_key(db: Database) -> bytes:
+    """The small-cell rounding key of this database, made once and then only read.
+
+    Kept in the indicators schema (one row), so replicas, restarts and rebuilds round every
+    cell identically; read once per process (two first reads at once both read the one
+    stored row).
+    """
+    key = _KEYS.get(db)
+    if key is None:
+        async with db.transaction() as conn:
+            key = await store.rounding_key(conn, secrets.token_bytes(32))
+        _KEYS[db] = key
+    return key
+
+
+# ---------------------------------------------------------------- tables of values
 
 
 async def table(
@@ -184,104 +197,78 @@ async def table(
     periods: Sequence[domain.Period],
     places_: Sequence[str],
 ) -> list[Row]:
-    """Values for every indicator x period x place x combo, suppressed as the principal needs.
+    """Values for every indicator x period x place x combo, exact or rounded.
 
-    Suppression is decided per district group (all its communes), so a cell is hidden the
-    same way whatever the query's shape; `values` and `dataValueSets` both answer from here.
+    A principal without indicators:read:detail is shown every count rounded (the rule of
+    domain.SMALL_CELL_RULE): base cells rounded, everything else their sum, so `values` and
+    `dataValueSets` give the same numbers whatever the query's shape.
     """
     now = domain.current_month()
     check_periods(periods, now)
     await roll_forward(db, now)
     detail = principal.has("indicators:read:detail")
-    communes_asked = {p for p in places_ if domain.place_length(p) == domain.COMMUNE_LENGTH}
-    districts = sorted({c[: domain.DISTRICT_LENGTH] for c in communes_asked}) if not detail else []
-    needed = set(places_) | {c for d in districts for c in domain.communes_of(d)}
-    prefixes = {"" if p == COUNTRY else p for p in places_ if p not in communes_asked}
-    prefixes |= set(districts) if not detail else set(communes_asked)
+    key = None if detail else await rounding_key(db)
+    needed = set(places_)
+    prefixes = {"" if p == COUNTRY else p for p in places_}
     codes = {i.code for i in indicators}
-    if not detail and "CP_GRANT_DISBURSED_KHR" in codes:
-        codes.add("CP_GRANT_DISBURSED")
-    wanted = [domain.BY_CODE[c] for c in sorted(codes)]
-
-    def stored(ind: domain.Indicator, period: domain.Period) -> str:
-        if ind.kind is domain.Kind.flow:
-            return period.code
-        return domain.month_code(min(period.last, now))
-
-    values: dict[tuple[str, str], dict[str, dict[str, _Acc]]] = {}
+    if key is not None and domain.AMOUNT in codes:
+        codes.add(domain.AMOUNT_COUNT)  # the riel follow their rounded grant count
+    additive = [c for c in sorted(codes) if domain.BY_CODE[c].roll_up is domain.RollUp.sum]
+    storage = sorted(
+        {
+            stored
+            for c in additive
+            for p in periods
+            for stored in domain.storage_of(domain.BY_CODE[c], p, now, by_month=key is not None)
+        }
+    )
+    providers: dict[tuple[str, str, str, str], domain.Tally] = {}
     async with store.snapshot(db) as conn:
         target = await store.active_target(conn)
-        additive = [i.code for i in wanted if i.roll_up is domain.RollUp.sum]
-        storage = sorted({stored(domain.BY_CODE[c], p) for c in additive for p in periods})
         found = (
             await store.read_cells(conn, target.generation, additive, storage, prefixes)
             if additive
             else {}
         )
-        for (ind_code, period_code), cells in found.items():
-            acc = values.setdefault((ind_code, period_code), {})
-            for stored_cell in cells:
-                c = stored_cell.commune
-                for place in (c, c[:4], c[:2], COUNTRY):
-                    if place in needed:
-                        acc.setdefault(place, {}).setdefault(stored_cell.combo, _Acc()).add(
-                            stored_cell.value, stored_cell.updated_at
-                        )
         if "CP_PROVIDERS" in codes:
             for period in periods:
                 month = min(period.last, now)
                 versions, changed = await store.providers_at(conn, target.generation, month)
-                counts = domain.provider_counts(versions, needed)
-                acc = values.setdefault(("CP_PROVIDERS", domain.month_code(month)), {})
-                for place, by_type in counts.items():
+                for place, by_type in domain.provider_counts(versions, needed).items():
                     for service_type, n in by_type.items():
-                        acc.setdefault(place, {})[service_type] = _Acc(n, changed)
-
-    def cell(ind: str, period: domain.Period, place: str, combo: str) -> _Acc:
-        key = (ind, stored(domain.BY_CODE[ind], period))
-        return values.get(key, {}).get(place, {}).get(combo) or _Acc()
-
-    hidden_cache: dict[tuple[str, str, str, str], set[str]] = {}
-
-    def hidden(ind: str, period: domain.Period, district: str, combo: str) -> set[str]:
-        key = (ind, period.code, district, combo)
-        if key not in hidden_cache:
-            group = {c: cell(ind, period, c, combo).value for c in domain.communes_of(district)}
-            forced: set[str] = set()
-            if ind == "CP_GRANT_DISBURSED_KHR":
-                forced = hidden("CP_GRANT_DISBURSED", period, district, combo)
-            hidden_cache[key] = domain.suppressed_cells(group, forced)
-        return hidden_cache[key]
-
-    def group_changed(ind: str, period: domain.Period, district: str) -> datetime | None:
-        inds = [ind, "CP_GRANT_DISBURSED"] if ind == "CP_GRANT_DISBURSED_KHR" else [ind]
-        return _latest(
-            a.updated
-            for i in inds
-            for c in domain.communes_of(district)
-            for a in values.get((i, stored(domain.BY_CODE[i], period)), {}).get(c, {}).values()
-        )
-
+                        providers[("CP_PROVIDERS", period.code, place, service_type)] = (
+                            domain.Tally(n, changed)
+                        )
+    values = domain.publish_table(
+        (
+            ((ind_code, stored, c.commune, c.combo), c.value, c.updated_at)
+            for (ind_code, stored), cells_ in found.items()
+            for c in cells_
+        ),
+        indicators,
+        periods,
+        places_,
+        now,
+        key,
+    )
+    values.update(providers)
+    empty = domain.Tally()
     rows: list[Row] = []
     for ind in indicators:
+        rounded = key is not None and ind.code in domain.ROUNDED
         for period in periods:
             for place in places_:
-                small = not detail and domain.place_length(place) == domain.COMMUNE_LENGTH
-                district = place[: domain.DISTRICT_LENGTH]
-                changed = group_changed(ind.code, period, district) if small else None
                 for combo in ind.combo.combos:
-                    got = cell(ind.code, period, place, combo.code)
-                    masked = small and place in hidden(ind.code, period, district, combo.code)
+                    got = values.get((ind.code, period.code, place, combo.code), empty)
                     rows.append(
                         Row(
                             indicator=ind.code,
                             period=period,
                             place=place,
                             combo=combo.code,
-                            value=None if masked else got.value,
-                            suppressed=masked,
+                            value=got.value,
+                            rounded=rounded,
                             last_updated=got.updated,
-                            changed_at=changed if small else got.updated,
                         )
                     )
     return rows

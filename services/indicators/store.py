@@ -80,6 +80,23 @@ async def release_rebuild_lock(conn: AsyncConnection) -> None:
     await conn.execute(text("SELECT pg_advisory_unlock(:n, :k)"), {"n": LOCKS, "k": REBUILD})
 
 
+# ---------------------------------------------------------------- the rounding key
+
+
+async def rounding_key(conn: AsyncConnection, candidate: bytes) -> bytes:
+    """The stored rounding key; `candidate` becomes it when none is stored yet.
+
+    INSERT … ON CONFLICT DO NOTHING, then read: two replicas starting at once both end up
+    with the row the first one wrote.
+    """
+    await conn.execute(
+        text("INSERT INTO indicators.rounding_key (id, key) VALUES (1, :k) ON CONFLICT DO NOTHING"),
+        {"k": candidate},
+    )
+    key = await conn.scalar(text("SELECT key FROM indicators.rounding_key WHERE id = 1"))
+    return bytes(key)
+
+
 # ---------------------------------------------------------------- generations
 
 

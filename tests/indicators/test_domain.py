@@ -1,4 +1,4 @@
-"""The indicators' rules on their own: periods, age bands, stock deltas, suppression."""
+"""The indicators' rules on their own: periods, age bands, stock deltas, rounding."""
 
 from __future__ import annotations
 
@@ -115,21 +115,75 @@ def test_stock_deltas_do_not_depend_on_arrival_order() -> None:
     assert expected[("CP_CASE_HIGH_RISK", "202512", "120109", "F_Y10_14")] == 1
 
 
-def test_small_cells_and_their_complement_are_hidden() -> None:
-    assert domain.suppressed_cells({"a": 0, "b": 7, "c": 12}) == set()
-    assert domain.suppressed_cells({"a": 3, "b": 7, "c": 12}) == {"a", "b"}
-    assert domain.suppressed_cells({"a": 3, "b": 2, "c": 12}) == {"a", "b"}
-    assert domain.suppressed_cells({"a": 3, "b": 0, "c": 0}) == {"a", "b"}
-    assert domain.suppressed_cells({"a": 9, "b": 5, "c": 0}, forced={"a"}) == {"a", "b"}
+KEY = bytes(range(32))
 
 
-def test_no_group_ever_has_exactly_one_hidden_cell() -> None:
-    rng = random.Random(7)
-    for _ in range(2000):
-        values = {f"c{i}": rng.choice([0, 0, 1, 2, 4, 5, 9, 30]) for i in range(rng.randint(2, 8))}
-        hidden = domain.suppressed_cells(values)
-        assert len(hidden) != 1
-        assert all(values[c] == 0 or c in hidden for c in values if 1 <= values[c] <= 4)
+def test_rounding_is_consistent_unbiased_and_keeps_zero_and_fives() -> None:
+    cells = [("CP_CHILD_REG", "202503", f"12{d:02d}{c:02d}", "F_Y0_4") for d in range(1, 40)
+             for c in range(1, 40)]  # fmt: skip
+    for cell in cells[:50]:
+        assert domain.round_count(KEY, cell, 0) == 0
+        assert domain.round_count(KEY, cell, 10) == 10
+        for v in range(1, 30):
+            r = domain.round_count(KEY, cell, v)
+            assert r % 5 == 0
+            assert abs(r - v) < 5
+            assert domain.round_count(KEY, cell, v) == r  # the same cell, the same way
+    for rest in (1, 2, 3, 4):
+        up = sum(domain.round_count(KEY, cell, 5 + rest) == 10 for cell in cells) / len(cells)
+        assert abs(up - rest / 5) < 0.04, (rest, up)  # P(up) = (v mod 5)/5: unbiased
+    other = bytes(32)
+    assert [domain.round_count(other, c, 2) for c in cells[:40]] != [
+        domain.round_count(KEY, c, 2) for c in cells[:40]
+    ]  # another key, other draws
+
+
+def test_riel_follow_their_rounded_grant_count() -> None:
+    cell = ("CP_GRANT_DISBURSED_KHR", "202503", "120101", "medical_transport")
+    count_cell = ("CP_GRANT_DISBURSED", *cell[1:])
+    for count in range(1, 12):
+        r = domain.round_count(KEY, count_cell, count)
+        amount = 150_000 * count
+        assert domain.published_value(KEY, cell, amount, count) == 150_000 * r
+    assert domain.published_value(KEY, cell, 0, 0) == 0
+    providers = ("CP_PROVIDERS", "202503", "120101", "health")
+    assert domain.published_value(KEY, providers, 3) == 3  # not about a child: exact
+
+
+def test_published_tables_are_sums_of_rounded_base_cells() -> None:
+    rng = random.Random(3)
+    reg = domain.BY_CODE["CP_CHILD_REG"]
+    open_ = domain.BY_CODE["CP_CASE_OPEN"]
+    communes = ["120101", "120109", "120201"]
+    months = [month_index(2025, m) for m in range(1, 13)]
+    cells = [
+        ((ind.code, domain.month_code(m), c, "F_Y0_4"), rng.choice([0, 1, 2, 3, 4, 6, 12]), None)
+        for ind in (reg, open_) for m in months for c in communes
+    ]  # fmt: skip
+    periods = [Period.parse(p) for p in ("202502", "2025Q1", "2025")]
+    places = [*communes, "1201", "1202", "12", "KH"]
+    now = month_index(2025, 12)
+    got = domain.publish_table(cells, [reg, open_], periods, places, now, KEY)
+    rounded = {cell: domain.round_count(KEY, cell, v) for cell, v, _ in cells}
+
+    def base(ind: str, month: int, place: str) -> int:
+        return sum(
+            r for (i, p, c, _), r in rounded.items()
+            if i == ind and p == domain.month_code(month) and (place == "KH" or c.startswith(place))
+        )  # fmt: skip
+
+    for place in places:
+        for period in periods:
+            flow = got[("CP_CHILD_REG", period.code, place, "F_Y0_4")].value
+            assert flow == sum(base("CP_CHILD_REG", m, place) for m in period.months)
+            stock = got[("CP_CASE_OPEN", period.code, place, "F_Y0_4")].value
+            assert stock == base("CP_CASE_OPEN", period.last, place)
+            assert flow % 5 == 0
+            assert stock % 5 == 0
+    exact = domain.publish_table(cells, [reg], periods[:1], ["KH"], now, None)
+    assert exact[("CP_CHILD_REG", "202502", "KH", "F_Y0_4")].value == sum(
+        v for (i, p, _, _), v, _ in cells if i == "CP_CHILD_REG" and p == "202502"
+    )
 
 
 def test_providers_count_where_they_serve_and_once_per_place() -> None:
