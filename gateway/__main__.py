@@ -1,4 +1,7 @@
-"""`python -m gateway [serve|migrate|makemigration <message>]`."""
+"""`python -m gateway [serve|migrate|kek|makemigration <message>]`.
+
+`kek` prints a new key-encryption key for KOMAR_KEK (docs/operations.md#key-encryption-key).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from pathlib import Path
 import uvicorn
 
 from gateway.app import create_app
+from gateway.kek import MISSING, KekError, Keks, new_kek
 from gateway.models import SCHEMA, metadata
 from gateway.settings import GatewaySettings
 from libs.common import migrations
@@ -21,12 +25,34 @@ def migrate(database_url: str) -> None:
     migrations.upgrade(database_url, SCHEMA, metadata, VERSIONS)
 
 
+def kek_problem(settings: GatewaySettings) -> str | None:
+    """Why the configured KEKs cannot be used (missing or malformed), or None."""
+    if settings.kek is None:
+        return MISSING
+    previous = settings.kek_previous
+    try:
+        Keks(
+            settings.kek.get_secret_value(),
+            previous.get_secret_value() if previous is not None else None,
+        )
+    except KekError as exc:
+        return str(exc)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     command = args[0] if args else "serve"
+    if command == "kek":
+        print(new_kek())
+        return 0
     settings = GatewaySettings()
     configure_logging("gateway", json=settings.log_json, level=settings.log_level)
     if command == "serve":
+        problem = kek_problem(settings)
+        if problem is not None:
+            print(f"gateway: cannot start: {problem}", file=sys.stderr)
+            return 2
         uvicorn.run(
             create_app(settings),
             host=settings.host,
@@ -46,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         message = args[1] if len(args) > 1 else "change"
         migrations.revision(settings.database_url, SCHEMA, metadata, VERSIONS, message)
         return 0
-    print(f"unknown command {command!r}; one of: serve, migrate, makemigration", file=sys.stderr)
+    print(
+        f"unknown command {command!r}; one of: serve, migrate, kek, makemigration",
+        file=sys.stderr,
+    )
     return 2
 
 

@@ -12,6 +12,7 @@ from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import Counter
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,7 +32,7 @@ from gateway.schemas import (
     UserPage,
 )
 from libs.common.auth import SCOPES, Principal, bearer_token
-from libs.common.errors import Conflict, NotFound, Problem, Unauthorized, invalid
+from libs.common.errors import Conflict, Forbidden, NotFound, Problem, Unauthorized, invalid
 from libs.common.http import (
     Page,
     check_if_match,
@@ -50,6 +51,17 @@ router = APIRouter()
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 PUBLIC: dict[str, Any] = {"security": []}
 INVALID_LOGIN = "invalid username or password, or the account is temporarily locked"
+
+# Secrets and passwords verified against a principal's stored hash. The hashes spent on
+# unknown, disabled or locked principals (against a dummy) are not counted, nor are client
+# secrets this replica verified before.
+CREDENTIAL_CHECKS = Counter(
+    "komar_gateway_credential_checks_total",
+    "Secrets and passwords verified against a principal's own stored hash",
+    ["grant_type"],
+)
+PASSWORD_CHECKS = CREDENTIAL_CHECKS.labels("password")
+CLIENT_CHECKS = CREDENTIAL_CHECKS.labels("client_credentials")
 
 
 def runtime(request: Request) -> GatewayRuntime:
@@ -158,72 +170,89 @@ def _source_address(request: Request, rt: GatewayRuntime) -> str:
     return rt.trusted_proxies.client_address(peer, request.headers.get("x-forwarded-for"))
 
 
-def _count_failure(rt: GatewayRuntime, source: str) -> None:
-    rt.login_failures.take(source, time.monotonic())
+def _slow_down(wait: float, description: str) -> OAuthError:
+    return OAuthError(
+        "slow_down", description, status=429, headers={"Retry-After": domain.retry_after(wait)}
+    )
 
 
-async def _client_grant(request: Request, rt: GatewayRuntime, params: dict[str, str]) -> Row[Any]:
+def _check_address(rt: GatewayRuntime, source: str) -> None:
+    """429 once an address has failed far more often than honest use ever does."""
+    wait = rt.login_failures.peek(source, time.monotonic())
+    if wait:
+        raise _slow_down(wait, "too many failed attempts from your address; retry later")
+
+
+async def _client_grant(
+    request: Request, rt: GatewayRuntime, params: dict[str, str], source: str
+) -> Row[Any]:
     client_id, secret = _client_credentials(request, params)
     if len(client_id) > 64 or len(secret) > 256:
         raise _invalid_client("client authentication failed")
     async with rt.db.transaction() as conn:
         row = await store.get_client(conn, client_id)
+    known = row is not None and rt.client_secret_known(client_id, secret, row.secret_hash)
+    if row is not None and row.active and known:
+        return row  # verified on this replica before: no slow hash, so no throttle either
+    _check_address(rt, source)
+    now = time.monotonic()
+    wait = rt.client_failures.peek(client_id, now) if row is not None else 0.0
+    if wait:
+        raise _slow_down(wait, "too many failed attempts for this client; retry later")
     if row is None:
         await asyncio.to_thread(domain.verify_secret, secret, domain.dummy_hash())
         ok = False
     else:
+        CLIENT_CHECKS.inc()
         ok = await rt.client_secret_ok(client_id, secret, row.secret_hash)
-    if row is None or not ok:
-        _count_failure(rt, _source_address(request, rt))
+    if row is None or not ok or not row.active:
+        rt.login_failures.take(source, now)
+        if row is not None:
+            rt.client_failures.take(client_id, now)
         log.info("auth.client.failed", client_id=row.client_id if row is not None else None)
         raise _invalid_client("client authentication failed")
-    if not row.active:
-        raise _invalid_client("this client is disabled")
     return row
 
 
-async def _password_grant(request: Request, rt: GatewayRuntime, params: dict[str, str]) -> Row[Any]:
+async def _password_grant(
+    request: Request, rt: GatewayRuntime, params: dict[str, str], source: str
+) -> Row[Any]:
     username = params.get("username", "").strip().lower()
     password = params.get("password", "")
     if not username or not password:
         raise OAuthError("invalid_request", "username and password are required")
     if len(username) > 64 or len(password) > 256:
         raise _invalid_grant()
+    _check_address(rt, source)
+    settings = rt.settings
+    # The attempt is reserved (counted as a failure) before the password is checked, so a
+    # burst of guesses gets at most `login_max_failures` checks between them.
     async with rt.db.transaction() as conn:
-        row = await store.get_user_by_username(conn, username)
-        now = await store.db_now(conn)
-    stored = row.password_hash if row is not None else domain.dummy_hash()
-    ok = await asyncio.to_thread(domain.verify_secret, password, stored)
-    source = _source_address(request, rt)
+        row = await store.reserve_login(
+            conn,
+            username,
+            max_failures=settings.login_max_failures,
+            window_s=settings.login_failure_window_s,
+            lock_for_s=settings.login_lockout_s,
+        )
     if row is None:
-        _count_failure(rt, source)
-        log.info("auth.user.failed", reason="unknown")
-        raise _invalid_grant()
-    if row.locked_until is not None and row.locked_until > now:
-        _count_failure(rt, source)
-        log.info("auth.user.failed", user_id=row.user_id, reason="locked")
-        raise _invalid_grant()
-    if not ok:
-        _count_failure(rt, source)
-        async with rt.db.transaction() as conn:
-            locked = await store.count_failed_login(
-                conn,
-                row.user_id,
-                max_failures=rt.settings.login_max_failures,
-                lock_for_s=rt.settings.login_lockout_s,
-            )
-        log.info("auth.user.failed", user_id=row.user_id, reason="password")
-        if locked:
-            log.warning(
-                "auth.user.locked", user_id=row.user_id, seconds=rt.settings.login_lockout_s
-            )
-        raise _invalid_grant()
-    if not row.active:
-        raise _invalid_grant("this account is disabled")
-    if row.failed_logins:
-        async with rt.db.transaction() as conn:
-            await store.clear_failed_logins(conn, row.user_id)
-    return row
+        # Unknown, disabled, locked or at the limit: the same answer after the same work.
+        await asyncio.to_thread(domain.verify_secret, password, domain.dummy_hash())
+    else:
+        PASSWORD_CHECKS.inc()
+        if await asyncio.to_thread(domain.verify_secret, password, row.password_hash):
+            async with rt.db.transaction() as conn:
+                done = await store.login_succeeded(conn, row.user_id)
+            if done is not None:
+                return done
+    rt.login_failures.take(source, time.monotonic())
+    if row is None:
+        log.info("auth.user.failed", checked=False)
+    else:
+        log.info("auth.user.failed", user_id=row.user_id, checked=True)
+        if row.failures_since is None and row.locked_until is not None:
+            log.warning("auth.user.locked", user_id=row.user_id, seconds=settings.login_lockout_s)
+    raise _invalid_grant()
 
 
 @router.post(
@@ -261,23 +290,15 @@ async def token(request: Request) -> JSONResponse:
     """Issue a short-lived RS256 access token."""
     rt = runtime(request)
     source = _source_address(request, rt)
-    wait = rt.login_failures.peek(source, time.monotonic())
-    if wait:
-        raise OAuthError(
-            "slow_down",
-            "too many failed attempts from your address; retry later",
-            status=429,
-            headers={"Retry-After": domain.retry_after(wait)},
-        )
     params = await _form(request)
     grant_type = params.get("grant_type")
     if not grant_type:
         raise OAuthError("invalid_request", "grant_type is required")
     if grant_type == "client_credentials":
-        row = await _client_grant(request, rt, params)
+        row = await _client_grant(request, rt, params, source)
         sub = row.client_id
     elif grant_type == "password":
-        row = await _password_grant(request, rt, params)
+        row = await _password_grant(request, rt, params, source)
         sub = row.user_id
     else:
         raise OAuthError("unsupported_grant_type", "use client_credentials or password")
@@ -351,11 +372,14 @@ def _created_id(answer: Response) -> str:
     return answer.headers["location"].rsplit("/", 1)[-1]
 
 
-def _check_rules(body: ClientCreate | UserCreate) -> None:
+def _check_rules(body: ClientCreate | UserCreate, principal: Principal) -> None:
     try:
         domain.check_principal(body.org_type, body.scopes)
     except domain.RuleViolation as exc:
         raise invalid(exc.field, exc.message) from exc
+    # An admin mints principals inside its own areas only (a district admin, no KH client).
+    if not all(principal.covers(area) for area in body.areas):
+        raise Forbidden("every area of a new client or user must lie inside your own areas")
 
 
 # ---------------------------------------------------------------- admin: clients
@@ -372,9 +396,10 @@ async def create_client(
     body: ClientCreate, request: Request, principal: Principal = Depends(admin_principal)
 ) -> Response:
     rt = runtime(request)
-    _check_rules(body)
+    _check_rules(body, principal)
     secret = domain.new_client_secret()
     secret_hash = await asyncio.to_thread(domain.hash_secret, secret)
+    created: dict[str, Any] = {}
 
     async def work(conn: AsyncConnection) -> Response:
         row = await store.insert_client(
@@ -388,17 +413,27 @@ async def create_client(
             rate_limit_per_second=body.rate_limit_per_second,
             secret_hash=secret_hash,
         )
-        out = {**_client_out(row), "client_secret": secret}
-        answer = json_response(
-            out, 201, version=row.version, location=f"/v1/admin/clients/{row.client_id}"
-        )
-        answer.headers.update(NO_STORE)
+        created["row"] = row
         log.info("admin.client.created", client_id=row.client_id, by=principal.sub)
-        return answer
+        # What an Idempotency-Key keeps to replay: the client without its secret.
+        return _client_created(row, None)
 
     answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
-    if answer.status_code == 201 and answer.headers.get("idempotent-replayed") is None:
-        rt.guard.set_rate(_created_id(answer), body.rate_limit_per_second)
+    if "row" not in created:
+        return answer  # replayed (the secret was shown once, to the first request)
+    row = created["row"]
+    rt.guard.set_rate(row.client_id, body.rate_limit_per_second)
+    return _client_created(row, secret)
+
+
+def _client_created(row: Row[Any], secret: str | None) -> Response:
+    answer = json_response(
+        {**_client_out(row), "client_secret": secret},
+        201,
+        version=row.version,
+        location=f"/v1/admin/clients/{row.client_id}",
+    )
+    answer.headers.update(NO_STORE)
     return answer
 
 
@@ -478,7 +513,7 @@ async def create_user(
     body: UserCreate, request: Request, principal: Principal = Depends(admin_principal)
 ) -> Response:
     rt = runtime(request)
-    _check_rules(body)
+    _check_rules(body, principal)
     minimum = rt.settings.min_password_length
     if len(body.password) < minimum:
         raise invalid("password", f"must be at least {minimum} characters long")

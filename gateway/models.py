@@ -10,6 +10,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -38,9 +39,17 @@ signing_keys = Table(
     "signing_keys",
     metadata,
     Column("kid", String(64), primary_key=True),
-    Column("private_pem", Text, nullable=False),
+    # Only in a database from before keys were sealed, until the gateway's next start
+    # seals it: a private key is kept AES-GCM-sealed under the KEK named by kek_id.
+    Column("private_pem", Text),
+    Column("kek_id", String(16)),
+    Column("sealed_key", LargeBinary),
     _created(),
     Column("retired_at", DateTime(timezone=True)),
+    CheckConstraint(
+        "private_pem IS NOT NULL OR (sealed_key IS NOT NULL AND kek_id IS NOT NULL)",
+        name="ck_gateway_signing_keys_key_kept",
+    ),
 )
 # At most one active (unretired) key: the one every replica signs with.
 Index(
@@ -83,7 +92,9 @@ users = Table(
     Column("password_hash", String(200), nullable=False),
     Column("rate_limit_per_second", Float),
     Column("active", Boolean, nullable=False, server_default=text("true")),
+    # Login attempts reserved (each one before its password is checked) since failures_since.
     Column("failed_logins", Integer, nullable=False, server_default=text("0")),
+    Column("failures_since", DateTime(timezone=True)),
     Column("locked_until", DateTime(timezone=True)),
     Column("version", Integer, nullable=False, server_default=text("1")),
     _created(),

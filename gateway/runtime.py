@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from fastapi import Request
+from sqlalchemy import Table
+
 from gateway import domain, store
+from gateway.kek import MISSING, KekError, Keks
 from gateway.keys import FRESH_S, KeyRing
 from gateway.models import idempotency_keys
 from gateway.settings import GatewaySettings
@@ -109,18 +114,46 @@ class PrincipalGuard:
         self.disabled = set(self.disabled) - {sub}
 
 
+class KeyedIdempotency(Idempotency):
+    """Idempotency-Key records whose request digest is keyed (HMAC under a KEK-derived key).
+
+    Admin requests carry passwords: a plain SHA-256 of such a body, kept 24 h, would let
+    anyone reading the table test guesses of the password offline. Keyed, it tells nothing
+    without the KEK.
+    """
+
+    def __init__(self, table: Table, key: bytes) -> None:
+        super().__init__(table)
+        self._key = key
+
+    async def request_hash(self, request: Request) -> bytes:  # type: ignore[override]
+        body = await request.body()
+        message = request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
+        return hmac.new(self._key, message, hashlib.sha256).digest()
+
+
 class GatewayRuntime:
     """The long-lived parts of one gateway process, started and stopped together."""
 
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
+        if settings.kek is None:
+            raise KekError(MISSING)
+        previous = settings.kek_previous
+        self.keks = Keks(
+            settings.kek.get_secret_value(),
+            previous.get_secret_value() if previous is not None else None,
+        )
         self.db = Database(
             settings.database_url,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
         )
         self.keys = KeyRing(
-            self.db, token_ttl_s=settings.token_ttl_s, retire_margin_s=settings.key_retire_margin_s
+            self.db,
+            self.keks,
+            token_ttl_s=settings.token_ttl_s,
+            retire_margin_s=settings.key_retire_margin_s,
         )
         self.verifier = TokenVerifier(
             self.keys.fetch_jwks,
@@ -130,10 +163,14 @@ class GatewayRuntime:
             refresh_interval_s=FRESH_S,
         )
         self.guard = PrincipalGuard(settings)
-        self.idempotency = Idempotency(idempotency_keys)
+        self.idempotency = KeyedIdempotency(idempotency_keys, self.keks.request_digest_key)
         self.limiter = domain.RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+        # Failed token requests, per source address (far above honest use) and per client id.
         self.login_failures = domain.RateLimiter(
             settings.login_failures_per_minute / 60.0, settings.login_failure_burst
+        )
+        self.client_failures = domain.RateLimiter(
+            settings.client_failures_per_minute / 60.0, settings.client_failure_burst
         )
         self.trusted_proxies = TrustedProxies(settings.trusted_proxies)
         # Kept-alive connections to each service replica, by base URL (opened at start).
@@ -209,6 +246,7 @@ class GatewayRuntime:
         now = time.monotonic()
         self.limiter.forget_idle(now)
         self.login_failures.forget_idle(now)
+        self.client_failures.forget_idle(now)
 
     async def _purge_idempotency(self) -> None:
         async with self.db.transaction() as conn:
@@ -249,15 +287,20 @@ class GatewayRuntime:
 
     # ------------------------------------------------------------ secrets
 
+    def client_secret_known(self, client_id: str, secret: str, stored_hash: str) -> bool:
+        """Whether this replica verified exactly this secret of this client before (no scrypt)."""
+        known = self._client_fingerprints.get(client_id)
+        return known is not None and hmac.compare_digest(
+            known, domain.secret_fingerprint(stored_hash, secret)
+        )
+
     async def client_secret_ok(self, client_id: str, secret: str, stored_hash: str) -> bool:
         """Verify a client secret; a secret verified before skips scrypt (it has 256 bits)."""
-        fingerprint = domain.secret_fingerprint(stored_hash, secret)
-        known = self._client_fingerprints.get(client_id)
-        if known is not None and hmac.compare_digest(known, fingerprint):
+        if self.client_secret_known(client_id, secret, stored_hash):
             return True
         ok = await asyncio.to_thread(domain.verify_secret, secret, stored_hash)
         if ok:
             if len(self._client_fingerprints) > 10_000:
                 self._client_fingerprints.clear()
-            self._client_fingerprints[client_id] = fingerprint
+            self._client_fingerprints[client_id] = domain.secret_fingerprint(stored_hash, secret)
         return ok

@@ -26,6 +26,11 @@ class GatewaySettings(Settings):
     # Bootstrap admin: KOMAR_ADMIN_SECRET, else the stored/generated one under data_dir.
     admin_secret: SecretStr | None = None
 
+    # Key-encryption key of the signing keys at rest (KOMAR_KEK, required to serve), and during
+    # a rotation the one before it (KOMAR_KEK_PREVIOUS), which only opens what it sealed.
+    kek: SecretStr | None = None
+    kek_previous: SecretStr | None = None
+
     # Tokens: SPEC §3 caps access tokens at 15 minutes.
     token_ttl_s: int = Field(default=900, ge=30, le=900)
 
@@ -33,12 +38,19 @@ class GatewaySettings(Settings):
     rate_limit_per_second: float = Field(default=100.0, gt=0)
     rate_limit_burst: int = Field(default=200, ge=1)
 
-    # Failed logins: lockout per user (in the database, shared by replicas) and a
-    # per-source-address throttle on failures (in memory, per replica).
+    # Failed logins: a user is locked out after `login_max_failures` within
+    # `login_failure_window_s` (in the database, shared by replicas; each attempt is reserved
+    # there before its password is checked). A client id whose secret failed
+    # `client_failure_burst` times, refilled at `client_failures_per_minute`, gets 429 for
+    # secrets not already verified on this replica. A per-address throttle on failures sits
+    # far above honest use, so one address behind a shared NAT does not shut out the others.
     login_max_failures: int = Field(default=5, ge=1)
+    login_failure_window_s: int = Field(default=900, ge=1)
     login_lockout_s: int = Field(default=900, ge=1)
-    login_failures_per_minute: float = Field(default=20.0, gt=0)
-    login_failure_burst: int = Field(default=20, ge=1)
+    client_failures_per_minute: float = Field(default=10.0, gt=0)
+    client_failure_burst: int = Field(default=10, ge=1)
+    login_failures_per_minute: float = Field(default=600.0, gt=0)
+    login_failure_burst: int = Field(default=600, ge=1)
     min_password_length: int = Field(default=12, ge=8)
 
     # Signing keys: reload from the database this often; publish a retired key for the

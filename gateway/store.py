@@ -6,7 +6,20 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, case, func, insert, or_, select, text, true, tuple_, union_all, update
+from sqlalchemy import (
+    Row,
+    case,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    text,
+    true,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -62,9 +75,34 @@ async def retire_active_key(conn: AsyncConnection) -> str | None:
     return kid
 
 
-async def insert_key(conn: AsyncConnection, kid: str, private_pem: str) -> None:
-    """Add a key as the active one."""
-    await conn.execute(insert(signing_keys).values(kid=kid, private_pem=private_pem))
+async def insert_key(conn: AsyncConnection, kid: str, kek_id: str, sealed_key: bytes) -> None:
+    """Add a key, sealed under the KEK named `kek_id`, as the active one."""
+    await conn.execute(insert(signing_keys).values(kid=kid, kek_id=kek_id, sealed_key=sealed_key))
+
+
+async def keys_to_seal(conn: AsyncConnection, current_kek_id: str) -> Sequence[Row[Any]]:
+    """Keys kept in plain text (from before sealing) or sealed under another KEK than
+    the current one, locked for this transaction."""
+    query = (
+        select(signing_keys)
+        .where(
+            or_(
+                signing_keys.c.private_pem.is_not(None),
+                signing_keys.c.kek_id.is_distinct_from(current_kek_id),
+            )
+        )
+        .with_for_update()
+    )
+    return (await conn.execute(query)).all()
+
+
+async def seal_key(conn: AsyncConnection, kid: str, kek_id: str, sealed_key: bytes) -> None:
+    """Keep a key sealed only: the plain-text column is cleared."""
+    await conn.execute(
+        update(signing_keys)
+        .where(signing_keys.c.kid == kid)
+        .values(kek_id=kek_id, sealed_key=sealed_key, private_pem=None)
+    )
 
 
 async def key_age_s(conn: AsyncConnection) -> float | None:
@@ -184,32 +222,62 @@ async def set_user_active(conn: AsyncConnection, user_id: str, active: bool) -> 
     return row
 
 
-async def count_failed_login(
-    conn: AsyncConnection, user_id: str, *, max_failures: int, lock_for_s: int
-) -> bool:
-    """Count one failure atomically; at the limit lock the account. Returns whether it locked."""
-    locking = users.c.failed_logins + 1 >= max_failures
-    result = await conn.execute(
+async def reserve_login(
+    conn: AsyncConnection,
+    username: str,
+    *,
+    max_failures: int,
+    window_s: int,
+    lock_for_s: int,
+) -> Row[Any] | None:
+    """Reserve one password check for an enabled, unlocked user, before the check is made.
+
+    One atomic UPDATE counts the attempt as a failure unless it later succeeds; the attempt
+    that reaches `max_failures` within `window_s` locks the account for `lock_for_s`. Once the
+    limit is reached no further attempt is reserved, however many arrive at once, so at most
+    `max_failures` passwords are checked. Returns the user, or None when there is nothing to
+    check (unknown, disabled, locked, or at the limit).
+    """
+    now = func.now()
+    fresh = or_(
+        users.c.failures_since.is_(None),
+        users.c.failures_since <= now - func.make_interval(0, 0, 0, 0, 0, 0, window_s),
+    )
+    count = case((fresh, 1), else_=users.c.failed_logins + 1)
+    locking = count >= max_failures
+    statement = (
         update(users)
-        .where(users.c.user_id == user_id)
+        .where(
+            users.c.username == username,
+            users.c.active.is_(True),
+            or_(users.c.locked_until.is_(None), users.c.locked_until <= now),
+            or_(fresh, users.c.failed_logins < max_failures),
+        )
         .values(
-            failed_logins=case((locking, 0), else_=users.c.failed_logins + 1),
+            failed_logins=case((locking, 0), else_=count),
+            failures_since=case((locking, null()), (fresh, now), else_=users.c.failures_since),
             locked_until=case(
-                (locking, func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lock_for_s)),
+                (locking, now + func.make_interval(0, 0, 0, 0, 0, 0, lock_for_s)),
                 else_=users.c.locked_until,
             ),
         )
-        .returning(users.c.failed_logins == 0)
+        .returning(users)
     )
-    return bool(result.scalar_one_or_none())
+    row: Row[Any] | None = (await conn.execute(statement)).first()
+    return row
 
 
-async def clear_failed_logins(conn: AsyncConnection, user_id: str) -> None:
-    await conn.execute(
+async def login_succeeded(conn: AsyncConnection, user_id: str) -> Row[Any] | None:
+    """A reserved check succeeded: forget the failures (and a lock this burst set).
+    None when the user was disabled meanwhile."""
+    result = await conn.execute(
         update(users)
-        .where(users.c.user_id == user_id, users.c.failed_logins != 0)
-        .values(failed_logins=0)
+        .where(users.c.user_id == user_id, users.c.active.is_(True))
+        .values(failed_logins=0, failures_since=None, locked_until=None)
+        .returning(users)
     )
+    row: Row[Any] | None = result.first()
+    return row
 
 
 async def unlock_user(conn: AsyncConnection, user_id: str) -> Row[Any] | None:
@@ -217,7 +285,11 @@ async def unlock_user(conn: AsyncConnection, user_id: str) -> Row[Any] | None:
         update(users)
         .where(users.c.user_id == user_id)
         .values(
-            failed_logins=0, locked_until=None, version=users.c.version + 1, updated_at=func.now()
+            failed_logins=0,
+            failures_since=None,
+            locked_until=None,
+            version=users.c.version + 1,
+            updated_at=func.now(),
         )
         .returning(users)
     )

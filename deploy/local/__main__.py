@@ -4,6 +4,9 @@ Starts embedded PostgreSQL and NATS (unless DATABASE_URL / NATS_URL point elsewh
 migrates every schema, starts the services and then the gateway, restarts whatever dies,
 and on Ctrl-C / SIGTERM stops it all in order: gateway, services, NATS, PostgreSQL.
 
+The bootstrap admin secret and the gateway's key-encryption key (KOMAR_KEK) are taken from
+the environment, else from `var/admin-secret` and `var/kek`, generated there when missing.
+
 KOMAR_REPLICAS=N (`make run REPLICAS=N`) runs N processes of every service behind the one
 gateway: replica i listens on the service's port + 10·(i-1) (`replica_port`), is named
 `<service>-<i>` in the supervisor and its log, and the gateway gets every replica's URL.
@@ -98,16 +101,24 @@ def component_env(
     data_dir: Path,
     admin_secret: str,
     replicas: int = 1,
+    kek: str | None = None,
 ) -> dict[str, str]:
     """The environment every component is started with.
 
     KOMAR_<SERVICE>_URL lists the base URLs of all of the service's replicas, comma-separated.
+    KOMAR_KEK is `kek`, else KOMAR_KEK of this environment, else the one kept in
+    `<data_dir>/kek` (generated there, mode 0600, when missing).
     """
+    if kek is None:
+        from gateway.kek import load_or_create_kek
+
+        kek, _ = load_or_create_kek(data_dir)
     env = {
         "DATABASE_URL": database_url,
         "NATS_URL": nats_url,
         "KOMAR_DATA_DIR": str(data_dir),
         "KOMAR_ADMIN_SECRET": admin_secret,
+        "KOMAR_KEK": kek,
         "KOMAR_JWKS_URL": f"http://127.0.0.1:{ports[GATEWAY]}/.well-known/jwks.json",
     }
     for name, port in ports.items():
@@ -119,9 +130,14 @@ def component_env(
     return env
 
 
+GATEWAY_ONLY = ("KOMAR_KEK", "KOMAR_KEK_PREVIOUS")
+
+
 def replica_env(env: Mapping[str, str], replica: Replica) -> dict[str, str]:
-    """The environment of one process: the shared one, with its own port."""
-    return {**env, f"KOMAR_{replica.component.upper()}_PORT": str(replica.port)}
+    """The environment of one process: the shared one, with its own port (and the KEK for
+    the gateway only: no service needs it)."""
+    own = {k: v for k, v in env.items() if replica.component == GATEWAY or k not in GATEWAY_ONLY}
+    return {**own, f"KOMAR_{replica.component.upper()}_PORT": str(replica.port)}
 
 
 def start_order() -> list[tuple[str, str]]:
@@ -166,9 +182,13 @@ class Platform:
         processes = replica_layout(ports, count)  # a bad layout fails before anything starts
         database_url = self.environ.get("DATABASE_URL") or self._start_postgres()
         nats_url = self.environ.get("NATS_URL") or self._start_nats()
+        from gateway.kek import load_or_create_kek
         from libs.common.settings import load_or_create_admin_secret
 
         admin_secret, created = load_or_create_admin_secret(self.data_dir)
+        kek, kek_created = load_or_create_kek(self.data_dir)
+        if kek_created:
+            say(f"generated a key-encryption key (KOMAR_KEK) in {self.data_dir / 'kek'}")
         env = component_env(
             ports,
             database_url=database_url,
@@ -176,6 +196,7 @@ class Platform:
             data_dir=self.data_dir,
             admin_secret=admin_secret,
             replicas=count,
+            kek=kek,
         )
         for name, module, _, _ in COMPONENTS:
             say(f"migrating {name}")

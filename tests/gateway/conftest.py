@@ -22,9 +22,11 @@ from pydantic import BaseModel, ConfigDict
 
 from deploy.local.infra import free_port
 from gateway.app import create_app
+from gateway.kek import new_kek
 from gateway.settings import GatewaySettings
 
 ADMIN_SECRET = "test-admin-" + secrets.token_urlsafe(24)
+KEK = new_kek()
 CLIENT_ADDRESS = "203.0.113.7"
 ALL_READ = ["registry:read", "referrals:read", "funds:read", "indicators:read"]
 
@@ -179,12 +181,15 @@ def make_settings(**overrides: Any) -> GatewaySettings:
     """Test settings: fast refreshes, a short upstream timeout, no login throttle by default."""
     values: dict[str, Any] = {
         "admin_secret": ADMIN_SECRET,
+        "kek": KEK,
         "log_json": False,
         "upstream_timeout_s": 1.0,
         "principal_refresh_interval_s": 0.5,
         "key_refresh_interval_s": 1.0,
         "login_failures_per_minute": 100_000,
         "login_failure_burst": 100_000,
+        "client_failures_per_minute": 100_000,
+        "client_failure_burst": 100_000,
         "openapi_cache_s": 0.5,
         "db_pool_size": 5,
         "db_max_overflow": 5,

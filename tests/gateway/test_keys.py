@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import pytest
 from fastapi import FastAPI
 from jose import jwt as jose_jwt
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from deploy.local.infra import create_database, drop_database
 from gateway.__main__ import migrate
+from gateway.kek import MISSING, KekError, Keks, kek_id, new_kek, parse_kek
 from gateway.keys import FRESH_S, KeyRing
 from gateway.models import signing_keys
 from gateway.runtime import GatewayRuntime
 from gateway.settings import GatewaySettings
+from libs.common import jwt
 from libs.common.auth import TokenVerifier
 from libs.common.db import Database
-from tests.gateway.conftest import Gateway, bearer, client_for, running
+from tests.gateway.conftest import KEK, Gateway, bearer, client_for, running
 
 
 def kid_of(token: str) -> str:
@@ -91,7 +97,7 @@ async def test_rotation_keeps_old_tokens_working(
 
     # Retired keys leave the JWKS once every token they signed has expired.
     rt: GatewayRuntime = gateway_app.state.runtime
-    ring = KeyRing(rt.db, token_ttl_s=0, retire_margin_s=0)
+    ring = KeyRing(rt.db, rt.keks, token_ttl_s=0, retire_margin_s=0)
     await asyncio.sleep(0.01)
     await ring.reload()
     assert [k["kid"] for k in ring.jwks["keys"]] == [new_kid]
@@ -116,7 +122,7 @@ async def test_replicas_starting_together_create_one_key(gateway_settings: Gatew
         await asyncio.to_thread(migrate, url)
         settings = gateway_settings.model_copy(update={"database_url": url})
         dbs = [Database(url, pool_size=2, max_overflow=0) for _ in range(4)]
-        rings = [KeyRing(db, token_ttl_s=900, retire_margin_s=60) for db in dbs]
+        rings = [KeyRing(db, Keks(KEK), token_ttl_s=900, retire_margin_s=60) for db in dbs]
         try:
             await asyncio.gather(*(r.ensure_active() for r in rings))
         finally:
@@ -133,3 +139,109 @@ async def test_replicas_starting_together_create_one_key(gateway_settings: Gatew
             assert rt.keys.signing.kid in kids
     finally:
         await asyncio.to_thread(drop_database, gateway_settings.database_url, name)
+
+
+# ---------------------------------------------------------------- keys sealed under the KEK
+
+PEM_HEADER = b"PRIVATE KEY"
+
+
+@asynccontextmanager
+async def fresh_database(settings: GatewaySettings) -> AsyncIterator[GatewaySettings]:
+    """A migrated database of its own, and the settings pointing at it."""
+    name = f"komar_gw_{secrets.token_hex(4)}"
+    url = await asyncio.to_thread(create_database, settings.database_url, name)
+    try:
+        await asyncio.to_thread(migrate, url)
+        yield settings.model_copy(update={"database_url": url})
+    finally:
+        await asyncio.to_thread(drop_database, settings.database_url, name)
+
+
+async def key_rows(settings: GatewaySettings) -> list[tuple[str, str | None, str | None, bytes]]:
+    db = Database(settings.database_url, pool_size=1, max_overflow=0)
+    try:
+        async with db.transaction() as conn:
+            query = select(
+                signing_keys.c.kid,
+                signing_keys.c.private_pem,
+                signing_keys.c.kek_id,
+                signing_keys.c.sealed_key,
+            ).order_by(signing_keys.c.created_at)
+            return [tuple(r) for r in (await conn.execute(query)).all()]  # type: ignore[misc]
+    finally:
+        await db.close()
+
+
+async def test_signing_keys_are_stored_sealed(gateway_settings: GatewaySettings) -> None:
+    async with fresh_database(gateway_settings) as settings:
+        async with running(settings):
+            pass
+        rows = await key_rows(settings)
+        assert len(rows) == 1
+        kid, pem, sealed_with, sealed = rows[0]
+        assert pem is None
+        assert sealed_with == kek_id(parse_kek(KEK))
+        assert PEM_HEADER not in sealed
+        # The key opens with the KEK only, and only for its own row.
+        assert PEM_HEADER in Keks(KEK).unseal(sealed_with, sealed, kid.encode())
+        with pytest.raises(KekError):
+            Keks(new_kek()).unseal(sealed_with, sealed, kid.encode())
+        with pytest.raises(KekError):
+            Keks(KEK).unseal(sealed_with, sealed, b"another-kid")
+
+
+async def test_a_plain_text_key_is_sealed_at_start(gateway_settings: GatewaySettings) -> None:
+    async with fresh_database(gateway_settings) as settings:
+        kid, pem = "20200101-legacy", jwt.generate_private_key_pem()
+        db = Database(settings.database_url, pool_size=1, max_overflow=0)
+        try:
+            async with db.transaction() as conn:
+                await conn.execute(signing_keys.insert().values(kid=kid, private_pem=pem))
+        finally:
+            await db.close()
+        async with running(settings) as app:
+            rt: GatewayRuntime = app.state.runtime
+            # The same key keeps signing: tokens it signed before still verify.
+            assert rt.keys.signing is not None
+            assert rt.keys.signing.kid == kid
+        ((_, stored_pem, sealed_with, sealed),) = await key_rows(settings)
+        assert stored_pem is None
+        assert sealed_with == rt.keks.current_id
+        assert PEM_HEADER not in sealed
+
+
+async def test_the_kek_rotates_with_the_previous_one_given(
+    gateway_settings: GatewaySettings,
+) -> None:
+    async with fresh_database(gateway_settings) as settings:
+        async with running(settings) as app:
+            rt: GatewayRuntime = app.state.runtime
+            assert rt.keys.signing is not None
+            kid = rt.keys.signing.kid
+        old_id = kek_id(parse_kek(KEK))
+        newer = new_kek()
+        rotated = settings.model_copy(
+            update={"kek": SecretStr(newer), "kek_previous": SecretStr(KEK)}
+        )
+        async with running(rotated) as app:
+            rt = app.state.runtime
+            assert rt.keys.signing is not None
+            assert rt.keys.signing.kid == kid  # the same signing key, re-sealed
+        ((_, _, sealed_with, _),) = await key_rows(settings)
+        assert sealed_with == kek_id(parse_kek(newer)) != old_id
+        # Once re-sealed, the new KEK alone is enough.
+        async with running(settings.model_copy(update={"kek": SecretStr(newer)})) as app:
+            assert app.state.runtime.keys.signing.kid == kid
+        # The old KEK alone no longer opens the active key: the gateway refuses to start.
+        with pytest.raises(KekError, match="KOMAR_KEK_PREVIOUS"):
+            async with running(settings):
+                pass
+
+
+async def test_no_kek_no_gateway(gateway_settings: GatewaySettings) -> None:
+    with pytest.raises(KekError) as caught:
+        GatewayRuntime(gateway_settings.model_copy(update={"kek": None}))
+    assert str(caught.value) == MISSING
+    with pytest.raises(KekError, match="32 bytes"):
+        GatewayRuntime(gateway_settings.model_copy(update={"kek": SecretStr("c2hvcnQ")}))

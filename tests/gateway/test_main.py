@@ -1,4 +1,5 @@
-"""`python -m gateway`: migrate and serve on a fresh database, generate the admin secret, stop."""
+"""`python -m gateway`: migrate and serve on a fresh database, generate the admin secret, stop;
+refuse to serve without a key-encryption key."""
 
 from __future__ import annotations
 
@@ -42,6 +43,29 @@ async def test_serve_generates_the_admin_secret_and_stops_cleanly(
             check=False,
         )
         assert migrate.returncode == 0, migrate.stderr
+        # Without a key-encryption key the gateway refuses to serve, and says why.
+        refused = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "gateway"],
+            cwd=repo_root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert refused.returncode == 2
+        assert "KOMAR_KEK is not set" in refused.stderr
+        kek = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "gateway", "kek"],
+            cwd=repo_root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        env["KOMAR_KEK"] = kek.stdout.strip()
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "gateway"], cwd=repo_root, env=env, stdout=log, stderr=log
@@ -66,7 +90,8 @@ async def test_serve_generates_the_admin_secret_and_stops_cleanly(
                 )
                 assert token.status_code == 200, token.text
                 assert (await http.get("/.well-known/jwks.json")).json()["keys"]
-                # A client-sent X-Forwarded-For is not believed (no proxy_headers).
+                # A client-sent X-Forwarded-For is not believed (no proxy_headers), nor does
+                # it escape the throttle of failures per client id.
                 throttled = None
                 for _ in range(25):
                     throttled = await http.post(
@@ -85,6 +110,7 @@ async def test_serve_generates_the_admin_secret_and_stops_cleanly(
         assert code in (0, -signal.SIGTERM), log_text
         assert "admin.secret.created" in log_text
         assert secret not in log_text
+        assert env["KOMAR_KEK"] not in log_text
         assert "gateway.stopped" in log_text
     finally:
         await asyncio.to_thread(drop_database, pg_url, name)

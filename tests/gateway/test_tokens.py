@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 from jose import jwt as jose_jwt
+from prometheus_client import REGISTRY
 
 from gateway.settings import GatewaySettings
 from tests.gateway.conftest import (
@@ -273,6 +274,8 @@ async def test_failed_logins_from_one_address_are_throttled(
         update={"login_failures_per_minute": 6.0, "login_failure_burst": 3}
     )
     async with running(settings) as app, client_for(app, "198.51.100.9") as http:
+        here = Gateway(http)
+        partner = await here.create_client()  # the admin's secret is verified here first
         wrong = {"grant_type": "client_credentials", "client_id": "admin", "client_secret": "guess"}
         for _ in range(3):
             assert_oauth_error(await http.post("/oauth/token", data=wrong), 401, "invalid_client")
@@ -280,12 +283,100 @@ async def test_failed_logins_from_one_address_are_throttled(
         assert throttled.status_code == 429
         assert throttled.headers["content-type"].startswith(PROBLEM)
         assert int(throttled.headers["retry-after"]) >= 1
-        # Even the right secret waits: the throttle comes before the credentials are checked.
-        right = {**wrong, "client_secret": ADMIN_SECRET}
+        # A secret this replica verified before costs no slow hash: it is not held up.
+        assert (
+            await http.post("/oauth/token", data={**wrong, "client_secret": ADMIN_SECRET})
+        ).status_code == 200
+        # A secret not verified here yet waits, with every other guess from the address.
+        right = {
+            "grant_type": "client_credentials",
+            "client_id": partner["client_id"],
+            "client_secret": partner["client_secret"],
+        }
         assert (await http.post("/oauth/token", data=right)).status_code == 429
         # Another address is not affected.
         async with client_for(app, "198.51.100.10") as elsewhere:
             assert (await elsewhere.post("/oauth/token", data=right)).status_code == 200
+
+
+async def test_failures_are_throttled_per_client_id_not_the_client(
+    gateway_settings: GatewaySettings,
+) -> None:
+    settings = gateway_settings.model_copy(
+        update={"client_failures_per_minute": 6.0, "client_failure_burst": 3}
+    )
+    async with running(settings) as app, client_for(app) as http:
+        here = Gateway(http)
+        partner, _ = await here.client_token()  # the partner got a token here before
+        right = {
+            "grant_type": "client_credentials",
+            "client_id": partner["client_id"],
+            "client_secret": partner["client_secret"],
+        }
+        wrong = {**right, "client_secret": "a guess"}
+        for i in range(3):  # from three addresses: the throttle follows the client id
+            async with client_for(app, f"192.0.2.{i + 1}") as attacker:
+                response = await attacker.post("/oauth/token", data=wrong)
+                assert_oauth_error(response, 401, "invalid_client")
+        async with client_for(app, "192.0.2.99") as attacker:
+            throttled = await attacker.post("/oauth/token", data=wrong)
+            assert_oauth_error(throttled, 429, "slow_down")
+        # The partner itself keeps getting tokens, and other clients are not concerned.
+        assert (await http.post("/oauth/token", data=right)).status_code == 200
+        other = await here.create_client()
+        assert await here.token(other["client_id"], other["client_secret"])
+
+
+def password_checks() -> float:
+    value = REGISTRY.get_sample_value(
+        "komar_gateway_credential_checks_total", {"grant_type": "password"}
+    )
+    return value or 0.0
+
+
+async def test_parallel_guesses_are_checked_at_most_the_allowed_number_of_times(
+    gw: Gateway, gateway_settings: GatewaySettings
+) -> None:
+    user = await gw.create_user()
+    wrong = {"grant_type": "password", "username": user["username"], "password": "a guess!"}
+    before = password_checks()
+    answers = await asyncio.gather(*(gw.http.post("/oauth/token", data=wrong) for _ in range(40)))
+    assert [a.status_code for a in answers] == [401] * 40
+    assert password_checks() - before == gateway_settings.login_max_failures
+    # The right password now is refused like any guess, and not even checked.
+    right = await gw.http.post("/oauth/token", data={**wrong, "password": user["password"]})
+    assert_oauth_error(right, 401, "invalid_grant")
+    assert right.json() == answers[0].json()
+    assert password_checks() - before == gateway_settings.login_max_failures
+
+
+async def test_disabled_locked_unknown_and_wrong_answer_alike(
+    gw: Gateway, gateway_settings: GatewaySettings
+) -> None:
+    admin = await gw.admin_headers()
+    disabled, locked, wrong = [await gw.create_user() for _ in range(3)]
+    await gw.http.post(f"/v1/admin/users/{disabled['user_id']}/disable", headers=admin)
+    for _ in range(gateway_settings.login_max_failures):
+        await gw.http.post(
+            "/oauth/token",
+            data={"grant_type": "password", "username": locked["username"], "password": "guess!"},
+        )
+    attempts = {
+        "disabled, right password": (disabled["username"], disabled["password"]),
+        "locked, right password": (locked["username"], locked["password"]),
+        "unknown": ("nobody-" + locked["username"], locked["password"]),
+        "wrong password": (wrong["username"], "not the password"),
+    }
+    seen = {}
+    for what, (username, password) in attempts.items():
+        response = await gw.http.post(
+            "/oauth/token",
+            data={"grant_type": "password", "username": username, "password": password},
+        )
+        assert_oauth_error(response, 401, "invalid_grant")
+        headers = {k: v for k, v in response.headers.items() if k != "x-request-id"}
+        seen[what] = (response.status_code, response.content, headers)
+    assert len(set(map(repr, seen.values()))) == 1, seen
 
 
 async def test_disabled_client_gets_no_token_and_its_token_is_refused(gw: Gateway) -> None:
