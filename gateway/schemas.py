@@ -97,9 +97,10 @@ class ClientOut(BaseModel):
 
 
 class ClientCreated(ClientOut):
-    """The create answer: the only time the secret is shown."""
+    """The create answer: the only time the secret is shown. A replay of the create (same
+    Idempotency-Key) answers the same client with `client_secret` null: it is never kept."""
 
-    client_secret: str
+    client_secret: str | None
 
 
 class UserOut(BaseModel):
