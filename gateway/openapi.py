@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 from gateway.upstream import Pool, UpstreamError
 from libs.common.auth import SCOPES
 from libs.common.logging import get_logger
+from libs.common.openapi import add_problem_answers, refine
 
 log = get_logger(__name__)
 
@@ -71,8 +72,9 @@ def _rename_conflicts(
 
 
 def merge(own: dict[str, Any], services: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The gateway's document with each service's public paths and components merged in."""
-    doc = copy.deepcopy(own)
+    """The gateway's document with each service's public paths and components merged in;
+    every operation lists its problem answers, 429 (the gateway's rate limit) included."""
+    doc = refine(copy.deepcopy(own))
     doc["info"] = {
         "title": "Komar API",
         "version": own.get("info", {}).get("version", "1.0.0"),
@@ -94,6 +96,12 @@ def merge(own: dict[str, Any], services: dict[str, dict[str, Any]]) -> dict[str,
                 target.setdefault(name, value)
         known = {t.get("name") for t in tags}
         tags.extend(t for t in upstream.get("tags") or [] if t.get("name") not in known)
+    for path, item in paths.items():
+        for method, operation in item.items():
+            if isinstance(operation, dict) and "responses" in operation:
+                # The token endpoint answers RFC 6749's errors: 400 and 401 (invalid_client).
+                extra = {400, 401, 429} if path == TOKEN_URL else {429}
+                add_problem_answers(path, method, operation, extra)
     components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
     doc["security"] = [{"bearer": []}, {"oauth2": []}]
     if not tags:

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
+from urllib.parse import unquote_to_bytes
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -21,8 +22,17 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.auth import current_principal
-from libs.common.errors import PROBLEM_JSON, PayloadTooLarge, install_error_handlers
-from libs.common.logging import get_logger
+from libs.common.errors import (
+    PROBLEM_JSON,
+    NotFound,
+    PayloadTooLarge,
+    Problem,
+    install_error_handlers,
+    invalid,
+)
+from libs.common.inputs import CONTROL_MESSAGE, control_character_in
+from libs.common.logging import exception_facts, get_logger
+from libs.common.openapi import exact_openapi
 from libs.common.runtime import ServiceRuntime
 
 log = get_logger(__name__)
@@ -42,6 +52,28 @@ REQUEST_ID_HEADER = b"x-request-id"
 
 def _valid_request_id(value: str) -> bool:
     return 0 < len(value) <= 128 and value.isascii() and value.isprintable()
+
+
+def _query_problem(query: bytes) -> Problem | None:
+    """422 naming the first query parameter that is not UTF-8 text without control
+    characters; None when every one is fine (see libs.common.inputs)."""
+    if not query or (query.isascii() and b"%" not in query):
+        return None  # nothing encoded: no control character and nothing but ASCII
+    for pair in query.split(b"&"):
+        name_raw, _, value_raw = pair.partition(b"=")
+        try:
+            name = unquote_to_bytes(name_raw.replace(b"+", b" ")).decode()
+        except UnicodeDecodeError:
+            return invalid("query", "parameter names must be UTF-8 text")
+        if control_character_in(name):
+            return invalid("query", "parameter names must not hold control characters")
+        try:
+            value = unquote_to_bytes(value_raw.replace(b"+", b" ")).decode()
+        except UnicodeDecodeError:
+            return invalid(name, "not UTF-8 text")
+        if control_character_in(value):
+            return invalid(name, CONTROL_MESSAGE)
+    return None
 
 
 class RequestContextMiddleware:
@@ -99,16 +131,40 @@ class RequestContextMiddleware:
                 ]
             await send(message)
 
+        started_answer = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started_answer
+            if message["type"] == "http.response.start":
+                started_answer = True
+            await send_with_id(message)
+
         try:
             if length is not None and length.isdigit() and int(length) > limit:
                 too_large = True
                 status = 413
                 await self._too_large(scope, send, request_id)
                 return
-            await self.app(scope, limited_receive, send_with_id)
+            refused = _path_problem(scope["path"]) or _query_problem(scope["query_string"])
+            if refused is not None:
+                status = refused.status
+                await self._problem(scope, send, request_id, refused)
+                return
+            await self.app(scope, limited_receive, send_tracked)
         except _BodyTooLarge:
             status = 413
             await self._too_large(scope, send, request_id)
+        except Exception as exc:
+            # Whatever escaped the app's own handlers: logged without its message (it may
+            # quote a statement's parameters), answered 500 if nothing was sent yet, and
+            # not re-raised, so that the server does not log it again in full.
+            status = 500
+            route = getattr(scope.get("route"), "path", "unmatched")
+            log.error("request.failed", route=route, **exception_facts(exc))
+            if not started_answer:
+                await self._problem(
+                    scope, send, request_id, Problem("The server could not complete the request.")
+                )
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
@@ -133,20 +189,29 @@ class RequestContextMiddleware:
 
     async def _too_large(self, scope: Scope, send: Send, request_id: str) -> None:
         problem = PayloadTooLarge(f"request bodies are limited to {self.max_body_bytes} bytes")
+        await self._problem(scope, send, request_id, problem, close=True)
+
+    @staticmethod
+    async def _problem(
+        scope: Scope, send: Send, request_id: str, problem: Problem, *, close: bool = False
+    ) -> None:
         body = json.dumps(problem.body(scope.get("path"))).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", PROBLEM_JSON.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                    (REQUEST_ID_HEADER, request_id.encode()),
-                ],
-            }
-        )
+        headers = [
+            (b"content-type", PROBLEM_JSON.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (REQUEST_ID_HEADER, request_id.encode()),
+        ]
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": problem.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _path_problem(path: str) -> Problem | None:
+    """A path holding a control character names nothing: 404."""
+    if control_character_in(path):
+        return NotFound("no such resource")
+    return None
 
 
 class _BodyTooLarge(Exception):
@@ -165,6 +230,7 @@ def install_common(app: FastAPI, *, service: str, max_body_bytes: int, ready: An
     """
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, service=service, max_body_bytes=max_body_bytes)
+    app.openapi = exact_openapi(app.openapi)  # type: ignore[method-assign]
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -228,6 +294,10 @@ async def json_body(request: Request, model: type[M]) -> M:
                         "ctx": {"error": exc.msg},
                     }
                 ]
+            ) from exc
+        except (ValueError, RecursionError) as exc:  # not UTF-8, or nested too deep
+            raise RequestValidationError(
+                [{"type": "json_invalid", "loc": ("body",), "msg": "not valid JSON", "input": {}}]
             ) from exc
     try:
         return model.model_validate(body)

@@ -28,6 +28,8 @@ class Database:
             max_overflow=max_overflow,
             pool_pre_ping=False,
             pool_recycle=1800,
+            # A failing statement's error never quotes its parameters (names, phones…).
+            hide_parameters=True,
         )
 
     @asynccontextmanager

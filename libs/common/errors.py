@@ -9,8 +9,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from libs.common.logging import exception_facts, get_logger
+
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://komar.example.org/problems/"
+_UNPARSEABLE_BODY = "There was an error parsing the body"
 
 
 class Problem(Exception):
@@ -70,6 +73,10 @@ class NotFound(Problem):
     status, title, slug = 404, "Not found", "not-found"
 
 
+class MethodNotAllowed(Problem):
+    status, title, slug = 405, "Method not allowed", "method-not-allowed"
+
+
 class Conflict(Problem):
     status, title, slug = 409, "Conflict", "conflict"
 
@@ -125,6 +132,7 @@ _STATUS_PROBLEMS: dict[int, type[Problem]] = {
         Unauthorized,
         Forbidden,
         NotFound,
+        MethodNotAllowed,
         Conflict,
         PreconditionFailed,
         PayloadTooLarge,
@@ -162,6 +170,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _UNPARSEABLE_BODY:
+            # FastAPI's answer to a body it could not decode (not UTF-8, nested too deep)
+            return problem_response(invalid("body", "not valid JSON"), request)
         cls = _STATUS_PROBLEMS.get(exc.status_code)
         if cls is None:
             problem = Problem(str(exc.detail))
@@ -169,11 +180,11 @@ def install_error_handlers(app: FastAPI) -> None:
             problem.title = str(exc.detail)
         else:
             problem = cls(str(exc.detail) if exc.detail else None)
+        problem.headers = {**problem.headers, **(exc.headers or {})}  # Allow on 405
         return problem_response(problem, request)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        from libs.common.logging import get_logger
-
-        get_logger().exception("request.failed", path=request.url.path)
+        # Type and place only: the message may quote a statement's parameters.
+        get_logger().error("request.failed", path=request.url.path, **exception_facts(exc))
         return problem_response(Problem("The server could not complete the request."), request)

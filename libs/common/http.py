@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from libs.common.errors import (
     Unprocessable,
     invalid,
 )
+from libs.common.inputs import control_character_in
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
@@ -77,7 +79,16 @@ def decode_cursor(cursor: str) -> tuple[Any, ...]:
         raise invalid("cursor", "not a cursor this API issued") from exc
 
 
+# RFC 3339's date-time, as the schema's `format: date-time` means it (no bare numbers, which
+# the parser would read as Unix times).
+_RFC3339 = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+
+
 async def page_params(
+    request: Request,
     limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Items per page (max 500)."),
     cursor: str | None = Query(None, max_length=512, description="next_cursor of the last page."),
     updated_since: datetime | None = Query(
@@ -85,8 +96,15 @@ async def page_params(
     ),
 ) -> Page:
     """FastAPI dependency for the list conventions of SPEC §4."""
-    if updated_since is not None and updated_since.tzinfo is None:
-        raise invalid("updated_since", "must be RFC 3339 with a time zone offset")
+    if updated_since is not None:
+        if not _RFC3339.match(request.query_params.get("updated_since", "")):
+            raise invalid("updated_since", "must be an RFC 3339 date-time with an offset")
+        if updated_since.tzinfo is None:
+            raise invalid("updated_since", "must be RFC 3339 with a time zone offset")
+        try:
+            updated_since = updated_since.astimezone(UTC)
+        except OverflowError as exc:  # 0001-01-01T00:00+14:00 is before year 1 in UTC
+            raise invalid("updated_since", "out of range") from exc
     return Page(
         limit=limit,
         after=decode_cursor(cursor) if cursor else None,
@@ -105,9 +123,27 @@ def time_cursor(page: Page, id_type: Callable[[str], Any] = uuid.UUID) -> Page:
         at, last = page.after
         if not isinstance(at, str) or not isinstance(last, str):
             raise ValueError
-        return dataclasses.replace(page, after=(datetime.fromisoformat(at), id_type(last)))
-    except (ValueError, TypeError) as exc:
+        if len(last) > 200 or control_character_in(last):
+            raise ValueError
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None:
+            raise ValueError
+        return dataclasses.replace(page, after=(moment.astimezone(UTC), id_type(last)))
+    except (ValueError, TypeError, OverflowError) as exc:
         raise invalid("cursor", "not a cursor this API issued") from exc
+
+
+_BIGINT_MAX = 2**63 - 1
+
+
+def seq_cursor(page: Page) -> Page:
+    """Decode a list's cursor into its (sequence number,) sort key, else 422."""
+    if page.after is None:
+        return page
+    match page.after:
+        case (int(seq),) if not isinstance(seq, bool) and 0 <= seq <= _BIGINT_MAX:
+            return dataclasses.replace(page, after=(seq,))
+    raise invalid("cursor", "not a cursor this API issued")
 
 
 # ---------------------------------------------------------------- ETag / If-Match

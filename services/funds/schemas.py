@@ -10,9 +10,10 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StrictInt, StringConstraints, model_validator
 
 from libs.common import places
+from libs.common.inputs import MULTI_LINE, Input
 
 # A bound far above any fund (10^15 riel), so sums can never overflow a BIGINT.
 MAX_KHR = 10**15
@@ -26,8 +27,13 @@ Reference = Annotated[
         strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[\x21-\x7e ]+$"
     ),
 ]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+# Free text of several lines.
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), MULTI_LINE
+]
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), MULTI_LINE
+]
 
 
 class Category(StrEnum):
@@ -66,10 +72,6 @@ class LedgerKind(StrEnum):
     release = "release"
     disbursement = "disbursement"
     reversal = "reversal"
-
-
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class FundIn(Input):

@@ -9,13 +9,13 @@ from typing import Annotated
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     model_validator,
 )
 
 from libs.common import places
+from libs.common.inputs import MULTI_LINE, Input
 
 
 class ServiceType(StrEnum):
@@ -63,22 +63,30 @@ AreaCode = Annotated[
     AfterValidator(_in_gazetteer),
 ]  # fmt: skip
 CommuneCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
-Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+# Free text of several lines (reasons, justifications, notes).
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000), MULTI_LINE
+]
+Note = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), MULTI_LINE
+]
 Org = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"^\S+$")
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\s\x00-\x1f\x7f-\x9f]+$"
+    ),
 ]
 Phone = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 \-]{5,19}$")
 ]
 Email = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+    StringConstraints(
+        strip_whitespace=True,
+        max_length=254,
+        pattern=r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f]+\.[^@\s\x00-\x1f\x7f-\x9f]+$",
+    ),
 ]
-
-
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class Contact(Input):
@@ -86,7 +94,9 @@ class Contact(Input):
 
     phone: Phone | None = None
     email: Email | None = None
-    address: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
+    address: Annotated[str, StringConstraints(min_length=1, max_length=500), MULTI_LINE] | None = (
+        None
+    )
 
 
 ServiceTypes = Annotated[list[ServiceType], Field(min_length=1, max_length=len(ServiceType))]

@@ -17,6 +17,7 @@ from libs.common.http import (
     encode_cursor,
     json_response,
     require_if_match,
+    seq_cursor,
     time_cursor,
 )
 from services.registry import domain, service, store
@@ -263,6 +264,7 @@ async def child_history(
     """Every change of a child: who, when, which fields, old and new values."""
     principal.require("registry:read")
     ctx = context(request, principal)
+    page = seq_cursor(page)
     async with rt.db.transaction() as conn:
         child = await service.read_audited(conn, parse_id(child_id), ctx, "history")
         rows = await store.list_history(conn, child["id"], page)
@@ -297,6 +299,7 @@ async def audit_entries(
     """Every read and write of one child (admin)."""
     principal.require("admin")
     ctx = context(request, principal)
+    page = seq_cursor(page)
     async with rt.db.transaction() as conn:
         child = await service.read(conn, parse_id(child_id), ctx)
         rows = await store.list_audit(conn, child["id"], page)

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from libs.common import places
+from libs.common.inputs import MULTI_LINE, Input
 
 
 class Sex(StrEnum):
@@ -52,10 +53,6 @@ IdPoorNumber = Annotated[
 ]
 CommuneCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
 VillageCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{8}$")]
-
-
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class Caregiver(Input):
@@ -149,14 +146,21 @@ class ChildPatch(Input):
 
 
 class CloseIn(Input):
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    reason: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), MULTI_LINE
+    ]
 
 
 class ReopenIn(Input):
     pass
 
 
-class BatchIn(Input):
+class BatchIn(BaseModel):
+    """Up to 1,000 children; each item is checked as a `ChildIn` (an `Input`: no control
+    characters) on its own, and answered with its own result."""
+
+    model_config = ConfigDict(extra="forbid")
+
     items: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
 
 
