@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
 )
 
-from libs.common import places
-from libs.common.auth import SCOPES
+from libs.common.auth import ORG_TYPES, SCOPES
+from libs.common.inputs import Input, PlaceCode, one_of
+
+if TYPE_CHECKING:
+    Scope = str
+    OrgType = str
+else:
+    Scope = one_of(SCOPES)
+    OrgType = one_of(ORG_TYPES)
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Org = Annotated[
@@ -30,42 +37,42 @@ Org = Annotated[
 
 
 def _casefold(value: object) -> object:
-    return value.strip().lower() if isinstance(value, str) else value
+    return value.lower() if isinstance(value, str) and value.isascii() else value
 
 
-# Usernames are case-insensitive: stored and looked up in lower case.
+# Usernames are case-insensitive: stored and looked up in lower case (either case is taken).
 Username = Annotated[
     str,
     BeforeValidator(_casefold),
     StringConstraints(min_length=3, max_length=64, pattern=r"^[a-z0-9][a-z0-9._@+-]*$"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 3,
+            "maxLength": 64,
+            "pattern": r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$",
+            "description": "Case-insensitive; kept in lower case.",
+        }
+    ),
 ]
-OrgType = Literal["government", "partner"]
 
 
-class _PrincipalIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class _PrincipalIn(Input):
     name: Name
     org: Org
     org_type: OrgType
-    scopes: list[str] = Field(min_length=1, max_length=len(SCOPES))
-    areas: list[str] = Field(min_length=1, max_length=200)
+    scopes: list[Scope] = Field(min_length=1, max_length=len(SCOPES))
+    areas: list[PlaceCode] = Field(min_length=1, max_length=200)
     rate_limit_per_second: float | None = Field(default=None, ge=0.1, le=100_000)
 
     @field_validator("scopes")
     @classmethod
-    def _known_scopes(cls, scopes: list[str]) -> list[str]:
-        unknown = [s for s in scopes if s not in SCOPES]
-        if unknown:
-            raise ValueError(f"unknown scope; one of: {' '.join(sorted(SCOPES))}")
+    def _sorted_scopes(cls, scopes: list[str]) -> list[str]:
         return sorted(set(scopes))
 
     @field_validator("areas")
     @classmethod
-    def _gazetteer_areas(cls, areas: list[str]) -> list[str]:
-        for area in areas:
-            if not isinstance(area, str) or not places.exists(area):
-                raise ValueError("every area must be a gazetteer code or KH")
+    def _sorted_areas(cls, areas: list[str]) -> list[str]:
         return sorted(set(areas))
 
 
@@ -77,7 +84,10 @@ class UserCreate(_PrincipalIn):
     """A new dashboard user; the password is checked against the policy by the API."""
 
     username: Username
-    password: str = Field(min_length=1, max_length=256)
+    # Kept exactly as typed: never stripped.
+    password: Annotated[str, StringConstraints(strip_whitespace=False)] = Field(
+        min_length=1, max_length=256
+    )
 
 
 class ClientOut(BaseModel):
