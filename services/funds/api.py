@@ -17,6 +17,7 @@ from libs.common.http import (
     PageDep,
     encode_cursor,
     json_response,
+    seq_cursor,
     time_cursor,
 )
 from libs.common.runtime import ServiceRuntime
@@ -254,7 +255,7 @@ async def fund_ledger(
     ctx = context(request, principal)
     async with rt.db.transaction() as conn:
         fund = await service.read_fund(conn, parse_id(fund_id, "fund"), ctx)
-        rows = await store.list_ledger(conn, fund["id"], page)
+        rows = await store.list_ledger(conn, fund["id"], seq_cursor(page))
     items = rows[: page.limit]
     cursor = encode_cursor(items[-1]["id"]) if len(rows) > page.limit else None
     return JSONResponse({"items": [ledger_out(r) for r in items], "next_cursor": cursor})
