@@ -1,20 +1,23 @@
-"""Who is calling, and what they may see: the access rule of SPEC §3, written once."""
+"""Who is calling: the verified principal, its scopes and the places its areas cover.
+
+What a principal may see and change of a child is libs.common.access (docs/api-guide.md#access).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from libs.common import jwt
+from libs.common import jwt, places
 from libs.common.errors import Forbidden, Unauthorized
 
-COUNTRY = "KH"
+COUNTRY = places.COUNTRY
 SCOPES = frozenset(
     {
         "registry:read",
@@ -65,22 +68,29 @@ class Principal:
             raise Forbidden(f"missing scope: {' '.join(missing)}")
 
     def covers(self, place_code: str) -> bool:
-        """Whether one of the principal's areas contains the place."""
+        """Whether one of the principal's areas contains the place (a gazetteer code; a
+        village counts under the commune the gazetteer lists it in, see places.commune_of)."""
+        if len(place_code) == 8:
+            return self.covers_place(places.commune_of(place_code), place_code)
         return any(a == COUNTRY or place_code.startswith(a) for a in self.areas)
 
-    def sees(
-        self, place_code: str, owner_org: str | None = None, shared_with: Iterable[str] = ()
-    ) -> bool:
-        """SPEC §3: area covers the place; a partner also needs ownership or a share."""
-        if not self.covers(place_code):
-            return False
-        if self.is_partner:
-            return owner_org == self.org or self.org in set(shared_with)
-        return True
+    def covers_place(self, commune: str, village: str | None = None) -> bool:
+        """Whether one of the principal's areas contains a place given by its listed commune
+        (and village): an area down to commune level contains the communes it prefixes,
+        a village area only its own village."""
+        return any(
+            a == COUNTRY or (a == village if len(a) == 8 else commune.startswith(a))
+            for a in self.areas
+        )
 
     def require_covers(self, place_code: str) -> None:
         """403 when creating something at a place outside the principal's areas."""
         if not self.covers(place_code):
+            raise Forbidden("the place is outside your areas")
+
+    def require_covers_place(self, commune: str, village: str | None = None) -> None:
+        """403 when creating something at a place (commune, village) outside the areas."""
+        if not self.covers_place(commune, village):
             raise Forbidden("the place is outside your areas")
 
     def area_prefixes(self) -> list[str] | None:

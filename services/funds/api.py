@@ -254,7 +254,7 @@ async def fund_ledger(
     principal.require("funds:read")
     ctx = context(request, principal)
     async with rt.db.transaction() as conn:
-        fund = await service.read_fund(conn, parse_id(fund_id, "fund"), ctx)
+        fund = await service.read_fund_books(conn, parse_id(fund_id, "fund"), ctx)
         rows = await store.list_ledger(conn, fund["id"], seq_cursor(page))
     items = rows[: page.limit]
     cursor = encode_cursor(items[-1]["id"]) if len(rows) > page.limit else None
@@ -274,7 +274,7 @@ async def reconciliation(
     ctx = context(request, principal)
     async with rt.db.transaction() as conn:
         await store.read_snapshot(conn)
-        fund = await service.read_fund(conn, parse_id(fund_id, "fund"), ctx)
+        fund = await service.read_fund_books(conn, parse_id(fund_id, "fund"), ctx)
         result = await store.reconcile(conn, fund)
     return JSONResponse(reconciliation_out(result, fund["budget_khr"]))
 

@@ -10,14 +10,20 @@ from libs.common.events.catalog import STREAMS
 from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings
 from services.funds.api import router
-from services.funds.handlers import CHILD_HANDLERS, CHILDREN_CONSUMER
+from services.funds.handlers import (
+    CHILD_HANDLERS,
+    CHILDREN_CONSUMER,
+    REFERRAL_HANDLERS,
+    REFERRALS_CONSUMER,
+)
 from services.funds.models import idempotency_keys, inbox, job_runs, outbox
 
 SERVICE = "funds"
 
 
 def create_runtime(settings: Settings, jwks_fetcher: JwksFetcher | None = None) -> ServiceRuntime:
-    """The funds service's long-lived parts: its relay and the children projection."""
+    """The funds service's long-lived parts: its relay, the children projection and the
+    referral shares."""
     rt = ServiceRuntime(
         SERVICE,
         settings,
@@ -25,10 +31,11 @@ def create_runtime(settings: Settings, jwks_fetcher: JwksFetcher | None = None) 
         inbox=inbox,
         idempotency=idempotency_keys,
         jobs=job_runs,
-        streams={"FUNDS": STREAMS["FUNDS"]},
+        streams={k: STREAMS[k] for k in ("FUNDS", "REGISTRY", "REFERRALS")},
         jwks_fetcher=jwks_fetcher,
     )
     rt.consume(CHILDREN_CONSUMER, "REGISTRY", "registry.child.>", CHILD_HANDLERS)
+    rt.consume(REFERRALS_CONSUMER, "REFERRALS", "referrals.referral.>", REFERRAL_HANDLERS)
 
     return rt
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from libs.common import places
 from libs.common.auth import COUNTRY, Principal
 from libs.common.errors import Conflict, Forbidden, invalid
 from libs.common.events.funds_events import FundToppedUpV1, FundV1, GrantDisbursedV1, GrantV1
@@ -30,23 +31,41 @@ def place_of(child: Mapping[Any, Any]) -> str:
 def fund_visible(principal: Principal, fund_code: str) -> bool:
     """A fund is visible when its area and one of the principal's areas overlap.
 
-    Either the fund's code is a prefix of an area (a commune worker sees the district and
-    province funds that can pay for its children) or an area is a prefix of the fund's code
-    (a district officer sees the commune funds of its district).
+    Either the fund's area contains an area (a commune worker sees the district and
+    province funds that can pay for its children) or an area contains the fund's (a
+    district officer sees the commune funds of its district). A village lies in the
+    commune the gazetteer lists it in.
     """
-    return any(
-        a == COUNTRY or fund_code.startswith(a) or a.startswith(fund_code) for a in principal.areas
+    return principal.covers(fund_code) or any(
+        fund_code in area_prefixes(a) for a in principal.areas if a != COUNTRY
     )
 
 
 def area_prefixes(code: str) -> list[str]:
-    """Every code that contains `code` (itself included): 120101 → 12, 1201, 120101."""
-    return [code[:n] for n in range(2, len(code) + 1, 2)]
+    """Every code that contains `code` (itself included): 120101 → 12, 1201, 120101; a
+    village lies in the commune the gazetteer lists it in."""
+    return [p for p in places.parents(code) if p != COUNTRY]
+
+
+def covers_fund_area(principal: Principal, fund_code: str) -> bool:
+    """Whether the principal's areas cover the fund's whole area (not merely a part)."""
+    return principal.covers(fund_code)
+
+
+def require_books(principal: Principal, fund_code: str) -> None:
+    """403 unless the principal may read a fund's ledger and reconciliation: its areas
+    cover the fund's whole area (a fund above them stays visible, its books do not)."""
+    if not covers_fund_area(principal, fund_code):
+        raise Forbidden(
+            "a fund's ledger and reconciliation are for principals whose areas cover the "
+            f"fund's whole area ({fund_code})"
+        )
 
 
 def check_child_in_fund_area(fund_code: str, child: Mapping[Any, Any]) -> None:
-    """A fund pays only for children inside its own area (422 otherwise)."""
-    if not place_of(child).startswith(fund_code):
+    """A fund pays only for children inside its own area, the listed commune deciding
+    (422 otherwise)."""
+    if not str(child["commune_code"]).startswith(fund_code):
         raise invalid("fund_id", f"the child lives outside the fund's area {fund_code}")
 
 

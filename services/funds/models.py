@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from libs.common.access import referral_shares_table
 from libs.common.events.consumer import inbox_table
 from libs.common.events.outbox import outbox_table
 from libs.common.http import idempotency_table
@@ -281,3 +282,6 @@ funds = Fund.__table__  # type: ignore[attr-defined]
 grants = Grant.__table__  # type: ignore[attr-defined]
 grant_actions = GrantAction.__table__  # type: ignore[attr-defined]
 ledger = LedgerEntry.__table__  # type: ignore[attr-defined]
+# Referrals of the children, from referrals.referral.* events (libs.common.access): a
+# provider organisation sees the child, and may request a grant for it, while active.
+referral_shares = referral_shares_table(metadata, SCHEMA)

@@ -116,6 +116,14 @@ async def read_fund(
     return fund
 
 
+async def read_fund_books(conn: AsyncConnection, fund_id: uuid.UUID, ctx: Context) -> Any:
+    """A fund whose ledger and reconciliation the principal may read: 404 when the fund is
+    not visible, 403 when it is (a fund above the principal's areas) but its books are not."""
+    fund = await read_fund(conn, fund_id, ctx)
+    domain.require_books(ctx.principal, fund["commune_code"])
+    return fund
+
+
 async def top_up(
     conn: AsyncConnection, fund_id: uuid.UUID, body: TopUpIn, if_match: str | None, ctx: Context
 ) -> Any:

@@ -20,10 +20,11 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.common import access
 from libs.common.auth import Principal
 from libs.common.http import Page
 from services.funds import domain
-from services.funds.models import children, funds, grant_actions, grants, ledger
+from services.funds.models import children, funds, grant_actions, grants, ledger, referral_shares
 
 Row = RowMapping
 
@@ -51,15 +52,17 @@ async def upsert_child(conn: AsyncConnection, row: dict[str, Any]) -> None:
 
 
 def child_visible_to(principal: Principal) -> ColumnElement[bool]:
-    """SPEC §3 for a projected child: the area covers its place; a partner must own it."""
-    clauses: list[ColumnElement[bool]] = []
-    prefixes = principal.area_prefixes()
-    if prefixes is not None:
-        place = func.coalesce(children.c.village_code, children.c.commune_code)
-        clauses.append(or_(*[place.startswith(p, autoescape=True) for p in prefixes]))
-    if principal.is_partner:
-        clauses.append(children.c.owner_org == principal.org)
-    return and_(*clauses) if clauses else and_(True)
+    """Which projected children the principal may read (libs.common.access): its areas
+    cover the child's listed place; a partner registered it or holds an active referral."""
+    c = children.c
+    return access.child_visible_sql(
+        principal,
+        commune=c.commune_code,
+        village=c.village_code,
+        owner=c.owner_org,
+        child_id=c.id,
+        shares=access.shares_of(referral_shares),
+    )
 
 
 async def get_child(conn: AsyncConnection, child_id: uuid.UUID, principal: Principal) -> Row | None:
@@ -79,7 +82,7 @@ def fund_visible_to(principal: Principal) -> ColumnElement[bool]:
     containing = sorted({p for a in prefixes for p in domain.area_prefixes(a)})
     return or_(
         funds.c.commune_code.in_(containing),
-        *[funds.c.commune_code.startswith(a, autoescape=True) for a in prefixes],
+        *[funds.c.commune_code.startswith(a, autoescape=True) for a in prefixes if len(a) <= 6],
     )
 
 
@@ -177,18 +180,17 @@ async def list_ledger(conn: AsyncConnection, fund_id: uuid.UUID, page: Page) -> 
 
 
 def grant_visible_to(principal: Principal) -> ColumnElement[bool]:
-    """A grant is visible when the principal's areas cover its child's place; a partner
-    also needs to own the child or to have requested the grant."""
-    clauses: list[ColumnElement[bool]] = []
-    prefixes = principal.area_prefixes()
-    if prefixes is not None:
-        place = func.coalesce(children.c.village_code, children.c.commune_code)
-        clauses.append(or_(*[place.startswith(p, autoescape=True) for p in prefixes]))
-    if principal.is_partner:
-        clauses.append(
-            or_(children.c.owner_org == principal.org, grants.c.requested_org == principal.org)
-        )
-    return and_(*clauses) if clauses else and_(True)
+    """A grant is visible to whoever may read its child (libs.common.access), and to a
+    partner whose areas cover the child's place and who requested the grant."""
+    c = children.c
+    visible = child_visible_to(principal)
+    if not principal.is_partner:
+        return visible
+    requested = and_(
+        access.covers_sql(principal, c.commune_code, c.village_code),
+        grants.c.requested_org == principal.org,
+    )
+    return or_(visible, requested)
 
 
 def _visible_grants(principal: Principal) -> Any:

@@ -88,17 +88,28 @@ def place_of(child: Record) -> str:
     return str(child["village_code"] or child["commune_code"])
 
 
-def locality(areas: Iterable[str], place: str) -> int | None:
+Place = str | Sequence[str]  # a gazetteer code, or a path as places.path gives it
+
+
+def path_of(record: Record) -> tuple[str, ...]:
+    """The place of a child or a referral and every place above it, through the commune
+    it is listed in (which owns the place, libs.common.access)."""
+    return tuple(places.path(record["commune_code"], record["village_code"]))
+
+
+def _path(place: Place) -> tuple[str, ...]:
+    return tuple(places.parents(place)) if isinstance(place, str) else tuple(place)
+
+
+def locality(areas: Iterable[str], place: Place) -> int | None:
     """How local a provider is to a place: the length of its most local area covering
     the place (village 8, commune 6, district 4, province 2, KH 0), None when none does."""
+    around = _path(place)
     best: int | None = None
     for area in areas:
-        if area == COUNTRY:
-            score = 0
-        elif place.startswith(area):
-            score = len(area)
-        else:
+        if area not in around:
             continue
+        score = 0 if area == COUNTRY else len(area)
         best = score if best is None else max(best, score)
     return best
 
@@ -134,7 +145,9 @@ def may_cancel(principal: Principal, referral: Record) -> None:
     the child's place."""
     if principal.org == referral["referrer_org"]:
         return
-    if not principal.is_partner and principal.covers(referral["place_code"]):
+    if not principal.is_partner and principal.covers_place(
+        referral["commune_code"], referral["village_code"]
+    ):
         return
     raise Forbidden("only the referring organisation or government staff may cancel")
 
@@ -194,10 +207,10 @@ class Candidate:
         return Fraction(self.open_referrals, self.capacity) if self.capacity else Fraction(1)
 
 
-def ineligibility(candidate: Candidate, service_type: str, place: str) -> str | None:
+def ineligibility(candidate: Candidate, service_type: str, place: Place) -> str | None:
     """Why a provider cannot take a referral for this service at this place, or None."""
     if locality(candidate.areas, place) is None:
-        return f"the provider does not serve {place}"
+        return f"the provider does not serve {_path(place)[0]}"
     if not candidate.active:
         return "the provider is not active"
     if service_type not in candidate.service_types:
@@ -210,7 +223,7 @@ def ineligibility(candidate: Candidate, service_type: str, place: str) -> str | 
 def rank_providers(
     candidates: Iterable[Candidate],
     service_type: str,
-    place: str,
+    place: Place,
     exclude: Iterable[uuid.UUID] = (),
 ) -> list[Candidate]:
     """Providers that may take the referral, best first: the most local area, then the

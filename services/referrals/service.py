@@ -158,14 +158,15 @@ async def deactivate_provider(
 async def _route(
     conn: AsyncConnection,
     service_type: str,
-    place: str,
+    place: tuple[str, ...],
     exclude: list[uuid.UUID],
     release: uuid.UUID | None = None,
 ) -> Any:
-    """Assign the best provider for the service at the place and count the referral in
-    its load; None when none is left. `release` is a provider giving a referral back in the
-    same transaction (a decline): both rows are locked in id order, so routers never
-    deadlock, and an attempt that finds its choice taken meanwhile is rolled back whole."""
+    """Assign the best provider for the service at the place (domain.path_of) and count
+    the referral in its load; None when none is left. `release` is a provider giving a
+    referral back in the same transaction (a decline): both rows are locked in id order,
+    so routers never deadlock, and an attempt that finds its choice taken meanwhile is
+    rolled back whole."""
     rows = await store.routing_candidates(conn, service_type, place, exclude)
     ranked = domain.rank_providers([Candidate.of(r) for r in rows], service_type, place, exclude)
     for candidate in ranked:
@@ -187,12 +188,12 @@ async def _route(
 
 
 async def _claim_named(
-    conn: AsyncConnection, provider_id: uuid.UUID, service_type: str, place: str
+    conn: AsyncConnection, provider_id: uuid.UUID, service_type: str, place: tuple[str, ...]
 ) -> Any:
     """The provider the referrer chose, if it can take the referral (422 otherwise)."""
     provider = (await store.lock_providers(conn, [provider_id])).get(provider_id)
     if provider is None:
-        raise domain.named_provider_problem(f"no such provider serves {place}")
+        raise domain.named_provider_problem(f"no such provider serves {place[0]}")
     why = domain.ineligibility(Candidate.of(provider), service_type, place)
     if why is not None:
         raise domain.named_provider_problem(why)
@@ -212,22 +213,20 @@ async def _release(conn: AsyncConnection, provider_id: uuid.UUID) -> None:
 async def create_referral(conn: AsyncConnection, body: ReferralIn, ctx: Context) -> Any:
     """Refer a visible, open child for a service, routed unless a provider is named."""
     principal = ctx.principal
-    child = await store.get_child(conn, body.child_id)
-    shared: list[str] = []
-    if child is not None and principal.is_partner:  # a share matters only to partners
-        shared = await store.orgs_sharing_child(conn, body.child_id)
-    if child is None or not principal.sees(domain.place_of(child), child["owner_org"], shared):
+    child = await store.get_child(conn, body.child_id, principal)
+    if child is None:
         raise NotFound(CHILD_NOT_FOUND)
     if child["status"] != "open":
         raise Conflict("the child's case is closed; reopen it in the registry to refer the child")
     justification = body.consent_override.justification if body.consent_override else None
     override = domain.consent_override(principal, child["data_sharing_consent"], justification)
     place = domain.place_of(child)
+    path = domain.path_of(child)
     service_type = body.service_type.value
     if body.provider_id is not None:
-        provider = await _claim_named(conn, body.provider_id, service_type, place)
+        provider = await _claim_named(conn, body.provider_id, service_type, path)
     else:
-        provider = await _route(conn, service_type, place, [])
+        provider = await _route(conn, service_type, path, [])
         if provider is None:
             raise domain.no_provider(service_type, place)
     now = await store.now(conn)
@@ -332,7 +331,11 @@ async def decline(
     else:
         exclude = await store.chain_providers(conn, referral_id)
         provider = await _route(
-            conn, referral["service_type"], referral["place_code"], exclude, referral["provider_id"]
+            conn,
+            referral["service_type"],
+            domain.path_of(referral),
+            exclude,
+            referral["provider_id"],
         )
         if provider is not None:
             rerouted = await store.insert_referral(

@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.common import places
+from libs.common import access, places
 from libs.common.auth import Principal
 from libs.common.http import Page
 from services.referrals.models import children, providers, referrals
@@ -148,14 +148,15 @@ async def update_provider(
 
 
 async def routing_candidates(
-    conn: AsyncConnection, service_type: str, place: str, exclude: Sequence[uuid.UUID]
+    conn: AsyncConnection, service_type: str, path: Sequence[str], exclude: Sequence[uuid.UUID]
 ) -> list[Row]:
-    """Active providers of the service serving the place with room left (not locked)."""
+    """Active providers of the service serving the place with room left (not locked); the
+    place as domain.path_of gives it (through the commune it is listed in)."""
     c = providers.c
     query = select(providers).where(
         c.active.is_(True),
         c.service_types.contains(_codes([service_type])),
-        c.areas.overlap(_codes(places.parents(place))),
+        c.areas.overlap(_codes(path)),
         c.open_referrals < c.capacity,
     )
     if exclude:
@@ -177,19 +178,38 @@ async def apply_child(conn: AsyncConnection, values: dict[str, Any]) -> bool:
     return (await conn.scalar(stmt)) is not None
 
 
-async def get_child(conn: AsyncConnection, child_id: uuid.UUID) -> Row | None:
-    return (
-        (await conn.execute(select(children).where(children.c.id == child_id))).mappings().first()
+# Referrals are the shares of this service: the provider's organisation reads the child
+# while its referral is active (libs.common.access).
+SHARES = access.ShareColumns(
+    referrals,
+    referrals.c.child_id,
+    referrals.c.provider_org,
+    referrals.c.status,
+    referrals.c.closed_at,
+)
+
+
+def child_visible_to(principal: Principal) -> ColumnElement[bool]:
+    """Which projected children the principal may read (libs.common.access)."""
+    c = children.c
+    return access.child_visible_sql(
+        principal,
+        commune=c.commune_code,
+        village=c.village_code,
+        owner=c.owner_org,
+        child_id=c.id,
+        shares=SHARES,
     )
 
 
-async def orgs_sharing_child(conn: AsyncConnection, child_id: uuid.UUID) -> list[str]:
-    """Organisations holding an active (accepted) referral for the child."""
-    r = referrals.c
-    result = await conn.execute(
-        select(r.provider_org).where(r.child_id == child_id, r.status == "accepted").distinct()
-    )
-    return list(result.scalars())
+async def get_child(
+    conn: AsyncConnection, child_id: uuid.UUID, principal: Principal | None = None
+) -> Row | None:
+    """A projected child (visible to the principal when one is given); None otherwise."""
+    query = select(children).where(children.c.id == child_id)
+    if principal is not None:
+        query = query.where(child_visible_to(principal))
+    return (await conn.execute(query)).mappings().first()
 
 
 # ---------------------------------------------------------------- referrals
@@ -199,10 +219,7 @@ def referral_visible_to(principal: Principal) -> ColumnElement[bool]:
     """The principal's areas cover the child's place; a partner must also be the provider's
     or the referrer's organisation."""
     r = referrals.c
-    clauses: list[ColumnElement[bool]] = []
-    prefixes = principal.area_prefixes()
-    if prefixes is not None:
-        clauses.append(or_(*[r.place_code.startswith(p) for p in prefixes]))
+    clauses = [access.covers_sql(principal, r.commune_code, r.village_code)]
     if principal.is_partner:
         clauses.append(or_(r.provider_org == principal.org, r.referrer_org == principal.org))
     return and_(*clauses) if clauses else true()

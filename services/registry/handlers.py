@@ -4,28 +4,16 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.common import access
 from libs.common.events import CloudEvent
 from libs.common.events.consumer import Handler
-from services.registry import store
-
-# SPEC §6: an accepted referral lets the provider's organisation read the child
-# until the referral is cancelled or declined.
-_GRANTS = {"accepted": True, "completed": True, "declined": False, "cancelled": False}
+from services.registry.models import referral_access
 
 
 async def referral_changed(conn: AsyncConnection, event: CloudEvent) -> None:
-    """Grant or withdraw the provider organisation's access to the referred child."""
-    data = event.data
-    await store.apply_referral(
-        conn,
-        data["referral_id"],
-        data["child_id"],
-        data["provider_org"],
-        _GRANTS[data["status"]],
-        int(data["version"]),
-    )
+    """Keep the referral's state: its provider's organisation reads the child while the
+    referral is accepted, or completed less than 30 days ago (libs.common.access)."""
+    await access.apply_referral_event(conn, referral_access, event)
 
 
-REFERRAL_HANDLERS: dict[str, Handler] = {
-    f"referrals.referral.{verb}.v1": referral_changed for verb in _GRANTS
-}
+REFERRAL_HANDLERS: dict[str, Handler] = dict.fromkeys(access.REFERRAL_EVENT_TYPES, referral_changed)

@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
+from libs.common.access import referral_shares_table
 from libs.common.events.consumer import inbox_table
 from libs.common.events.outbox import outbox_table
 from libs.common.http import idempotency_table
@@ -157,23 +158,6 @@ class AuditHead(SQLModel, table=True):
     hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
-class ReferralAccess(SQLModel, table=True):
-    """An organisation's right to read a child, held through an accepted referral (SPEC §6).
-
-    Projected from referrals.referral.* events; `version` is the referral's, so an older
-    event never overwrites a newer one.
-    """
-
-    __tablename__ = "referral_access"
-    __table_args__ = (Index("ix_registry_access_org_child", "org", "child_id"), {"schema": SCHEMA})
-
-    referral_id: uuid.UUID = Field(primary_key=True)
-    child_id: uuid.UUID
-    org: str = Field(max_length=100)
-    active: bool
-    version: int
-
-
 outbox = outbox_table(metadata, SCHEMA)
 inbox = inbox_table(metadata, SCHEMA)
 idempotency_keys = idempotency_table(metadata, SCHEMA)
@@ -184,4 +168,7 @@ external_ids = ExternalId.__table__  # type: ignore[attr-defined]
 child_history = ChildChange.__table__  # type: ignore[attr-defined]
 audit_log = AuditEntry.__table__  # type: ignore[attr-defined]
 audit_head = AuditHead.__table__  # type: ignore[attr-defined]
-referral_access = ReferralAccess.__table__  # type: ignore[attr-defined]
+# An organisation's referrals of a child (libs.common.access): read access while active.
+referral_access = referral_shares_table(
+    metadata, SCHEMA, "referral_access", index="ix_registry_access_org_child"
+)

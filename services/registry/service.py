@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.common import places
+from libs.common import access, places
 from libs.common.auth import Principal
 from libs.common.batching import GroupCommit
 from libs.common.db import Database
@@ -83,7 +83,7 @@ def _new_row(item: ChildIn, ctx: Context) -> dict[str, Any]:
 
 def _check_new(item: ChildIn, ctx: Context) -> None:
     domain.check_registrable(item.birth_date, ctx.today)
-    ctx.principal.require_covers(item.village_code or item.commune_code or "")
+    ctx.principal.require_covers_place(item.commune, item.village_code)
 
 
 async def likely_duplicates(
@@ -232,6 +232,14 @@ async def read(
     return child
 
 
+async def read_for_change(conn: AsyncConnection, child_id: uuid.UUID, ctx: Context) -> Any:
+    """A child the principal may change, locked: 404 when it may not read it, 403 when it
+    may only read it (through a referral, libs.common.access)."""
+    child = await read(conn, child_id, ctx, lock=True)
+    access.require_change(ctx.principal, child["owner_org"])
+    return child
+
+
 async def read_grouped(group: Reads, child_id: uuid.UUID, ctx: Context) -> Any:
     """A visible child, recorded in the audit log as read (with concurrent reads); 404
     otherwise."""
@@ -268,7 +276,7 @@ async def patch(
     conn: AsyncConnection, child_id: uuid.UUID, change: ChildPatch, if_match: str, ctx: Context
 ) -> Any:
     """Apply a merge patch to the version the client read."""
-    child = await read(conn, child_id, ctx, lock=True)
+    child = await read_for_change(conn, child_id, ctx)
     check_if_match(if_match, child["version"])
     values = change.model_dump(mode="python", exclude_unset=True)
     for key in ("caregiver", "consent"):
@@ -288,12 +296,12 @@ async def patch(
         commune = values.get("commune_code") or (
             places.commune_of(village) if village else child["commune_code"]
         )
-        if village is not None and places.commune_of(village) != commune:
+        if village is not None and not places.listed_in(village, commune):
             raise Unprocessable(
                 "village_code is not in commune_code",
                 errors=[{"field": "village_code", "message": "not in commune_code"}],
             )
-        ctx.principal.require_covers(village or commune)
+        ctx.principal.require_covers_place(commune, village)
         values.update(village_code=village, commune_code=commune, place_code=village or commune)
     if "birth_date" in values:
         domain.check_registrable(values["birth_date"], child["registered_on"])
@@ -308,7 +316,7 @@ async def patch(
 async def close(
     conn: AsyncConnection, child_id: uuid.UUID, reason: str, if_match: str | None, ctx: Context
 ) -> Any:
-    child = await read(conn, child_id, ctx, lock=True)
+    child = await read_for_change(conn, child_id, ctx)
     check_if_match(if_match, child["version"])
     status = domain.close(child["status"])
     return await _write(conn, child, {"status": status, "close_reason": reason}, "closed", ctx)
@@ -317,7 +325,7 @@ async def close(
 async def reopen(
     conn: AsyncConnection, child_id: uuid.UUID, if_match: str | None, ctx: Context
 ) -> Any:
-    child = await read(conn, child_id, ctx, lock=True)
+    child = await read_for_change(conn, child_id, ctx)
     check_if_match(if_match, child["version"])
     status = domain.reopen(child["status"])
     return await _write(conn, child, {"status": status, "close_reason": None}, "reopened", ctx)

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.common import access
 from libs.common.auth import Principal
 from libs.common.db import driver_connection
 from libs.common.events import CloudEvent
@@ -35,34 +36,35 @@ Child = Mapping[Any, Any]  # a row: SQLAlchemy's RowMapping, or an asyncpg Recor
 
 
 def visible_to(principal: Principal) -> ColumnElement[bool]:
-    """SQL form of Principal.sees for children (SPEC §3)."""
-    clauses: list[ColumnElement[bool]] = []
-    prefixes = principal.area_prefixes()
-    if prefixes is not None:
-        clauses.append(or_(*[children.c.place_code.startswith(p) for p in prefixes]))
-    if principal.is_partner:
-        shared = select(referral_access.c.child_id).where(
-            referral_access.c.org == principal.org, referral_access.c.active
-        )
-        clauses.append(or_(children.c.owner_org == principal.org, children.c.id.in_(shared)))
-    return and_(*clauses) if clauses else and_(True)
+    """Which children the principal may read (libs.common.access), over this schema."""
+    c = children.c
+    return access.child_visible_sql(
+        principal,
+        commune=c.commune_code,
+        village=c.village_code,
+        owner=c.owner_org,
+        child_id=c.id,
+        shares=access.shares_of(referral_access),
+    )
 
 
 def _visible_sql(areas: str, org: str, child: str = "") -> str:
-    """SQL form of visible_to for hand-written statements: `areas` and `org` are SQL
+    """SQL text form of visible_to for hand-written statements: `areas` and `org` are SQL
     expressions of visibility_args' two values, `child` the children table's alias and dot."""
-    return (
-        f"({areas}::text[] IS NULL OR {child}place_code LIKE ANY({areas}))"
-        f" AND ({org}::text IS NULL OR {child}owner_org = {org} OR {child}id IN ("
-        f"SELECT child_id FROM registry.referral_access WHERE org = {org} AND active))"
+    return access.child_visible_text(
+        areas,
+        org,
+        shares="registry.referral_access",
+        commune=f"{child}commune_code",
+        village=f"{child}village_code",
+        owner=f"{child}owner_org",
+        child_id=f"{child}id",
     )
 
 
 def visibility_args(principal: Principal) -> tuple[list[str] | None, str | None]:
-    """Parameters of _visible_sql: LIKE patterns of the areas, and the partner's org."""
-    prefixes = principal.area_prefixes()
-    patterns = None if prefixes is None else [f"{p}%" for p in prefixes]
-    return patterns, principal.org if principal.is_partner else None
+    """Parameters of _visible_sql: area patterns, and the partner's org."""
+    return access.visibility_args(principal)
 
 
 def _candidates_sql(
@@ -562,26 +564,3 @@ async def verify_audit(conn: AsyncConnection) -> AuditVerdict:
             None,
         )  # fmt: skip
     return AuditVerdict(True, checked, unsealed, head_seq)
-
-
-# ---------------------------------------------------------------- access through referrals
-
-
-async def apply_referral(
-    conn: AsyncConnection, referral_id: str, child_id: str, org: str, active: bool, version: int
-) -> None:
-    """Record whether a referral lets its provider's organisation read the child (newest wins)."""
-    stmt = insert(referral_access).values(
-        referral_id=uuid.UUID(referral_id),
-        child_id=uuid.UUID(child_id),
-        org=org,
-        active=active,
-        version=version,
-    )
-    await conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[referral_access.c.referral_id],
-            set_={"active": stmt.excluded.active, "version": stmt.excluded.version},
-            where=referral_access.c.version < stmt.excluded.version,
-        )
-    )

@@ -134,7 +134,12 @@ def test_who_may_manage_respond_and_cancel() -> None:
         domain.may_manage_provider(principal(areas=("12",)), "any-ngo", ["KH"])
     with pytest.raises(Forbidden):
         domain.may_manage_provider(principal("partner"), "other-ngo", ["12"])
-    referral = {"provider_org": "clinic", "referrer_org": "org-a", "place_code": "12010101"}
+    referral = {
+        "provider_org": "clinic",
+        "referrer_org": "org-a",
+        "commune_code": "120101",
+        "village_code": "12010101",
+    }
     with pytest.raises(Forbidden):
         domain.may_respond(principal(), referral)
     domain.may_cancel(principal("partner"), referral)  # the referrer's own organisation

@@ -1,0 +1,283 @@
+"""Who may see and change a child: the one rule every service applies, written once.
+
+A child's place is its listed commune and village (the gazetteer lists a few villages
+under a commune their code does not start with; the listed commune owns them). A child is
+visible to a principal when one of its areas covers that place and, for a partner, when
+its organisation registered the child or holds an active referral for it. An active
+referral is one `accepted`, or `completed` less than 30 days ago, evaluated at read time;
+a declined or cancelled referral gives nothing. Access through a referral is read-only:
+only the registering organisation, or government staff covering the place, may change,
+close or reopen a child. docs/api-guide.md#access says the same for clients.
+
+Each service keeps the referral shares it learns from `referrals.referral.*` events in a
+table of its own schema (`referral_shares_table`, written by `apply_referral_event`); the
+referrals service reads its own referrals. The Python predicates and the SQL builders below
+take the columns of each service's projection, so the rule is the same everywhere.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    DateTime,
+    FromClause,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    and_,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    true,
+)
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.common.auth import COUNTRY, Principal
+from libs.common.errors import Forbidden
+from libs.common.events import CloudEvent
+
+# How long a completed referral still lets its provider's organisation read the child.
+ACCESS_AFTER_COMPLETION = timedelta(days=30)
+_INTERVAL = f"{ACCESS_AFTER_COMPLETION.days} days"
+
+READ_ONLY = (
+    "access through a referral is read-only: only the registering organisation, or "
+    "government staff covering the child's place, may change, close or reopen this child"
+)
+
+
+# ---------------------------------------------------------------- the rule, in Python
+
+
+@dataclass(frozen=True)
+class Share:
+    """A referral of a child to an organisation, as a service's projection keeps it."""
+
+    org: str
+    status: str
+    completed_at: datetime | None = None
+
+
+def share_active(status: str, completed_at: datetime | None, now: datetime | None = None) -> bool:
+    """Whether a referral in this state lets its provider's organisation read the child:
+    accepted, or completed less than 30 days ago."""
+    if status == "accepted":
+        return True
+    if status != "completed" or completed_at is None:
+        return False
+    return (now or datetime.now(UTC)) - completed_at < ACCESS_AFTER_COMPLETION
+
+
+def sees_child(
+    principal: Principal,
+    *,
+    commune: str,
+    village: str | None,
+    owner_org: str,
+    shares: Iterable[Share] = (),
+    now: datetime | None = None,
+) -> bool:
+    """Whether the principal may read a child at the place (listed commune, village)."""
+    if not principal.covers_place(commune, village):
+        return False
+    if not principal.is_partner or owner_org == principal.org:
+        return True
+    return any(
+        s.org == principal.org and share_active(s.status, s.completed_at, now) for s in shares
+    )
+
+
+def may_change_child(principal: Principal, owner_org: str) -> bool:
+    """Whether a principal who may read a child may also change, close or reopen it: the
+    registering organisation, or a government principal (whose areas cover the place)."""
+    return not principal.is_partner or principal.org == owner_org
+
+
+def require_change(principal: Principal, owner_org: str) -> None:
+    """403 for a principal who may read the child but not change it (a referral's)."""
+    if not may_change_child(principal, owner_org):
+        raise Forbidden(READ_ONLY)
+
+
+# ---------------------------------------------------------------- the rule, in SQL
+
+
+def place_key(commune: str, village: str | None) -> str:
+    """The string the area patterns match: `<listed commune>/<village or nothing>`."""
+    return f"{commune}/{village or ''}"
+
+
+def area_patterns(principal: Principal) -> list[str] | None:
+    """LIKE patterns over place_key, one per area; None for the whole country. An area
+    down to commune level prefixes the listed commune; a village area names the village."""
+    if COUNTRY in principal.areas:
+        return None
+    return [f"%/{a}" if len(a) == 8 else f"{a}%" for a in principal.areas]
+
+
+def place_key_sql(commune: Any, village: Any) -> ColumnElement[str]:
+    """place_key over a projection's commune and village columns."""
+    key: ColumnElement[str] = commune.concat(literal("/")).concat(
+        func.coalesce(village, literal(""))
+    )
+    return key
+
+
+def covers_sql(principal: Principal, commune: Any, village: Any) -> ColumnElement[bool]:
+    """SQL form of Principal.covers_place over a commune and a village column."""
+    patterns = area_patterns(principal)
+    if patterns is None:
+        return true()
+    key = place_key_sql(commune, village)
+    return or_(*[key.like(p) for p in patterns])
+
+
+def share_active_sql(status: Any, completed_at: Any) -> ColumnElement[bool]:
+    """SQL form of share_active over a status and a completion-time column."""
+    return or_(
+        status == "accepted",
+        and_(status == "completed", completed_at > func.now() - text(f"interval '{_INTERVAL}'")),
+    )
+
+
+@dataclass(frozen=True)
+class ShareColumns:
+    """Where a service keeps its referral shares: the table (or alias) and its columns."""
+
+    table: FromClause
+    child_id: Any
+    org: Any
+    status: Any
+    completed_at: Any
+
+
+def shares_of(table: Table) -> ShareColumns:
+    """The ShareColumns of a referral_shares_table."""
+    c = table.c
+    return ShareColumns(table, c.child_id, c.org, c.status, c.completed_at)
+
+
+def child_visible_sql(
+    principal: Principal,
+    *,
+    commune: Any,
+    village: Any,
+    owner: Any,
+    child_id: Any,
+    shares: ShareColumns,
+) -> ColumnElement[bool]:
+    """SQL form of sees_child over a projection's columns and its referral shares."""
+    clauses: list[ColumnElement[bool]] = [covers_sql(principal, commune, village)]
+    if principal.is_partner:
+        shared = (
+            select(shares.child_id)
+            .select_from(shares.table)
+            .where(
+                shares.org == principal.org, share_active_sql(shares.status, shares.completed_at)
+            )
+        )
+        clauses.append(or_(owner == principal.org, child_id.in_(shared)))
+    return and_(*clauses)
+
+
+def visibility_args(principal: Principal) -> tuple[list[str] | None, str | None]:
+    """The two parameters of child_visible_text: the area patterns (None: the whole
+    country) and the partner's organisation (None: government)."""
+    return area_patterns(principal), principal.org if principal.is_partner else None
+
+
+def child_visible_text(
+    patterns: str,
+    org: str,
+    *,
+    shares: str,
+    commune: str = "commune_code",
+    village: str = "village_code",
+    owner: str = "owner_org",
+    child_id: str = "id",
+) -> str:
+    """SQL text form of sees_child for hand-written statements: `patterns` and `org` are
+    SQL expressions of visibility_args' two values, the rest column names (qualified as the
+    statement needs) and `shares` a referral_shares_table's qualified name."""
+    active = (
+        f"(s.status = 'accepted' OR (s.status = 'completed'"
+        f" AND s.completed_at > now() - interval '{_INTERVAL}'))"
+    )
+    return (
+        f"({patterns}::text[] IS NULL"
+        f" OR ({commune} || '/' || coalesce({village}, '')) LIKE ANY({patterns}))"
+        f" AND ({org}::text IS NULL OR {owner} = {org} OR {child_id} IN ("
+        f"SELECT s.child_id FROM {shares} s WHERE s.org = {org} AND {active}))"
+    )
+
+
+# ---------------------------------------------------------------- the shares projection
+
+
+def referral_shares_table(
+    metadata: MetaData, schema: str, name: str = "referral_shares", index: str | None = None
+) -> Table:
+    """A service's projection of referrals: which organisation provides which child's
+    referral, in which state, completed when. `version` is the referral's, so an older
+    event never overwrites a newer one."""
+    return Table(
+        name,
+        metadata,
+        Column("referral_id", Uuid, primary_key=True),
+        Column("child_id", Uuid, nullable=False),
+        Column("org", String(100), nullable=False),
+        Column("status", String(10), nullable=False),
+        Column("completed_at", DateTime(timezone=True), nullable=True),
+        Column("version", Integer, nullable=False),
+        Index(index or f"ix_{schema}_{name}_org_child", "org", "child_id"),
+        schema=schema,
+    )
+
+
+async def apply_referral_event(conn: AsyncConnection, table: Table, event: CloudEvent) -> None:
+    """Record a `referrals.referral.*` event in a shares projection (newest version wins);
+    a completion is dated by its event."""
+    data = event.data
+    status = str(data["status"])
+    stmt = insert(table).values(
+        referral_id=uuid.UUID(str(data["referral_id"])),
+        child_id=uuid.UUID(str(data["child_id"])),
+        org=str(data["provider_org"]),
+        status=status,
+        completed_at=_aware(event.time) if status == "completed" else None,
+        version=int(data["version"]),
+    )
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[table.c.referral_id],
+            set_={
+                "status": stmt.excluded.status,
+                "completed_at": stmt.excluded.completed_at,
+                "version": stmt.excluded.version,
+            },
+            where=table.c.version < stmt.excluded.version,
+        )
+    )
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+REFERRAL_EVENT_TYPES = tuple(
+    f"referrals.referral.{verb}.v1"
+    for verb in ("created", "accepted", "declined", "completed", "cancelled", "overdue")
+)
