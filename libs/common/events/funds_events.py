@@ -1,4 +1,4 @@
-"""Events the funds service publishes (SPEC §8): ids, codes, amounts and states only.
+"""Events the funds service publishes: ids, codes, amounts and states only.
 
 No fund names, justifications, reasons, item descriptions or payment references: those are
 free text and stay in the funds service's own tables.
@@ -6,7 +6,7 @@ free text and stay in the funds service's own tables.
 
 from __future__ import annotations
 
-from libs.common.events.catalog import EventData
+from libs.common.events.base import EventData
 
 
 class FundV1(EventData):

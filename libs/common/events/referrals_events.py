@@ -1,4 +1,4 @@
-"""Events the referrals service publishes (SPEC §8): ids, codes, amounts and states only.
+"""Events the referrals service publishes: ids, codes, amounts and states only.
 
 No name, contact, reason, justification or note ever travels: a provider event carries
 no name or contact, a referral event carries the outcome's code but never its note, and
@@ -7,7 +7,7 @@ only whether consent was overridden, never why.
 
 from __future__ import annotations
 
-from libs.common.events.catalog import EventData
+from libs.common.events.base import EventData
 
 
 class ProviderUpsertedV1(EventData):

@@ -1,0 +1,42 @@
+"""Events the registry publishes (docs/api-guide.md#events): ids, codes, sex, birth month,
+vulnerabilities, risk level and states only.
+
+No name, caregiver, phone number, consent giver or close reason ever travels: those are
+personal data and stay in the registry's own tables.
+"""
+
+from __future__ import annotations
+
+from libs.common.events.base import EventData
+
+
+class ChildV1(EventData):
+    """A child as other services may know it."""
+
+    child_id: str
+    case_number: str
+    commune_code: str
+    village_code: str | None
+    sex: str
+    birth_month: str  # YYYY-MM
+    vulnerabilities: list[str]
+    risk_level: str
+    status: str
+    owner_org: str
+    data_sharing_consent: bool
+    version: int
+    registered_on: str  # YYYY-MM-DD, the registration date
+
+
+class ChildUpdatedV1(ChildV1):
+    """A child after a change; `changed` names the fields (never their values)."""
+
+    changed: list[str]
+
+
+REGISTRY_EVENTS: dict[str, type[EventData]] = {
+    "registry.child.registered.v1": ChildV1,
+    "registry.child.updated.v1": ChildUpdatedV1,
+    "registry.child.closed.v1": ChildV1,
+    "registry.child.reopened.v1": ChildV1,
+}
