@@ -185,6 +185,7 @@ class Bench:
             "NATS_URL": nats_url,
             "KOMAR_DATA_DIR": str(self.root / "data"),
             "KOMAR_ADMIN_SECRET": self.admin_secret,
+            "KOMAR_KEK": secrets.token_urlsafe(32),  # the gateway's key-encryption key
             "KOMAR_REGISTRY_PORT": str(registry_port),
             "KOMAR_GATEWAY_PORT": str(gateway_port),
             "KOMAR_REGISTRY_URL": f"http://127.0.0.1:{registry_port}",

@@ -176,6 +176,7 @@ class IndicatorsBench:
             "NATS_URL": nats_url,
             "KOMAR_DATA_DIR": str(self.root / "data"),
             "KOMAR_ADMIN_SECRET": self.admin_secret,
+            "KOMAR_KEK": secrets.token_urlsafe(32),  # the gateway's key-encryption key
             "KOMAR_GATEWAY_PORT": str(gateway_port),
             "KOMAR_INDICATORS_PORT": str(indicators_port),
             "KOMAR_INDICATORS_URL": f"http://127.0.0.1:{indicators_port}",

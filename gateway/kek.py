@@ -15,16 +15,13 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 import secrets
-from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEK_BYTES = 32
 NONCE_BYTES = 12
-KEK_FILE = "kek"
 MISSING = (
     "KOMAR_KEK is not set. The gateway stores its token signing keys encrypted with this "
     "key-encryption key and will not start without it. Generate one with "
@@ -62,25 +59,6 @@ def parse_kek(text: str, name: str = "KOMAR_KEK") -> bytes:
 def kek_id(key: bytes) -> str:
     """A short public name of a KEK, stored beside what it sealed (a digest, not the key)."""
     return hashlib.sha256(b"komar-kek-id\x00" + key).hexdigest()[:16]
-
-
-def load_or_create_kek(data_dir: Path) -> tuple[str, bool]:
-    """For the local runner: KOMAR_KEK, else the one kept in `<data_dir>/kek`, else a new one.
-
-    Returns the KEK and whether it was created now. The file is created with mode 0600.
-    """
-    from_env = os.environ.get("KOMAR_KEK")
-    if from_env:
-        return from_env, False
-    path = data_dir / KEK_FILE
-    if path.exists():
-        return path.read_text().strip(), False
-    data_dir.mkdir(parents=True, exist_ok=True)
-    kek = new_kek()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(kek + "\n")
-    return kek, True
 
 
 class Keks:

@@ -181,7 +181,12 @@ class GatewayRuntime:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        await self.keys.ensure_active()
+        try:
+            await self.keys.ensure_active()
+        except KekError as exc:
+            # Said plainly (exception messages stay out of logs): it names KEK ids, no secret.
+            log.error("gateway.cannot_start", problem=str(exc))
+            raise
         await self._bootstrap_admin()
         await self.guard.refresh(self.db)
         limit = asyncio.Semaphore(self.settings.upstream_max_connections)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import sys
 import time
@@ -93,6 +94,30 @@ def replica_layout(ports: Mapping[str, int], count: int = 1) -> list[Replica]:
     return found
 
 
+KEK_FILE = "kek"
+
+
+def load_or_create_kek(data_dir: Path) -> tuple[str, bool]:
+    """The gateway's key-encryption key: KOMAR_KEK, else the one kept in `<data_dir>/kek`,
+    else a new one (32 random bytes, base64url) written there with mode 0600.
+
+    Returns the KEK and whether it was created now. Only the local runner does this: the
+    gateway itself refuses to start without KOMAR_KEK.
+    """
+    from_env = os.environ.get("KOMAR_KEK")
+    if from_env:
+        return from_env, False
+    path = data_dir / KEK_FILE
+    if path.exists():
+        return path.read_text().strip(), False
+    data_dir.mkdir(parents=True, exist_ok=True)
+    kek = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(kek + "\n")
+    return kek, True
+
+
 def component_env(
     ports: Mapping[str, int],
     *,
@@ -110,8 +135,6 @@ def component_env(
     `<data_dir>/kek` (generated there, mode 0600, when missing).
     """
     if kek is None:
-        from gateway.kek import load_or_create_kek
-
         kek, _ = load_or_create_kek(data_dir)
     env = {
         "DATABASE_URL": database_url,
@@ -182,7 +205,6 @@ class Platform:
         processes = replica_layout(ports, count)  # a bad layout fails before anything starts
         database_url = self.environ.get("DATABASE_URL") or self._start_postgres()
         nats_url = self.environ.get("NATS_URL") or self._start_nats()
-        from gateway.kek import load_or_create_kek
         from libs.common.settings import load_or_create_admin_secret
 
         admin_secret, created = load_or_create_admin_secret(self.data_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -21,7 +22,12 @@ import asyncpg
 import nats
 import pytest
 
-from deploy.local.__main__ import component_env
+from deploy.local.__main__ import (
+    Replica,
+    component_env,
+    load_or_create_kek,
+    replica_env,
+)
 from deploy.local.infra import (
     EmbeddedNats,
     EmbeddedPostgres,
@@ -224,12 +230,14 @@ def test_component_env_routes_every_service() -> None:
         nats_url="nats://127.0.0.1:54222",
         data_dir=Path("/srv/var"),
         admin_secret="s3cret",
+        kek="k3k",
     )
     assert env == {
         "DATABASE_URL": "postgresql://postgres@127.0.0.1:55432/komar",
         "NATS_URL": "nats://127.0.0.1:54222",
         "KOMAR_DATA_DIR": "/srv/var",
         "KOMAR_ADMIN_SECRET": "s3cret",
+        "KOMAR_KEK": "k3k",
         "KOMAR_JWKS_URL": "http://127.0.0.1:8000/.well-known/jwks.json",
         "KOMAR_GATEWAY_PORT": "8000",
         "KOMAR_REGISTRY_PORT": "8101",
@@ -237,6 +245,31 @@ def test_component_env_routes_every_service() -> None:
         "KOMAR_FUNDS_PORT": "8103",
         "KOMAR_FUNDS_URL": "http://127.0.0.1:8103",
     }
+
+
+def test_the_local_kek_is_generated_once_kept_private_and_given_to_the_gateway_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KOMAR_KEK", raising=False)
+    data_dir = tmp_path / "var"
+    ports = {"gateway": 8000, "registry": 8101}
+    env = component_env(
+        ports, database_url="db", nats_url="nats", data_dir=data_dir, admin_secret="s"
+    )
+    stored = data_dir / "kek"
+    assert env["KOMAR_KEK"] == stored.read_text().strip()
+    assert oct(stored.stat().st_mode & 0o777) == "0o600"
+    assert len(base64.urlsafe_b64decode(env["KOMAR_KEK"] + "=")) == 32
+    again = component_env(
+        ports, database_url="db", nats_url="nats", data_dir=data_dir, admin_secret="s"
+    )
+    assert again["KOMAR_KEK"] == env["KOMAR_KEK"]
+    monkeypatch.setenv("KOMAR_KEK", "from-the-environment")
+    assert load_or_create_kek(data_dir) == ("from-the-environment", False)
+    gateway = Replica("gateway", "gateway", "gateway", 8000)
+    registry = Replica("registry", "registry", "services.registry", 8101)
+    assert replica_env(env, gateway)["KOMAR_KEK"] == env["KOMAR_KEK"]
+    assert "KOMAR_KEK" not in replica_env(env, registry)
 
 
 class Runner:
@@ -291,6 +324,7 @@ async def test_runner_starts_keeps_up_and_stops_the_platform(tmp_path: Path) -> 
     ports = {name: free_port() for name in ("GATEWAY", "REGISTRY", "POSTGRES", "NATS")}
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL")}
     env.pop("KOMAR_ADMIN_SECRET", None)
+    env.pop("KOMAR_KEK", None)
     env["KOMAR_DATA_DIR"] = str(tmp_path / "var")
     env.update({f"KOMAR_{name}_PORT": str(port) for name, port in ports.items()})
     gateway = f"http://127.0.0.1:{ports['GATEWAY']}"
@@ -309,6 +343,8 @@ async def test_runner_starts_keeps_up_and_stops_the_platform(tmp_path: Path) -> 
     assert seen["KOMAR_REGISTRY_URL"] == registry
     assert seen["KOMAR_JWKS_URL"] == f"{gateway}/.well-known/jwks.json"
     assert seen["KOMAR_ADMIN_SECRET"] == secret
+    assert seen["KOMAR_KEK"] == (tmp_path / "var" / "kek").read_text().strip()
+    assert "KOMAR_KEK" not in json.loads(await asyncio.to_thread(http_get, f"{registry}/env"))
     assert seen["DATABASE_URL"] == f"postgresql://postgres@127.0.0.1:{ports['POSTGRES']}/komar"
     assert seen["NATS_URL"] == f"nats://127.0.0.1:{ports['NATS']}"
 

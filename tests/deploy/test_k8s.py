@@ -247,6 +247,23 @@ def test_configuration_comes_from_the_configmap_and_secrets_by_reference(
         "name": "KOMAR_ADMIN_SECRET",
         "valueFrom": {"secretKeyRef": {"name": "komar-admin", "key": "KOMAR_ADMIN_SECRET"}},
     } in gateway_env
+    # The gateway's key-encryption key (required), and the previous one during a rotation.
+    assert {
+        "name": "KOMAR_KEK",
+        "valueFrom": {"secretKeyRef": {"name": "komar-kek", "key": "KOMAR_KEK"}},
+    } in gateway_env
+    assert {
+        "name": "KOMAR_KEK_PREVIOUS",
+        "valueFrom": {
+            "secretKeyRef": {"name": "komar-kek", "key": "KOMAR_KEK_PREVIOUS", "optional": True}
+        },
+    } in gateway_env
+    # No other component gets it.
+    for workload, template in pod_templates(manifests):
+        if workload["kind"] == "Deployment" and workload["metadata"]["name"] == "gateway":
+            continue
+        names = {v["name"] for v in template["spec"]["containers"][0].get("env", [])}
+        assert not names & {"KOMAR_KEK", "KOMAR_KEK_PREVIOUS"}, workload["metadata"]["name"]
 
 
 def test_the_configmap_points_at_the_services(manifests: list[Manifest]) -> None:
