@@ -176,11 +176,17 @@ def _slow_down(wait: float, description: str) -> OAuthError:
     )
 
 
-def _check_address(rt: GatewayRuntime, source: str) -> None:
-    """429 once an address has failed far more often than honest use ever does."""
-    wait = rt.login_failures.peek(source, time.monotonic())
+def _reserve(limiter: domain.RateLimiter, key: str, description: str) -> None:
+    """Spend a token of `key`'s bucket of failures before a slow check (429 when none is
+    left): however many requests arrive at once, no more checks start than the bucket holds.
+    A check that succeeds gives its token back."""
+    wait = limiter.take(key, time.monotonic())
     if wait:
-        raise _slow_down(wait, "too many failed attempts from your address; retry later")
+        raise _slow_down(wait, description)
+
+
+BY_ADDRESS = "too many failed attempts from your address; retry later"
+BY_CLIENT = "too many failed attempts for this client; retry later"
 
 
 async def _client_grant(
@@ -194,24 +200,23 @@ async def _client_grant(
     known = row is not None and rt.client_secret_known(client_id, secret, row.secret_hash)
     if row is not None and row.active and known:
         return row  # verified on this replica before: no slow hash, so no throttle either
-    _check_address(rt, source)
-    now = time.monotonic()
-    wait = rt.client_failures.peek(client_id, now) if row is not None else 0.0
-    if wait:
-        raise _slow_down(wait, "too many failed attempts for this client; retry later")
+    _reserve(rt.login_failures, source, BY_ADDRESS)
     if row is None:
         await asyncio.to_thread(domain.verify_secret, secret, domain.dummy_hash())
-        ok = False
-    else:
-        CLIENT_CHECKS.inc()
-        ok = await rt.client_secret_ok(client_id, secret, row.secret_hash)
-    if row is None or not ok or not row.active:
-        rt.login_failures.take(source, now)
-        if row is not None:
-            rt.client_failures.take(client_id, now)
-        log.info("auth.client.failed", client_id=row.client_id if row is not None else None)
+        log.info("auth.client.failed", client_id=None)
         raise _invalid_client("client authentication failed")
-    return row
+    try:
+        _reserve(rt.client_failures, client_id, BY_CLIENT)
+    except OAuthError:
+        rt.login_failures.refund(source)
+        raise
+    CLIENT_CHECKS.inc()
+    if await rt.client_secret_ok(client_id, secret, row.secret_hash) and row.active:
+        rt.login_failures.refund(source)
+        rt.client_failures.refund(client_id)
+        return row
+    log.info("auth.client.failed", client_id=row.client_id)
+    raise _invalid_client("client authentication failed")
 
 
 async def _password_grant(
@@ -223,10 +228,10 @@ async def _password_grant(
         raise OAuthError("invalid_request", "username and password are required")
     if len(username) > 64 or len(password) > 256:
         raise _invalid_grant()
-    _check_address(rt, source)
+    _reserve(rt.login_failures, source, BY_ADDRESS)
     settings = rt.settings
-    # The attempt is reserved (counted as a failure) before the password is checked, so a
-    # burst of guesses gets at most `login_max_failures` checks between them.
+    # The attempt is reserved (counted as a failure) in the database before the password is
+    # checked, so a burst of guesses gets at most `login_max_failures` checks between them.
     async with rt.db.transaction() as conn:
         row = await store.reserve_login(
             conn,
@@ -244,8 +249,8 @@ async def _password_grant(
             async with rt.db.transaction() as conn:
                 done = await store.login_succeeded(conn, row.user_id)
             if done is not None:
+                rt.login_failures.refund(source)
                 return done
-    rt.login_failures.take(source, time.monotonic())
     if row is None:
         log.info("auth.user.failed", checked=False)
     else:

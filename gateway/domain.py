@@ -190,6 +190,12 @@ class RateLimiter:
         bucket[0] = tokens
         return (1.0 - tokens) / rate
 
+    def refund(self, key: str) -> None:
+        """Give back a token spent to reserve an attempt that turned out well."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket[0] = min(self.burst, bucket[0] + 1.0)
+
     def peek(self, key: str, now: float, rate: float | None = None) -> float:
         """Seconds until the key may spend a token (0.0 when it may now), without spending."""
         bucket = self._buckets.get(key)

@@ -456,3 +456,34 @@ async def test_bootstrap_admin(gw: Gateway) -> None:
     assert "indicators:read:detail" in str(claims["scope"]).split()
     refused = await gw.http.post("/v1/admin/clients/admin/disable", headers=bearer(token))
     assert refused.status_code == 409
+
+
+async def test_parallel_wrong_secrets_for_one_client_are_checked_at_most_the_burst(
+    gateway_settings: GatewaySettings,
+) -> None:
+    settings = gateway_settings.model_copy(
+        update={"client_failures_per_minute": 1.0, "client_failure_burst": 4}
+    )
+    async with running(settings) as app, client_for(app) as http:
+        here = Gateway(http)
+        partner, _ = await here.client_token()
+        wrong = {
+            "grant_type": "client_credentials",
+            "client_id": partner["client_id"],
+            "client_secret": "a guess",
+        }
+
+        def checks() -> float:
+            value = REGISTRY.get_sample_value(
+                "komar_gateway_credential_checks_total", {"grant_type": "client_credentials"}
+            )
+            return value or 0.0
+
+        before = checks()
+        answers = await asyncio.gather(*(http.post("/oauth/token", data=wrong) for _ in range(60)))
+        statuses = sorted(a.status_code for a in answers)
+        assert statuses == [401] * 4 + [429] * 56
+        assert checks() - before == 4
+        # The partner, verified here before, is not held up by the guesses at its id.
+        right = {**wrong, "client_secret": partner["client_secret"]}
+        assert (await http.post("/oauth/token", data=right)).status_code == 200
