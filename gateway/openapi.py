@@ -99,8 +99,9 @@ def merge(own: dict[str, Any], services: dict[str, dict[str, Any]]) -> dict[str,
     for path, item in paths.items():
         for method, operation in item.items():
             if isinstance(operation, dict) and "responses" in operation:
-                # The token endpoint answers RFC 6749's errors: 400 and 401 (invalid_client).
-                extra = {400, 401, 429} if path == TOKEN_URL else {429}
+                # The gateway refuses malformed paths (dot segments) with 400 and rate-limits
+                # with 429; the token endpoint answers RFC 6749's 400 and 401 too.
+                extra = {400, 401, 429} if path == TOKEN_URL else {400, 429}
                 add_problem_answers(path, method, operation, extra)
     components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
     doc["security"] = [{"bearer": []}, {"oauth2": []}]
