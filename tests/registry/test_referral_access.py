@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import nats
@@ -18,12 +18,18 @@ pytestmark = pytest.mark.asyncio
 
 
 async def publish_referral(
-    nats_url: str, referral_id: str, child_id: str, org: str, status: str, version: int
+    nats_url: str,
+    referral_id: str,
+    child_id: str,
+    org: str,
+    status: str,
+    version: int,
+    at: datetime | None = None,
 ) -> None:
-    """Publish a referral event exactly as the referrals service does."""
+    """Publish a referral event exactly as the referrals service does (at `at`)."""
     event = CloudEvent(
         id=str(uuid.uuid4()), source="/services/referrals", type=f"referrals.referral.{status}.v1",
-        subject=referral_id, time=datetime.now(UTC),
+        subject=referral_id, time=at or datetime.now(UTC),
         data={
             "referral_id": referral_id, "child_id": child_id, "provider_org": org, "status": status,
             "version": version, "service_type": "health",
@@ -85,3 +91,63 @@ async def test_provider_outside_the_childs_area_still_cannot_read(
     assert (
         await api.get(f"/v1/registry/children/{child['id']}", headers=far_away)
     ).status_code == 404
+
+
+async def test_access_through_a_referral_is_read_only(
+    api: httpx.AsyncClient, keys: SigningKeys, nats_url: str
+) -> None:
+    owner_org = f"ngo-{uuid.uuid4().hex[:6]}"
+    owner = keys.headers(org=owner_org, org_type="partner", areas=["120101"])
+    child = (await api.post("/v1/registry/children", json=child_body(), headers=owner)).json()
+    provider_org = f"clinic-{uuid.uuid4().hex[:6]}"
+    provider = keys.headers(org=provider_org, org_type="partner", areas=["1201"])
+    url = f"/v1/registry/children/{child['id']}"
+    await publish_referral(nats_url, str(uuid.uuid4()), child["id"], provider_org, "accepted", 2)
+    assert await status_until(api, url, provider, 200) == 200
+
+    etag = {"If-Match": f'"{child["version"]}"', "Content-Type": "application/merge-patch+json"}
+    patched = await api.patch(url, content=b'{"risk_level": "high"}', headers={**provider, **etag})
+    assert patched.status_code == 403, patched.text
+    assert "read-only" in patched.json()["detail"]
+    closed = await api.post(f"{url}/close", json={"reason": "moved"}, headers=provider)
+    assert closed.status_code == 403
+    reopened = await api.post(f"{url}/reopen", json={}, headers=provider)
+    assert reopened.status_code == 403
+    assert (await api.get(url, headers=owner)).json()["version"] == child["version"]
+    # government staff of the place may change it; another partner does not see it at all
+    government = keys.headers(org="moswvy-phnom-penh", org_type="government", areas=["1201"])
+    ok = await api.patch(url, content=b'{"risk_level": "high"}', headers={**government, **etag})
+    assert ok.status_code == 200, ok.text
+    stranger = keys.headers(org=f"ngo-{uuid.uuid4().hex[:6]}", org_type="partner", areas=["12"])
+    assert (
+        await api.post(f"{url}/close", json={"reason": "x"}, headers=stranger)
+    ).status_code == 404
+
+
+async def test_a_completed_referral_gives_access_for_30_days(
+    api: httpx.AsyncClient, keys: SigningKeys, nats_url: str
+) -> None:
+    owner = keys.headers(org=f"ngo-{uuid.uuid4().hex[:6]}", org_type="partner", areas=["120101"])
+    recent, old = [
+        (await api.post("/v1/registry/children", json=child_body(), headers=owner)).json()
+        for _ in range(2)
+    ]
+    provider_org = f"clinic-{uuid.uuid4().hex[:6]}"
+    provider = keys.headers(org=provider_org, org_type="partner", areas=["1201"])
+    now = datetime.now(UTC)
+    # in this order: once the second applies, so has the first (one consumer, in order)
+    await publish_referral(
+        nats_url, str(uuid.uuid4()), old["id"], provider_org, "completed", 3,
+        at=now - timedelta(days=31),
+    )  # fmt: skip
+    await publish_referral(
+        nats_url, str(uuid.uuid4()), recent["id"], provider_org, "completed", 3,
+        at=now - timedelta(days=29),
+    )  # fmt: skip
+    recent_url = f"/v1/registry/children/{recent['id']}"
+    assert await status_until(api, recent_url, provider, 200) == 200
+    assert (
+        await api.get(f"/v1/registry/children/{old['id']}", headers=provider)
+    ).status_code == 404
+    listed = await api.get("/v1/registry/children", headers=provider)
+    assert [c["id"] for c in listed.json()["items"]] == [recent["id"]]
