@@ -1,7 +1,7 @@
 # One image for every Komar process: `python -m <component> [serve|migrate|…]`.
 #
 #   docker build -t komar:dev .
-#   docker run --rm -p 8000:8000 -e DATABASE_URL=… -e KOMAR_ADMIN_SECRET=… komar:dev
+#   docker run --rm -p 8000:8000 -e DATABASE_URL=… -e KOMAR_ADMIN_SECRET=… -e KOMAR_KEK=… komar:dev
 #   docker run --rm -e DATABASE_URL=… komar:dev services.registry migrate
 #
 # The argument selects the component: gateway (default), services.registry,
