@@ -24,6 +24,7 @@ from sqlalchemy import select
 from libs.common.events import new_event
 from libs.common.events.bus import EventBus
 from libs.common.events.catalog import STREAMS, ChildUpdatedV1, ChildV1
+from libs.common.events.referrals_events import ReferralV1
 from libs.common.settings import Settings
 from services.funds.app import create_app
 from services.funds.models import children, inbox
@@ -60,6 +61,16 @@ async def funds_app(pg_url: str, nats_url: str, keys: SigningKeys) -> AsyncItera
 async def registry_bus(nats_url: str) -> AsyncIterator[EventBus]:
     """Publishes registry.child.* events as the registry would."""
     bus = EventBus(nats_url, "test-registry", {"REGISTRY": STREAMS["REGISTRY"]})
+    bus.start()
+    await bus.wait_ready(30)
+    yield bus
+    await bus.close()
+
+
+@pytest.fixture(scope="session")
+async def referrals_bus(nats_url: str) -> AsyncIterator[EventBus]:
+    """Publishes referrals.referral.* events as the referrals service would."""
+    bus = EventBus(nats_url, "test-referrals", {"REFERRALS": STREAMS["REFERRALS"]})
     bus.start()
     await bus.wait_ready(30)
     yield bus
@@ -129,6 +140,7 @@ def child_event(
     child_id: str,
     *,
     village_code: str = VILLAGE,
+    commune_code: str | None = None,
     owner_org: str = "moswvy-phnom-penh",
     status: str = "open",
     version: int = 1,
@@ -141,7 +153,7 @@ def child_event(
         **extra,
         child_id=child_id,
         case_number=f"{village_code[:6]}-{uuid.uuid4().int % 10**7:07d}",
-        commune_code=village_code[:6],
+        commune_code=commune_code or village_code[:6],
         village_code=village_code,
         sex="female",
         birth_month="2015-04",
@@ -191,6 +203,32 @@ async def wait_processed(app: FastAPI, event_ids: list[str], timeout: float = 30
             return
         assert asyncio.get_running_loop().time() < deadline, "events not applied in time"
         await asyncio.sleep(0.1)
+
+
+def referral_event(
+    child_id: str, provider_org: str, status: str, version: int, referral_id: str | None = None
+) -> Any:
+    """A referrals.referral.<status>.v1 event as the referrals service writes it."""
+    referral_id = referral_id or str(uuid.uuid4())
+    data = ReferralV1(
+        referral_id=referral_id,
+        child_id=child_id,
+        commune_code=TONLE_BASAK,
+        village_code=VILLAGE,
+        service_type="health",
+        urgency="normal",
+        status=status,
+        provider_id=str(uuid.uuid4()),
+        provider_org=provider_org,
+        referrer_org="moswvy-phnom-penh",
+        previous_referral_id=None,
+        due_at="2026-12-01T00:00:00Z",
+        overdue=False,
+        consent_override=False,
+        outcome_code="service_provided" if status == "completed" else None,
+        version=version,
+    )
+    return new_event("referrals", f"referrals.referral.{status}.v1", referral_id, data, "test")
 
 
 async def add_children(app: FastAPI, bus: EventBus, n: int = 1, **kw: Any) -> list[str]:

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
 from libs.common.events.bus import EventBus
-from tests.funds.conftest import People, add_children, grant_body, make_fund, make_grant
+from tests.funds.conftest import (
+    TONLE_BASAK,
+    People,
+    add_children,
+    fund_body,
+    grant_body,
+    make_fund,
+    make_grant,
+    publish,
+    referral_event,
+    wait_processed,
+)
 from tests.support import ALL_SCOPES
 
 pytestmark = pytest.mark.asyncio
@@ -156,3 +168,111 @@ async def test_reads_need_funds_read(api: httpx.AsyncClient, people: People) -> 
     for path in ("/v1/funds/funds", "/v1/funds/grants"):
         assert (await api.get(path, headers=h)).status_code == 403
     assert (await api.get("/v1/funds/funds")).status_code == 401
+
+
+async def test_a_partner_with_an_active_referral_may_request_a_grant(
+    api: httpx.AsyncClient,
+    funds_app: FastAPI,
+    registry_bus: EventBus,
+    referrals_bus: EventBus,
+    people: People,
+) -> None:
+    [child] = await add_children(funds_app, registry_bus)  # registered by government
+    fund = await make_fund(api, people)
+    clinic = f"clinic-{people.tag}"
+    partner = people.h(
+        "clinic", org=clinic, org_type="partner", areas=["1201"], scope="funds:read funds:request"
+    )
+    body = grant_body(fund["id"], child, category="medical_transport")
+    assert (await api.post("/v1/funds/grants", json=body, headers=partner)).status_code == 404
+
+    referral = str(uuid.uuid4())
+    accepted = referral_event(child, clinic, "accepted", 2, referral)
+    await publish(referrals_bus, [accepted])
+    await wait_processed(funds_app, [accepted.id])
+    r = await api.post("/v1/funds/grants", json=body, headers=partner)
+    assert r.status_code == 201, r.text
+    assert (await api.get(f"/v1/funds/grants/{r.json()['id']}", headers=partner)).status_code == 200
+
+    cancelled = referral_event(child, clinic, "cancelled", 3, referral)
+    await publish(referrals_bus, [cancelled])
+    await wait_processed(funds_app, [cancelled.id])
+    again = grant_body(fund["id"], child, category="education_support")
+    assert (await api.post("/v1/funds/grants", json=again, headers=partner)).status_code == 404
+
+
+async def test_a_completed_referral_lets_its_provider_ask_for_30_days(
+    api: httpx.AsyncClient,
+    funds_app: FastAPI,
+    registry_bus: EventBus,
+    referrals_bus: EventBus,
+    people: People,
+) -> None:
+    recent, old = await add_children(funds_app, registry_bus, n=2)
+    fund = await make_fund(api, people)
+    clinic = f"clinic-{people.tag}"
+    partner = people.h(
+        "clinic", org=clinic, org_type="partner", areas=["1201"], scope="funds:read funds:request"
+    )
+    events = [
+        referral_event(recent, clinic, "completed", 3),
+        referral_event(old, clinic, "completed", 3),
+    ]
+    events[1] = events[1].model_copy(update={"time": events[1].time - timedelta(days=31)})
+    await publish(referrals_bus, events)
+    await wait_processed(funds_app, [e.id for e in events])
+    ok = await api.post("/v1/funds/grants", json=grant_body(fund["id"], recent), headers=partner)
+    assert ok.status_code == 201, ok.text
+    late = await api.post("/v1/funds/grants", json=grant_body(fund["id"], old), headers=partner)
+    assert late.status_code == 404
+
+
+async def test_a_funds_books_need_its_whole_area(api: httpx.AsyncClient, people: People) -> None:
+    district_fund = await make_fund(api, people, commune_code="1201")
+    paths = [
+        f"/v1/funds/funds/{district_fund['id']}/ledger",
+        f"/v1/funds/reconciliation?fund_id={district_fund['id']}",
+    ]
+    commune_staff = people.h("ccwc", areas=[TONLE_BASAK], scope="funds:read")
+    partner = people.h(
+        "ngo", org="ngo-b", org_type="partner", areas=[TONLE_BASAK], scope="funds:read"
+    )
+    district = people.h("district", areas=["1201"], scope="funds:read")
+    for who in (commune_staff, partner):
+        assert (
+            await api.get(f"/v1/funds/funds/{district_fund['id']}", headers=who)
+        ).status_code == 200
+        for path in paths:
+            r = await api.get(path, headers=who)
+            assert r.status_code == 403, r.text
+            assert "whole area" in r.json()["detail"]
+    for path in paths:
+        assert (await api.get(path, headers=district)).status_code == 200
+        assert (
+            await api.get(path, headers=people.h("far", areas=["1202"], scope="funds:read"))
+        ).status_code == 404
+
+
+async def test_the_listed_commune_owns_an_anomalous_village(
+    api: httpx.AsyncClient, funds_app: FastAPI, registry_bus: EventBus, people: People
+) -> None:
+    # 02140408 is listed under 021405, though its code names 021404
+    [child] = await add_children(
+        funds_app, registry_bus, village_code="02140408", commune_code="021405"
+    )
+    manager = people.h("manager-02", areas=["02"], scope="funds:read funds:manage funds:request")
+    r = await api.post("/v1/funds/funds", json=fund_body(commune_code="021405"), headers=manager)
+    assert r.status_code == 201, r.text
+    listed_fund = r.json()
+    r = await api.post("/v1/funds/funds", json=fund_body(commune_code="021404"), headers=manager)
+    named_fund = r.json()
+    listed = people.h("listed", areas=["021405"], scope="funds:read funds:request")
+    named = people.h("named", areas=["021404"], scope="funds:read funds:request")
+    ok = await api.post(
+        "/v1/funds/grants", json=grant_body(listed_fund["id"], child), headers=listed
+    )
+    assert ok.status_code == 201, ok.text
+    assert (await api.get(f"/v1/funds/grants/{ok.json()['id']}", headers=named)).status_code == 404
+    body = grant_body(named_fund["id"], child, category="medical_transport")
+    assert (await api.post("/v1/funds/grants", json=body, headers=named)).status_code == 404
+    assert (await api.post("/v1/funds/grants", json=body, headers=manager)).status_code == 422
