@@ -58,6 +58,20 @@ def test_token_bucket() -> None:
     assert limiter.forget_idle(1000.0) == 3
 
 
+def test_a_refunded_token_can_be_spent_again_but_not_past_the_burst() -> None:
+    limiter = domain.RateLimiter(rate=1.0, burst=2)
+    assert limiter.take("a", 0.0) == limiter.take("a", 0.0) == 0.0
+    assert limiter.take("a", 0.0) > 0
+    limiter.refund("a")  # an attempt that turned out well
+    assert limiter.take("a", 0.0) == 0.0
+    assert limiter.take("a", 0.0) > 0
+    for _ in range(5):
+        limiter.refund("a")
+    assert [limiter.take("a", 0.0) == 0.0 for _ in range(3)] == [True, True, False]
+    limiter.refund("nobody")  # no bucket, nothing to give back
+    assert limiter.peek("nobody", 0.0) == 0.0
+
+
 def test_retry_after_is_whole_seconds() -> None:
     assert domain.retry_after(0.01) == "1"
     assert domain.retry_after(1.2) == "2"
