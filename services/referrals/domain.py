@@ -32,7 +32,7 @@ Record = Mapping[Any, Any]  # a row as the store returns it, or a plain dict
 
 OUTCOME_CODES = ("service_provided", "referred_on", "child_declined", "unreachable", "other")
 
-# How long a provider has to accept, by urgency (SPEC §6).
+# How long a provider has to accept, by urgency (docs/api-guide.md).
 DEADLINES = {
     "emergency": timedelta(hours=24),
     "high": timedelta(hours=72),

@@ -1,4 +1,5 @@
-"""SPEC §3 on every funds endpoint that takes an id: not visible means 404, as if absent."""
+"""Object-level access on every funds endpoint that takes an id: not visible means 404,
+as if absent (docs/api-guide.md#access)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,14 @@
-"""SPEC §3 object-level access on every referrals endpoint that takes an id, and in lists."""
+"""Object-level access on every referrals endpoint that takes an id, and in lists
+(docs/api-guide.md#access)."""
 
 from __future__ import annotations
 
 import uuid
 
 import pytest
+from sqlalchemy import text
 
+from tests.referrals import conftest
 from tests.referrals.conftest import World
 from tests.support import ALL_SCOPES
 
@@ -222,3 +225,55 @@ async def test_a_closed_case_cannot_be_referred(world: World) -> None:
     child = await world.child(status="closed")
     r = await world.refer(child, expect=409)
     assert "closed" in r.json()["detail"]
+
+
+async def test_the_listed_commune_owns_an_anomalous_village(world: World) -> None:
+    # 02140408 and 02140409 are listed under 021405, though their code names 021404
+    assert "0214" not in conftest._USED_DISTRICTS, "another test routes in 0214"
+    conftest._USED_DISTRICTS.add("0214")
+    here = conftest.World(
+        world.api, world.keys, world.js, world.db,
+        conftest.Place("02", "0214", "021405", "02140408", "02140409", "021404", "02140407"),
+    )  # fmt: skip
+    named = await here.provider(["021404"], org=f"ngo-named-{uuid.uuid4().hex[:6]}")
+    listed = await here.provider(["021405"], org=f"ngo-listed-{uuid.uuid4().hex[:6]}")
+    child = await here.child(village="02140408", commune="021405")
+    routed = (await here.refer(child)).json()
+    assert routed["provider_id"] == listed["id"]
+    r = await here.refer(child, "health", provider_id=named["id"], expect=422)
+    assert "does not serve" in r.json()["detail"]
+    url = f"/v1/referrals/{routed['id']}"
+    assert (await here.api.get(url, headers=here.headers(areas=["021405"]))).status_code == 200
+    assert (await here.api.get(url, headers=here.headers(areas=["021404"]))).status_code == 404
+    far = here.headers(areas=["021404"])
+    assert (await here.refer(child, headers=far, expect=404)).status_code == 404
+    # a government principal of the listed commune (not the referrer) may cancel it
+    staff = here.headers(org="moswvy-other", areas=["021405"])
+    r = await here.api.post(f"{url}/cancel", json={"reason": "moved"}, headers=staff)
+    assert r.status_code == 200, r.text
+
+
+async def test_a_provider_refers_on_while_its_referral_is_active(world: World) -> None:
+    provider = await world.provider([world.place.commune], org=f"clinic-{uuid.uuid4().hex[:6]}")
+    staff = world.provider_staff(provider)
+    child = await world.child()
+    referral = (await world.refer(child)).json()
+    await world.refer(child, "education", headers=staff, expect=404)  # pending: not theirs
+    url = f"/v1/referrals/{referral['id']}"
+    assert (await world.api.post(f"{url}/accept", headers=staff)).status_code == 200
+    await world.provider([world.place.commune], ["education", "legal"])
+    await world.refer(child, "education", headers=staff, expect=201)
+    done = await world.api.post(
+        f"{url}/complete", json={"outcome": {"code": "service_provided"}}, headers=staff
+    )
+    assert done.status_code == 200, done.text
+    await world.refer(child, "legal", headers=staff, expect=201)  # completed just now
+    async with world.db.transaction() as conn:
+        await conn.execute(
+            text(
+                "UPDATE referrals.referrals SET closed_at = closed_at - interval '31 days'"
+                " WHERE id = :id"
+            ),
+            {"id": referral["id"]},
+        )
+    await world.refer(child, "legal", headers=staff, expect=404)  # 31 days ago: no more

@@ -1,4 +1,5 @@
-"""SPEC §3 object-level access and token checks, on every endpoint that takes an id."""
+"""Object-level access and token checks, on every endpoint that takes an id
+(docs/api-guide.md#access)."""
 
 from __future__ import annotations
 
