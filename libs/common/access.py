@@ -36,7 +36,7 @@ from sqlalchemy import (
     Uuid,
     and_,
     func,
-    literal,
+    literal_column,
     or_,
     select,
     text,
@@ -130,8 +130,9 @@ def area_patterns(principal: Principal) -> list[str] | None:
 
 def place_key_sql(commune: Any, village: Any) -> ColumnElement[str]:
     """place_key over a projection's commune and village columns."""
-    key: ColumnElement[str] = commune.concat(literal("/")).concat(
-        func.coalesce(village, literal(""))
+    # Constants inline (not parameters), so the expression matches an index on it.
+    key: ColumnElement[str] = commune.concat(literal_column("'/'")).concat(
+        func.coalesce(village, literal_column("''"))
     )
     return key
 

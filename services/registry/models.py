@@ -46,6 +46,7 @@ class Child(SQLModel, table=True):
             "place_code",
             postgresql_ops={"place_code": "text_pattern_ops"},
         ),
+        # and ix_registry_children_place_key on libs.common.access's place key (migration 0004)
         Index("ix_registry_children_updated", "updated_at", "id"),
         Index("ix_registry_children_dupes", "commune_code", "sex", "birth_date"),
         Index("ix_registry_children_owner", "owner_org", "updated_at"),

@@ -1,5 +1,6 @@
 """referral access by state: the referral's status and completion time replace `active`,
-so that a completed referral's read access ends 30 days after completion (read time)
+so that a completed referral's read access ends 30 days after completion (read time); the
+children's place key (listed commune / village) indexed for the area filter
 
 Revision ID: 0004_referral_access_status
 Revises: 0003_job_runs
@@ -32,9 +33,16 @@ def upgrade() -> None:
     op.execute("UPDATE registry.referral_access SET status = 'cancelled' WHERE NOT active")
     op.alter_column("referral_access", "status", server_default=None, schema="registry")
     op.drop_column("referral_access", "active", schema="registry")
+    # libs.common.access matches areas against `<commune>/<village>`, the listed commune
+    # first; the old index on place_code (village code first) no longer serves that filter.
+    op.execute(
+        "CREATE INDEX ix_registry_children_place_key ON registry.children"
+        " (((commune_code || '/') || coalesce(village_code, '')) text_pattern_ops)"
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_registry_children_place_key", table_name="children", schema="registry")
     op.add_column(
         "referral_access",
         sa.Column("active", sa.Boolean(), nullable=False, server_default=sa.false()),
