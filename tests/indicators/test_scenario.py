@@ -182,7 +182,9 @@ async def test_every_combo_is_answered_zeros_included(
     items = r.json()["items"]
     assert len(items) == len(DISTRICT_1201) * 8
     assert {i["area"] for i in items} == set(DISTRICT_1201)
-    assert set(items[0]) == {"indicator", "period", "area", "disaggregation", "value", "suppressed"}
+    assert set(items[0]) == {
+        "indicator", "period", "area", "disaggregation", "value", "suppressed", "rounded",
+    }  # fmt: skip
     assert sum(i["value"] for i in items) == 3
 
 
@@ -280,4 +282,6 @@ async def test_nothing_stored_or_answered_names_a_child(
     assert providers["type"] == "stock"
     sex_age = next(i for i in doc["indicators"] if i["code"] == "CP_CHILD_REG")
     assert len(sex_age["category_option_combos"]) == 8
-    assert "zero sibling" in doc["suppression"]
+    assert "rounding to base 5" in doc["suppression"]
+    assert doc["rounding"]["base"] == 5
+    assert "CP_PROVIDERS" not in doc["rounding"]["indicators"]

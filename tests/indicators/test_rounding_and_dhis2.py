@@ -1,4 +1,4 @@
-"""Small-cell suppression, identical in every answer; DHIS2 dataValueSets JSON/CSV and ADX."""
+"""Small-cell rounding, identical in every answer; DHIS2 dataValueSets JSON/CSV and ADX."""
 
 from __future__ import annotations
 
@@ -71,12 +71,12 @@ async def rows(
     return list(r.json()["items"])
 
 
-async def test_no_small_cell_is_visible_or_derivable_by_subtraction(
+async def test_every_count_is_rounded_to_five_and_every_total_adds_up(
     api: httpx.AsyncClient, keys: SigningKeys, loaded: list[CloudEvent]
 ) -> None:
     public = keys.headers(areas=["KH"], scope=NATIONAL_READ)
     detail = keys.headers(areas=["KH"], scope=DETAIL)
-    suppressed_total = 0
+    small = moved = 0
     for ind in domain.INDICATORS:
         for period in PERIODS:
             for province in PROVINCES:
@@ -84,53 +84,58 @@ async def test_no_small_cell_is_visible_or_derivable_by_subtraction(
                 raw = await rows(api, detail, ind.code, period, province, "commune")
                 districts = await rows(api, public, ind.code, period, province, "district")
                 truth = {(r["area"], r["disaggregation"]): r["value"] for r in raw}
-                assert not any(r["suppressed"] for r in districts)
-                groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+                assert not any(r["suppressed"] for r in communes + districts + raw)
+                assert not any(r["rounded"] for r in raw)
+                sums: dict[tuple[str, str], int] = defaultdict(int)
                 for r in communes:
                     true_value = truth[(r["area"], r["disaggregation"])]
-                    if r["suppressed"]:
-                        assert r["value"] is None
-                        suppressed_total += 1
-                    else:
+                    assert r["value"] is not None
+                    if ind.code == "CP_PROVIDERS":
+                        assert not r["rounded"]
                         assert r["value"] == true_value
-                        assert not 1 <= r["value"] <= 4, r  # no small value is visible
-                    groups[(r["area"][:4], r["disaggregation"])].append(r)
-                parents = {(r["area"], r["disaggregation"]): r["value"] for r in districts}
-                for (district, combo), siblings in groups.items():
-                    hidden = [s for s in siblings if s["suppressed"]]
-                    assert len(hidden) != 1, (ind.code, period, district, combo)
-                    if ind.roll_up is domain.RollUp.sum:
-                        gap = parents[(district, combo)] - sum(
-                            s["value"] for s in siblings if not s["suppressed"]
-                        )
-                        # parent minus published children is the hidden cells' sum, never one
-                        assert gap == sum(truth[(s["area"], combo)] for s in hidden)
-                if ind.code == "CP_GRANT_DISBURSED_KHR":
-                    count = await rows(api, public, "CP_GRANT_DISBURSED", period, province,
-                                       "commune")  # fmt: skip
-                    hidden_counts = {(r["area"], r["disaggregation"]) for r in count
-                                     if r["suppressed"]}  # fmt: skip
-                    hidden_khr = {(r["area"], r["disaggregation"]) for r in communes
-                                  if r["suppressed"]}  # fmt: skip
-                    assert hidden_counts <= hidden_khr
-    assert suppressed_total > 50  # the scenario's values are all small
+                        continue
+                    assert r["rounded"]
+                    if ind.code != "CP_GRANT_DISBURSED_KHR":
+                        assert r["value"] % 5 == 0, r  # no count from 1 to 4 anywhere
+                        # a base cell (a month, or a stock's last month) moves by less than
+                        # 5, and 0 stays 0; a flow's quarter or year sums its months (their
+                        # age bands at each month's end, so it is not compared here)
+                        if len(period) == 6 or ind.kind is domain.Kind.stock:
+                            assert abs(r["value"] - true_value) < 5
+                            assert true_value != 0 or r["value"] == 0
+                    small += 1 <= true_value <= 4
+                    moved += r["value"] != true_value
+                    sums[(r["area"][:4], r["disaggregation"])] += r["value"]
+                if ind.roll_up is domain.RollUp.sum:
+                    for d in districts:
+                        # a district is exactly the sum of its published communes
+                        assert d["value"] == sums[(d["area"], d["disaggregation"])], d
+    assert small > 50  # the scenario's values are all small
+    assert moved > 50
 
 
-async def test_suppression_does_not_depend_on_the_query_shape(
+async def test_rounding_does_not_depend_on_the_query_shape(
     api: httpx.AsyncClient, keys: SigningKeys, loaded: list[CloudEvent]
 ) -> None:
     public = keys.headers(areas=["KH"], scope=NATIONAL_READ)
     table = await rows(api, public, "CP_CASE_OPEN", "202503", "1201", "commune")
     alone = await rows(api, public, "CP_CASE_OPEN", "202503", A)
-    in_table = {r["disaggregation"]: (r["value"], r["suppressed"]) for r in table
-                if r["area"] == A}  # fmt: skip
-    assert {r["disaggregation"]: (r["value"], r["suppressed"]) for r in alone} == in_table
-    assert in_table["F_Y0_4"] == (None, True)
-    # A's single F_Y0_4 case is hidden with one zero sibling (the lowest other commune code)
-    hidden = [r["area"] for r in table if r["disaggregation"] == "F_Y0_4" and r["suppressed"]]
-    assert hidden == [A, DISTRICT_1201[1]]
-    # zero stays zero where nothing forces it
-    assert in_table["M_Y0_4"] == (0, False)
+    in_table = {r["disaggregation"]: r["value"] for r in table if r["area"] == A}
+    assert {r["disaggregation"]: r["value"] for r in alone} == in_table
+    assert in_table["F_Y0_4"] in (0, 5)  # A's single F_Y0_4 case
+    assert in_table["M_Y0_4"] == 0  # zero stays zero
+    # asked again, and again: the same cell rounds the same way (nothing to average)
+    for _ in range(3):
+        assert await rows(api, public, "CP_CASE_OPEN", "202503", "1201", "commune") == table
+    # a flow's quarter is the sum of its published months; a stock's is its last month
+    for place in (A, "1201", "KH"):
+        quarter = await rows(api, public, "CP_REF_MADE", "2025Q1", place)
+        months = [await rows(api, public, "CP_REF_MADE", m, place) for m in
+                  ("202501", "202502", "202503")]  # fmt: skip
+        for i, r in enumerate(quarter):
+            assert r["value"] == sum(m[i]["value"] for m in months)
+    stock_q = await rows(api, public, "CP_CASE_OPEN", "2025Q1", "1201", "commune")
+    assert [r["value"] for r in stock_q] == [r["value"] for r in table]
 
 
 async def test_detail_scope_sees_raw_values(
@@ -138,7 +143,7 @@ async def test_detail_scope_sees_raw_values(
 ) -> None:
     detail = keys.headers(areas=["KH"], scope=DETAIL)
     table = await rows(api, detail, "CP_CASE_OPEN", "202503", "1201", "commune")
-    assert not any(r["suppressed"] for r in table)
+    assert not any(r["suppressed"] or r["rounded"] for r in table)
     assert {(r["area"], r["disaggregation"]) for r in table if r["value"] == 1} == {
         (A, "F_Y0_4"), (A, "M_Y15_17"), ("120109", "F_Y10_14"),
     }  # fmt: skip
@@ -149,7 +154,7 @@ def dvs_params(**extra: Any) -> dict[str, Any]:
             **extra}  # fmt: skip
 
 
-async def test_data_value_sets_json_is_dhis2s_and_suppressed_like_values(
+async def test_data_value_sets_json_is_dhis2s_and_rounded_like_values(
     api: httpx.AsyncClient, keys: SigningKeys, loaded: list[CloudEvent]
 ) -> None:
     public = keys.headers(areas=["KH"], scope=NATIONAL_READ)
@@ -166,12 +171,8 @@ async def test_data_value_sets_json_is_dhis2s_and_suppressed_like_values(
             value = by_key[(ind.code, row["area"], row["disaggregation"])]
             assert value.period == "202503"
             assert value.attributeOptionCombo == "default"
-            if row["suppressed"]:
-                assert value.value is None
-                assert "suppressed" in (value.comment or "")
-            else:
-                assert value.value == str(row["value"])
-                assert value.comment is None
+            assert value.value == str(row["value"])
+            assert value.comment is None
     updated = [v.lastUpdated for v in doc.dataValues if v.lastUpdated]
     assert updated
     assert all(datetime.fromisoformat(u) <= datetime.now(UTC) for u in updated)
@@ -249,11 +250,8 @@ async def test_adx_is_namespaced_xml_with_categories_as_attributes(
             categories = [c.code for c in ind.combo.categories]
             combo = "_".join(dv.attrib[c] for c in categories)
             value = expected[(ind.code, group.attrib["orgUnit"], combo)]
-            if value is None:
-                assert "value" not in dv.attrib
-                assert "suppressed" in dv.find(f"{ADX}annotation").text  # type: ignore[union-attr]
-            else:
-                assert dv.attrib["value"] == value
+            assert dv.attrib["value"] == value
+            assert dv.find(f"{ADX}annotation") is None
             seen += 1
     assert seen == len(expected)
 
@@ -281,7 +279,8 @@ async def test_data_value_sets_params_as_dhis2s(
     }  # fmt: skip
     dates = await api.get(
         path, params={"dataSet": "CP_MONTHLY", "startDate": "2025-01-01", "endDate": "2025-03-31",
-                      "orgUnit": "12", "dataElement": "CP_REF_MADE"}, headers=public,
+                      "orgUnit": "12", "dataElement": "CP_REF_MADE"},
+        headers=keys.headers(areas=["KH"], scope=DETAIL),
     )  # fmt: skip
     made = {(v["period"], v["categoryOptionCombo"]): v["value"] for v in dates.json()["dataValues"]}
     assert made[("202502", "education")] == "2"
