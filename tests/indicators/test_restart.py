@@ -26,7 +26,7 @@ from libs.common import places
 from libs.common.db import Database
 from libs.common.events import CloudEvent
 from services.indicators import domain, service, store
-from tests.indicators.conftest import DETAIL, child_event, publish, uuid_of
+from tests.indicators.conftest import DETAIL, NATIONAL_READ, child_event, publish, uuid_of
 from tests.support import SigningKeys
 
 pytestmark = pytest.mark.asyncio
@@ -190,11 +190,33 @@ async def test_killed_mid_stream_and_restarted_the_values_are_the_same(
         assert await value("CP_CASE_OPEN", "2025") == open_cases + more_open
         registered = per_month + more_per_month
         assert await value("CP_CASE_OPEN", "202511") == 900 - registered["202512"]
+        rounded = await public_table(client, keys)
     live = await cells(own_db)
     # `python -m services.indicators rebuild` while the service runs: the same cells
     await asyncio.to_thread(running.supervisor.run, "indicators-rebuild", "services.indicators",
                             "rebuild", env=running.env)  # fmt: skip
     assert await cells(own_db) == live
+    # the rounding key lives in the schema: a rebuild and a restart round every cell alike
+    await asyncio.to_thread(running.supervisor.restart, "indicators")
+    async with httpx.AsyncClient(base_url=running.url, timeout=30) as client:
+        assert await public_table(client, keys) == rounded
+
+
+async def public_table(client: httpx.AsyncClient, keys: SigningKeys) -> list[Any]:
+    """Rounded values as a principal without detail reads them: KH's provinces, a year."""
+    rows: list[Any] = []
+    for ind in ("CP_CHILD_REG", "CP_CASE_OPEN"):
+        for period in ("202503", "2025"):
+            r = await client.get(
+                "/v1/indicators/values",
+                headers=keys.headers(areas=["KH"], scope=NATIONAL_READ),
+                params={"indicator": ind, "period": period, "area": "KH", "level": "commune"},
+            )
+            assert r.status_code == 200, r.text
+            rows.extend(r.json()["items"])
+    assert any(r["value"] for r in rows)
+    assert all(r["rounded"] and r["value"] % 5 == 0 for r in rows)
+    return rows
 
 
 async def test_a_dhis2_client_reads_data_value_sets(running: Running, keys: SigningKeys,
