@@ -8,12 +8,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from libs.common.logging import exception_facts, get_logger
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://komar.example.org/problems/"
 _UNPARSEABLE_BODY = "There was an error parsing the body"
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 class Problem(Exception):
@@ -155,6 +157,17 @@ def validation_errors(exc_errors: Any) -> list[dict[str, str]]:
     return [{"field": _field_of(tuple(e.get("loc", ()))), "message": e["msg"]} for e in exc_errors]
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route of the app serves at the request's path (Starlette names
+    only the first route's)."""
+    allowed = []
+    for method in _METHODS:
+        probe = {**request.scope, "method": method}
+        if any(route.matches(probe)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error of the app a problem+json answer."""
 
@@ -180,7 +193,9 @@ def install_error_handlers(app: FastAPI) -> None:
             problem.title = str(exc.detail)
         else:
             problem = cls(str(exc.detail) if exc.detail else None)
-        problem.headers = {**problem.headers, **(exc.headers or {})}  # Allow on 405
+        problem.headers = {**problem.headers, **(exc.headers or {})}
+        if exc.status_code == 405:
+            problem.headers["Allow"] = _allowed_methods(request)
         return problem_response(problem, request)
 
     @app.exception_handler(Exception)

@@ -98,6 +98,18 @@ def _marked_multi_line(annotation: Any) -> bool:
     return any(_marked_multi_line(a) for a in get_args(annotation))
 
 
+def _scalar(annotation: Any) -> str | None:
+    """'bool' or 'number' for a field of that JSON type (optional or not), else None."""
+    if get_origin(annotation) is Annotated:
+        return _scalar(get_args(annotation)[0])
+    if annotation is bool:
+        return "bool"
+    if annotation in (int, float):
+        return "number"
+    kinds = {_scalar(a) for a in get_args(annotation) if a is not type(None)}
+    return kinds.pop() if len(kinds) == 1 and get_origin(annotation) is not Literal else None
+
+
 def _holds_model(annotation: Any) -> bool:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return True
@@ -137,6 +149,9 @@ class Input(BaseModel):
     # nested models, filled in for each subclass.
     multi_line_fields: ClassVar[frozenset[str]] = frozenset()
     model_fields_: ClassVar[frozenset[str]] = frozenset()
+    # Booleans and numbers as their JSON types only: no "true", "1" or 1 for a boolean, no
+    # "5" or true for a number (what the published schema says).
+    scalar_fields: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -149,11 +164,22 @@ class Input(BaseModel):
         cls.model_fields_ = frozenset(
             name for name, field in cls.model_fields.items() if _holds_model(field.annotation)
         )
+        cls.scalar_fields = {
+            name: kind
+            for name, field in cls.model_fields.items()
+            if (kind := _scalar(field.annotation)) is not None
+        }
 
-    # Before any other rule, so that stripping cannot hide a control character at an end.
+    # Before any other rule, so that stripping cannot hide a control character at an end,
+    # and lax parsing cannot turn "true" into a boolean.
     @field_validator("*", mode="before")
     @classmethod
     def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = cls.scalar_fields.get(info.field_name or "")
+        if kind == "bool" and value is not None and not isinstance(value, bool):
+            raise PydanticCustomError("bool_type", "Input should be true or false")
+        if kind == "number" and isinstance(value, str | bool):
+            raise PydanticCustomError("number_type", "Input should be a number")
         multi = info.field_name in cls.multi_line_fields
         bad = _MULTI_LINE_BAD if multi else _SINGLE_LINE_BAD
         if _holds_bad_text(value, bad, mappings=info.field_name not in cls.model_fields_):

@@ -5,12 +5,13 @@ answers every route shares come from the conventions (docs/api-guide.md#errors),
 the route, so they are added here from what the route is:
 
 - 422 always (validation, and the query/path rules of libs.common.inputs), 401 and 403
-  for every authenticated operation, 404 for every operation on an id (and those that
-  declare it), 400/409/413 for every POST and PATCH (Idempotency-Key, state rules,
+  for every authenticated operation, 404 for every operation that names a record (by
+  path, query or body), 400/409/413 for every POST and PATCH (Idempotency-Key, state rules,
   body size), 412 for PATCH and for actions on an id (If-Match), 428 for
   PATCH;
 - each as RFC 9457 `application/problem+json` with the `Problem` schema;
-- every text parameter (query, path) with the pattern that refuses control characters.
+- every text parameter (query, path) with the pattern that refuses control characters;
+- If-Match as a header parameter: required by PATCH, optional on actions on an id.
 
 The gateway adds 429 (rate limit) to every operation when it merges the documents.
 """
@@ -78,7 +79,12 @@ def _statuses(path: str, method: str, operation: dict[str, Any]) -> set[int]:
     if operation.get("security") != []:
         statuses |= {401, 403}
     on_id = "{" in path
-    if on_id:
+    names_a_record = any(
+        p.get("in") == "query" and str(p.get("name", "")).endswith("_id")
+        for p in operation.get("parameters") or ()
+    )
+    # A record named by the path, a query or a body (a child, a fund…) may not be visible.
+    if on_id or names_a_record or method in ("post", "patch", "put"):
         statuses.add(404)
     if method in ("post", "patch", "put"):
         statuses |= {400, 409, 413}
@@ -87,6 +93,26 @@ def _statuses(path: str, method: str, operation: dict[str, Any]) -> set[int]:
     if method == "post" and on_id:
         statuses.add(412)
     return statuses
+
+
+def _if_match(required: bool) -> dict[str, Any]:
+    return {
+        "name": "If-Match",
+        "in": "header",
+        "required": required,
+        "description": "The ETag you last read: required to change a resource, optional on an "
+        "action (412 when it no longer matches).",
+        "schema": {"type": "string"},
+    }
+
+
+def add_if_match(path: str, method: str, operation: dict[str, Any]) -> None:
+    """Declare If-Match: required by PATCH, optional on an action on an id."""
+    if method != "patch" and not (method == "post" and "{" in path):
+        return
+    parameters: list[dict[str, Any]] = operation.setdefault("parameters", [])
+    if not any(p.get("in") == "header" and p.get("name") == "If-Match" for p in parameters):
+        parameters.append(_if_match(method == "patch"))
 
 
 def add_problem_answers(
@@ -117,6 +143,7 @@ def refine(doc: dict[str, Any]) -> dict[str, Any]:
             for parameter in operation.get("parameters") or ():
                 if parameter.get("in") in ("query", "path"):
                     text_patterns(parameter.get("schema"))
+            add_if_match(path, method, operation)
             add_problem_answers(path, method, operation)
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
