@@ -32,10 +32,19 @@ MODELS = ("exact", "interval")
 
 @dataclass(frozen=True)
 class Number:
-    """One published number: the base cells it sums, and its value."""
+    """One published number: the base cells it sums, and its value.
+
+    `width`: how far the true sum may lie from it in the interval reading, 4 per base cell
+    unless given (an unknown standing for many base cells has theirs).
+    """
 
     cells: frozenset[Base]
     value: int
+    width: float | None = None
+
+    @property
+    def spread(self) -> float:
+        return 4.0 * len(self.cells) if self.width is None else self.width
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,7 @@ def _split(numbers: Sequence[Number], part: Callable[[Base], str]) -> dict[str, 
         else:
             spanning.append(n)
     index = {(part(next(iter(n.cells))), n.cells): n.value for ns in parts.values() for n in ns}
+    assert all(n.width is None for n in numbers), "a split needs numbers of base cells only"
     for n in spanning:
         pieces: dict[str, set[Base]] = defaultdict(set)
         for c in n.cells:
@@ -125,7 +135,7 @@ def audit(
             for c in n.cells:
                 a[r, index[c]] = 1.0
         p = np.array([n.value for n in rows], dtype=float)
-        width = 4.0 * np.array([len(n.cells) for n in rows], dtype=float)
+        width = np.array([n.spread for n in rows], dtype=float)
         for model in models:
             if model == "exact":
                 constraints = {"A_eq": a, "b_eq": p}
