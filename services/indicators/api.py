@@ -5,20 +5,30 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import StringConstraints
 
 from libs.common.app import RuntimeDep
 from libs.common.auth import Principal, PrincipalDep
 from libs.common.errors import Conflict, Forbidden, invalid
+from libs.common.inputs import COUNTED_PLACE_PATTERN, one_of
 from libs.common.runtime import ServiceRuntime
 from services.indicators import dhis2, domain, service, store
 from services.indicators.schemas import RebuildOut, StatusOut, ValuesOut
 
 router = APIRouter(prefix="/v1/indicators", tags=["indicators"])
 Level = Literal["province", "district", "commune"]
+# Enums in the published document, from the catalogue itself.
+if TYPE_CHECKING:
+    IndicatorCode = str
+    DataSetCode = str
+else:
+    IndicatorCode = one_of(domain.BY_CODE)
+    DataSetCode = one_of(domain.DATA_SETS)
+PERIOD_PATTERN = r"^[0-9]{4}([0-9]{2}|Q[1-4])?$"
 CSV_TYPE = "text/csv; charset=utf-8"
 FIRST_DAY = date(domain.FIRST_YEAR, 1, 1)
 ADX_TYPE = "application/adx+xml; charset=utf-8"
@@ -65,9 +75,12 @@ async def catalog(principal: PrincipalDep) -> dict[str, Any]:
 async def values(
     principal: PrincipalDep,
     rt: RuntimeDep,
-    indicator: Annotated[str, Query(max_length=40, description="An indicator code.")],
-    period: Annotated[str, Query(max_length=8, description="202603, 2026Q1 or 2026.")],
-    area: Annotated[str, Query(max_length=8, description="KH or a gazetteer code.")],
+    indicator: Annotated[IndicatorCode, Query(description="An indicator code.")],
+    period: Annotated[str, Query(pattern=PERIOD_PATTERN, description="202603, 2026Q1 or 2026.")],
+    area: Annotated[
+        str,
+        Query(pattern=COUNTED_PLACE_PATTERN, description="KH, a province, district or commune."),
+    ],
     level: Annotated[Level | None, Query(description="Rows for the area's places.")] = None,
 ) -> JSONResponse:
     """One indicator for a period: a row per disaggregation for the area or its places."""
@@ -247,16 +260,22 @@ def _dvs_route(suffix: str | None) -> Callable[..., Awaitable[Response]]:
         principal: PrincipalDep,
         rt: RuntimeDep,
         dataSet: Annotated[
-            list[str], Query(description="CP_MONTHLY, CP_QUARTERLY, CP_YEARLY")
+            list[DataSetCode], Query(description="CP_MONTHLY, CP_QUARTERLY, CP_YEARLY")
         ] = [],  # noqa: B006
-        period: Annotated[list[str], Query(description="DHIS2 periods (repeatable)")] = [],  # noqa: B006
-        orgUnit: Annotated[list[str], Query(description="Gazetteer codes or KH")] = [],  # noqa: B006
+        period: Annotated[
+            list[Annotated[str, StringConstraints(pattern=PERIOD_PATTERN)]],
+            Query(description="DHIS2 periods (repeatable)"),
+        ] = [],  # noqa: B006
+        orgUnit: Annotated[
+            list[Annotated[str, StringConstraints(pattern=COUNTED_PLACE_PATTERN)]],
+            Query(description="KH, provinces, districts or communes"),
+        ] = [],  # noqa: B006
         children: bool = False,
         lastUpdated: Annotated[str | None, Query(max_length=40)] = None,
         lastUpdatedDuration: Annotated[str | None, Query(max_length=20)] = None,
         startDate: date | None = None,
         endDate: date | None = None,
-        dataElement: Annotated[list[str], Query()] = [],  # noqa: B006
+        dataElement: Annotated[list[IndicatorCode], Query()] = [],  # noqa: B006
     ) -> Response:
         return await data_value_sets(
             request, principal, rt, suffix, dataSet, period, orgUnit, children,
