@@ -142,7 +142,7 @@ async def roll_forward(db: Database, month: int | None = None) -> int:
 # ---------------------------------------------------------------- tables of values
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Row:
     """One value of one indicator, period, place and category option combo."""
 
