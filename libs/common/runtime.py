@@ -26,7 +26,7 @@ from libs.common.events.consumer import DurableConsumer, Handler
 from libs.common.events.relay import OutboxRelay
 from libs.common.http import Idempotency, Work, run_idempotent
 from libs.common.jobs import claim_tick, seconds_to_next_tick, tick_of
-from libs.common.logging import get_logger
+from libs.common.logging import exception_facts, get_logger
 from libs.common.metrics import JOB_RUNS
 from libs.common.settings import Settings
 
@@ -133,7 +133,7 @@ class ServiceRuntime:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("job.failed", job=name, error=type(exc).__name__, detail=str(exc)[:200])
+                log.warning("job.failed", job=name, **exception_facts(exc))
             await asyncio.sleep(seconds_to_next_tick(interval_s) + _TICK_SLACK_S)
 
     async def start(self) -> None:

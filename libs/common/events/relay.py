@@ -16,7 +16,7 @@ from sqlalchemy import Table, delete, func, select, update
 
 from libs.common.db import Database
 from libs.common.events.bus import EventBus
-from libs.common.logging import get_logger
+from libs.common.logging import exception_facts, get_logger
 from libs.common.metrics import OUTBOX_DUPLICATE_ACKS, OUTBOX_PUBLISHED
 
 log = get_logger(__name__)
@@ -62,7 +62,7 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("relay.failed", error=type(exc).__name__, detail=str(exc)[:200])
+                log.warning("relay.failed", **exception_facts(exc))
                 published = 0
             if published < self.batch:
                 with contextlib.suppress(TimeoutError):
