@@ -15,7 +15,7 @@ and indicators service (fresh var/bench-indicators/, fresh ports) it
      default 5, timed), for last month (complete, and inside the seeded months):
        - dataValueSets?dataSet=CP_MONTHLY&orgUnit=KH&children=true, with
          `indicators:read indicators:read:detail` (every value), and again with only
-         `indicators:read` (small-cell suppression included);
+         `indicators:read` (small counts rounded to base 5);
        - values?indicator=CP_CASE_OPEN&area=KH&level=commune;
   3. grows the platform to BENCH_INDICATORS_LARGE children (default 1,000,000) the same
      way (the difference, with another random seed), and pulls the same again;
@@ -98,7 +98,7 @@ QUERIES = {
         DETAIL,
     ),
     "dvs_suppressed": (
-        "dataValueSets KH+children, suppressed",
+        "dataValueSets KH+children, rounded",
         "/v1/indicators/dataValueSets?dataSet=CP_MONTHLY&period={period}&orgUnit=KH&children=true",
         READ,
     ),
