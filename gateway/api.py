@@ -196,7 +196,7 @@ async def _client_grant(
     if len(client_id) > 64 or len(secret) > 256:
         raise _invalid_client("client authentication failed")
     async with rt.db.transaction() as conn:
-        row = await store.get_client(conn, client_id)
+        row = await store.get_client(conn, client_id, admin_areas=None)
     known = row is not None and rt.client_secret_known(client_id, secret, row.secret_hash)
     if row is not None and row.active and known:
         return row  # verified on this replica before: no slow hash, so no throttle either
@@ -453,7 +453,9 @@ async def list_clients(
     rt = runtime(request)
     page = time_cursor(page, str)
     async with rt.db.transaction() as conn:
-        rows = await store.list_clients(conn, page, org=org, active=active)
+        rows = await store.list_clients(
+            conn, page, org=org, active=active, admin_areas=principal.area_prefixes()
+        )
     return {
         "items": [_client_out(r) for r in rows[: page.limit]],
         "next_cursor": _next_cursor(rows, page, "client_id"),
@@ -465,7 +467,7 @@ async def get_client(
     client_id: str, request: Request, principal: Principal = Depends(admin_principal)
 ) -> Response:
     async with runtime(request).db.transaction() as conn:
-        row = await store.get_client(conn, client_id)
+        row = await store.get_client(conn, client_id, admin_areas=principal.area_prefixes())
     if row is None:
         raise NotFound("no such client")
     return json_response(_client_out(row), version=row.version)
@@ -475,13 +477,15 @@ async def _set_client_active(
     request: Request, principal: Principal, client_id: str, active: bool
 ) -> Response:
     rt = runtime(request)
-    if not active and client_id == domain.BOOTSTRAP_ADMIN:
-        raise Conflict("the bootstrap admin client cannot be disabled")
 
     async def work(conn: AsyncConnection) -> Response:
-        row = await store.get_client(conn, client_id, for_update=True)
+        row = await store.get_client(
+            conn, client_id, admin_areas=principal.area_prefixes(), for_update=True
+        )
         if row is None:
             raise NotFound("no such client")
+        if not active and client_id == domain.BOOTSTRAP_ADMIN:
+            raise Conflict("the bootstrap admin client cannot be disabled")
         check_if_match(request.headers.get("if-match"), row.version)
         row = await store.set_client_active(conn, client_id, active) or row
         log.info("admin.client.active", client_id=client_id, active=active, by=principal.sub)
@@ -563,7 +567,9 @@ async def list_users(
     rt = runtime(request)
     page = time_cursor(page, str)
     async with rt.db.transaction() as conn:
-        rows = await store.list_users(conn, page, org=org, active=active)
+        rows = await store.list_users(
+            conn, page, org=org, active=active, admin_areas=principal.area_prefixes()
+        )
         now = await store.db_now(conn)
     return {
         "items": [_user_out(r, now) for r in rows[: page.limit]],
@@ -576,7 +582,7 @@ async def get_user(
     user_id: str, request: Request, principal: Principal = Depends(admin_principal)
 ) -> Response:
     async with runtime(request).db.transaction() as conn:
-        row = await store.get_user(conn, user_id)
+        row = await store.get_user(conn, user_id, admin_areas=principal.area_prefixes())
         now = await store.db_now(conn)
     if row is None:
         raise NotFound("no such user")
@@ -589,7 +595,9 @@ async def _change_user(
     rt = runtime(request)
 
     async def work(conn: AsyncConnection) -> Response:
-        row = await store.get_user(conn, user_id, for_update=True)
+        row = await store.get_user(
+            conn, user_id, admin_areas=principal.area_prefixes(), for_update=True
+        )
         if row is None:
             raise NotFound("no such user")
         check_if_match(request.headers.get("if-match"), row.version)
@@ -656,6 +664,8 @@ async def rotate_keys(
     request: Request, principal: Principal = Depends(admin_principal)
 ) -> Response:
     """Sign with a new key from now on; tokens of the old key verify until they expire."""
+    if not principal.is_national:
+        raise Forbidden("only an admin over the whole country rotates the signing keys")
     rt = runtime(request)
 
     async def work(conn: AsyncConnection) -> Response:

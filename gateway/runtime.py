@@ -271,7 +271,7 @@ class GatewayRuntime:
                 client_id=domain.BOOTSTRAP_ADMIN,
             )
         async with self.db.transaction() as conn:
-            row = await store.get_client(conn, domain.BOOTSTRAP_ADMIN)
+            row = await store.get_client(conn, domain.BOOTSTRAP_ADMIN, admin_areas=None)
         if row is not None and await asyncio.to_thread(
             domain.verify_secret, secret, row.secret_hash
         ):

@@ -7,10 +7,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Row,
+    Select,
+    any_,
     case,
+    exists,
     func,
     insert,
+    literal_column,
     null,
     or_,
     select,
@@ -20,6 +25,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -118,10 +124,29 @@ async def key_age_s(conn: AsyncConnection) -> float | None:
 # ---------------------------------------------------------------- clients
 
 
+def _managed_by(areas: Any, admin_areas: Sequence[str] | None) -> ColumnElement[bool]:
+    """SQL form of domain.manages: every area of the principal lies inside one of the
+    admin's areas (None: a national admin, who manages everyone)."""
+    if admin_areas is None:
+        return true()
+    code = func.unnest(areas).table_valued("code").render_derived(name="area")
+    outside: Select[Any] = select(literal_column("1")).where(
+        ~code.c.code.like(any_(array([f"{a}%" for a in admin_areas])))
+    )
+    return ~exists(outside)
+
+
 async def get_client(
-    conn: AsyncConnection, client_id: str, *, for_update: bool = False
+    conn: AsyncConnection,
+    client_id: str,
+    *,
+    admin_areas: Sequence[str] | None,
+    for_update: bool = False,
 ) -> Row[Any] | None:
-    query = select(clients).where(clients.c.client_id == client_id)
+    """A client the admin manages (None when absent or outside the admin's areas)."""
+    query = select(clients).where(
+        clients.c.client_id == client_id, _managed_by(clients.c.areas, admin_areas)
+    )
     if for_update:
         query = query.with_for_update()
     return (await conn.execute(query)).first()
@@ -171,10 +196,16 @@ async def set_client_active(conn: AsyncConnection, client_id: str, active: bool)
 
 
 async def list_clients(
-    conn: AsyncConnection, page: Page, *, org: str | None, active: bool | None
+    conn: AsyncConnection,
+    page: Page,
+    *,
+    org: str | None,
+    active: bool | None,
+    admin_areas: Sequence[str] | None,
 ) -> Sequence[Row[Any]]:
-    """One page, oldest change first (so partners can sync with updated_since)."""
-    query = select(clients).order_by(clients.c.updated_at, clients.c.client_id)
+    """One page of the clients the admin manages, oldest change first."""
+    query = select(clients).where(_managed_by(clients.c.areas, admin_areas))
+    query = query.order_by(clients.c.updated_at, clients.c.client_id)
     query = _page_filters(query, clients.c.updated_at, clients.c.client_id, page)
     if org is not None:
         query = query.where(clients.c.org == org)
@@ -187,9 +218,14 @@ async def list_clients(
 
 
 async def get_user(
-    conn: AsyncConnection, user_id: str, *, for_update: bool = False
+    conn: AsyncConnection,
+    user_id: str,
+    *,
+    admin_areas: Sequence[str] | None,
+    for_update: bool = False,
 ) -> Row[Any] | None:
-    query = select(users).where(users.c.user_id == user_id)
+    """A user the admin manages (None when absent or outside the admin's areas)."""
+    query = select(users).where(users.c.user_id == user_id, _managed_by(users.c.areas, admin_areas))
     if for_update:
         query = query.with_for_update()
     return (await conn.execute(query)).first()
@@ -298,9 +334,16 @@ async def unlock_user(conn: AsyncConnection, user_id: str) -> Row[Any] | None:
 
 
 async def list_users(
-    conn: AsyncConnection, page: Page, *, org: str | None, active: bool | None
+    conn: AsyncConnection,
+    page: Page,
+    *,
+    org: str | None,
+    active: bool | None,
+    admin_areas: Sequence[str] | None,
 ) -> Sequence[Row[Any]]:
-    query = select(users).order_by(users.c.updated_at, users.c.user_id)
+    """One page of the users the admin manages, oldest change first."""
+    query = select(users).where(_managed_by(users.c.areas, admin_areas))
+    query = query.order_by(users.c.updated_at, users.c.user_id)
     query = _page_filters(query, users.c.updated_at, users.c.user_id, page)
     if org is not None:
         query = query.where(users.c.org == org)

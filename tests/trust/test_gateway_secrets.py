@@ -168,3 +168,72 @@ async def test_an_admin_mints_credentials_inside_its_own_areas_only(
         "/v1/admin/users", json={**user, "areas": ["1201"]}, headers=district.headers
     )
     assert made.status_code == 201, made.text
+
+
+async def test_an_admin_sees_and_changes_only_the_principals_inside_its_areas(
+    gateway: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    district = await new_caller(
+        gateway, admin_headers, scopes=["admin"], areas=["1201"], org_type="government"
+    )
+    national = await new_caller(
+        gateway, admin_headers, scopes=["registry:read"], areas=["KH"], org_type="government"
+    )
+    base = {"name": "p", "org_type": "partner", "scopes": ["registry:read"]}
+    outside_user = await gateway.post(
+        "/v1/admin/users",
+        json={**base, "org": "ngo-out", "areas": ["1202"],
+              "username": f"out-{secrets.token_hex(4)}", "password": "x" * 12 + "y"},
+        headers=admin_headers,
+    )  # fmt: skip
+    assert outside_user.status_code == 201, outside_user.text
+    mine = await gateway.post(
+        "/v1/admin/clients", json={**base, "org": "ngo-in", "areas": ["120101"]},
+        headers=district.headers,
+    )  # fmt: skip
+    assert mine.status_code == 201, mine.text
+    mine_id = mine.json()["client_id"]
+    user_id = outside_user.json()["user_id"]
+
+    # another area's principals are not there for it: 404 on every id route, absent in lists
+    for path in (
+        f"/v1/admin/clients/{national.client_id}",
+        f"/v1/admin/clients/{national.client_id}/disable",
+        "/v1/admin/clients/admin/disable",
+        f"/v1/admin/users/{user_id}",
+        f"/v1/admin/users/{user_id}/disable",
+        f"/v1/admin/users/{user_id}/unlock",
+    ):
+        method = gateway.get if path.count("/") == 4 else gateway.post
+        r = await method(path, headers=district.headers)
+        assert r.status_code == 404, (path, r.text)
+    listed: set[str] = set()
+    cursor = None
+    while True:
+        r = await gateway.get(
+            "/v1/admin/clients",
+            params={"limit": 500, **({"cursor": cursor} if cursor else {})},
+            headers=district.headers,
+        )
+        assert r.status_code == 200, r.text
+        listed |= {c["client_id"] for c in r.json()["items"]}
+        assert all(all(a.startswith("1201") for a in c["areas"]) for c in r.json()["items"]), (
+            r.json()["items"]
+        )
+        cursor = r.json()["next_cursor"]
+        if not cursor:
+            break
+    assert mine_id in listed
+    assert national.client_id not in listed
+    users = await gateway.get("/v1/admin/users", params={"limit": 500}, headers=district.headers)
+    assert user_id not in {u["user_id"] for u in users.json()["items"]}
+
+    # the national client still gets tokens: nothing was disabled
+    assert (await gateway.get(
+        f"/v1/admin/clients/{national.client_id}", headers=admin_headers
+    )).json()["active"] is True  # fmt: skip
+    # its own principals it manages; the signing keys are the whole country's
+    r = await gateway.post(f"/v1/admin/clients/{mine_id}/disable", headers=district.headers)
+    assert r.status_code == 200, r.text
+    r = await gateway.post("/v1/admin/keys/rotate", headers=district.headers)
+    assert r.status_code == 403, r.text
