@@ -1,9 +1,9 @@
 """The two workflows `make bench` measures through the gateway, and their set-up.
 
-(d) referral (SPEC §6): POST /v1/referrals as a government client, then
+(d) referral (docs/api-guide.md#referrals): POST /v1/referrals as a government client, then
     POST /v1/referrals/{id}/accept as the provider organisation the referral was routed to.
-(e) grant (SPEC §7): POST /v1/funds/grants as a requester, POST …/{id}/approve as another
-    principal, POST …/{id}/disburse as a disburser.
+(e) grant (docs/api-guide.md#funds): POST /v1/funds/grants as a requester,
+    POST …/{id}/approve as another principal, POST …/{id}/disburse as a disburser.
 
 The set-up goes through the gateway's public API only: clients through the admin API, one
 `health` provider (its own partner organisation and client) and one fund per province,

@@ -25,7 +25,7 @@ class GatewayApp(FastAPI):
     A request under /v1/registry/, /v1/referrals/, /v1/funds/ or /v1/indicators/ goes
     from the shared RequestContextMiddleware (request id, body limit, metrics, log line)
     straight to the raw ASGI proxy: no FastAPI routing, no Request objects, no
-    dependency injection on the hot path (ARCHITECTURE.md, performance habits).
+    dependency injection on the hot path (docs/architecture.md#performance-habits).
     """
 
     def __init__(self, *, proxy: Proxy, max_body_bytes: int, **kwargs: Any) -> None:

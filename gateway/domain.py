@@ -139,7 +139,8 @@ def granted_scopes(held: Iterable[str], requested: str | None) -> list[str]:
 def access_claims(
     sub: str, org: str, org_type: str, scopes: Iterable[str], areas: Iterable[str]
 ) -> dict[str, Any]:
-    """The Komar claims of an access token (SPEC §3); jwt.sign adds the standard ones."""
+    """The Komar claims of an access token (docs/api-guide.md#tokens); jwt.sign adds the
+    standard ones."""
     return {
         "sub": sub,
         "org": org,

@@ -1,6 +1,6 @@
 """The routing hot path: a raw ASGI handler that verifies, rate-limits and forwards.
 
-FastAPI is kept off this path on purpose (ARCHITECTURE.md, performance habits): the
+FastAPI is kept off this path on purpose (docs/architecture.md#performance-habits): the
 request goes from the shared RequestContextMiddleware straight to a kept-alive connection
 of `gateway.upstream`, and the answer streams back without its body being parsed.
 

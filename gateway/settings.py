@@ -31,7 +31,7 @@ class GatewaySettings(Settings):
     kek: SecretStr | None = None
     kek_previous: SecretStr | None = None
 
-    # Tokens: SPEC §3 caps access tokens at 15 minutes.
+    # Tokens: docs/api-guide.md#tokens caps access tokens at 15 minutes.
     token_ttl_s: int = Field(default=900, ge=30, le=900)
 
     # Default rate limit of every client (a client may carry its own rate).

@@ -95,7 +95,7 @@ async def page_params(
         None, description="Only items updated at or after this RFC 3339 instant."
     ),
 ) -> Page:
-    """FastAPI dependency for the list conventions of SPEC §4."""
+    """FastAPI dependency for the list conventions (docs/api-guide.md, "Conventions")."""
     if updated_since is not None:
         if not _RFC3339.match(request.query_params.get("updated_since", "")):
             raise invalid("updated_since", "must be an RFC 3339 date-time with an offset")
@@ -211,7 +211,8 @@ _REPLAYED_HEADERS = ("etag", "location", "content-type")
 
 
 class Idempotency:
-    """SPEC §4: same key + same body replays; other body 422; concurrent duplicate 409.
+    """Same key + same body replays; other body 422; concurrent duplicate 409
+    (docs/api-guide.md, "Conventions of every endpoint").
 
     Use inside the request's transaction: `begin` before the work, `record` after it,
     so the stored answer commits together with the effect it describes.

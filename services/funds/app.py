@@ -1,4 +1,4 @@
-"""The funds app: commune emergency funds and grants (SPEC §7)."""
+"""The funds app: commune emergency funds and grants (docs/api-guide.md#funds)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The indicators app: live, privacy-safe aggregates for the ministry warehouse (SPEC §9)."""
+"""The indicators app: live, privacy-safe aggregates for the ministry warehouse
+(docs/api-guide.md#indicators)."""
 
 from __future__ import annotations
 

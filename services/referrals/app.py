@@ -1,4 +1,4 @@
-"""The referrals app: the social services map and referral routing (SPEC §6)."""
+"""The referrals app: the social services map and referral routing (docs/api-guide.md#referrals)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The registry app: children and their cases (SPEC §5)."""
+"""The registry app: children and their cases (docs/api-guide.md#children)."""
 
 from __future__ import annotations
 
