@@ -9,8 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import openapi
-from gateway.api import router
+from gateway import admin, oauth, openapi
 from gateway.proxy import Proxy
 from gateway.runtime import GatewayRuntime
 from gateway.settings import GatewaySettings
@@ -73,7 +72,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.openapi, settings.upstreams(), lambda: rt.pools, settings.openapi_cache_s
     )
     install_common(app, service=SERVICE, max_body_bytes=settings.max_body_bytes, ready=rt.ready)
-    app.include_router(router)
+    app.include_router(oauth.router)
+    app.include_router(admin.router)
     app.include_router(openapi.router)
     return app
 

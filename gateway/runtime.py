@@ -309,3 +309,9 @@ class GatewayRuntime:
                 self._client_fingerprints.clear()
             self._client_fingerprints[client_id] = domain.secret_fingerprint(stored_hash, secret)
         return ok
+
+
+def request_runtime(request: Request) -> GatewayRuntime:
+    """The runtime of the process serving `request` (pool, keys, limits)."""
+    rt: GatewayRuntime = request.app.state.runtime
+    return rt

@@ -7,9 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Row,
     Select,
+    Table,
     any_,
     case,
     exists,
@@ -195,25 +197,6 @@ async def set_client_active(conn: AsyncConnection, client_id: str, active: bool)
     return row
 
 
-async def list_clients(
-    conn: AsyncConnection,
-    page: Page,
-    *,
-    org: str | None,
-    active: bool | None,
-    admin_areas: Sequence[str] | None,
-) -> Sequence[Row[Any]]:
-    """One page of the clients the admin manages, oldest change first."""
-    query = select(clients).where(_managed_by(clients.c.areas, admin_areas))
-    query = query.order_by(clients.c.updated_at, clients.c.client_id)
-    query = _page_filters(query, clients.c.updated_at, clients.c.client_id, page)
-    if org is not None:
-        query = query.where(clients.c.org == org)
-    if active is not None:
-        query = query.where(clients.c.active.is_(active))
-    return (await conn.execute(query.limit(page.limit + 1))).all()
-
-
 # ---------------------------------------------------------------- users
 
 
@@ -333,22 +316,30 @@ async def unlock_user(conn: AsyncConnection, user_id: str) -> Row[Any] | None:
     return row
 
 
-async def list_users(
+def principal_id(table: Table) -> Column[Any]:
+    """The id column of the clients or the users table."""
+    (column,) = table.primary_key.columns
+    return column
+
+
+async def list_principals(
     conn: AsyncConnection,
+    table: Table,
     page: Page,
     *,
     org: str | None,
     active: bool | None,
     admin_areas: Sequence[str] | None,
 ) -> Sequence[Row[Any]]:
-    """One page of the users the admin manages, oldest change first."""
-    query = select(users).where(_managed_by(users.c.areas, admin_areas))
-    query = query.order_by(users.c.updated_at, users.c.user_id)
-    query = _page_filters(query, users.c.updated_at, users.c.user_id, page)
+    """One page of the clients or users (`table`) the admin manages, oldest change first."""
+    id_column = principal_id(table)
+    query = select(table).where(_managed_by(table.c.areas, admin_areas))
+    query = query.order_by(table.c.updated_at, id_column)
+    query = _page_filters(query, table.c.updated_at, id_column, page)
     if org is not None:
-        query = query.where(users.c.org == org)
+        query = query.where(table.c.org == org)
     if active is not None:
-        query = query.where(users.c.active.is_(active))
+        query = query.where(table.c.active.is_(active))
     return (await conn.execute(query.limit(page.limit + 1))).all()
 
 

@@ -1,0 +1,312 @@
+"""The gateway's OAuth 2.0 routes: the token endpoint (RFC 6749), its keys and metadata.
+
+Logins are throttled twice: per source address and per client in memory
+(`domain.RateLimiter`), and per user in the database (`store.reserve_login`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+from typing import Any
+from urllib.parse import unquote_plus
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import Counter
+from sqlalchemy import Row
+
+from gateway import domain, store
+from gateway.runtime import GatewayRuntime, request_runtime
+from gateway.schemas import TokenOut
+from libs.common.auth import SCOPES
+from libs.common.errors import Problem
+from libs.common.logging import get_logger
+
+log = get_logger(__name__)
+
+router = APIRouter()
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+PUBLIC: dict[str, Any] = {"security": []}
+INVALID_LOGIN = "invalid username or password, or the account is temporarily locked"
+
+# Secrets and passwords verified against a principal's stored hash. The hashes spent on
+# unknown, disabled or locked principals (against a dummy) are not counted, nor are client
+# secrets this replica verified before.
+CREDENTIAL_CHECKS = Counter(
+    "komar_gateway_credential_checks_total",
+    "Secrets and passwords verified against a principal's own stored hash",
+    ["grant_type"],
+)
+PASSWORD_CHECKS = CREDENTIAL_CHECKS.labels("password")
+CLIENT_CHECKS = CREDENTIAL_CHECKS.labels("client_credentials")
+
+
+class OAuthError(Problem):
+    """RFC 6749 §5.2 error, rendered as problem+json with `error` and `error_description`."""
+
+    def __init__(
+        self,
+        error: str,
+        description: str,
+        *,
+        status: int = 400,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            description,
+            headers={**NO_STORE, **(headers or {})},
+            error=error,
+            error_description=description,
+        )
+        self.status = status
+        self.title = {400: "Bad request", 401: "Unauthorized", 429: "Too many requests"}[status]
+        self.slug = error.replace("_", "-")
+
+
+def _invalid_client(description: str) -> OAuthError:
+    return OAuthError(
+        "invalid_client",
+        description,
+        status=401,
+        headers={"WWW-Authenticate": 'Basic realm="komar", charset="UTF-8"'},
+    )
+
+
+def _invalid_grant(description: str = INVALID_LOGIN) -> OAuthError:
+    return OAuthError(
+        "invalid_grant",
+        description,
+        status=401,
+        headers={"WWW-Authenticate": 'Bearer realm="komar"'},
+    )
+
+
+async def _form(request: Request) -> dict[str, str]:
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise OAuthError(
+            "invalid_request",
+            "send the parameters form-encoded (application/x-www-form-urlencoded)",
+        )
+    params: dict[str, str] = {}
+    for key, value in (await request.form()).multi_items():
+        if not isinstance(value, str):
+            raise OAuthError("invalid_request", "parameters must be plain form fields")
+        if key in params:
+            raise OAuthError("invalid_request", f"parameter {key} is given more than once")
+        params[key] = value
+    return params
+
+
+def _client_credentials(request: Request, params: dict[str, str]) -> tuple[str, str]:
+    """RFC 6749 §2.3.1: HTTP Basic or client_id/client_secret form fields, not both."""
+    header = request.headers.get("authorization")
+    in_form = "client_secret" in params
+    if header is not None:
+        if in_form:
+            raise OAuthError("invalid_request", "use one client authentication method, not two")
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic":
+            raise _invalid_client("client authentication must use HTTP Basic or form fields")
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise _invalid_client("malformed HTTP Basic credentials") from exc
+        client_id, sep, secret = decoded.partition(":")
+        if not sep:
+            raise _invalid_client("malformed HTTP Basic credentials")
+        return unquote_plus(client_id), unquote_plus(secret)
+    client_id, secret = params.get("client_id", ""), params.get("client_secret", "")
+    if not client_id or not secret:
+        raise _invalid_client("client authentication is required")
+    return client_id, secret
+
+
+def _source_address(request: Request, rt: GatewayRuntime) -> str:
+    peer = request.client.host if request.client else ""
+    return rt.trusted_proxies.client_address(peer, request.headers.get("x-forwarded-for"))
+
+
+def _slow_down(wait: float, description: str) -> OAuthError:
+    return OAuthError(
+        "slow_down", description, status=429, headers={"Retry-After": domain.retry_after(wait)}
+    )
+
+
+def _reserve(limiter: domain.RateLimiter, key: str, description: str) -> None:
+    """Spend a token of `key`'s bucket of failures before a slow check (429 when none is
+    left): however many requests arrive at once, no more checks start than the bucket holds.
+    A check that succeeds gives its token back."""
+    wait = limiter.take(key, time.monotonic())
+    if wait:
+        raise _slow_down(wait, description)
+
+
+BY_ADDRESS = "too many failed attempts from your address; retry later"
+BY_CLIENT = "too many failed attempts for this client; retry later"
+
+
+async def _client_grant(
+    request: Request, rt: GatewayRuntime, params: dict[str, str], source: str
+) -> Row[Any]:
+    client_id, secret = _client_credentials(request, params)
+    if len(client_id) > 64 or len(secret) > 256:
+        raise _invalid_client("client authentication failed")
+    async with rt.db.transaction() as conn:
+        row = await store.get_client(conn, client_id, admin_areas=None)
+    known = row is not None and rt.client_secret_known(client_id, secret, row.secret_hash)
+    if row is not None and row.active and known:
+        return row  # verified on this replica before: no slow hash, so no throttle either
+    _reserve(rt.login_failures, source, BY_ADDRESS)
+    if row is None:
+        await asyncio.to_thread(domain.verify_secret, secret, domain.dummy_hash())
+        log.info("auth.client.failed", client_id=None)
+        raise _invalid_client("client authentication failed")
+    try:
+        _reserve(rt.client_failures, client_id, BY_CLIENT)
+    except OAuthError:
+        rt.login_failures.refund(source)
+        raise
+    CLIENT_CHECKS.inc()
+    if await rt.client_secret_ok(client_id, secret, row.secret_hash) and row.active:
+        rt.login_failures.refund(source)
+        rt.client_failures.refund(client_id)
+        return row
+    log.info("auth.client.failed", client_id=row.client_id)
+    raise _invalid_client("client authentication failed")
+
+
+async def _password_grant(
+    request: Request, rt: GatewayRuntime, params: dict[str, str], source: str
+) -> Row[Any]:
+    username = params.get("username", "").strip().lower()
+    password = params.get("password", "")
+    if not username or not password:
+        raise OAuthError("invalid_request", "username and password are required")
+    if len(username) > 64 or len(password) > 256:
+        raise _invalid_grant()
+    _reserve(rt.login_failures, source, BY_ADDRESS)
+    settings = rt.settings
+    # The attempt is reserved (counted as a failure) in the database before the password is
+    # checked, so a burst of guesses gets at most `login_max_failures` checks between them.
+    async with rt.db.transaction() as conn:
+        row = await store.reserve_login(
+            conn,
+            username,
+            max_failures=settings.login_max_failures,
+            window_s=settings.login_failure_window_s,
+            lock_for_s=settings.login_lockout_s,
+        )
+    if row is None:
+        # Unknown, disabled, locked or at the limit: the same answer after the same work.
+        await asyncio.to_thread(domain.verify_secret, password, domain.dummy_hash())
+    else:
+        PASSWORD_CHECKS.inc()
+        if await asyncio.to_thread(domain.verify_secret, password, row.password_hash):
+            async with rt.db.transaction() as conn:
+                done = await store.login_succeeded(conn, row.user_id)
+            if done is not None:
+                rt.login_failures.refund(source)
+                return done
+    if row is None:
+        log.info("auth.user.failed", checked=False)
+    else:
+        log.info("auth.user.failed", user_id=row.user_id, checked=True)
+        if row.failures_since is None and row.locked_until is not None:
+            log.warning("auth.user.locked", user_id=row.user_id, seconds=settings.login_lockout_s)
+    raise _invalid_grant()
+
+
+@router.post(
+    "/oauth/token",
+    tags=["auth"],
+    summary="Get an access token (RFC 6749: client_credentials or password)",
+    response_model=TokenOut,
+    openapi_extra={
+        **PUBLIC,
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["grant_type"],
+                        "properties": {
+                            "grant_type": {
+                                "type": "string",
+                                "enum": ["client_credentials", "password"],
+                            },
+                            "client_id": {"type": "string"},
+                            "client_secret": {"type": "string"},
+                            "username": {"type": "string"},
+                            "password": {"type": "string", "format": "password"},
+                            "scope": {"type": "string", "description": "Space-separated subset."},
+                        },
+                    }
+                }
+            },
+        },
+    },
+)
+async def token(request: Request) -> JSONResponse:
+    """Issue a short-lived RS256 access token."""
+    rt = request_runtime(request)
+    source = _source_address(request, rt)
+    params = await _form(request)
+    grant_type = params.get("grant_type")
+    if not grant_type:
+        raise OAuthError("invalid_request", "grant_type is required")
+    if grant_type == "client_credentials":
+        row = await _client_grant(request, rt, params, source)
+        sub = row.client_id
+    elif grant_type == "password":
+        row = await _password_grant(request, rt, params, source)
+        sub = row.user_id
+    else:
+        raise OAuthError("unsupported_grant_type", "use client_credentials or password")
+    try:
+        scopes = domain.granted_scopes(row.scopes, params.get("scope"))
+    except domain.RuleViolation as exc:
+        raise OAuthError("invalid_scope", exc.message) from exc
+    ttl = rt.settings.token_ttl_s
+    claims = domain.access_claims(sub, row.org, row.org_type, scopes, row.areas)
+    access_token = rt.keys.sign(
+        claims, issuer=rt.settings.issuer, audience=rt.settings.audience, ttl_s=ttl
+    )
+    log.info("auth.token.issued", sub=sub, grant_type=grant_type)
+    body = {
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": ttl,
+        "scope": " ".join(scopes),
+    }
+    return JSONResponse(body, headers=NO_STORE)
+
+
+@router.get("/.well-known/jwks.json", tags=["auth"], openapi_extra=PUBLIC)
+async def jwks(request: Request) -> Response:
+    """The public keys tokens are signed with (the active key and recently retired ones)."""
+    return Response(
+        await request_runtime(request).keys.fresh_jwks_body(),
+        media_type="application/json",
+        headers={"Cache-Control": "public, max-age=10"},
+    )
+
+
+@router.get("/.well-known/oauth-authorization-server", tags=["auth"], openapi_extra=PUBLIC)
+async def authorization_server_metadata(request: Request) -> dict[str, Any]:
+    """RFC 8414 metadata, so OAuth tooling configures itself."""
+    base = str(request.base_url).rstrip("/")
+    return {
+        "issuer": request_runtime(request).settings.issuer,
+        "token_endpoint": f"{base}/oauth/token",
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "grant_types_supported": ["client_credentials", "password"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "scopes_supported": sorted(SCOPES),
+        "response_types_supported": ["token"],
+    }
