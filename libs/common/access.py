@@ -42,9 +42,9 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.common import store
 from libs.common.auth import COUNTRY, Principal
 from libs.common.errors import Forbidden
 from libs.common.events import CloudEvent
@@ -253,24 +253,15 @@ async def apply_referral_event(conn: AsyncConnection, table: Table, event: Cloud
     a completion is dated by its event."""
     data = event.data
     status = str(data["status"])
-    stmt = insert(table).values(
+    await store.upsert_referral_share(
+        conn,
+        table,
         referral_id=uuid.UUID(str(data["referral_id"])),
         child_id=uuid.UUID(str(data["child_id"])),
         org=str(data["provider_org"]),
         status=status,
         completed_at=_aware(event.time) if status == "completed" else None,
         version=int(data["version"]),
-    )
-    await conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[table.c.referral_id],
-            set_={
-                "status": stmt.excluded.status,
-                "completed_at": stmt.excluded.completed_at,
-                "version": stmt.excluded.version,
-            },
-            where=table.c.version < stmt.excluded.version,
-        )
     )
 
 

@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from libs.common import store
 
 
 def async_url(url: str) -> str:
@@ -52,7 +53,7 @@ class Database:
         """Whether the database answers."""
         try:
             async with self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+                await store.select_one(conn)
             return True
         except Exception:
             return False
@@ -76,7 +77,7 @@ async def driver_connection(conn: AsyncConnection) -> Any:
     if getattr(adapter, "_transaction", None) is None and conn.in_transaction():
         start = getattr(adapter, "_start_transaction", None)
         if start is None:  # a future SQLAlchemy: let it begin the usual way
-            await conn.execute(text("SELECT 1"))
+            await store.select_one(conn)
         else:
             async with adapter._execute_mutex:
                 await start()

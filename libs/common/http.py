@@ -15,23 +15,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    delete,
-    func,
-    insert,
-    select,
-    text,
-)
+from sqlalchemy import Column, DateTime, Integer, LargeBinary, MetaData, String, Table, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.common import store
 from libs.common.auth import Principal
 from libs.common.db import Database
 from libs.common.errors import (
@@ -234,20 +222,13 @@ class Idempotency:
         """Lock the key for this transaction; return the stored answer to replay, if any."""
         if not key or len(key) > 255 or not key.isprintable():
             raise BadRequest("Idempotency-Key must be 1 to 255 printable characters")
-        locked = await conn.scalar(
-            text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 7))"),
-            {"k": f"{self.table.schema}|{client_id}|{key}"},
-        )
-        if not locked:
+        if not await store.try_lock_idempotency_key(conn, self.table, client_id, key):
             raise Conflict("a request with this Idempotency-Key is still in progress")
-        t = self.table
-        row = (
-            await conn.execute(select(t).where(t.c.client_id == client_id, t.c.key == key))
-        ).first()
+        row = await store.stored_answer(conn, self.table, client_id, key)
         if row is None:
             return None
         if row.created_at < datetime.now(UTC) - IDEMPOTENCY_TTL:
-            await conn.execute(delete(t).where(t.c.client_id == client_id, t.c.key == key))
+            await store.delete_answer(conn, self.table, client_id, key)
             return None
         if row.request_hash != request_hash:
             raise Unprocessable("this Idempotency-Key was used with a different request body")
@@ -260,23 +241,22 @@ class Idempotency:
     ) -> None:
         """Store the answer in the same transaction as the effect."""
         headers = {k: v for k, v in answer.headers.items() if k.lower() in _REPLAYED_HEADERS}
-        await conn.execute(
-            insert(self.table).values(
-                client_id=client_id,
-                key=key,
-                request_hash=request_hash,
-                status=answer.status_code,
-                headers=headers,
-                body=bytes(answer.body),
-            )
+        await store.insert_answer(
+            conn,
+            self.table,
+            client_id=client_id,
+            key=key,
+            request_hash=request_hash,
+            status=answer.status_code,
+            headers=headers,
+            body=bytes(answer.body),
         )
 
     async def purge_expired(self, conn: AsyncConnection) -> int:
         """Delete answers older than 24 h."""
-        result = await conn.execute(
-            delete(self.table).where(self.table.c.created_at < datetime.now(UTC) - IDEMPOTENCY_TTL)
+        return await store.delete_answers_before(
+            conn, self.table, datetime.now(UTC) - IDEMPOTENCY_TTL
         )
-        return int(result.rowcount or 0)
 
 
 Work = Callable[[AsyncConnection], Awaitable[Response]]

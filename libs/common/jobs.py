@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import timedelta
 
-from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, func, or_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, func
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.common import store
 
 
 def job_runs_table(metadata: MetaData, schema: str) -> Table:
@@ -53,13 +53,4 @@ async def claim_tick(
     its last run is more than an interval ago), and returned only when this caller wrote
     it. A concurrent claimer of the same tick waits on the row lock, then finds it taken.
     """
-    row = insert(table).values(job=job, last_tick=tick, last_run_at=func.now())
-    claim = row.on_conflict_do_update(
-        index_elements=[table.c.job],
-        set_={"last_tick": row.excluded.last_tick, "last_run_at": row.excluded.last_run_at},
-        where=or_(
-            table.c.last_tick < row.excluded.last_tick,
-            table.c.last_run_at < row.excluded.last_run_at - timedelta(seconds=interval_s),
-        ),
-    ).returning(table.c.job)
-    return (await conn.scalar(claim)) is not None
+    return await store.claim_job_tick(conn, table, job, tick, interval_s)

@@ -1,0 +1,144 @@
+"""Every SQL statement on the tables libs/common gives each schema: stored Idempotency-Key
+answers, job ticks and referral shares, and the database's health check.
+
+The tables are defined beside the logic that uses them (`http.idempotency_table`,
+`jobs.job_runs_table`, `access.referral_shares_table`); the event tables' statements are
+in `events/store.py`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, Table, and_, delete, func, insert, or_, select, text
+from sqlalchemy.dialects.postgresql import insert as upsert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+# ---------------------------------------------------------------- the connection
+
+
+async def select_one(conn: AsyncConnection) -> None:
+    """`SELECT 1`: the cheapest statement, to see that the database answers or to make
+    the driver begin its transaction."""
+    await conn.execute(text("SELECT 1"))
+
+
+# ---------------------------------------------------------------- Idempotency-Key answers
+
+
+async def try_lock_idempotency_key(
+    conn: AsyncConnection, table: Table, client_id: str, key: str
+) -> bool:
+    """Take the transaction-scoped advisory lock of (schema, client, key), without
+    waiting: False when another transaction holds it."""
+    locked = await conn.scalar(
+        text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 7))"),
+        {"k": f"{table.schema}|{client_id}|{key}"},
+    )
+    return bool(locked)
+
+
+async def stored_answer(
+    conn: AsyncConnection, table: Table, client_id: str, key: str
+) -> Row[Any] | None:
+    """The answer stored for (client, key), if any."""
+    found = await conn.execute(select(table).where(_answer_to(table, client_id, key)))
+    return found.first()
+
+
+async def delete_answer(conn: AsyncConnection, table: Table, client_id: str, key: str) -> None:
+    """Forget the answer stored for (client, key)."""
+    await conn.execute(delete(table).where(_answer_to(table, client_id, key)))
+
+
+def _answer_to(table: Table, client_id: str, key: str) -> ColumnElement[bool]:
+    return and_(table.c.client_id == client_id, table.c.key == key)
+
+
+async def insert_answer(
+    conn: AsyncConnection,
+    table: Table,
+    *,
+    client_id: str,
+    key: str,
+    request_hash: bytes,
+    status: int,
+    headers: dict[str, str],
+    body: bytes,
+) -> None:
+    """Store the first answer to (client, key)."""
+    await conn.execute(
+        insert(table).values(
+            client_id=client_id,
+            key=key,
+            request_hash=request_hash,
+            status=status,
+            headers=headers,
+            body=body,
+        )
+    )
+
+
+async def delete_answers_before(conn: AsyncConnection, table: Table, moment: datetime) -> int:
+    """Delete the answers stored before `moment`; return how many went."""
+    result = await conn.execute(delete(table).where(table.c.created_at < moment))
+    return int(result.rowcount or 0)
+
+
+# ---------------------------------------------------------------- job ticks
+
+
+async def claim_job_tick(
+    conn: AsyncConnection, table: Table, job: str, tick: int, interval_s: float
+) -> bool:
+    """Insert the job's row at `tick`, or move it there when its tick is older or its last
+    run more than an interval ago; True only when this statement wrote it."""
+    row = upsert(table).values(job=job, last_tick=tick, last_run_at=func.now())
+    claim = row.on_conflict_do_update(
+        index_elements=[table.c.job],
+        set_={"last_tick": row.excluded.last_tick, "last_run_at": row.excluded.last_run_at},
+        where=or_(
+            table.c.last_tick < row.excluded.last_tick,
+            table.c.last_run_at < row.excluded.last_run_at - timedelta(seconds=interval_s),
+        ),
+    ).returning(table.c.job)
+    return (await conn.scalar(claim)) is not None
+
+
+# ---------------------------------------------------------------- referral shares
+
+
+async def upsert_referral_share(
+    conn: AsyncConnection,
+    table: Table,
+    *,
+    referral_id: uuid.UUID,
+    child_id: uuid.UUID,
+    org: str,
+    status: str,
+    completed_at: datetime | None,
+    version: int,
+) -> None:
+    """Insert a referral's share, or update its state when `version` is newer than the
+    stored one."""
+    stmt = upsert(table).values(
+        referral_id=referral_id,
+        child_id=child_id,
+        org=org,
+        status=status,
+        completed_at=completed_at,
+        version=version,
+    )
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[table.c.referral_id],
+            set_={
+                "status": stmt.excluded.status,
+                "completed_at": stmt.excluded.completed_at,
+                "version": stmt.excluded.version,
+            },
+            where=table.c.version < stmt.excluded.version,
+        )
+    )
