@@ -17,10 +17,11 @@ from typing import Any
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import Column, DateTime, MetaData, String, Table, func
-from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.db import Database
+from libs.common.events import store
 from libs.common.events.bus import EventBus
 from libs.common.events.envelope import CloudEvent
 from libs.common.logging import get_logger
@@ -48,13 +49,9 @@ async def apply_once(
     conn: AsyncConnection, inbox: Table, consumer: str, event: CloudEvent, handler: Handler
 ) -> bool:
     """Apply an event inside the caller's transaction unless already applied."""
-    inserted = await conn.scalar(
-        insert(inbox)
-        .values(event_id=event.id, type=event.type, consumer=consumer)
-        .on_conflict_do_nothing()
-        .returning(inbox.c.event_id)
-    )
-    if inserted is None:
+    if not await store.record_applied(
+        conn, inbox, event_id=event.id, type_=event.type, consumer=consumer
+    ):
         return False
     await handler(conn, event)
     return True

@@ -15,12 +15,12 @@ from sqlalchemy import (
     String,
     Table,
     func,
-    insert,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.common.events import store
 from libs.common.events.envelope import CloudEvent
 
 
@@ -49,7 +49,8 @@ async def write_events(conn: AsyncConnection, table: Table, events: Sequence[Clo
     """Add events to the outbox inside the caller's transaction."""
     if not events:
         return
-    await conn.execute(
-        insert(table),
+    await store.insert_outbox_rows(
+        conn,
+        table,
         [{"id": e.id, "type": e.type, "payload": e.model_dump(mode="json")} for e in events],
     )

@@ -12,9 +12,10 @@ import contextlib
 import json
 from datetime import timedelta
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table
 
 from libs.common.db import Database
+from libs.common.events import store
 from libs.common.events.bus import EventBus
 from libs.common.logging import exception_facts, get_logger
 from libs.common.metrics import OUTBOX_DUPLICATE_ACKS, OUTBOX_PUBLISHED
@@ -71,17 +72,8 @@ class OutboxRelay:
 
     async def publish_batch(self) -> int:
         """Publish up to `batch` rows; return how many were published."""
-        t = self.table
         async with self.db.transaction() as conn:
-            rows = (
-                await conn.execute(
-                    select(t.c.seq, t.c.id, t.c.type, t.c.payload)
-                    .where(t.c.published_at.is_(None))
-                    .order_by(t.c.seq)
-                    .limit(self.batch)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            rows = await store.claim_unpublished(conn, self.table, self.batch)
             done: list[int] = []
             error: Exception | None = None
             for row in rows:
@@ -90,9 +82,7 @@ class OutboxRelay:
                     ack = await self.bus.publish(row.type, payload, row.id)
                 except Exception as exc:  # outcome unknown: retried later with the same id
                     error = exc
-                    await conn.execute(
-                        update(t).where(t.c.seq == row.seq).values(attempts=t.c.attempts + 1)
-                    )
+                    await store.count_attempt(conn, self.table, row.seq)
                     break
                 if getattr(ack, "duplicate", False):
                     # Published before (a relay died between publish and mark): JetStream
@@ -100,9 +90,7 @@ class OutboxRelay:
                     self._duplicate_acks.inc()
                 done.append(row.seq)
             if done:
-                await conn.execute(
-                    update(t).where(t.c.seq.in_(done)).values(published_at=func.now())
-                )
+                await store.mark_published(conn, self.table, done)
         if done:
             self._published.inc(len(done))
         if error is not None:
@@ -114,20 +102,13 @@ class OutboxRelay:
     async def purge_published(self, older_than: timedelta) -> int:
         """Delete rows published longer ago than `older_than` (the stream keeps the events);
         return how many went. Unpublished rows are never touched."""
-        t = self.table
         async with self.db.transaction() as conn:
-            result = await conn.execute(delete(t).where(t.c.published_at < func.now() - older_than))
-        return int(result.rowcount or 0)
+            return await store.delete_published(conn, self.table, older_than)
 
     async def pending(self) -> int:
         """How many events wait to be published."""
         async with self.db.transaction() as conn:
-            n = await conn.scalar(
-                select(func.count())
-                .select_from(self.table)
-                .where(self.table.c.published_at.is_(None))
-            )
-        return int(n or 0)
+            return await store.count_unpublished(conn, self.table)
 
     async def stop(self, flush_timeout_s: float = 5.0) -> None:
         """Flush what can be flushed in time, then stop."""
