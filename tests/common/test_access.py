@@ -118,7 +118,6 @@ async def pg(pg_url: str):  # type: ignore[no-untyped-def]
         await conn.close()
 
 
-@pytest.mark.asyncio
 async def test_the_sql_forms_agree_with_the_predicate(pg: asyncpg.Connection) -> None:
     metadata = MetaData()
     children = Table(
@@ -147,14 +146,21 @@ async def test_the_sql_forms_agree_with_the_predicate(pg: asyncpg.Connection) ->
         child_id = uuid.uuid4()
         await pg.execute(
             f"INSERT INTO {SCHEMA}.children VALUES ($1, $2, $3, $4)",
-            child_id, commune, village, owner,
-        )  # fmt: skip
+            child_id,
+            commune,
+            village,
+            owner,
+        )
         for share in shared:
             completed = None if share.completed_at is None else db_now - (NOW - share.completed_at)
             await pg.execute(
                 f"INSERT INTO {SCHEMA}.referral_shares VALUES ($1, $2, $3, $4, $5, 1)",
-                uuid.uuid4(), child_id, share.org, share.status, completed,
-            )  # fmt: skip
+                uuid.uuid4(),
+                child_id,
+                share.org,
+                share.status,
+                completed,
+            )
         for n, p in enumerate(PRINCIPALS):
             expected[(n, child_id)] = access.sees_child(
                 p, commune=commune, village=village, owner_org=owner, shares=shared, now=NOW

@@ -8,8 +8,6 @@ from libs.common.auth import TokenVerifier
 from libs.common.errors import Unauthorized
 from tests.support import AUDIENCE, ISSUER, SigningKeys
 
-pytestmark = pytest.mark.asyncio
-
 
 async def test_new_key_is_fetched_and_a_retired_one_dropped() -> None:
     old, new = SigningKeys(), SigningKeys()

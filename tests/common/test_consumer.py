@@ -17,15 +17,16 @@ from libs.common.events import CloudEvent
 from libs.common.events.bus import EventBus
 from libs.common.events.consumer import DurableConsumer, inbox_table
 
-pytestmark = pytest.mark.asyncio
-
 SCHEMA = "consumer_test"
 metadata = MetaData()
 inbox = inbox_table(metadata, SCHEMA)
 effects = Table(
-    "effects", metadata, Column("n", Integer, primary_key=True, autoincrement=True),
-    Column("event_id", String(64), nullable=False), schema=SCHEMA,
-)  # fmt: skip
+    "effects",
+    metadata,
+    Column("n", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False),
+    schema=SCHEMA,
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +52,13 @@ async def bus(nats_url: str) -> AsyncIterator[EventBus]:
 
 def event(stream: str, kind: str = "thing.happened.v1") -> CloudEvent:
     return CloudEvent(
-        id=str(uuid.uuid4()), source="/services/test", type=f"{stream.lower()}.{kind}",
-        subject="x", time="2026-01-01T00:00:00Z", data={},
-    )  # fmt: skip
+        id=str(uuid.uuid4()),
+        source="/services/test",
+        type=f"{stream.lower()}.{kind}",
+        subject="x",
+        time="2026-01-01T00:00:00Z",
+        data={},
+    )
 
 
 async def count_effects(db: Database, event_id: str) -> int:
@@ -70,9 +75,14 @@ async def test_an_event_delivered_twice_is_applied_once(db: Database, bus: Event
         await conn.execute(effects.insert().values(event_id=ev.id))
 
     consumer = DurableConsumer(
-        db, bus, inbox, durable=f"c-{stream}", stream=stream, subject=f"{stream.lower()}.>",
+        db,
+        bus,
+        inbox,
+        durable=f"c-{stream}",
+        stream=stream,
+        subject=f"{stream.lower()}.>",
         handlers={e.type: apply},
-    )  # fmt: skip
+    )
     payload = e.model_dump_json().encode()
     # published twice with different message ids: the broker cannot de-duplicate, the inbox must
     await bus.js.publish(e.type, payload, headers={"Nats-Msg-Id": "a"})
@@ -105,9 +115,15 @@ async def test_poison_is_dead_lettered_after_bounded_tries(
 
     durable = f"p-{stream}"
     consumer = DurableConsumer(
-        db, bus, inbox, durable=durable, stream=stream, subject=f"{stream.lower()}.>",
-        handlers={poison.type: explode, good.type: apply}, max_deliveries=3,
-    )  # fmt: skip
+        db,
+        bus,
+        inbox,
+        durable=durable,
+        stream=stream,
+        subject=f"{stream.lower()}.>",
+        handlers={poison.type: explode, good.type: apply},
+        max_deliveries=3,
+    )
     await bus.js.publish(poison.type, poison.model_dump_json().encode())
     await bus.js.publish(good.type, good.model_dump_json().encode())
     await bus.js.publish(f"{stream.lower()}.garbage.v1", b"{not json")

@@ -8,7 +8,6 @@ from collections import Counter
 from datetime import timedelta
 
 import nats
-import pytest
 from sqlalchemy import MetaData, text
 
 from libs.common.db import Database
@@ -18,16 +17,23 @@ from libs.common.events.catalog import ChildV1
 from libs.common.events.outbox import outbox_table, write_events
 from libs.common.events.relay import OutboxRelay
 
-pytestmark = pytest.mark.asyncio
-
 
 def child_data() -> ChildV1:
     return ChildV1(
-        child_id=str(uuid.uuid4()), case_number="120101-1", commune_code="120101",
-        village_code=None, sex="male", birth_month="2019-01", vulnerabilities=[],
-        risk_level="low", status="open", owner_org="x", data_sharing_consent=True, version=1,
+        child_id=str(uuid.uuid4()),
+        case_number="120101-1",
+        commune_code="120101",
+        village_code=None,
+        sex="male",
+        birth_month="2019-01",
+        vulnerabilities=[],
+        risk_level="low",
+        status="open",
+        owner_org="x",
+        data_sharing_consent=True,
+        version=1,
         registered_on="2026-01-01",
-    )  # fmt: skip
+    )
 
 
 async def test_three_relays_publish_each_event_once(pg_url: str, nats_url: str) -> None:

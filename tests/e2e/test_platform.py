@@ -6,13 +6,10 @@ import asyncio
 from collections import Counter
 
 import httpx
-import pytest
 
 from tests.e2e.conftest import Platform, partner_client, token
 from tests.registry.conftest import child_body
 from tests.registry.test_events import stream_events
-
-pytestmark = pytest.mark.asyncio
 
 
 async def registered_events(platform: Platform, ids: set[str], timeout: float = 90) -> Counter[str]:

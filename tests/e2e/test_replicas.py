@@ -29,8 +29,6 @@ from services.registry.handlers import REFERRAL_HANDLERS
 from tests.e2e.conftest import Platform, new_platform, token
 from tests.registry.conftest import child_body
 
-pytestmark = pytest.mark.asyncio
-
 REPLICAS = 2
 # Short intervals, so a window of seconds holds many ticks.
 SETTINGS = {

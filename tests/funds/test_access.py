@@ -25,8 +25,6 @@ from tests.funds.conftest import (
 )
 from tests.support import ALL_SCOPES
 
-pytestmark = pytest.mark.asyncio
-
 FUND_ENDPOINTS = [
     ("GET", "/v1/funds/funds/{fund}", None),
     ("POST", "/v1/funds/funds/{fund}/top-ups", {"amount_khr": 1000, "reference": "T-9"}),

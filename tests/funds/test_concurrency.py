@@ -18,8 +18,6 @@ from tests.funds.conftest import (
     stream_events,
 )
 
-pytestmark = pytest.mark.asyncio
-
 
 async def relay_flushed(app: FastAPI, timeout: float = 30) -> None:
     """Until every event written so far is on the stream."""

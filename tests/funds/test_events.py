@@ -8,7 +8,6 @@ import time
 from collections import Counter
 
 import httpx
-import pytest
 from fastapi import FastAPI
 
 from libs.common.events.bus import EventBus
@@ -19,8 +18,6 @@ from tests.funds.conftest import (
     make_grant,
     wait_for_events,
 )
-
-pytestmark = pytest.mark.asyncio
 
 GRANT_FIELDS = {
     "grant_id", "fund_id", "child_id", "commune_code", "category", "shock", "amount_khr",

@@ -9,8 +9,6 @@ import pytest
 
 from tests.funds.conftest import People, fund_body, make_fund
 
-pytestmark = pytest.mark.asyncio
-
 
 async def test_a_fund_is_created_with_location_etag_and_derived_balances(
     api: httpx.AsyncClient, people: People

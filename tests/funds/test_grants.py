@@ -19,8 +19,6 @@ from tests.funds.conftest import (
     wait_processed,
 )
 
-pytestmark = pytest.mark.asyncio
-
 
 async def fund_state(api: httpx.AsyncClient, people: People, fund_id: str) -> dict:
     r = await api.get(f"/v1/funds/funds/{fund_id}", headers=people.manager)

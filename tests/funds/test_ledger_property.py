@@ -26,8 +26,6 @@ from services.funds import store
 from tests.funds.conftest import People, add_children, fund_body, grant_body
 from tests.support import SigningKeys
 
-pytestmark = pytest.mark.asyncio
-
 BUDGET, MAX_GRANT, THRESHOLD = 400_000, 250_000, 150_000
 CHILDREN = 3
 CATEGORIES = ("education_support", "medical_transport", "emergency_disaster")

@@ -12,8 +12,6 @@ from tests.referrals import conftest
 from tests.referrals.conftest import World
 from tests.support import ALL_SCOPES
 
-pytestmark = pytest.mark.asyncio
-
 REFERRAL_ENDPOINTS = [
     ("GET", "/v1/referrals/{id}", None),
     ("POST", "/v1/referrals/{id}/accept", None),

@@ -5,11 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-import pytest
-
 from tests.referrals.conftest import World, wait_for_events
-
-pytestmark = pytest.mark.asyncio
 
 JUSTIFICATION = "Imminent danger JUSTIFY-7f3a: the child was found alone at the river"
 

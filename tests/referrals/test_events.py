@@ -6,11 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-import pytest
-
 from tests.referrals.conftest import World, wait_for_events
-
-pytestmark = pytest.mark.asyncio
 
 REFERRAL_FIELDS = {
     "referral_id", "child_id", "commune_code", "village_code", "service_type", "urgency",

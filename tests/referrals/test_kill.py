@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 
 import nats
-import pytest
 from sqlalchemy import text
 
 from deploy.local.infra import EmbeddedNats, create_database, drop_database, free_port
@@ -21,8 +20,6 @@ from libs.common.db import Database
 from libs.common.events import CloudEvent
 from tests.referrals.conftest import child_event
 from tests.support import migrate
-
-pytestmark = pytest.mark.asyncio
 
 CHILDREN = 80
 VILLAGES = ["12010101", "12010102", "12010103", "12010201", "12010202"]

@@ -6,14 +6,11 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
 from services.referrals import service
 from tests.referrals.conftest import World, wait_for_events
-
-pytestmark = pytest.mark.asyncio
 
 OVERDUE = "referrals.referral.overdue.v1"
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import pytest
 from sqlalchemy import text
 
 from libs.common.db import Database
 from tests.referrals.conftest import World, child_event, publish, wait_projected
-
-pytestmark = pytest.mark.asyncio
 
 
 async def wait_processed(db: Database, event_ids: list[str], timeout: float = 30) -> None:

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from tests.referrals.conftest import World
-
-pytestmark = pytest.mark.asyncio
 
 
 def body(world: World, **over: object) -> dict:

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from tests.referrals.conftest import World
-
-pytestmark = pytest.mark.asyncio
 
 
 async def test_a_retried_create_with_one_idempotency_key_makes_one_referral(

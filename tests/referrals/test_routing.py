@@ -6,12 +6,8 @@ import asyncio
 import itertools
 from collections import Counter
 
-import pytest
-
 from libs.common import places
 from tests.referrals.conftest import World
-
-pytestmark = pytest.mark.asyncio
 
 
 async def test_the_most_local_provider_wins(world: World) -> None:

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from tests.referrals.conftest import World
-
-pytestmark = pytest.mark.asyncio
 
 BODIES = {
     "accept": None,

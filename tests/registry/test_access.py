@@ -13,8 +13,6 @@ from jose import jwt as jose_jwt
 from tests.registry.conftest import child_body
 from tests.support import AUDIENCE, ISSUER, SigningKeys
 
-pytestmark = pytest.mark.asyncio
-
 ID_ENDPOINTS = [
     ("GET", "/v1/registry/children/{id}", None),
     ("PATCH", "/v1/registry/children/{id}", {"risk_level": "high"}),

@@ -11,8 +11,6 @@ from services.registry import store
 from tests.registry.conftest import child_body
 from tests.support import SigningKeys
 
-pytestmark = pytest.mark.asyncio
-
 
 async def seal_and_verify(app: FastAPI) -> store.AuditVerdict:
     db = app.state.runtime.db

@@ -10,8 +10,6 @@ import pytest
 from tests.registry.conftest import child_body
 from tests.support import SigningKeys
 
-pytestmark = pytest.mark.asyncio
-
 
 def unique_org() -> str:
     return f"ngo-{uuid.uuid4().hex[:8]}"

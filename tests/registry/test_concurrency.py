@@ -6,12 +6,9 @@ import asyncio
 import uuid
 
 import httpx
-import pytest
 
 from tests.registry.conftest import child_body
 from tests.support import SigningKeys
-
-pytestmark = pytest.mark.asyncio
 
 
 async def test_two_patches_with_the_same_if_match_one_wins(

@@ -9,13 +9,10 @@ from collections import Counter
 
 import httpx
 import nats
-import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from tests.registry.conftest import child_body
 from tests.support import SigningKeys
-
-pytestmark = pytest.mark.asyncio
 
 FORBIDDEN_IN_EVENTS = (
     "given_name",

@@ -8,13 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import nats
-import pytest
 
 from libs.common.events import CloudEvent
 from tests.registry.conftest import child_body
 from tests.support import SigningKeys
-
-pytestmark = pytest.mark.asyncio
 
 
 async def publish_referral(

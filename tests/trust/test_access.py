@@ -24,8 +24,6 @@ from tests.e2e.conftest import Platform
 from tests.registry.conftest import child_body
 from tests.trust.conftest import Caller, new_caller
 
-pytestmark = pytest.mark.asyncio
-
 COMMUNE, VILLAGE = "120101", "12010101"  # Tonle Basak, Chamkar Mon (1201), Phnom Penh
 OTHER_COMMUNE = "120109"
 CHILD_SCOPES = ["registry:read", "registry:write", "referrals:read", "referrals:write"]

@@ -16,8 +16,6 @@ import pytest
 
 from tests.trust.conftest import Caller, new_caller
 
-pytestmark = pytest.mark.asyncio
-
 DVS = "/v1/indicators/dataValueSets"
 VALUES = "/v1/indicators/values"
 

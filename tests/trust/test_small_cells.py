@@ -20,7 +20,6 @@ from collections import Counter
 from typing import Any
 
 import httpx
-import pytest
 
 from libs.common import places
 from services.indicators import domain
@@ -28,8 +27,6 @@ from services.indicators.domain import Period
 from tests.indicators.audit import Base, Number, audit
 from tests.registry.conftest import child_body
 from tests.trust.conftest import Caller, new_caller
-
-pytestmark = pytest.mark.asyncio
 
 PROVINCE, DISTRICT = "23", "2302"  # Kep, Kaeb: three communes
 CHILD_INDICATORS = ("CP_CHILD_REG", "CP_CASE_OPEN", "CP_CASE_HIGH_RISK", "CP_CHILD_VULN")
