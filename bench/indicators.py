@@ -39,29 +39,22 @@ import asyncio
 import calendar
 import json
 import os
-import platform
 import re
-import secrets
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
 
 from bench import workflows
+from bench.infra import BenchInfra, machine, service_env, terminate_as_exit
 from bench.loadgen import machine_busy_seconds, tree_cpu_seconds
-from deploy.local.infra import EmbeddedNats, EmbeddedPostgres, free_port, stop_orphan
-from deploy.local.supervisor import REPO_ROOT, ProcessFailed, Supervisor
-from services.indicators import domain
+from deploy.local.supervisor import REPO_ROOT, ProcessFailed
+from services.indicators import dates
 
 ROOT = REPO_ROOT / "var" / "bench-indicators"
 SMALL = int(os.environ.get("BENCH_INDICATORS_SMALL", "10000"))
@@ -119,25 +112,16 @@ def say(message: str) -> None:
     print(f"bench-indicators | {message}", flush=True)
 
 
-class IndicatorsBench:
-    """Owns the embedded servers, the supervised processes and the figures of one run."""
+class IndicatorsBench(BenchInfra):
+    """The infrastructure, the clients and the figures of one run."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.supervisor = Supervisor(root / "log", ready_timeout=120.0)
-        self.postgres = EmbeddedPostgres(root / "postgres", free_port())
-        self.nats = EmbeddedNats(root / "nats", free_port())
-        self.admin_secret = secrets.token_urlsafe(24)
-        self.env: dict[str, str] = {}
+        super().__init__(root, PROCESSES, ready_timeout=120.0, stop_timeout=10.0)
         self.clients: dict[str, tuple[str, str]] = {}  # kind -> (client id, secret)
-        month = domain.current_month() - 1  # last month: complete, and inside the seeded span
-        self.period = domain.month_code(month)
+        month = dates.current_month() - 1  # last month: complete, and inside the seeded span
+        self.period = dates.month_code(month)
         self.results: dict[str, Any] = {
-            "machine": {
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
-                "platform": platform.platform(),
-            },
+            "machine": machine(),
             "settings": {
                 "small": SMALL,
                 "large": LARGE,
@@ -156,71 +140,32 @@ class IndicatorsBench:
 
     # -------------------------------------------------------------- lifecycle
 
-    def wipe(self) -> None:
-        """Stop whatever a crashed earlier run left behind, then start from an empty folder."""
-        for name, module in PROCESSES:
-            stop_orphan(self.root / "log" / f"{name}.pid", "-m", module, timeout=15.0)
-        pg_dir, nats_dir = self.root / "postgres", self.root / "nats"
-        stop_orphan(pg_dir / "postmaster.pid", "postgres", str(pg_dir), sig=signal.SIGINT)
-        stop_orphan(nats_dir / "nats-server.pid", "nats-server", str(nats_dir))
-        shutil.rmtree(self.root, ignore_errors=True)
-        self.root.mkdir(parents=True)
-
-    def start_infra(self) -> None:
+    def start(self) -> None:
         """PostgreSQL and NATS on fresh ports; migrate; start the gateway; create the clients."""
-        database_url = self.postgres.start()
-        nats_url = self.nats.start()
-        gateway_port, indicators_port = free_port(), free_port()
-        self.env = {
-            "DATABASE_URL": database_url,
-            "NATS_URL": nats_url,
-            "KOMAR_DATA_DIR": str(self.root / "data"),
-            "KOMAR_ADMIN_SECRET": self.admin_secret,
-            "KOMAR_KEK": secrets.token_urlsafe(32),  # the gateway's key-encryption key
-            "KOMAR_GATEWAY_PORT": str(gateway_port),
-            "KOMAR_INDICATORS_PORT": str(indicators_port),
-            "KOMAR_INDICATORS_URL": f"http://127.0.0.1:{indicators_port}",
-            "KOMAR_JWKS_URL": f"http://127.0.0.1:{gateway_port}/.well-known/jwks.json",
-            "KOMAR_LOG_LEVEL": "warning",
-        }
-        say(f"PostgreSQL {database_url}, NATS {nats_url}")
+        say(self.start_infra(service_env("indicators")))
         self.supervisor.run("gateway-migrate", "gateway", "migrate", env=self.env)
         self.supervisor.run("indicators-migrate", "services.indicators", "migrate", env=self.env)
+        gateway_port = int(self.env["KOMAR_GATEWAY_PORT"])
         self.supervisor.start("gateway", "gateway", env=self.env, port=gateway_port)
         with httpx.Client(base_url=self.gateway, timeout=30.0) as http:
             admin = workflows.token(http, "admin", self.admin_secret)
             for kind, scopes in CLIENTS.items():
-                created = workflows.check(
-                    http.post(
-                        "/v1/admin/clients",
-                        headers={"Authorization": f"Bearer {admin}"},
-                        json={
-                            "name": f"bench-indicators-{kind}",
-                            "org": "bench-moswvy",
-                            "org_type": "government",
-                            "scopes": scopes,
-                            "areas": ["KH"],
-                            "rate_limit_per_second": 1000,
-                        },
-                    ),
-                    f"creating the {kind} client",
+                created = workflows.create_client(
+                    http,
+                    admin,
+                    f"bench-indicators-{kind}",
+                    "bench-moswvy",
+                    "government",
+                    scopes,
+                    ["KH"],
+                    1000,
                 )
                 self.clients[kind] = (created["client_id"], created["client_secret"])
-
-    @property
-    def gateway(self) -> str:
-        return f"http://127.0.0.1:{self.env['KOMAR_GATEWAY_PORT']}"
 
     def tokens(self) -> dict[str, str]:
         """Fresh access tokens of both clients (they live 15 minutes)."""
         with httpx.Client(base_url=self.gateway, timeout=30.0) as http:
             return {kind: workflows.token(http, *pair) for kind, pair in self.clients.items()}
-
-    def stop_all(self) -> None:
-        """Stop every supervised process, NATS and PostgreSQL."""
-        self.supervisor.stop_all(timeout=10.0)
-        self.nats.stop()
-        self.postgres.stop()
 
     def start_service(self) -> None:
         """Start the indicators service and wait until its consumers have nothing pending."""
@@ -368,10 +313,9 @@ class IndicatorsBench:
         """Every query: one warm-up, then REPEATS timed pulls one after the other."""
         tokens = self.tokens()
         watch = {
-            "indicators": [self.supervisor.get("indicators").pid or 0],
-            "gateway": [self.supervisor.get("gateway").pid or 0],
-            "postgres": [int((self.postgres.data_dir / "postmaster.pid").read_text().split()[0])],
-            "nats": [int(self.nats.pid_path.read_text().split()[0])],
+            "indicators": [self.pid("indicators")],
+            "gateway": [self.pid("gateway")],
+            **self.infra_pids(),
         }
         figures: dict[str, Any] = {}
         bodies: dict[str, bytes] = {}
@@ -554,7 +498,7 @@ def _describe_progress(sample: dict[str, Any], timeline: list[dict[str, Any]]) -
     gen = sample.get("generation")
     if gen:
         stocks = gen["stock_through"]
-        stock = f", stocks through {domain.month_code(stocks)}" if stocks is not None else ""
+        stock = f", stocks through {dates.month_code(stocks)}" if stocks is not None else ""
         parts.append(
             f"generation {gen['generation']} {gen['state']}: "
             f"{gen['events_replayed']:,} replayed{stock}"
@@ -689,22 +633,6 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@contextmanager
-def _terminate_as_exit() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit so cleanup runs whichever way the bench is stopped."""
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    previous: Callable[[int, FrameType | None], Any] | int | None = signal.signal(
-        signal.SIGTERM, stop
-    )
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main() -> int:
     """Seed the small platform, measure, grow it to the large one, measure; report."""
     if not 0 < SMALL < LARGE:
@@ -714,10 +642,10 @@ def main() -> int:
     failed = False
     started = time.monotonic()
     sizes = bench.results["sizes"]
-    with _terminate_as_exit():
+    with terminate_as_exit():
         bench.wipe()
         try:
-            bench.start_infra()
+            bench.start()
             for key, children, added, seed_value in (
                 ("small", SMALL, SMALL, 1),
                 ("large", LARGE, LARGE - SMALL, 2),

@@ -123,6 +123,35 @@ def token(http: httpx.Client, client_id: str, secret: str) -> str:
     return value
 
 
+def create_client(
+    http: httpx.Client,
+    admin: str,
+    name: str,
+    org: str,
+    org_type: str,
+    scopes: list[str],
+    areas: list[str],
+    rate_limit_per_second: float,
+) -> Any:
+    """Create an API client through the admin API (`admin`: an admin's token); the answer,
+    with its id and its secret."""
+    return check(
+        http.post(
+            "/v1/admin/clients",
+            headers={"Authorization": f"Bearer {admin}"},
+            json={
+                "name": name,
+                "org": org,
+                "org_type": org_type,
+                "scopes": scopes,
+                "areas": areas,
+                "rate_limit_per_second": rate_limit_per_second,
+            },
+        ),
+        f"creating the client {name}",
+    )
+
+
 def provinces() -> list[str]:
     """Every province code of the gazetteer."""
     from libs.common.places import all_communes
@@ -155,20 +184,8 @@ class Platform:
         self, name: str, org: str, org_type: str, scopes: list[str], areas: list[str]
     ) -> str:
         """Create an API client through the admin API; return a token of it."""
-        created = check(
-            self.http.post(
-                "/v1/admin/clients",
-                headers={"Authorization": f"Bearer {self.admin}"},
-                json={
-                    "name": name,
-                    "org": org,
-                    "org_type": org_type,
-                    "scopes": scopes,
-                    "areas": areas,
-                    "rate_limit_per_second": RATE_LIMIT,
-                },
-            ),
-            f"creating the client {name}",
+        created = create_client(
+            self.http, self.admin, name, org, org_type, scopes, areas, RATE_LIMIT
         )
         return token(self.http, created["client_id"], created["client_secret"])
 

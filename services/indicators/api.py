@@ -16,7 +16,7 @@ from libs.common.auth import Principal, PrincipalDep
 from libs.common.errors import Conflict, Forbidden, invalid
 from libs.common.inputs import COUNTED_PLACE_PATTERN, one_of
 from libs.common.runtime import ServiceRuntime
-from services.indicators import dhis2, domain, service, store
+from services.indicators import catalogue, dates, dhis2, geography, query_bounds, service, store
 from services.indicators.schemas import RebuildOut, StatusOut, ValuesOut
 
 router = APIRouter(prefix="/v1/indicators", tags=["indicators"])
@@ -26,21 +26,21 @@ if TYPE_CHECKING:
     IndicatorCode = str
     DataSetCode = str
 else:
-    IndicatorCode = one_of(domain.BY_CODE)
-    DataSetCode = one_of(domain.DATA_SETS)
+    IndicatorCode = one_of(catalogue.BY_CODE)
+    DataSetCode = one_of(catalogue.DATA_SETS)
 PERIOD_PATTERN = r"^[0-9]{4}([0-9]{2}|Q[1-4])?$"
 CSV_TYPE = "text/csv; charset=utf-8"
-FIRST_DAY = date(domain.FIRST_YEAR, 1, 1)
+FIRST_DAY = date(dates.FIRST_YEAR, 1, 1)
 ADX_TYPE = "application/adx+xml; charset=utf-8"
 
 
-def parse_period(code: str, field: str = "period") -> domain.Period:
+def parse_period(code: str, field: str = "period") -> dates.Period:
     """A DHIS2 period of 2000 or later, else 422 naming the field."""
     try:
-        period = domain.Period.parse(code)
+        period = dates.Period.parse(code)
     except ValueError as exc:
         raise invalid(field, str(exc)) from exc
-    domain.check_query_period(period, field)
+    query_bounds.check_query_period(period, field)
     return period
 
 
@@ -53,7 +53,7 @@ def check_date(value: date | None, field: str) -> None:
 def check_place(principal: Principal, code: str, field: str) -> None:
     """422 for a code that is not a place we count at; 403 outside the principal's areas."""
     try:
-        domain.check_area(code)
+        geography.check_area(code)
     except Exception as exc:
         raise invalid(field, f"{code!r} is not a province, district or commune, nor KH") from exc
     if not principal.covers(code):
@@ -64,7 +64,7 @@ def check_place(principal: Principal, code: str, field: str) -> None:
 async def catalog(principal: PrincipalDep) -> dict[str, Any]:
     """Every indicator: definition, disaggregation and its combos, stock or flow, roll-up."""
     principal.require("indicators:read")
-    return domain.catalogue()
+    return catalogue.catalogue()
 
 
 @router.get(
@@ -85,11 +85,11 @@ async def values(
 ) -> JSONResponse:
     """One indicator for a period: a row per disaggregation for the area or its places."""
     principal.require("indicators:read")
-    ind = domain.indicator(indicator)
+    ind = catalogue.indicator(indicator)
     p = parse_period(period)
     check_place(principal, area, "area")
-    places = domain.places_at(area, level)
-    domain.check_query_size([p], len(places), [ind], "area")
+    places = geography.places_at(area, level)
+    query_bounds.check_query_size([p], len(places), [ind], "area")
     rows = await service.table(rt.db, principal, [ind], [p], places)
     return JSONResponse(
         {
@@ -183,18 +183,20 @@ async def data_value_sets(
     principal.require("indicators:read")
     _check_code_scheme(request)
     for ds in data_set:
-        if ds not in domain.DATA_SETS:
-            raise invalid("dataSet", f"unknown data set; one of {', '.join(domain.DATA_SETS)}")
+        if ds not in catalogue.DATA_SETS:
+            raise invalid("dataSet", f"unknown data set; one of {', '.join(catalogue.DATA_SETS)}")
     if not data_set and not data_element:
         raise invalid("dataSet", "name a dataSet (CP_MONTHLY, …) or dataElement")
     for e in data_element:
-        if e not in domain.BY_CODE:
+        if e not in catalogue.BY_CODE:
             raise invalid(
-                "dataElement", f"unknown data element; one of {', '.join(domain.BY_CODE)}"
+                "dataElement", f"unknown data element; one of {', '.join(catalogue.BY_CODE)}"
             )
-    elements = [domain.BY_CODE[e] for e in dict.fromkeys(data_element)] or list(domain.INDICATORS)
-    types = {domain.DATA_SETS[ds] for ds in data_set}
-    now = domain.current_month()
+    elements = [catalogue.BY_CODE[e] for e in dict.fromkeys(data_element)] or list(
+        catalogue.INDICATORS
+    )
+    types = {catalogue.DATA_SETS[ds] for ds in data_set}
+    now = dates.current_month()
     if period:
         periods = [parse_period(p) for p in dict.fromkeys(period)]
         field = "period"
@@ -204,18 +206,18 @@ async def data_value_sets(
         if end_date < start_date:
             raise invalid("endDate", "is before startDate")
         # Nothing lies after this year's end: a far endDate costs nothing more.
-        end_date = min(end_date, date(domain.year_month(now)[0], 12, 31))
-        span = domain.date_month(end_date) - domain.date_month(start_date) + 1
-        if span > domain.MAX_YEARS * 12:
+        end_date = min(end_date, date(dates.year_month(now)[0], 12, 31))
+        span = dates.date_month(end_date) - dates.date_month(start_date) + 1
+        if span > query_bounds.MAX_YEARS * 12:
             raise invalid(
                 "startDate",
-                f"limit: at most {domain.MAX_YEARS} years of periods per request "
+                f"limit: at most {query_bounds.MAX_YEARS} years of periods per request "
                 f"(startDate to endDate: {span} months)",
             )
         periods = [
             p
-            for t in sorted(types or set(domain.PeriodType))
-            for p in domain.periods_between(start_date, end_date, t)
+            for t in sorted(types or set(dates.PeriodType))
+            for p in dates.periods_between(start_date, end_date, t)
         ]
         periods = [p for p in periods if p.first <= now]
         field = "startDate"
@@ -232,9 +234,9 @@ async def data_value_sets(
     since = parse_last_updated(last_updated, last_updated_duration)
     units: list[str] = []
     for ou in org_unit:
-        units.extend(domain.descendants(ou) if children else [ou])
+        units.extend(geography.descendants(ou) if children else [ou])
     units = list(dict.fromkeys(units))
-    domain.check_query_size(periods, len(units), elements, field)
+    query_bounds.check_query_size(periods, len(units), elements, field)
     rows = await service.table(rt.db, principal, elements, sorted(periods), units)
     if since is not None:
         rows = [r for r in rows if r.last_updated is not None and r.last_updated >= since]
@@ -354,7 +356,7 @@ async def status(principal: PrincipalDep, request: Request, rt: RuntimeDep) -> d
         "broker": rt.bus.connected,
         "streams": streams,
         "generation": active.generation,
-        "stocks_through": domain.month_code(active.stock_through)
+        "stocks_through": dates.month_code(active.stock_through)
         if active.stock_through is not None
         else None,
         "rebuild": rebuild,

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from services.indicators import domain
+from services.indicators import catalogue
 from services.indicators.service import Row
 
 ADX_NAMESPACE = "urn:ihe:qrph:adx:2015"
@@ -25,7 +25,7 @@ CSV_HEADER = (
     "dataelement", "period", "orgunit", "categoryoptioncombo", "attributeoptioncombo",
     "value", "storedby", "lastupdated", "comment", "followup", "deleted",
 )  # fmt: skip
-DATA_SET_OF = {t: code for code, t in domain.DATA_SETS.items()}
+DATA_SET_OF = {t: code for code, t in catalogue.DATA_SETS.items()}
 
 
 def timestamp(moment: datetime | None) -> str | None:
@@ -44,7 +44,7 @@ def data_value(row: Row) -> dict[str, Any]:
         "period": row.period.code,
         "orgUnit": row.place,
         "categoryOptionCombo": row.combo,
-        "attributeOptionCombo": domain.DEFAULT_AOC,
+        "attributeOptionCombo": catalogue.DEFAULT_AOC,
         "value": str(row.value),
         "storedBy": STORED_BY,
     }
@@ -81,7 +81,7 @@ def data_value_csv(rows: Iterable[Row]) -> str:
                 r.period.code,
                 r.place,
                 r.combo,
-                domain.DEFAULT_AOC,
+                catalogue.DEFAULT_AOC,
                 str(r.value),
                 STORED_BY,
                 timestamp(r.last_updated) or "",
@@ -120,7 +120,7 @@ def adx(rows: Sequence[Row], *, exported: datetime) -> bytes:
 
 
 def _combo_options(indicator: str, combo: str) -> tuple[tuple[str, str], ...]:
-    for c in domain.BY_CODE[indicator].combo.combos:
+    for c in catalogue.BY_CODE[indicator].combo.combos:
         if c.code == combo:
             return c.options
     raise KeyError(combo)

@@ -34,7 +34,7 @@ from libs.common.events.catalog import STREAMS, ChildUpdatedV1, ChildV1
 from libs.common.events.funds_events import GrantDisbursedV1, GrantV1
 from libs.common.events.referrals_events import ProviderUpsertedV1, ReferralV1
 from libs.common.settings import Settings
-from services.indicators import domain, service
+from services.indicators import catalogue, dates, service
 
 BATCH = 2000
 # Representative pulls for the bench to time (GET, with an indicators:read token).
@@ -77,7 +77,7 @@ def population(
     for n in range(max(20, min(2000, children // 500))):
         pid, org = str(uuid.UUID(int=rng.getrandbits(128))), f"provider-org-{n}"
         area = rng.choice(communes)[: rng.choice((2, 4, 6, 6))]
-        types = rng.sample(domain.SERVICE_TYPES, rng.randint(1, 3))
+        types = rng.sample(catalogue.SERVICE_TYPES, rng.randint(1, 3))
         at = now - timedelta(days=months * 30 + 1)
         data = ProviderUpsertedV1(
             provider_id=pid, org=org, service_types=types, areas=[area], capacity=50,
@@ -99,11 +99,11 @@ def _child_events(
     child_id = str(uuid.UUID(int=rng.getrandbits(128)))
     commune = rng.choice(communes)
     at = now - timedelta(seconds=rng.randint(3600, months * 30 * 86400))
-    registered = at.astimezone(domain.CAMBODIA).date()
+    registered = at.astimezone(dates.CAMBODIA).date()
     age_months = rng.randint(0, 17 * 12 + 11)
-    birth = domain.date_month(registered) - age_months
-    y, m = domain.year_month(birth)
-    vulns = sorted(rng.sample(domain.VULNERABILITIES, rng.randint(0, 3)))
+    birth = dates.date_month(registered) - age_months
+    y, m = dates.year_month(birth)
+    vulns = sorted(rng.sample(catalogue.VULNERABILITIES, rng.randint(0, 3)))
     base = {
         "child_id": child_id, "case_number": f"{commune}-{rng.randint(1, 10**6)}",
         "commune_code": commune, "village_code": None,
@@ -151,7 +151,7 @@ def _referral_events(
     pid, org = rng.choice(providers)
     data: dict[str, Any] = {
         "referral_id": rid, "child_id": child_id, "commune_code": commune,
-        "village_code": None, "service_type": rng.choice(domain.SERVICE_TYPES),
+        "village_code": None, "service_type": rng.choice(catalogue.SERVICE_TYPES),
         "urgency": "normal", "status": "pending", "provider_id": pid, "provider_org": org,
         "referrer_org": "seed", "previous_referral_id": None,
         "due_at": (at + timedelta(days=7)).isoformat(), "overdue": False,
@@ -176,7 +176,7 @@ def _grant_events(
     base = {
         "grant_id": gid, "fund_id": str(uuid.UUID(int=rng.getrandbits(128))),
         "child_id": child_id, "commune_code": commune,
-        "category": rng.choice(domain.GRANT_CATEGORIES), "shock": None,
+        "category": rng.choice(catalogue.GRANT_CATEGORIES), "shock": None,
         "amount_khr": rng.randint(20, 400) * 1000, "status": "requested",
         "repeat_within_30_days": False, "version": 1,
     }  # fmt: skip

@@ -24,7 +24,7 @@ from libs.common.db import Database
 from libs.common.errors import Conflict, invalid
 from libs.common.events import CloudEvent
 from libs.common.logging import get_logger
-from services.indicators import domain, store
+from services.indicators import catalogue, dates, effects, rounding, stocks, store
 from services.indicators.store import Target
 
 log = get_logger(__name__)
@@ -52,28 +52,28 @@ async def apply_events(
     g = target.generation
     fresh = await store.claim_events(conn, g, [e.id for e in events])
     applied = len(fresh)
-    deltas: Counter[domain.CellKey] = Counter()
-    children: list[domain.ChildVersion] = []
-    providers: list[domain.ProviderVersion] = []
+    deltas: Counter[catalogue.CellKey] = Counter()
+    children: list[stocks.ChildVersion] = []
+    providers: list[stocks.ProviderVersion] = []
     for event in events:
         if event.id not in fresh:
             continue
         fresh.discard(event.id)
         try:
-            effects = domain.effects_of(event)
-        except domain.InvalidEvent as exc:
+            meaning = effects.effects_of(event)
+        except effects.InvalidEvent as exc:
             if not skip_invalid:
                 raise
             log.warning(
                 "indicators.event_skipped", event_id=event.id, type=event.type, why=str(exc)
             )
             continue
-        for flow in effects.flows:
+        for flow in meaning.flows:
             deltas.update(flow.cells())
-        if effects.child is not None:
-            children.append(effects.child)
-        if effects.provider is not None:
-            providers.append(effects.provider)
+        if meaning.child is not None:
+            children.append(meaning.child)
+        if meaning.provider is not None:
+            providers.append(meaning.provider)
     await store.insert_provider_versions(conn, g, providers)
     if target.stock_through is None:
         await store.insert_child_versions(conn, g, children)
@@ -82,7 +82,7 @@ async def apply_events(
             await store.lock_child(conn, child.child_id)
             known = await store.child_history(conn, g, child.child_id)
             if await store.insert_child_versions(conn, g, [child]):
-                deltas.update(domain.stock_deltas(known, child, target.stock_through))
+                deltas.update(stocks.stock_deltas(known, child, target.stock_through))
     await store.add_to_cells(conn, g, deltas)
     return applied
 
@@ -118,7 +118,7 @@ async def roll_forward_generation(conn: AsyncConnection, generation: int, month:
     for m in range(start, month + 1):
         await store.materialise_month(conn, generation, m)
     await store.set_stock_through(conn, generation, month)
-    log.info("indicators.stocks_rolled", generation=generation, through=domain.month_code(month))
+    log.info("indicators.stocks_rolled", generation=generation, through=dates.month_code(month))
     return month + 1 - start
 
 
@@ -128,7 +128,7 @@ async def roll_forward(db: Database, month: int | None = None) -> int:
     Once a month it holds the switch lock exclusively while it computes the new month, so
     no event's stock deltas fall between the months done and the month being done.
     """
-    month = domain.current_month() if month is None else month
+    month = dates.current_month() if month is None else month
     async with db.transaction() as conn:
         active = await store.active_target(conn)
         if active.stock_through is not None and active.stock_through >= month:
@@ -147,7 +147,7 @@ class Row:
     """One value of one indicator, period, place and category option combo."""
 
     indicator: str
-    period: domain.Period
+    period: dates.Period
     place: str
     combo: str
     value: int
@@ -160,7 +160,7 @@ class Row:
         return False
 
 
-def check_periods(periods: Iterable[domain.Period], now: int, field: str = "period") -> None:
+def check_periods(periods: Iterable[dates.Period], now: int, field: str = "period") -> None:
     """422 for a period that has not started."""
     for p in periods:
         if p.first > now:
@@ -193,17 +193,17 @@ async def rounding_key(db: Database) -> bytes:
 async def table(
     db: Database,
     principal: Principal,
-    indicators: Sequence[domain.Indicator],
-    periods: Sequence[domain.Period],
+    indicators: Sequence[catalogue.Indicator],
+    periods: Sequence[dates.Period],
     places_: Sequence[str],
 ) -> list[Row]:
     """Values for every indicator x period x place x combo, exact or rounded.
 
     A principal without indicators:read:detail is shown every count rounded (the rule of
-    domain.SMALL_CELL_RULE): base cells rounded, everything else their sum, so `values` and
+    catalogue.SMALL_CELL_RULE): base cells rounded, everything else their sum, so `values` and
     `dataValueSets` give the same numbers whatever the query's shape.
     """
-    now = domain.current_month()
+    now = dates.current_month()
     check_periods(periods, now)
     await roll_forward(db, now)
     detail = principal.has("indicators:read:detail")
@@ -211,18 +211,20 @@ async def table(
     needed = set(places_)
     prefixes = {"" if p == COUNTRY else p for p in places_}
     codes = {i.code for i in indicators}
-    if key is not None and domain.AMOUNT in codes:
-        codes.add(domain.AMOUNT_COUNT)  # the riel follow their rounded grant count
-    additive = [c for c in sorted(codes) if domain.BY_CODE[c].roll_up is domain.RollUp.sum]
+    if key is not None and catalogue.AMOUNT in codes:
+        codes.add(catalogue.AMOUNT_COUNT)  # the riel follow their rounded grant count
+    additive = [c for c in sorted(codes) if catalogue.BY_CODE[c].roll_up is catalogue.RollUp.sum]
     storage = sorted(
         {
             stored
             for c in additive
             for p in periods
-            for stored in domain.storage_of(domain.BY_CODE[c], p, now, by_month=key is not None)
+            for stored in rounding.storage_of(
+                catalogue.BY_CODE[c], p, now, by_month=key is not None
+            )
         }
     )
-    providers: dict[tuple[str, str, str, str], domain.Tally] = {}
+    providers: dict[tuple[str, str, str, str], rounding.Tally] = {}
     async with store.snapshot(db) as conn:
         target = await store.active_target(conn)
         found = (
@@ -234,12 +236,12 @@ async def table(
             for period in periods:
                 month = min(period.last, now)
                 versions, changed = await store.providers_at(conn, target.generation, month)
-                for place, by_type in domain.provider_counts(versions, needed).items():
+                for place, by_type in stocks.provider_counts(versions, needed).items():
                     for service_type, n in by_type.items():
                         providers[("CP_PROVIDERS", period.code, place, service_type)] = (
-                            domain.Tally(n, changed)
+                            rounding.Tally(n, changed)
                         )
-    values = domain.publish_table(
+    values = rounding.publish_table(
         (
             ((ind_code, stored, c.commune, c.combo), c.value, c.updated_at)
             for (ind_code, stored), cells_ in found.items()
@@ -252,10 +254,10 @@ async def table(
         key,
     )
     values.update(providers)
-    empty = domain.Tally()
+    empty = rounding.Tally()
     rows: list[Row] = []
     for ind in indicators:
-        rounded = key is not None and ind.code in domain.ROUNDED
+        rounded = key is not None and ind.code in catalogue.ROUNDED
         for period in periods:
             for place in places_:
                 for combo in ind.combo.combos:
@@ -431,14 +433,14 @@ async def _rebuild(db: Database, js: JetStreamContext, batch: int, close_gap: in
         total += await _replay(db, readers, Target(generation, None), batch, close_gap)
         # 2. stock cells for every month up to now, then catch up incrementally
         async with db.transaction() as conn:
-            await roll_forward_generation(conn, generation, domain.current_month())
+            await roll_forward_generation(conn, generation, dates.current_month())
         async with db.transaction() as conn:
             target = await store.target_of(conn, generation)
         total += await _replay(db, readers, target, batch, close_gap)
         # 3. the last events and the switch, with live consumers held at the switch lock
         async with db.transaction() as conn:
             await store.lock_switch(conn)
-            await roll_forward_generation(conn, generation, domain.current_month())
+            await roll_forward_generation(conn, generation, dates.current_month())
             target = await store.target_of(conn, generation)
             last = 0
             for reader in readers:

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.db import Database
-from services.indicators import domain
+from services.indicators import catalogue, dates, stocks
 from services.indicators.models import (
     AGGREGATES,
     cells,
@@ -230,7 +230,7 @@ async def claim_events(conn: AsyncConnection, generation: int, ids: Sequence[str
 
 
 async def insert_child_versions(
-    conn: AsyncConnection, generation: int, versions: Sequence[domain.ChildVersion]
+    conn: AsyncConnection, generation: int, versions: Sequence[stocks.ChildVersion]
 ) -> set[tuple[str, int]]:
     """Record child versions; return (child, version) of those not known before."""
     if not versions:
@@ -269,7 +269,7 @@ async def insert_child_versions(
 
 async def child_history(
     conn: AsyncConnection, generation: int, child_id: str
-) -> list[domain.ChildVersion]:
+) -> list[stocks.ChildVersion]:
     """Every known version of a child."""
     rows = await conn.execute(
         select(child_versions).where(
@@ -278,11 +278,11 @@ async def child_history(
         )
     )
     return [
-        domain.ChildVersion(
+        stocks.ChildVersion(
             child_id=str(r.child_id),
             version=r.version,
             effective=r.effective_month,
-            state=domain.ChildState(
+            state=stocks.ChildState(
                 commune=r.commune,
                 sex=r.sex,
                 birth_month=r.birth_month,
@@ -306,7 +306,7 @@ async def first_child_month(conn: AsyncConnection, generation: int) -> int | Non
 
 
 async def insert_provider_versions(
-    conn: AsyncConnection, generation: int, versions: Sequence[domain.ProviderVersion]
+    conn: AsyncConnection, generation: int, versions: Sequence[stocks.ProviderVersion]
 ) -> None:
     """Record provider versions (a version seen before is left as it is)."""
     if not versions:
@@ -339,7 +339,7 @@ async def insert_provider_versions(
 
 async def providers_at(
     conn: AsyncConnection, generation: int, month: int
-) -> tuple[list[domain.ProviderVersion], datetime | None]:
+) -> tuple[list[stocks.ProviderVersion], datetime | None]:
     """Each provider's version in force at the end of a month, and the newest change time."""
     rows = (
         await conn.execute(
@@ -357,7 +357,7 @@ async def providers_at(
         )
     ).all()
     versions = [
-        domain.ProviderVersion(
+        stocks.ProviderVersion(
             provider_id=str(r.provider_id),
             version=r.version,
             effective=r.effective_month,
@@ -374,7 +374,7 @@ async def providers_at(
 
 
 async def add_to_cells(
-    conn: AsyncConnection, generation: int, deltas: Counter[domain.CellKey]
+    conn: AsyncConnection, generation: int, deltas: Counter[catalogue.CellKey]
 ) -> None:
     """Add deltas to cells in one statement, in key order (so writers never deadlock)."""
     keys = sorted(k for k, v in deltas.items() if v)
@@ -413,15 +413,15 @@ _BAND_SQL = """CASE WHEN :m - birth_month < 60 THEN 'Y0_4'
 async def materialise_month(conn: AsyncConnection, generation: int, month: int) -> None:
     """Compute a month's stock cells from the child versions in force at its end.
 
-    The same rule as domain.stock_contributions, as one GROUP BY (run once a month, and by a
+    The same rule as stocks.stock_contributions, as one GROUP BY (run once a month, and by a
     rebuild for every month).
     """
-    period = domain.month_code(month)
+    period = dates.month_code(month)
     await conn.execute(
         delete(cells).where(
             cells.c.generation == generation,
             cells.c.period == period,
-            cells.c.indicator.in_(domain.STOCKS),
+            cells.c.indicator.in_(catalogue.STOCKS),
         )
     )
     await conn.execute(
@@ -502,7 +502,7 @@ async def read_cells(
     return out
 
 
-async def nonzero_cells(conn: AsyncConnection, generation: int) -> dict[domain.CellKey, int]:
+async def nonzero_cells(conn: AsyncConnection, generation: int) -> dict[catalogue.CellKey, int]:
     """Every non-zero cell of a generation (for comparing a rebuild with the live one)."""
     rows = await conn.execute(
         select(

@@ -9,9 +9,10 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from services.indicators import domain
+from services.indicators import catalogue, dates, effects, geography, rounding, stocks
+from services.indicators.dates import Period, month_index
 from services.indicators.dhis2 import timestamp
-from services.indicators.domain import ChildState, ChildVersion, Period, month_index
+from services.indicators.stocks import ChildState, ChildVersion
 
 
 def test_periods_parse_in_dhis2_syntax() -> None:
@@ -35,15 +36,15 @@ def test_periods_parse_in_dhis2_syntax() -> None:
 
 
 def test_periods_between_keep_only_whole_periods() -> None:
-    got = domain.periods_between(date(2026, 1, 15), date(2026, 7, 31), domain.PeriodType.monthly)
+    got = dates.periods_between(date(2026, 1, 15), date(2026, 7, 31), dates.PeriodType.monthly)
     assert [p.code for p in got] == ["202602", "202603", "202604", "202605", "202606", "202607"]
-    got = domain.periods_between(date(2026, 1, 1), date(2026, 9, 30), domain.PeriodType.quarterly)
+    got = dates.periods_between(date(2026, 1, 1), date(2026, 9, 30), dates.PeriodType.quarterly)
     assert [p.code for p in got] == ["2026Q1", "2026Q2", "2026Q3"]
 
 
 def test_months_are_counted_in_cambodia_time() -> None:
-    assert domain.cambodia_month(datetime(2025, 3, 31, 16, 59, tzinfo=UTC)) == month_index(2025, 3)
-    assert domain.cambodia_month(datetime(2025, 3, 31, 17, 0, tzinfo=UTC)) == month_index(2025, 4)
+    assert dates.cambodia_month(datetime(2025, 3, 31, 16, 59, tzinfo=UTC)) == month_index(2025, 3)
+    assert dates.cambodia_month(datetime(2025, 3, 31, 17, 0, tzinfo=UTC)) == month_index(2025, 4)
 
 
 @pytest.mark.parametrize(
@@ -60,18 +61,18 @@ def test_months_are_counted_in_cambodia_time() -> None:
 def test_age_band_at_the_last_day_of_the_month(
     birth: tuple[int, int], end: tuple[int, int], band: str
 ) -> None:
-    assert domain.age_band(month_index(*birth), month_index(*end)) == band
+    assert stocks.age_band(month_index(*birth), month_index(*end)) == band
 
 
 def test_age_band_is_exactly_the_calendar_rule() -> None:
     for by, bm, ey, em in itertools.product(range(2000, 2004), range(1, 13), [2010], range(1, 13)):
         age = ey - by - (1 if em < bm else 0)
         expected = "Y0_4" if age < 5 else "Y5_9" if age < 10 else "Y10_14" if age < 15 else "Y15_17"
-        assert domain.age_band(month_index(by, bm), month_index(ey, em)) == expected
+        assert stocks.age_band(month_index(by, bm), month_index(ey, em)) == expected
 
 
 def test_a_flow_is_banded_at_each_periods_end() -> None:
-    flow = domain.Flow("CP_CHILD_REG", month_index(2025, 2), "120101", None, 1, "F",
+    flow = effects.Flow("CP_CHILD_REG", month_index(2025, 2), "120101", None, 1, "F",
                        month_index(2020, 6))  # fmt: skip
     assert flow.cells() == Counter(
         {
@@ -91,11 +92,11 @@ def _state(**kw: object) -> ChildState:
     return ChildState(**base)  # type: ignore[arg-type]
 
 
-def _replay(versions: list[ChildVersion], through: int) -> Counter[domain.CellKey]:
-    total: Counter[domain.CellKey] = Counter()
+def _replay(versions: list[ChildVersion], through: int) -> Counter[catalogue.CellKey]:
+    total: Counter[catalogue.CellKey] = Counter()
     known: list[ChildVersion] = []
     for v in versions:
-        total.update(domain.stock_deltas(known, v, through))
+        total.update(stocks.stock_deltas(known, v, through))
         known.append(v)
     return Counter({k: n for k, n in total.items() if n})
 
@@ -122,19 +123,19 @@ def test_rounding_is_consistent_unbiased_and_keeps_zero_and_fives() -> None:
     cells = [("CP_CHILD_REG", "202503", f"12{d:02d}{c:02d}", "F_Y0_4") for d in range(1, 40)
              for c in range(1, 40)]  # fmt: skip
     for cell in cells[:50]:
-        assert domain.round_count(KEY, cell, 0) == 0
-        assert domain.round_count(KEY, cell, 10) == 10
+        assert rounding.round_count(KEY, cell, 0) == 0
+        assert rounding.round_count(KEY, cell, 10) == 10
         for v in range(1, 30):
-            r = domain.round_count(KEY, cell, v)
+            r = rounding.round_count(KEY, cell, v)
             assert r % 5 == 0
             assert abs(r - v) < 5
-            assert domain.round_count(KEY, cell, v) == r  # the same cell, the same way
+            assert rounding.round_count(KEY, cell, v) == r  # the same cell, the same way
     for rest in (1, 2, 3, 4):
-        up = sum(domain.round_count(KEY, cell, 5 + rest) == 10 for cell in cells) / len(cells)
+        up = sum(rounding.round_count(KEY, cell, 5 + rest) == 10 for cell in cells) / len(cells)
         assert abs(up - rest / 5) < 0.04, (rest, up)  # P(up) = (v mod 5)/5: unbiased
     other = bytes(32)
-    assert [domain.round_count(other, c, 2) for c in cells[:40]] != [
-        domain.round_count(KEY, c, 2) for c in cells[:40]
+    assert [rounding.round_count(other, c, 2) for c in cells[:40]] != [
+        rounding.round_count(KEY, c, 2) for c in cells[:40]
     ]  # another key, other draws
 
 
@@ -142,34 +143,34 @@ def test_riel_follow_their_rounded_grant_count() -> None:
     cell = ("CP_GRANT_DISBURSED_KHR", "202503", "120101", "medical_transport")
     count_cell = ("CP_GRANT_DISBURSED", *cell[1:])
     for count in range(1, 12):
-        r = domain.round_count(KEY, count_cell, count)
+        r = rounding.round_count(KEY, count_cell, count)
         amount = 150_000 * count
-        assert domain.published_value(KEY, cell, amount, count) == 150_000 * r
-    assert domain.published_value(KEY, cell, 0, 0) == 0
+        assert rounding.published_value(KEY, cell, amount, count) == 150_000 * r
+    assert rounding.published_value(KEY, cell, 0, 0) == 0
     providers = ("CP_PROVIDERS", "202503", "120101", "health")
-    assert domain.published_value(KEY, providers, 3) == 3  # not about a child: exact
+    assert rounding.published_value(KEY, providers, 3) == 3  # not about a child: exact
 
 
 def test_published_tables_are_sums_of_rounded_base_cells() -> None:
     rng = random.Random(3)
-    reg = domain.BY_CODE["CP_CHILD_REG"]
-    open_ = domain.BY_CODE["CP_CASE_OPEN"]
+    reg = catalogue.BY_CODE["CP_CHILD_REG"]
+    open_ = catalogue.BY_CODE["CP_CASE_OPEN"]
     communes = ["120101", "120109", "120201"]
     months = [month_index(2025, m) for m in range(1, 13)]
     cells = [
-        ((ind.code, domain.month_code(m), c, "F_Y0_4"), rng.choice([0, 1, 2, 3, 4, 6, 12]), None)
+        ((ind.code, dates.month_code(m), c, "F_Y0_4"), rng.choice([0, 1, 2, 3, 4, 6, 12]), None)
         for ind in (reg, open_) for m in months for c in communes
     ]  # fmt: skip
     periods = [Period.parse(p) for p in ("202502", "2025Q1", "2025")]
     places = [*communes, "1201", "1202", "12", "KH"]
     now = month_index(2025, 12)
-    got = domain.publish_table(cells, [reg, open_], periods, places, now, KEY)
-    rounded = {cell: domain.round_count(KEY, cell, v) for cell, v, _ in cells}
+    got = rounding.publish_table(cells, [reg, open_], periods, places, now, KEY)
+    rounded = {cell: rounding.round_count(KEY, cell, v) for cell, v, _ in cells}
 
     def base(ind: str, month: int, place: str) -> int:
         return sum(
             r for (i, p, c, _), r in rounded.items()
-            if i == ind and p == domain.month_code(month) and (place == "KH" or c.startswith(place))
+            if i == ind and p == dates.month_code(month) and (place == "KH" or c.startswith(place))
         )  # fmt: skip
 
     for place in places:
@@ -180,17 +181,17 @@ def test_published_tables_are_sums_of_rounded_base_cells() -> None:
             assert stock == base("CP_CASE_OPEN", period.last, place)
             assert flow % 5 == 0
             assert stock % 5 == 0
-    exact = domain.publish_table(cells, [reg], periods[:1], ["KH"], now, None)
+    exact = rounding.publish_table(cells, [reg], periods[:1], ["KH"], now, None)
     assert exact[("CP_CHILD_REG", "202502", "KH", "F_Y0_4")].value == sum(
         v for (i, p, _, _), v, _ in cells if i == "CP_CHILD_REG" and p == "202502"
     )
 
 
 def test_providers_count_where_they_serve_and_once_per_place() -> None:
-    district = domain.ProviderVersion("p1", 1, 0, True, ("health",), ("1201",))
-    commune = domain.ProviderVersion("p2", 1, 0, True, ("health",), ("120101",))
-    closed = domain.ProviderVersion("p3", 1, 0, False, ("health",), ("KH",))
-    counts = domain.provider_counts([district, commune, closed], ["120101", "120109", "1201", "12",
+    district = stocks.ProviderVersion("p1", 1, 0, True, ("health",), ("1201",))
+    commune = stocks.ProviderVersion("p2", 1, 0, True, ("health",), ("120101",))
+    closed = stocks.ProviderVersion("p3", 1, 0, False, ("health",), ("KH",))
+    counts = stocks.provider_counts([district, commune, closed], ["120101", "120109", "1201", "12",
                                                                  "KH", "1202"])  # fmt: skip
     assert {p: c["health"] for p, c in counts.items()} == {
         "120101": 2, "120109": 1, "1201": 2, "12": 2, "KH": 2, "1202": 0,
@@ -198,10 +199,10 @@ def test_providers_count_where_they_serve_and_once_per_place() -> None:
 
 
 def test_places_at_a_level() -> None:
-    assert domain.places_at("1201", None) == ["1201"]
-    assert domain.places_at("1201", "commune")[:2] == ["120101", "120109"]
-    assert len(domain.places_at("KH", "province")) == 25
-    assert domain.descendants("1201")[:3] == ["1201", "120101", "120109"]
+    assert geography.places_at("1201", None) == ["1201"]
+    assert geography.places_at("1201", "commune")[:2] == ["120101", "120109"]
+    assert len(geography.places_at("KH", "province")) == 25
+    assert geography.descendants("1201")[:3] == ["1201", "120101", "120109"]
 
 
 def test_dhis2_timestamps_are_utc_with_milliseconds() -> None:

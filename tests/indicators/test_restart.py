@@ -25,7 +25,7 @@ from deploy.local.supervisor import Supervisor
 from libs.common import places
 from libs.common.db import Database
 from libs.common.events import CloudEvent
-from services.indicators import domain, service, store
+from services.indicators import catalogue, geography, service, store
 from tests.indicators.conftest import DETAIL, NATIONAL_READ, child_event, publish, uuid_of
 from tests.support import SigningKeys
 
@@ -228,8 +228,8 @@ async def test_a_dhis2_client_reads_data_value_sets(running: Running, keys: Sign
     params = {"dataSet": "CP_MONTHLY", "period": "202503", "orgUnit": "12", "children": "true"}
     doc = (await asyncio.to_thread(api.get, "dataValueSets", params=params)).json()
     values = doc["dataValues"]
-    per_unit = sum(len(i.combo.combos) for i in domain.INDICATORS)
-    assert len(values) == len(domain.descendants("12")) * per_unit
+    per_unit = sum(len(i.combo.combos) for i in catalogue.INDICATORS)
+    assert len(values) == len(geography.descendants("12")) * per_unit
     csv_text = (await asyncio.to_thread(api.get, "dataValueSets", params=params,
                                         file_type="csv")).text  # fmt: skip
     path = tmp_path / "values.csv"
@@ -242,4 +242,4 @@ async def test_a_dhis2_client_reads_data_value_sets(running: Running, keys: Sign
     reg = {v["categoryOptionCombo"]: v for v in values
            if v["dataElement"] == "CP_CHILD_REG" and v["orgUnit"] == "12"}  # fmt: skip
     assert total == sum(int(v["value"]) for v in reg.values())
-    assert set(reg) == {c.code for c in domain.SEX_AGE.combos}
+    assert set(reg) == {c.code for c in catalogue.SEX_AGE.combos}

@@ -16,7 +16,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from pydantic import BaseModel, ConfigDict
 
 from libs.common.events import CloudEvent
-from services.indicators import domain, service
+from services.indicators import catalogue, service
 from tests.indicators.conftest import DETAIL, NATIONAL_READ
 from tests.indicators.scenario import DISTRICT_1201, A
 from tests.support import SigningKeys
@@ -77,7 +77,7 @@ async def test_every_count_is_rounded_to_five_and_every_total_adds_up(
     public = keys.headers(areas=["KH"], scope=NATIONAL_READ)
     detail = keys.headers(areas=["KH"], scope=DETAIL)
     small = moved = 0
-    for ind in domain.INDICATORS:
+    for ind in catalogue.INDICATORS:
         for period in PERIODS:
             for province in PROVINCES:
                 communes = await rows(api, public, ind.code, period, province, "commune")
@@ -100,13 +100,13 @@ async def test_every_count_is_rounded_to_five_and_every_total_adds_up(
                         # a base cell (a month, or a stock's last month) moves by less than
                         # 5, and 0 stays 0; a flow's quarter or year sums its months (their
                         # age bands at each month's end, so it is not compared here)
-                        if len(period) == 6 or ind.kind is domain.Kind.stock:
+                        if len(period) == 6 or ind.kind is catalogue.Kind.stock:
                             assert abs(r["value"] - true_value) < 5
                             assert true_value != 0 or r["value"] == 0
                     small += 1 <= true_value <= 4
                     moved += r["value"] != true_value
                     sums[(r["area"][:4], r["disaggregation"])] += r["value"]
-                if ind.roll_up is domain.RollUp.sum:
+                if ind.roll_up is catalogue.RollUp.sum:
                     for d in districts:
                         # a district is exactly the sum of its published communes
                         assert d["value"] == sums[(d["area"], d["disaggregation"])], d
@@ -164,9 +164,11 @@ async def test_data_value_sets_json_is_dhis2s_and_rounded_like_values(
     doc = DataValueSet.model_validate(r.json())
     units = {"1201", *DISTRICT_1201}
     assert {v.orgUnit for v in doc.dataValues} == units
-    assert len(doc.dataValues) == len(units) * sum(len(i.combo.combos) for i in domain.INDICATORS)
+    assert len(doc.dataValues) == len(units) * sum(
+        len(i.combo.combos) for i in catalogue.INDICATORS
+    )
     by_key = {(v.dataElement, v.orgUnit, v.categoryOptionCombo): v for v in doc.dataValues}
-    for ind in domain.INDICATORS:
+    for ind in catalogue.INDICATORS:
         for row in await rows(api, public, ind.code, "202503", "1201", "commune"):
             value = by_key[(ind.code, row["area"], row["disaggregation"])]
             assert value.period == "202503"
@@ -246,7 +248,7 @@ async def test_adx_is_namespaced_xml_with_categories_as_attributes(
         if group.attrib["period"] != "2025-03-01/P1M":
             continue
         for dv in group.findall(f"{ADX}dataValue"):
-            ind = domain.BY_CODE[dv.attrib["dataElement"]]
+            ind = catalogue.BY_CODE[dv.attrib["dataElement"]]
             categories = [c.code for c in ind.combo.categories]
             combo = "_".join(dv.attrib[c] for c in categories)
             value = expected[(ind.code, group.attrib["orgUnit"], combo)]

@@ -10,7 +10,7 @@ import pytest
 from deploy.local.infra import EmbeddedNats
 from libs.common.db import Database
 from libs.common.settings import Settings
-from services.indicators import domain, seed, service, store
+from services.indicators import dates, seed, service, store
 from tests.support import migrate
 
 pytestmark = pytest.mark.asyncio
@@ -38,7 +38,7 @@ async def test_seeded_events_load_into_the_aggregates(own_db: str, own_nats: Emb
     assert target.generation == 2
     monthly = [k for k in cells if k[0] == "CP_CHILD_REG" and len(k[1]) == 6 and k[1].isdigit()]
     assert sum(cells[k] for k in monthly) == registered == 300
-    this_month = domain.month_code(domain.current_month(now))
+    this_month = dates.month_code(dates.current_month(now))
     open_now = sum(v for k, v in cells.items() if k[0] == "CP_CASE_OPEN" and k[1] == this_month)
     assert open_now == registered - closed
     # the service's consumers start after the replayed events: nothing left for them

@@ -4,7 +4,7 @@ For each data set (districts of crowded and sparse communes, the twelve months o
 every sex x age combo of a flow, CP_CHILD_REG, and of a stock, CP_CASE_OPEN) everything a
 principal without `indicators:read:detail` is shown — every commune, district, province and
 KH, for every month, quarter and the year — is computed by the code that answers them
-(domain.publish_table, as service.table calls it). Then, for every protected cell (a true
+(rounding.publish_table, as service.table calls it). Then, for every protected cell (a true
 count of 1 to 4 at commune level, any period), two linear programmes bound it from all of
 that (tests/indicators/audit.py): the range must include 0 or a value of 5 or more.
 
@@ -18,8 +18,9 @@ import random
 from collections import Counter
 from collections.abc import Iterable
 
-from services.indicators import domain
-from services.indicators.domain import Indicator, Period, month_code, month_index
+from services.indicators import catalogue, geography, rounding
+from services.indicators.catalogue import Indicator
+from services.indicators.dates import Period, month_code, month_index
 from tests.indicators.audit import Base, Number, audit, by_district
 
 YEAR = 2025
@@ -30,8 +31,8 @@ PERIODS = [
     *(Period.parse(f"{YEAR}Q{q}") for q in range(1, 5)),
     Period.parse(str(YEAR)),
 ]
-REG = domain.BY_CODE["CP_CHILD_REG"]
-OPEN = domain.BY_CODE["CP_CASE_OPEN"]
+REG = catalogue.BY_CODE["CP_CHILD_REG"]
+OPEN = catalogue.BY_CODE["CP_CASE_OPEN"]
 COMBOS = [c.code for c in REG.combo.combos]  # sex x age band, all eight
 DATA_SETS = 10
 
@@ -77,7 +78,7 @@ def cells_of(
 ) -> frozenset[Base]:
     """The base cells a published number sums, by the published rule: a place's communes;
     a flow's months, a stock's last month."""
-    months = period.months if ind.kind is domain.Kind.flow else [period.last]
+    months = period.months if ind.kind is catalogue.Kind.flow else [period.last]
     inside = [c for c in communes if place == "KH" or c.startswith(place)]
     return frozenset((ind.code, month_code(m), c, combo) for m in months for c in inside)
 
@@ -95,14 +96,14 @@ def protected_cells(
                     cells = cells_of(ind, period, place, combo, communes)
                     published.append(Number(cells, values[(ind.code, period.code, place, combo)]))
                     true_value = sum(truth[c] for c in cells)
-                    if len(place) == domain.COMMUNE_LENGTH and 1 <= true_value <= 4:
+                    if len(place) == geography.COMMUNE_LENGTH and 1 <= true_value <= 4:
                         protected.append((cells, true_value))
     return published, protected
 
 
-def rounded_table(communes: list[str], truth: Truth, key: bytes) -> dict[domain.TableKey, int]:
+def rounded_table(communes: list[str], truth: Truth, key: bytes) -> dict[rounding.TableKey, int]:
     cells = [(cell, v, None) for cell, v in truth.items()]
-    table = domain.publish_table(cells, [REG, OPEN], PERIODS, places_of(communes), NOW, key)
+    table = rounding.publish_table(cells, [REG, OPEN], PERIODS, places_of(communes), NOW, key)
     return {k: t.value for k, t in table.items()}
 
 

@@ -22,16 +22,18 @@ from typing import Any
 import httpx
 
 from libs.common import places
-from services.indicators import domain
-from services.indicators.domain import Period
+from services.indicators import catalogue, dates, geography, stocks
+from services.indicators.dates import Period
 from tests.indicators.audit import Base, Number, audit
 from tests.registry.conftest import child_body
 from tests.trust.conftest import Caller, new_caller
 
 PROVINCE, DISTRICT = "23", "2302"  # Kep, Kaeb: three communes
 CHILD_INDICATORS = ("CP_CHILD_REG", "CP_CASE_OPEN", "CP_CASE_HIGH_RISK", "CP_CHILD_VULN")
-COUNTS = [i for i in domain.INDICATORS if i.code in domain.ROUNDED and i.code != domain.AMOUNT]
-DATA_SET_OF = {t: code for code, t in domain.DATA_SETS.items()}
+COUNTS = [
+    i for i in catalogue.INDICATORS if i.code in catalogue.ROUNDED and i.code != catalogue.AMOUNT
+]
+DATA_SET_OF = {t: code for code, t in catalogue.DATA_SETS.items()}
 # (commune, sex, birth year, risk, vulnerabilities, how many): mostly cells of 1 to 4
 CHILDREN = [
     ("230201", "female", 2015, "high", ["poor_household"], 3),
@@ -66,8 +68,8 @@ def expected_registrations(month: int) -> Counter[tuple[str, str]]:
     """(commune, combo) -> children registered this month, by the catalogue's age bands."""
     out: Counter[tuple[str, str]] = Counter()
     for commune, sex, year, _, _, n in CHILDREN:
-        band = domain.age_band(domain.month_index(year, 5), month)
-        out[(commune, f"{domain.SEXES[sex]}_{band}")] += n
+        band = stocks.age_band(dates.month_index(year, 5), month)
+        out[(commune, f"{catalogue.SEXES[sex]}_{band}")] += n
     return out
 
 
@@ -120,15 +122,15 @@ async def test_no_small_count_can_be_learnt_from_everything_published(
         areas=["KH"], org_type="government",
     )  # fmt: skip
     await register_children(gateway, writer)
-    month = domain.current_month()
-    year = domain.year_month(month)[0]
+    month = dates.current_month()
+    year = dates.year_month(month)[0]
     expected = expected_registrations(month)
     communes = places.children_at(DISTRICT, "commune")
 
     # the indicators have applied the registrations: the detail caller sees exact counts
     deadline = asyncio.get_running_loop().time() + 60
     while True:
-        rows = await values(gateway, detail, "CP_CHILD_REG", domain.month_code(month), DISTRICT,
+        rows = await values(gateway, detail, "CP_CHILD_REG", dates.month_code(month), DISTRICT,
                             "commune")  # fmt: skip
         seen = Counter({(r["area"], r["disaggregation"]): r["value"] for r in rows if r["value"]})
         if seen == expected or asyncio.get_running_loop().time() > deadline:
@@ -139,7 +141,7 @@ async def test_no_small_count_can_be_learnt_from_everything_published(
     assert sum(1 for v in expected.values() if 1 <= v <= 4) >= 4  # small cells exist
 
     periods = [
-        *(Period.parse(domain.month_code(domain.month_index(year, m))) for m in range(1, 13)),
+        *(Period.parse(dates.month_code(dates.month_index(year, m))) for m in range(1, 13)),
         *(Period.parse(f"{year}Q{q}") for q in range(1, 5)),
         Period.parse(str(year)),
     ]
@@ -150,7 +152,7 @@ async def test_no_small_count_can_be_learnt_from_everything_published(
 
     # 1. no count of children, referrals or grants is 1 to 4, anywhere (providers are not
     # about a child and stay exact; riel are not a count)
-    counts = domain.ROUNDED - {domain.AMOUNT}
+    counts = catalogue.ROUNDED - {catalogue.AMOUNT}
     small = [(k, v) for k, v in published.items() if k[0] in counts and 1 <= v <= 4]
     assert not small, small[:5]
     assert any(published[k] != truth[k] for k in truth)  # rounded, not exact
@@ -199,20 +201,20 @@ def audit_problem(
     numbers: list[Number] = []
     protected: list[tuple[frozenset[Base], int]] = []
     for (ind_code, period_code, place, combo), value in published.items():
-        ind = domain.BY_CODE[ind_code]
+        ind = catalogue.BY_CODE[ind_code]
         if ind_code not in {i.code for i in COUNTS}:
             continue
         period = Period.parse(period_code)
-        months = period.months if ind.kind is domain.Kind.flow else [min(period.last, now)]
+        months = period.months if ind.kind is catalogue.Kind.flow else [min(period.last, now)]
         months = [m for m in months if m <= now]
         inside = [c for c in kep if place == "KH" or c.startswith(place)]
-        cells = {(ind_code, domain.month_code(m), c, combo) for m in months for c in inside}
+        cells = {(ind_code, dates.month_code(m), c, combo) for m in months for c in inside}
         width = 4.0 * len(cells)
         if place == "KH":
-            cells |= {(ind_code, domain.month_code(m), rest, combo) for m in months}
+            cells |= {(ind_code, dates.month_code(m), rest, combo) for m in months}
             width += 4.0 * outside * len(months)
         numbers.append(Number(frozenset(cells), value, width))
         true_value = truth[(ind_code, period_code, place, combo)]
-        if len(place) == domain.COMMUNE_LENGTH and 1 <= true_value <= 4:
+        if len(place) == geography.COMMUNE_LENGTH and 1 <= true_value <= 4:
             protected.append((frozenset(cells), true_value))
     return numbers, protected

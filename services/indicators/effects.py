@@ -1,0 +1,190 @@
+"""What an event means for the indicators: the flows it counts and the child or provider
+version it makes known. No I/O."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from libs.common import places
+from libs.common.events import CloudEvent
+from libs.common.events.catalog import model_for
+from services.indicators.catalogue import (
+    GRANT_CATEGORIES,
+    SERVICE_TYPES,
+    SEXES,
+    VULNERABILITIES,
+    CellKey,
+)
+from services.indicators.dates import cambodia_month, date_month, month_index, periods_of
+from services.indicators.geography import COMMUNE_LENGTH
+from services.indicators.stocks import ChildState, ChildVersion, ProviderVersion, age_band
+
+
+class InvalidEvent(ValueError):
+    """An event whose data cannot be counted (bad codes, unknown shape): dead-lettered."""
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One count (or amount) of a flow indicator, placed at a commune in a month."""
+
+    indicator: str
+    month: int
+    commune: str
+    combo: str | None  # fixed combo, or None for sex x age band (depends on the period end)
+    amount: int = 1
+    sex: str = ""
+    birth_month: int = 0
+
+    def cells(self) -> Counter[CellKey]:
+        """The month, quarter and year cells it adds to, each with its own age band."""
+        out: Counter[CellKey] = Counter()
+        for period in periods_of(self.month):
+            combo = self.combo or f"{self.sex}_{age_band(self.birth_month, period.last)}"
+            out[(self.indicator, period.code, self.commune, combo)] += self.amount
+        return out
+
+
+@dataclass
+class Effects:
+    """What one event changes: child or provider versions to record, flows to count."""
+
+    child: ChildVersion | None = None
+    provider: ProviderVersion | None = None
+    flows: list[Flow] = field(default_factory=list)
+
+
+def _data(event: CloudEvent) -> Any:
+    try:
+        return model_for(event.type).model_validate(event.data)
+    except (KeyError, ValidationError) as exc:
+        raise InvalidEvent(f"{event.type}: data does not match the catalogue") from exc
+
+
+def _uuid(value: str, what: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError as exc:
+        raise InvalidEvent(f"{what} is not a UUID") from exc
+
+
+def _commune(code: str) -> str:
+    if len(code) != COMMUNE_LENGTH or not places.exists(code):
+        raise InvalidEvent("commune_code is not a commune of the gazetteer")
+    return code
+
+
+def _month_of(text: str, what: str) -> int:
+    try:
+        if len(text) == 7:  # YYYY-MM
+            return month_index(int(text[:4]), int(text[5:7]))
+        return date_month(date.fromisoformat(text))
+    except ValueError as exc:
+        raise InvalidEvent(f"{what} is not a date") from exc
+
+
+def _child(event: CloudEvent) -> Effects:
+    data = _data(event)
+    sex = SEXES.get(data.sex)
+    if sex is None:
+        raise InvalidEvent("sex is neither female nor male")
+    registered = _month_of(data.registered_on, "registered_on")
+    birth = _month_of(data.birth_month, "birth_month")
+    state = ChildState(
+        commune=_commune(data.commune_code),
+        sex=sex,
+        birth_month=birth,
+        status=data.status,
+        risk=data.risk_level,
+        vulnerabilities=tuple(sorted(set(data.vulnerabilities) & set(VULNERABILITIES))),
+    )
+    verb = event.type.split(".")[2]
+    # A registration holds from its registration month; a later change from the month it
+    # happened, never before the registration.
+    effective = registered if verb == "registered" else max(registered, cambodia_month(event.time))
+    child = ChildVersion(_uuid(data.child_id, "child_id"), int(data.version), effective, state)
+    flows = []
+    if verb == "registered":
+        flows.append(Flow("CP_CHILD_REG", registered, state.commune, None, 1, sex, birth))
+    return Effects(child=child, flows=flows)
+
+
+_REFERRAL_FLOWS = {
+    "created": "CP_REF_MADE",
+    "accepted": "CP_REF_ACCEPTED",
+    "completed": "CP_REF_COMPLETED",
+    "overdue": "CP_REF_OVERDUE",
+}
+
+
+def _referral(event: CloudEvent) -> Effects:
+    data = _data(event)
+    commune = _commune(data.commune_code)
+    indicator_code = _REFERRAL_FLOWS.get(event.type.split(".")[2])
+    if indicator_code is None or data.service_type not in SERVICE_TYPES:
+        return Effects()
+    if indicator_code == "CP_REF_OVERDUE":
+        try:
+            month = cambodia_month(datetime.fromisoformat(data.due_at))
+        except ValueError as exc:
+            raise InvalidEvent("due_at is not RFC 3339") from exc
+    else:
+        month = cambodia_month(event.time)
+    return Effects(flows=[Flow(indicator_code, month, commune, data.service_type)])
+
+
+def _grant(event: CloudEvent) -> Effects:
+    data = _data(event)
+    commune = _commune(data.commune_code)
+    verb = event.type.split(".")[2]
+    if data.category not in GRANT_CATEGORIES or verb not in ("approved", "disbursed"):
+        return Effects()
+    month = cambodia_month(event.time)
+    if verb == "approved":
+        return Effects(flows=[Flow("CP_GRANT_APPROVED", month, commune, data.category)])
+    if data.amount_khr < 0:
+        raise InvalidEvent("amount_khr is negative")
+    return Effects(
+        flows=[
+            Flow("CP_GRANT_DISBURSED", month, commune, data.category),
+            Flow("CP_GRANT_DISBURSED_KHR", month, commune, data.category, data.amount_khr),
+        ]
+    )
+
+
+def _provider(event: CloudEvent) -> Effects:
+    data = _data(event)
+    areas = tuple(sorted({a for a in data.areas if places.exists(a)}))
+    return Effects(
+        provider=ProviderVersion(
+            provider_id=_uuid(data.provider_id, "provider_id"),
+            version=int(data.version),
+            effective=cambodia_month(event.time),
+            active=bool(data.active),
+            service_types=tuple(sorted(set(data.service_types) & set(SERVICE_TYPES))),
+            areas=areas,
+        )
+    )
+
+
+def effects_of(event: CloudEvent) -> Effects:
+    """What an event changes in the aggregates; InvalidEvent when it cannot be counted."""
+    parts = event.type.split(".")
+    if len(parts) != 4:
+        raise InvalidEvent("event type is not <service>.<entity>.<verb>.v<N>")
+    entity = ".".join(parts[:2])
+    if entity == "registry.child":
+        return _child(event)
+    if entity == "referrals.referral":
+        return _referral(event)
+    if entity == "referrals.provider":
+        return _provider(event)
+    if entity == "funds.grant":
+        return _grant(event)
+    return Effects()  # funds.fund.*: nothing to count
