@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import email.message
 import inspect
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, get_type_hints
 from urllib.parse import unquote_to_bytes
 
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, FastAPI, Request, params
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from pydantic import BaseModel, ValidationError
+from starlette.convertors import StringConvertor
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -263,85 +262,110 @@ RuntimeDep = Annotated[ServiceRuntime, Depends(runtime_of)]
 # FastAPI's native OpenTelemetry stays off: Komar exports Prometheus metrics and JSON logs,
 # and the per-request provider checks cost CPU on every call.
 NO_TELEMETRY: Any = {"tracing": False, "metrics": False, "logs": False}
-M = TypeVar("M", bound=BaseModel)
-
-
-async def json_body(request: Request, model: type[M]) -> M:
-    """The request's JSON body validated as `model`, parsed the way FastAPI parses a body
-    parameter (JSON only under a JSON Content-Type) and failing with the same errors."""
-    raw = await request.body()
-    if not raw:
-        raise RequestValidationError(
-            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
-        )
-    body: Any = raw
-    content_type = email.message.Message()
-    content_type["content-type"] = request.headers.get("content-type", "")
-    subtype = content_type.get_content_subtype()
-    if content_type.get_content_maintype() == "application" and (
-        subtype == "json" or subtype.endswith("+json")
-    ):
-        try:
-            body = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise RequestValidationError(
-                [
-                    {
-                        "type": "json_invalid",
-                        "loc": ("body", exc.pos),
-                        "msg": "JSON decode error",
-                        "input": {},
-                        "ctx": {"error": exc.msg},
-                    }
-                ]
-            ) from exc
-        except (ValueError, RecursionError) as exc:  # not UTF-8, or nested too deep
-            raise RequestValidationError(
-                [{"type": "json_invalid", "loc": ("body",), "msg": "not valid JSON", "input": {}}]
-            ) from exc
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        ) from exc
 
 
 class LeanRoute(Route):
-    """A hot route served without FastAPI's per-request machinery.
+    """A hot FastAPI route served again ahead of FastAPI's routing and dependency solving,
+    which cost more CPU than a whole read by id.
 
-    The endpoint stays declared on the service's APIRouter, which gives it its OpenAPI entry;
-    this plain Starlette route, placed first, calls the same function with what FastAPI
-    would have resolved for it: `request`, `principal`, `rt` (if it takes it), the path
-    parameters and, when `body` is given, the JSON body validated as that model (as `body`).
-    Dependency solving and routing through included routers cost more CPU than a whole read
-    by id.
+    Everything is taken from the FastAPI route when the app is built: its path (router
+    prefix included), its methods, its endpoint and its body field. The endpoint may take
+    only what a lean route supplies: the request, the principal (`PrincipalDep`), the
+    runtime (`RuntimeDep` or a narrower type over `runtime_of`), its path parameters as
+    text, and a JSON body; anything else is refused here, at start-up, with the parameter
+    named. A request whose body is missing, is not declared JSON, does not parse or does
+    not validate is handed to the FastAPI route itself, so every such answer is FastAPI's,
+    word for word.
     """
 
-    def __init__(
-        self,
-        path: str,
-        method: str,
-        endpoint: Callable[..., Awaitable[Response]],
-        *,
-        body: type[BaseModel] | None = None,
-    ) -> None:
-        wants_runtime = "rt" in inspect.signature(endpoint).parameters
+    def __init__(self, route: APIRoute, rt: ServiceRuntime) -> None:
+        endpoint = route.endpoint
+        where = f"lean route {route.name} ({route.path})"
+        if not inspect.iscoroutinefunction(endpoint):
+            raise TypeError(f"{where}: the endpoint must be a coroutine function")
+        returns = get_type_hints(endpoint).get("return")
+        if not (isinstance(returns, type) and issubclass(returns, Response)):
+            raise TypeError(f"{where}: the endpoint must return a Response")
+        dependant = route.dependant
+        self._fastapi = route
+        self._endpoint = endpoint
+        self._request = dependant.request_param_name
+        self._principal: str | None = None
+        self._runtime: dict[str, ServiceRuntime] = {}
+        for dependency in dependant.dependencies:
+            if dependency.call is current_principal and dependency.name is not None:
+                self._principal = dependency.name
+            elif dependency.call is runtime_of and dependency.name is not None:
+                self._runtime[dependency.name] = rt
+            else:
+                called = getattr(dependency.call, "__name__", repr(dependency.call))
+                raise TypeError(f"{where}: a lean route cannot supply the dependency {called}")
+        for param in dependant.path_params:
+            if param.field_info.annotation is not str or param.field_info.metadata:
+                raise TypeError(f"{where}: path parameter {param.name} must be plain str")
+        path_params = {p.name for p in dependant.path_params}
+        if route.param_convertors.keys() != path_params or not all(
+            isinstance(c, StringConvertor) for c in route.param_convertors.values()
+        ):
+            raise TypeError(f"{where}: the endpoint must take each path parameter, as text")
+        self._body_field = route.body_field
+        self._body: str | None = None
+        if self._body_field is not None:
+            body_params = dependant.body_params
+            if (
+                len(body_params) != 1
+                or body_params[0] is not self._body_field
+                or isinstance(self._body_field.field_info, params.Form)
+            ):
+                raise TypeError(f"{where}: the body must be one JSON body parameter")
+            self._body = self._body_field.name
+        supplied = {*self._runtime, *path_params}
+        supplied.update(n for n in (self._request, self._principal, self._body) if n is not None)
+        for name in inspect.signature(endpoint).parameters:
+            if name not in supplied:
+                raise TypeError(
+                    f"{where}: a lean route cannot supply parameter {name!r} (it supplies the"
+                    " request, the principal, the runtime, path parameters and a JSON body)"
+                )
+        methods = set(route.methods or ())
+        super().__init__(
+            route.path, endpoint, methods=methods, name=route.name, include_in_schema=False
+        )
+        self.methods = methods  # Starlette adds HEAD to GET; the declared route has none
+        self.app = self._serve
 
-        async def handle(request: Request) -> Response:
-            params: dict[str, Any] = {
-                **request.path_params,
-                "request": request,
-                "principal": await current_principal(request),
-            }
-            if wants_runtime:
-                params["rt"] = request.app.state.runtime
-            if body is not None:
-                params["body"] = await json_body(request, body)
-            return await endpoint(**params)
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        arguments: dict[str, Any] = {**scope["path_params"], **self._runtime}
+        if self._request is not None:
+            arguments[self._request] = request
+        if self._body is not None:
+            raw = await request.body()
+            body = self._valid_body(request, raw)
+            if body is None:
+                await self._fastapi.handle(scope, _replaying(raw, receive), send)
+                return
+            arguments[self._body] = body
+        if self._principal is not None:
+            arguments[self._principal] = await current_principal(request)
+        response: Response = await self._endpoint(**arguments)
+        await response(scope, receive, send)
 
-        super().__init__(path, handle, methods=[method], include_in_schema=False)
-        self.methods = {method}  # Starlette adds HEAD to GET; the declared route has none
+    def _valid_body(self, request: Request, raw: bytes) -> Any:
+        """The body as the FastAPI route would validate it; None when FastAPI would
+        answer for it (missing, not declared JSON, not parsing, not validating)."""
+        assert self._body_field is not None
+        content_type = request.headers.get("content-type", "")
+        if not raw or not (
+            content_type == "application/json" or content_type.startswith("application/json;")
+        ):
+            return None
+        try:
+            document = json.loads(raw)
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
+            return None
+        body, errors = self._body_field.validate(document)
+        return None if errors else body
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         match, child = super().matches(scope)
@@ -350,18 +374,37 @@ class LeanRoute(Route):
         return match, child
 
 
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """`receive` giving again, first, the body already read."""
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
+def _lean_route(router: APIRouter, endpoint: Callable[..., Any], rt: ServiceRuntime) -> LeanRoute:
+    """The LeanRoute of the one route of `router` that `endpoint` serves."""
+    routes = [r for r in router.routes if isinstance(r, APIRoute) and r.endpoint is endpoint]
+    if len(routes) != 1:
+        name = getattr(endpoint, "__name__", repr(endpoint))
+        raise TypeError(f"{name} serves {len(routes)} routes of the router, not one")
+    return LeanRoute(routes[0], rt)
+
+
 def service_app(
     rt: ServiceRuntime,
     *,
     title: str,
     description: str,
     router: APIRouter,
-    lean_routes: Sequence[LeanRoute] = (),
+    lean_endpoints: Sequence[Callable[..., Awaitable[Response]]] = (),
     on_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> FastAPI:
     """A service's ASGI app: its routes, the shared conventions, and the runtime started
-    and stopped with the app (`on_stop` runs first on the way down). `lean_routes` are
-    served ahead of every other route."""
+    and stopped with the app (`on_stop` runs first on the way down). The routes of
+    `lean_endpoints` are also served as LeanRoutes, ahead of every other route."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -385,6 +428,7 @@ def service_app(
     install_common(
         app, service=rt.service, max_body_bytes=rt.settings.max_body_bytes, ready=rt.ready
     )
+    lean_routes = [_lean_route(router, endpoint, rt) for endpoint in lean_endpoints]
     app.include_router(router)
     app.router.routes[0:0] = lean_routes
     return app

@@ -6,29 +6,16 @@ from fastapi import FastAPI
 
 from libs.common.app import service_app
 from libs.common.auth import JwksFetcher
-from libs.common.events.catalog import STREAMS
-from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings
-from services.registry import service, store
-from services.registry.api import LEAN_ROUTES, router
+from services.registry import store
+from services.registry.api import LEAN_ENDPOINTS, router
 from services.registry.handlers import REFERRAL_HANDLERS
-from services.registry.models import idempotency_keys, inbox, job_runs, outbox
-
-SERVICE = "registry"
+from services.registry.runtime import RegistryRuntime
 
 
-def create_runtime(settings: Settings, jwks_fetcher: JwksFetcher | None = None) -> ServiceRuntime:
-    """The registry's long-lived parts: its outbox relay and the audit sealer."""
-    rt = ServiceRuntime(
-        SERVICE,
-        settings,
-        outbox=outbox,
-        inbox=inbox,
-        idempotency=idempotency_keys,
-        jobs=job_runs,
-        streams=STREAMS,
-        jwks_fetcher=jwks_fetcher,
-    )
+def create_runtime(settings: Settings, jwks_fetcher: JwksFetcher | None = None) -> RegistryRuntime:
+    """The registry's long-lived parts: its outbox relay, group commits and the audit sealer."""
+    rt = RegistryRuntime(settings, jwks_fetcher)
 
     async def seal() -> None:
         while True:
@@ -47,13 +34,10 @@ def create_app(
     """The registry ASGI app."""
     settings = settings or Settings()
     rt = create_runtime(settings, jwks_fetcher)
-    app = service_app(
+    return service_app(
         rt,
         title="Komar registry",
         description="Children and their cases.",
         router=router,
-        lean_routes=LEAN_ROUTES,
+        lean_endpoints=LEAN_ENDPOINTS,
     )
-    app.state.registrations = service.registrations(rt.db)
-    app.state.reads = service.reads(rt.db)
-    return app

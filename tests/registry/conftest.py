@@ -9,7 +9,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from libs.common.app import service_app
 from libs.common.settings import Settings
+from services.registry.api import router
 from services.registry.app import create_app
 from tests.support import SigningKeys, migrate
 
@@ -38,6 +40,21 @@ async def registry_app(pg_url: str, nats_url: str, keys: SigningKeys) -> AsyncIt
 @pytest.fixture
 async def api(registry_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=registry_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://registry") as client:
+        yield client
+
+
+@pytest.fixture
+async def fastapi_api(registry_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The registry's routes on the same runtime without its LeanRoutes: every request
+    answered by FastAPI's own routing and dependency solving."""
+    app = service_app(
+        registry_app.state.runtime,
+        title=registry_app.title,
+        description=registry_app.description,
+        router=router,
+    )
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://registry") as client:
         yield client
 
