@@ -16,6 +16,7 @@ from deploy.local.infra import (
     drop_database,
     free_port,
 )
+from tests.support import SigningKeys
 
 # ===========================================================================
 # Infrastructure: a real PostgreSQL and a real NATS JetStream for the session.
@@ -96,3 +97,10 @@ def repo_root() -> Path:
 # ===========================================================================
 # Application fixtures (integrator) below.
 # ===========================================================================
+
+
+@pytest.fixture(scope="session")
+def keys() -> SigningKeys:
+    """The signing key standing in for the gateway's: services started by `running_service`
+    trust it, and tests sign their principals' tokens with it."""
+    return SigningKeys()

@@ -1,14 +1,22 @@
-"""Test helpers shared by every test package: signing keys, principals, migrations."""
+"""Test helpers shared by every test package: signing keys, principals, migrations, and a
+service's app started in-process with a client to call it."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+from fastapi import FastAPI
+
 from libs.common import jwt, migrations
+from libs.common.settings import Settings
 
 ISSUER = "komar-gateway"
 AUDIENCE = "komar-api"
@@ -72,3 +80,43 @@ async def migrate(database_url: str, package: str) -> None:
     await asyncio.to_thread(
         migrations.upgrade, database_url, module.SCHEMA, module.metadata, versions
     )
+
+
+def service_settings(
+    database_url: str,
+    nats_url: str,
+    settings_class: type[Settings] = Settings,
+    **overrides: Any,
+) -> Settings:
+    """A service's settings for tests: quiet JSON logs and a relay that publishes promptly."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "nats_url": nats_url,
+        "log_json": True,
+        "log_level": "warning",
+        "relay_interval_s": 0.1,
+        **overrides,
+    }
+    return settings_class(**values)
+
+
+@asynccontextmanager
+async def running_service(
+    package: str, settings: Settings, keys: SigningKeys
+) -> AsyncIterator[FastAPI]:
+    """The service's app (`<package>.app.create_app`) on a migrated schema, its lifespan
+    running and its event bus connected, trusting tokens signed by `keys`."""
+    await migrate(settings.database_url, package)
+    create_app = importlib.import_module(f"{package}.app").create_app
+    app: FastAPI = create_app(settings, jwks_fetcher=keys.fetch)
+    async with app.router.lifespan_context(app):
+        await app.state.runtime.bus.wait_ready(30)
+        yield app
+
+
+@asynccontextmanager
+async def client(app: FastAPI, host: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client calling the app in-process, at `http://<host>`."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=f"http://{host}") as api:
+        yield api

@@ -25,10 +25,8 @@ from libs.common.events import new_event
 from libs.common.events.bus import EventBus
 from libs.common.events.catalog import STREAMS, ChildUpdatedV1, ChildV1
 from libs.common.events.referrals_events import ReferralV1
-from libs.common.settings import Settings
-from services.funds.app import create_app
 from services.funds.models import children, inbox
-from tests.support import SigningKeys, migrate
+from tests.support import SigningKeys, client, running_service, service_settings
 
 TONLE_BASAK = "120101"  # a commune of Chamkar Mon district (1201), Phnom Penh (12)
 VILLAGE = "12010101"
@@ -37,23 +35,8 @@ OTHER_VILLAGE = "12010901"
 
 
 @pytest.fixture(scope="session")
-def keys() -> SigningKeys:
-    return SigningKeys()
-
-
-@pytest.fixture(scope="session")
 async def funds_app(pg_url: str, nats_url: str, keys: SigningKeys) -> AsyncIterator[FastAPI]:
-    await migrate(pg_url, "services.funds")
-    settings = Settings(
-        database_url=pg_url,
-        nats_url=nats_url,
-        log_json=True,
-        log_level="warning",
-        relay_interval_s=0.1,
-    )
-    app = create_app(settings, jwks_fetcher=keys.fetch)
-    async with app.router.lifespan_context(app):
-        await app.state.runtime.bus.wait_ready(30)
+    async with running_service("services.funds", service_settings(pg_url, nats_url), keys) as app:
         yield app
 
 
@@ -79,9 +62,8 @@ async def referrals_bus(nats_url: str) -> AsyncIterator[EventBus]:
 
 @pytest.fixture
 async def api(funds_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=funds_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://funds") as client:
-        yield client
+    async with client(funds_app, "funds") as api:
+        yield api
 
 
 # ---------------------------------------------------------------- principals

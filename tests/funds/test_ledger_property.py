@@ -24,7 +24,7 @@ from sqlalchemy import text
 from libs.common.events.bus import EventBus
 from services.funds import store
 from tests.funds.conftest import People, add_children, fund_body, grant_body
-from tests.support import SigningKeys
+from tests.support import SigningKeys, client
 
 BUDGET, MAX_GRANT, THRESHOLD = 400_000, 250_000, 150_000
 CHILDREN = 3
@@ -153,8 +153,7 @@ async def test_any_sequence_of_operations_keeps_the_books_straight(
     }
     children = await add_children(funds_app, registry_bus, CHILDREN)
     model = Model()
-    transport = httpx.ASGITransport(app=funds_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://funds") as api:
+    async with client(funds_app, "funds") as api:
         body = fund_body(
             budget_khr=BUDGET, max_grant_khr=MAX_GRANT, approval_threshold_khr=THRESHOLD
         )

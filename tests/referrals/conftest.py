@@ -21,39 +21,23 @@ from sqlalchemy import text
 from libs.common.db import Database
 from libs.common.events import CloudEvent, new_event
 from libs.common.events.catalog import ChildUpdatedV1, ChildV1
-from services.referrals.app import ReferralsSettings, create_app
-from tests.support import ALL_SCOPES, SigningKeys, migrate
+from services.referrals.app import ReferralsSettings
+from tests.support import ALL_SCOPES, SigningKeys, client, running_service, service_settings
 
 GOV_ORG = "moswvy-test"
 
 
 @pytest.fixture(scope="session")
-def keys() -> SigningKeys:
-    return SigningKeys()
-
-
-@pytest.fixture(scope="session")
 async def referrals_app(pg_url: str, nats_url: str, keys: SigningKeys) -> AsyncIterator[FastAPI]:
-    await migrate(pg_url, "services.referrals")
-    settings = ReferralsSettings(
-        database_url=pg_url,
-        nats_url=nats_url,
-        log_json=True,
-        log_level="warning",
-        relay_interval_s=0.1,
-        referrals_overdue_sweep_s=0.5,
-    )
-    app = create_app(settings, jwks_fetcher=keys.fetch)
-    async with app.router.lifespan_context(app):
-        await app.state.runtime.bus.wait_ready(30)
+    settings = service_settings(pg_url, nats_url, ReferralsSettings, referrals_overdue_sweep_s=0.5)
+    async with running_service("services.referrals", settings, keys) as app:
         yield app
 
 
 @pytest.fixture
 async def api(referrals_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=referrals_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://referrals") as client:
-        yield client
+    async with client(referrals_app, "referrals") as api:
+        yield api
 
 
 @pytest.fixture(scope="session")
