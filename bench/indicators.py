@@ -387,9 +387,9 @@ class IndicatorsBench(BenchInfra):
 
 
 def _consumers() -> dict[str, tuple[str, str]]:
-    from services.indicators import service
+    from services.indicators import jetstream
 
-    return service.CONSUMERS
+    return jetstream.CONSUMERS
 
 
 def _pull(http: httpx.Client, path: str, headers: dict[str, str], what: str) -> bytes:

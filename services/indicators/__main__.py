@@ -11,7 +11,7 @@ from libs.common.errors import Conflict
 from libs.common.events.bus import EventBus
 from libs.common.events.catalog import STREAMS
 from libs.common.settings import Settings
-from services.indicators import seed, service
+from services.indicators import replay, seed
 from services.indicators.app import IndicatorsSettings, create_app
 from services.indicators.models import SCHEMA, metadata
 
@@ -23,7 +23,7 @@ async def rebuild(settings: Settings) -> int:
     bus.start()
     try:
         await bus.wait_ready(30)
-        result = await service.rebuild(db, bus.js)
+        result = await replay.rebuild(db, bus.js)
     except Conflict as exc:
         print(f"not rebuilt: {exc.detail}", file=sys.stderr)
         return 1

@@ -16,7 +16,17 @@ from libs.common.auth import Principal, PrincipalDep
 from libs.common.errors import Conflict, Forbidden, invalid
 from libs.common.inputs import COUNTED_PLACE_PATTERN, one_of
 from libs.common.runtime import ServiceRuntime
-from services.indicators import catalogue, dates, dhis2, geography, query_bounds, service, store
+from services.indicators import (
+    catalogue,
+    dates,
+    dhis2,
+    geography,
+    jetstream,
+    query_bounds,
+    replay,
+    service,
+    store,
+)
 from services.indicators.schemas import RebuildOut, StatusOut, ValuesOut
 
 router = APIRouter(prefix="/v1/indicators", tags=["indicators"])
@@ -321,10 +331,10 @@ async def status(principal: PrincipalDep, request: Request, rt: RuntimeDep) -> d
     """Per stream: last applied sequence, the stream's last, lag, age of the oldest unapplied."""
     principal.require("indicators:read")
     streams: list[dict[str, Any]] = []
-    for stream, (durable, _) in service.CONSUMERS.items():
+    for stream, (durable, _) in jetstream.CONSUMERS.items():
         if rt.bus.connected:
             try:
-                streams.append(await service.stream_status(rt.bus.js, stream, durable))
+                streams.append(await jetstream.stream_status(rt.bus.js, stream, durable))
                 continue
             except Exception as exc:
                 streams.append({"stream": stream, "consumer": durable, "exists": False})
@@ -384,7 +394,7 @@ async def rebuild(
         return JSONResponse(
             {"state": "started"}, status_code=202, headers={"Location": "/v1/indicators/status"}
         )
-    result: service.RebuildResult = await rebuilds.task
+    result: replay.RebuildResult = await rebuilds.task
     return JSONResponse(
         {
             "state": "done",

@@ -16,7 +16,7 @@ from libs.common.events.catalog import STREAMS
 from libs.common.logging import get_logger
 from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings
-from services.indicators import service
+from services.indicators import replay, service
 from services.indicators.api import router
 from services.indicators.handlers import STREAM_HANDLERS
 from services.indicators.models import idempotency_keys, inbox, job_runs, outbox
@@ -36,7 +36,7 @@ class Rebuilds:
 
     def __init__(self, rt: ServiceRuntime) -> None:
         self.rt = rt
-        self.task: asyncio.Task[service.RebuildResult] | None = None
+        self.task: asyncio.Task[replay.RebuildResult] | None = None
         self.last_error: str | None = None
 
     @property
@@ -50,10 +50,10 @@ class Rebuilds:
         self.last_error = None
         self.task = asyncio.create_task(self._run(), name="indicators-rebuild")
 
-    async def _run(self) -> service.RebuildResult:
+    async def _run(self) -> replay.RebuildResult:
         await self.rt.bus.wait_ready(30)
         try:
-            return await service.rebuild(self.rt.db, self.rt.bus.js)
+            return await replay.rebuild(self.rt.db, self.rt.bus.js)
         except Exception as exc:
             self.last_error = type(exc).__name__
             log.error("indicators.rebuild_failed", error=type(exc).__name__, detail=str(exc)[:200])

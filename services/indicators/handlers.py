@@ -11,7 +11,7 @@ from libs.common.events.catalog import REGISTRY_EVENTS
 from libs.common.events.consumer import Handler
 from libs.common.events.funds_events import FUNDS_EVENTS
 from libs.common.events.referrals_events import REFERRALS_EVENTS
-from services.indicators import service
+from services.indicators import jetstream, service
 
 
 async def event_applied(conn: AsyncConnection, event: CloudEvent) -> None:
@@ -27,8 +27,8 @@ def _all(types: Mapping[str, object]) -> dict[str, Handler]:
 STREAM_HANDLERS: dict[str, tuple[str, str, dict[str, Handler]]] = {
     stream: (durable, subject, _all(types))
     for stream, (durable, subject), types in (
-        ("REGISTRY", service.CONSUMERS["REGISTRY"], REGISTRY_EVENTS),
-        ("REFERRALS", service.CONSUMERS["REFERRALS"], REFERRALS_EVENTS),
-        ("FUNDS", service.CONSUMERS["FUNDS"], FUNDS_EVENTS),
+        ("REGISTRY", jetstream.CONSUMERS["REGISTRY"], REGISTRY_EVENTS),
+        ("REFERRALS", jetstream.CONSUMERS["REFERRALS"], REFERRALS_EVENTS),
+        ("FUNDS", jetstream.CONSUMERS["FUNDS"], FUNDS_EVENTS),
     )
 }

@@ -34,7 +34,7 @@ from libs.common.events.catalog import STREAMS, ChildUpdatedV1, ChildV1
 from libs.common.events.funds_events import GrantDisbursedV1, GrantV1
 from libs.common.events.referrals_events import ProviderUpsertedV1, ReferralV1
 from libs.common.settings import Settings
-from services.indicators import catalogue, dates, service
+from services.indicators import catalogue, dates, jetstream, replay
 
 BATCH = 2000
 # Representative pulls for the bench to time (GET, with an indicators:read token).
@@ -216,7 +216,7 @@ async def start_consumers_after(js: JetStreamContext, positions: dict[str, int])
     For a bulk load with the indicators service stopped: otherwise its consumers would go
     through every seeded event again, only to find each already applied.
     """
-    for stream, (durable, subject) in service.CONSUMERS.items():
+    for stream, (durable, subject) in jetstream.CONSUMERS.items():
         with contextlib.suppress(NotFoundError):
             await js.delete_consumer(stream, durable)
         await js.add_consumer(
@@ -255,7 +255,7 @@ async def seed(
         if rebuild:
             db = Database(settings.database_url, pool_size=2, max_overflow=2)
             try:
-                result = await service.rebuild(db, bus.js)
+                result = await replay.rebuild(db, bus.js)
             finally:
                 await db.close()
             rebuilt = result.seconds

@@ -1,41 +1,25 @@
-"""The indicators use cases: apply events, roll stocks forward, answer tables, rebuild."""
+"""The indicators use cases: apply events, roll stocks forward, answer tables."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import secrets
 import weakref
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
-import nats.errors
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.auth import COUNTRY, Principal
 from libs.common.db import Database
-from libs.common.errors import Conflict, invalid
+from libs.common.errors import invalid
 from libs.common.events import CloudEvent
 from libs.common.logging import get_logger
 from services.indicators import catalogue, dates, effects, rounding, stocks, store
 from services.indicators.store import Target
 
 log = get_logger(__name__)
-
-# The durable consumers of the indicators service, one per producing stream.
-CONSUMERS: dict[str, tuple[str, str]] = {
-    "REGISTRY": ("indicators-registry", "registry.>"),
-    "REFERRALS": ("indicators-referrals", "referrals.>"),
-    "FUNDS": ("indicators-funds", "funds.>"),
-}
-
 
 # ---------------------------------------------------------------- applying events
 
@@ -274,219 +258,3 @@ async def table(
                         )
                     )
     return rows
-
-
-# ---------------------------------------------------------------- status of the streams
-
-
-async def stream_status(js: JetStreamContext, stream: str, durable: str) -> dict[str, Any]:
-    """Last applied sequence (ack floor), the stream's last, lag, oldest unapplied age."""
-    try:
-        info = await js.stream_info(stream)
-    except NotFoundError:
-        return {"stream": stream, "consumer": durable, "exists": False}
-    last = int(info.state.last_seq)
-    try:
-        consumer = await js.consumer_info(stream, durable)
-        applied = int(consumer.ack_floor.stream_seq) if consumer.ack_floor else 0
-    except NotFoundError:
-        applied = 0
-    applied = max(applied, int(info.state.first_seq) - 1)
-    lag = max(0, last - applied)
-    oldest_age: float | None = None
-    if lag:
-        for seq in range(applied + 1, min(last, applied + 20) + 1):  # skip deleted messages
-            try:
-                msg = await js.get_msg(stream, seq=seq)
-            except NotFoundError:
-                continue
-            stored_at = _stream_time(msg.time)
-            if stored_at is not None:
-                oldest_age = round((datetime.now(UTC) - stored_at).total_seconds(), 3)
-            break
-    return {
-        "stream": stream,
-        "consumer": durable,
-        "last_applied_sequence": applied,
-        "last_sequence": last,
-        "lag": lag,
-        "oldest_unapplied_age_seconds": oldest_age,
-    }
-
-
-def _stream_time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str) and value:
-        text_ = value.rstrip("Z")
-        if "." in text_:  # nanoseconds: keep microseconds
-            head, frac = text_.split(".", 1)
-            text_ = f"{head}.{frac[:6]}"
-        try:
-            return datetime.fromisoformat(text_).replace(tzinfo=UTC)
-        except ValueError:
-            return None
-    return None
-
-
-# ---------------------------------------------------------------- rebuild
-
-
-class StreamReader:
-    """Reads one stream from its first message, in order (an ephemeral consumer)."""
-
-    def __init__(self, js: JetStreamContext, stream: str, subject: str) -> None:
-        self.js = js
-        self.stream = stream
-        self.subject = subject
-        self.position = 0  # last stream sequence read
-        self._sub: Any = None
-
-    async def last_sequence(self) -> int:
-        try:
-            return int((await self.js.stream_info(self.stream)).state.last_seq)
-        except NotFoundError:
-            return 0
-
-    async def read(self, upto: int, batch: int) -> list[CloudEvent]:
-        """The next events, at most `batch`, none past sequence `upto`."""
-        if self.position >= upto:
-            return []
-        if self._sub is None:
-            self._sub = await self.js.pull_subscribe(
-                self.subject,
-                stream=self.stream,
-                config=ConsumerConfig(
-                    deliver_policy=DeliverPolicy.ALL,
-                    ack_policy=AckPolicy.NONE,
-                    inactive_threshold=3600.0,  # outlives a long materialisation
-                    max_ack_pending=-1,
-                ),
-            )
-        out: list[CloudEvent] = []
-        while len(out) < batch and self.position < upto:
-            try:
-                msgs = await self._sub.fetch(min(batch, upto - self.position), timeout=2.0)
-            except nats.errors.TimeoutError:
-                break
-            for msg in msgs:
-                self.position = int(msg.metadata.sequence.stream)
-                try:
-                    out.append(CloudEvent.model_validate(json.loads(msg.data)))
-                except (ValueError, ValidationError):
-                    log.warning("indicators.replay_unparseable", stream=self.stream)
-        return out
-
-    async def close(self) -> None:
-        """Delete the ephemeral consumer (else the server drops it after an idle hour)."""
-        if self._sub is not None:
-            try:
-                info = await self._sub.consumer_info()
-                await self._sub.unsubscribe()
-                await self.js.delete_consumer(self.stream, info.name)
-            except Exception as exc:
-                log.debug("indicators.replay_close", error=type(exc).__name__)
-
-
-@dataclass
-class RebuildResult:
-    generation: int
-    previous: int
-    events: int
-    seconds: float
-    positions: dict[str, int]  # stream -> last sequence replayed
-
-
-async def rebuild(
-    db: Database, js: JetStreamContext, *, batch: int = 1000, close_gap: int = 200
-) -> RebuildResult:
-    """Recompute every aggregate from the streams into a new generation, then switch to it.
-
-    Replays each stream from its start into generation N+1 (its own inbox), materialises the
-    monthly stocks, catches up, and under the switch lock applies the last events and makes
-    N+1 the answering generation; live consumers then skip what it already applied.
-    """
-    async with db.engine.connect() as lock_conn:
-        if not await store.try_rebuild_lock(lock_conn):
-            raise Conflict("a rebuild is already running")
-        await lock_conn.commit()
-        try:
-            return await _rebuild(db, js, batch, close_gap)
-        finally:
-            await store.release_rebuild_lock(lock_conn)
-            await lock_conn.commit()
-
-
-async def _rebuild(db: Database, js: JetStreamContext, batch: int, close_gap: int) -> RebuildResult:
-    started = asyncio.get_running_loop().time()
-    for old in await _leftovers(db):
-        async with db.transaction() as conn:
-            await store.delete_generation_rows(conn, old)
-            await store.forget_generation(conn, old)
-    async with db.transaction() as conn:
-        generation = await store.new_generation(conn)
-    log.info("indicators.rebuild_started", generation=generation)
-    readers = [StreamReader(js, stream, subject) for stream, (_, subject) in CONSUMERS.items()]
-    total = 0
-    try:
-        # 1. bulk replay: record versions and flows; no stock cells yet
-        total += await _replay(db, readers, Target(generation, None), batch, close_gap)
-        # 2. stock cells for every month up to now, then catch up incrementally
-        async with db.transaction() as conn:
-            await roll_forward_generation(conn, generation, dates.current_month())
-        async with db.transaction() as conn:
-            target = await store.target_of(conn, generation)
-        total += await _replay(db, readers, target, batch, close_gap)
-        # 3. the last events and the switch, with live consumers held at the switch lock
-        async with db.transaction() as conn:
-            await store.lock_switch(conn)
-            await roll_forward_generation(conn, generation, dates.current_month())
-            target = await store.target_of(conn, generation)
-            last = 0
-            for reader in readers:
-                upto = await reader.last_sequence()
-                while events := await reader.read(upto, batch):
-                    last += await apply_events(conn, target, events, skip_invalid=True)
-            previous = (await store.active_target(conn)).generation
-            await store.add_replayed(conn, generation, last)
-            await store.activate(conn, generation, previous)
-            total += last
-    except BaseException:
-        async with db.transaction() as conn:
-            await store.mark_failed(conn, generation)
-        raise
-    finally:
-        for reader in readers:
-            await reader.close()
-    async with db.transaction() as conn:
-        await store.delete_generation_rows(conn, previous)
-        await store.forget_generation(conn, previous)
-    seconds = round(asyncio.get_running_loop().time() - started, 3)
-    log.info("indicators.rebuilt", generation=generation, events=total, seconds=seconds)
-    positions = {reader.stream: reader.position for reader in readers}
-    return RebuildResult(generation, previous, total, seconds, positions)
-
-
-async def _leftovers(db: Database) -> list[int]:
-    async with db.transaction() as conn:
-        return await store.leftover_generations(conn)
-
-
-async def _replay(
-    db: Database, readers: Sequence[StreamReader], target: Target, batch: int, close_gap: int
-) -> int:
-    """Replay every stream until all are within `close_gap` of their ends (or 5 rounds)."""
-    total = 0
-    for _ in range(5):
-        behind = 0
-        for reader in readers:
-            upto = await reader.last_sequence()
-            while events := await reader.read(upto, batch):
-                async with db.transaction() as conn:
-                    applied = await apply_events(conn, target, events, skip_invalid=True)
-                    await store.add_replayed(conn, target.generation, applied)
-                total += applied
-            behind += max(0, await reader.last_sequence() - reader.position)
-        if behind <= close_gap:
-            break
-    return total

@@ -25,7 +25,7 @@ from deploy.local.supervisor import Supervisor
 from libs.common import places
 from libs.common.db import Database
 from libs.common.events import CloudEvent
-from services.indicators import catalogue, geography, service, store
+from services.indicators import catalogue, geography, jetstream, store
 from tests.indicators.conftest import DETAIL, NATIONAL_READ, child_event, publish, uuid_of
 from tests.support import SigningKeys
 
@@ -91,7 +91,7 @@ async def _durables_with_short_ack_wait(nats_url: str) -> None:
     nc = await nats.connect(nats_url)
     try:
         jsm = nc.jetstream()
-        for stream, (durable, subject) in service.CONSUMERS.items():
+        for stream, (durable, subject) in jetstream.CONSUMERS.items():
             await jsm.add_consumer(
                 stream,
                 ConsumerConfig(

@@ -16,7 +16,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from pydantic import BaseModel, ConfigDict
 
 from libs.common.events import CloudEvent
-from services.indicators import catalogue, service
+from services.indicators import catalogue, jetstream
 from tests.indicators.conftest import DETAIL, NATIONAL_READ
 from tests.indicators.scenario import DISTRICT_1201, A
 from tests.support import SigningKeys
@@ -310,13 +310,13 @@ async def test_status_reports_lag_and_the_age_of_the_oldest_unapplied_event(
         await js.add_consumer(
             "FUNDS", ConsumerConfig(durable_name="probe", ack_policy=AckPolicy.EXPLICIT)
         )
-        status = await service.stream_status(js, "FUNDS", "probe")
+        status = await jetstream.stream_status(js, "FUNDS", "probe")
         funds = [e for e in loaded if e.type.startswith("funds.")]
         assert status["last_sequence"] >= len(funds)
         assert status["last_applied_sequence"] == 0
         assert status["lag"] == status["last_sequence"]
         assert status["oldest_unapplied_age_seconds"] > 0
-        ours = await service.stream_status(js, "FUNDS", "indicators-funds")
+        ours = await jetstream.stream_status(js, "FUNDS", "indicators-funds")
         assert ours["lag"] == 0
         assert ours["oldest_unapplied_age_seconds"] is None
     finally:

@@ -10,7 +10,7 @@ import pytest
 from deploy.local.infra import EmbeddedNats
 from libs.common.db import Database
 from libs.common.settings import Settings
-from services.indicators import dates, seed, service, store
+from services.indicators import dates, jetstream, seed, store
 from tests.support import migrate
 
 pytestmark = pytest.mark.asyncio
@@ -45,9 +45,9 @@ async def test_seeded_events_load_into_the_aggregates(own_db: str, own_nats: Emb
     nc = await nats.connect(own_nats.url)
     try:
         js = nc.jetstream()
-        for stream, (durable, _) in service.CONSUMERS.items():
+        for stream, (durable, _) in jetstream.CONSUMERS.items():
             info = await js.consumer_info(stream, durable)
             assert info.num_pending == 0
-            assert (await service.stream_status(js, stream, durable))["lag"] == 0
+            assert (await jetstream.stream_status(js, stream, durable))["lag"] == 0
     finally:
         await nc.close()
