@@ -348,12 +348,16 @@ async def open_load(platform: Platform, http: httpx.AsyncClient) -> Load:
     admin = {"Authorization": f"Bearer {await token(http, 'admin', platform.admin_secret)}"}
     provider_org = f"ngo-health-{secrets.token_hex(3)}"
     principals = {
-        "gov": ("government", "moswvy-pp", ["12"], "registry:read registry:write "
-                "referrals:read referrals:write funds:read funds:request"),
+        "gov": (
+            "government",
+            "moswvy-pp",
+            ["12"],
+            "registry:read registry:write referrals:read referrals:write funds:read funds:request",
+        ),
         "provider": ("partner", provider_org, ["12"], "referrals:read referrals:respond"),
         "manager": ("government", "moswvy-pp", ["12"], "funds:read funds:manage"),
         "approver": ("government", "ccwc-tonle-basak", ["120101"], "funds:read funds:approve"),
-    }  # fmt: skip
+    }
     headers = {}
     for who, (org_type, org, areas, scopes) in principals.items():
         r = await http.post(

@@ -103,8 +103,14 @@ def test_money_is_positive_whole_riel(amount: object) -> None:
 
 @pytest.mark.parametrize("code", ["12", "1201", "120101"])
 def test_funds_sit_at_a_province_district_or_commune(code: str) -> None:
-    body = {"commune_code": code, "fiscal_year": 2026, "name": "f", "budget_khr": 0,
-            "max_grant_khr": 1, "approval_threshold_khr": 0}  # fmt: skip
+    body = {
+        "commune_code": code,
+        "fiscal_year": 2026,
+        "name": "f",
+        "budget_khr": 0,
+        "max_grant_khr": 1,
+        "approval_threshold_khr": 0,
+    }
     assert FundIn.model_validate(body).commune_code == code
     for bad in ("12010101", "KH", "129999", "1"):
         with pytest.raises(ValidationError):
@@ -120,8 +126,14 @@ def test_ledger_kinds_must_fit_the_grant_status() -> None:
 
 
 def test_reconcile_finds_a_fund_that_disagrees_with_its_ledger() -> None:
-    fund = {"id": uuid.uuid4(), "budget_khr": 1000, "topped_up_khr": 500, "committed_khr": 300,
-            "disbursed_khr": 200, "available_khr": 1000}  # fmt: skip
+    fund = {
+        "id": uuid.uuid4(),
+        "budget_khr": 1000,
+        "topped_up_khr": 500,
+        "committed_khr": 300,
+        "disbursed_khr": 200,
+        "available_khr": 1000,
+    }
     ledger = {
         "top_up": {"count": 1, "amount_khr": 500},
         "commitment": {"count": 2, "amount_khr": 500},

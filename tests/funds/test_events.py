@@ -20,9 +20,17 @@ from tests.funds.conftest import (
 )
 
 GRANT_FIELDS = {
-    "grant_id", "fund_id", "child_id", "commune_code", "category", "shock", "amount_khr",
-    "status", "repeat_within_30_days", "version",
-}  # fmt: skip
+    "grant_id",
+    "fund_id",
+    "child_id",
+    "commune_code",
+    "category",
+    "shock",
+    "amount_khr",
+    "status",
+    "repeat_within_30_days",
+    "version",
+}
 
 
 async def test_events_carry_codes_and_amounts_but_no_free_text(
@@ -42,13 +50,23 @@ async def test_events_carry_codes_and_amounts_but_no_free_text(
         headers=h,
     )
     flood = await make_grant(
-        api, people, fund["id"], a, category="emergency_disaster", shock="flood",
+        api,
+        people,
+        fund["id"],
+        a,
+        category="emergency_disaster",
+        shock="flood",
         justification=f"house lost {secret}-JUSTIFICATION",
-    )  # fmt: skip
+    )
     rice = await make_grant(
-        api, people, fund["id"], b, category="material_support", amount_khr=80_000,
+        api,
+        people,
+        fund["id"],
+        b,
+        category="material_support",
+        amount_khr=80_000,
         items=[{"description": f"rice {secret}-ITEM", "quantity": 2, "unit_cost_khr": 40_000}],
-    )  # fmt: skip
+    )
     bus_fare = await make_grant(api, people, fund["id"], c, category="medical_transport")
     g = "/v1/funds/grants"
     await api.post(f"{g}/{flood['id']}/approve", headers=people.approver)
@@ -103,11 +121,18 @@ async def test_events_carry_codes_and_amounts_but_no_free_text(
             assert event["data"]["status"] == event["type"].split(".")[2]
     paid = next(e for e in events if e["type"] == "funds.grant.disbursed.v1")
     assert paid["data"] | {"version": 0} == {
-        "grant_id": flood["id"], "fund_id": fund["id"], "child_id": a,
-        "commune_code": "120101", "category": "emergency_disaster", "shock": "flood",
-        "amount_khr": 100_000, "status": "disbursed", "repeat_within_30_days": False,
-        "method": "cash", "version": 0,
-    }  # fmt: skip
+        "grant_id": flood["id"],
+        "fund_id": fund["id"],
+        "child_id": a,
+        "commune_code": "120101",
+        "category": "emergency_disaster",
+        "shock": "flood",
+        "amount_khr": 100_000,
+        "status": "disbursed",
+        "repeat_within_30_days": False,
+        "method": "cash",
+        "version": 0,
+    }
     topped = next(e for e in events if e["type"] == "funds.fund.topped_up.v1")
     assert topped["requestid"] == f"req-{people.tag}"
     assert (topped["data"]["amount_khr"], topped["data"]["available_khr"]) == (5000, 1_005_000)

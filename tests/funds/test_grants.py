@@ -201,9 +201,14 @@ async def test_above_the_threshold_a_district_level_second_approval_is_needed(
     [child] = await add_children(funds_app, registry_bus)
     fund = await make_fund(api, people, approval_threshold_khr=200_000)
     grant = await make_grant(
-        api, people, fund["id"], child, category="emergency_disaster", shock="flood",
+        api,
+        people,
+        fund["id"],
+        child,
+        category="emergency_disaster",
+        shock="flood",
         amount_khr=300_000,
-    )  # fmt: skip
+    )
     url = f"/v1/funds/grants/{grant['id']}/approve"
     assert grant["approvals_required"] == 2
 

@@ -235,12 +235,15 @@ async def test_any_sequence_of_operations_keeps_the_books_straight(
 async def verify_ledger_cli(pg_url: str, repo_root: Path) -> tuple[int, str]:
     """Run `python -m services.funds verify-ledger` as an operator would."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.funds", "verify-ledger",
+        sys.executable,
+        "-m",
+        "services.funds",
+        "verify-ledger",
         cwd=repo_root,
         env={**os.environ, "DATABASE_URL": pg_url, "KOMAR_LOG_LEVEL": "warning"},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode or 0, (out + err).decode()
 

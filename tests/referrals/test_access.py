@@ -229,10 +229,8 @@ async def test_the_listed_commune_owns_an_anomalous_village(world: World) -> Non
     # 02140408 and 02140409 are listed under 021405, though their code names 021404
     assert "0214" not in conftest._USED_DISTRICTS, "another test routes in 0214"
     conftest._USED_DISTRICTS.add("0214")
-    here = conftest.World(
-        world.api, world.keys, world.js, world.db,
-        conftest.Place("02", "0214", "021405", "02140408", "02140409", "021404", "02140407"),
-    )  # fmt: skip
+    anomalous = conftest.Place("02", "0214", "021405", "02140408", "02140409", "021404", "02140407")
+    here = conftest.World(world.api, world.keys, world.js, world.db, anomalous)
     named = await here.provider(["021404"], org=f"ngo-named-{uuid.uuid4().hex[:6]}")
     listed = await here.provider(["021405"], org=f"ngo-listed-{uuid.uuid4().hex[:6]}")
     child = await here.child(village="02140408", commune="021405")

@@ -9,15 +9,35 @@ from collections import Counter
 from tests.referrals.conftest import World, wait_for_events
 
 REFERRAL_FIELDS = {
-    "referral_id", "child_id", "commune_code", "village_code", "service_type", "urgency",
-    "status", "provider_id", "provider_org", "referrer_org", "previous_referral_id", "due_at",
-    "overdue", "consent_override", "outcome_code", "version",
-}  # fmt: skip
+    "referral_id",
+    "child_id",
+    "commune_code",
+    "village_code",
+    "service_type",
+    "urgency",
+    "status",
+    "provider_id",
+    "provider_org",
+    "referrer_org",
+    "previous_referral_id",
+    "due_at",
+    "overdue",
+    "consent_override",
+    "outcome_code",
+    "version",
+}
 PROVIDER_FIELDS = {"provider_id", "org", "service_types", "areas", "capacity", "active", "version"}
 SECRETS = (
-    "NAME-91", "+855 99 888 777", "secret@clinic.kh", "ADDRESS-55", "REASON-42", "NOTE-77",
-    "DECLINE-13", "CANCEL-21", "JUSTIFY-88",
-)  # fmt: skip
+    "NAME-91",
+    "+855 99 888 777",
+    "secret@clinic.kh",
+    "ADDRESS-55",
+    "REASON-42",
+    "NOTE-77",
+    "DECLINE-13",
+    "CANCEL-21",
+    "JUSTIFY-88",
+)
 
 
 async def test_events_carry_codes_and_states_never_free_text(world: World, nats_url: str) -> None:

@@ -37,9 +37,8 @@ async def test_registry_events_arrive_and_an_older_version_never_overwrites(
     registered = child_event(cid, version=1, village=p.village, owner_org="ngo-a")
     await publish(world.js, [registered])
     row = await wait_projected(world.db, cid, 1)
-    assert (row["commune_code"], row["village_code"], row["place_code"]) == (
-        p.commune, p.village, p.village,
-    )  # fmt: skip
+    placed = (row["commune_code"], row["village_code"], row["place_code"])
+    assert placed == (p.commune, p.village, p.village)
     assert row["owner_org"] == "ngo-a"
     assert row["data_sharing_consent"] is True
     assert set(row) == {
@@ -52,7 +51,7 @@ async def test_registry_events_arrive_and_an_older_version_never_overwrites(
         "data_sharing_consent",
         "version",
         "synced_at",
-    }  # fmt: skip  (no names, ever)
+    }  # no names, ever
 
     moved = child_event(
         cid, version=2, verb="updated", commune=p.other_commune, owner_org="ngo-a", consent=False
@@ -120,9 +119,8 @@ async def test_a_child_is_referred_once_its_registration_has_synced(world: World
     await publish(world.js, [child_event(cid, village=world.place.village)])
     await wait_projected(world.db, cid, 1)
     referral = (await world.refer(cid)).json()
-    assert (referral["commune_code"], referral["village_code"]) == (
-        world.place.commune, world.place.village,
-    )  # fmt: skip
+    placed = (referral["commune_code"], referral["village_code"])
+    assert placed == (world.place.commune, world.place.village)
     # a case closed in the registry cannot be referred any more
     await publish(
         world.js,

@@ -127,14 +127,12 @@ async def test_the_list_filters_and_pages(world: World) -> None:
     assert set(await ids("limit=500")) == mine
     # providers whose areas cover the whole commune (one serving a single village does not)
     assert set(await ids(f"commune_code={p.commune}")) == {district["id"], commune["id"]}
-    assert set(await ids(f"commune_code={p.commune}&service_type=legal&active=true")) == {
-        district["id"], commune["id"],
-    }  # fmt: skip
+    legal = f"commune_code={p.commune}&service_type=legal&active=true"
+    assert set(await ids(legal)) == {district["id"], commune["id"]}
     assert set(await ids("active=false")) == {inactive["id"]}
     since = (await world.get_provider(other))["updated_at"]
-    assert set(await ids(f"updated_since={since.replace('+', '%2B')}")) == {
-        other["id"], inactive["id"],
-    }  # fmt: skip
+    changed_since = f"updated_since={since.replace('+', '%2B')}"
+    assert set(await ids(changed_since)) == {other["id"], inactive["id"]}
 
     pages, cursor = [], ""
     while True:

@@ -55,9 +55,13 @@ def test_changes_lists_only_differing_fields() -> None:
 
 def _child(**kw: object) -> dict:
     base = {
-        "sex": "female", "commune_code": "120101", "village_code": "12010101",
-        "birth_date": date(2015, 4, 12), "given_name": "Sokha", "family_name": "Chan",
-    }  # fmt: skip
+        "sex": "female",
+        "commune_code": "120101",
+        "village_code": "12010101",
+        "birth_date": date(2015, 4, 12),
+        "given_name": "Sokha",
+        "family_name": "Chan",
+    }
     child = {**base, **kw}
     child["name_search"] = domain.name_search(child["given_name"], child["family_name"])
     return child
@@ -92,11 +96,17 @@ def test_event_data_carries_no_names() -> None:
     import uuid
 
     child = {
-        **_child(), "id": uuid.uuid4(), "case_number": "120101-0000001",
-        "vulnerabilities": ["neglect"], "risk_level": "high", "status": "open",
-        "owner_org": "ngo", "consent": {"data_sharing": False}, "version": 1,
+        **_child(),
+        "id": uuid.uuid4(),
+        "case_number": "120101-0000001",
+        "vulnerabilities": ["neglect"],
+        "risk_level": "high",
+        "status": "open",
+        "owner_org": "ngo",
+        "consent": {"data_sharing": False},
+        "version": 1,
         "registered_on": date(2026, 1, 1),
-    }  # fmt: skip
+    }
     data = domain.event_data(child).model_dump()
     assert data["birth_month"] == "2015-04"
     assert "given_name" not in data

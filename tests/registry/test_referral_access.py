@@ -25,13 +25,20 @@ async def publish_referral(
 ) -> None:
     """Publish a referral event exactly as the referrals service does (at `at`)."""
     event = CloudEvent(
-        id=str(uuid.uuid4()), source="/services/referrals", type=f"referrals.referral.{status}.v1",
-        subject=referral_id, time=at or datetime.now(UTC),
+        id=str(uuid.uuid4()),
+        source="/services/referrals",
+        type=f"referrals.referral.{status}.v1",
+        subject=referral_id,
+        time=at or datetime.now(UTC),
         data={
-            "referral_id": referral_id, "child_id": child_id, "provider_org": org, "status": status,
-            "version": version, "service_type": "health",
+            "referral_id": referral_id,
+            "child_id": child_id,
+            "provider_org": org,
+            "status": status,
+            "version": version,
+            "service_type": "health",
         },
-    )  # fmt: skip
+    )
     nc = await nats.connect(nats_url)
     try:
         await nc.jetstream().publish(
@@ -134,13 +141,23 @@ async def test_a_completed_referral_gives_access_for_30_days(
     now = datetime.now(UTC)
     # in this order: once the second applies, so has the first (one consumer, in order)
     await publish_referral(
-        nats_url, str(uuid.uuid4()), old["id"], provider_org, "completed", 3,
+        nats_url,
+        str(uuid.uuid4()),
+        old["id"],
+        provider_org,
+        "completed",
+        3,
         at=now - timedelta(days=31),
-    )  # fmt: skip
+    )
     await publish_referral(
-        nats_url, str(uuid.uuid4()), recent["id"], provider_org, "completed", 3,
+        nats_url,
+        str(uuid.uuid4()),
+        recent["id"],
+        provider_org,
+        "completed",
+        3,
         at=now - timedelta(days=29),
-    )  # fmt: skip
+    )
     recent_url = f"/v1/registry/children/{recent['id']}"
     assert await status_until(api, recent_url, provider, 200) == 200
     assert (

@@ -206,9 +206,12 @@ async def test_a_referral_gives_read_only_access_that_ends_30_days_after_complet
         gateway, admin_headers, scopes=CHILD_SCOPES, areas=[OTHER_COMMUNE], org_type="government"
     )
     manager = await new_caller(
-        gateway, admin_headers, scopes=["funds:read", "funds:manage"], areas=["12"],
+        gateway,
+        admin_headers,
+        scopes=["funds:read", "funds:manage"],
+        areas=["12"],
         org_type="government",
-    )  # fmt: skip
+    )
     child = await register(gateway, owner)
     fund = await make_fund(gateway, manager, COMMUNE)
     provider = await provider_of(gateway, clinic, [COMMUNE])
@@ -461,11 +464,13 @@ async def test_the_listed_commune_owns_an_anomalous_village_in_referrals_and_fun
     named_provider = await gateway.post(
         "/v1/referrals",
         json={
-            "child_id": child["id"], "service_type": "health", "reason": "second opinion",
+            "child_id": child["id"],
+            "service_type": "health",
+            "reason": "second opinion",
             "provider_id": wrong_commune,
         },
         headers=own.headers,
-    )  # fmt: skip
+    )
     assert named_provider.status_code == 422, named_provider.text
     for path in (f"/v1/referrals/{referral['id']}", f"/v1/registry/children/{child['id']}"):
         assert (await gateway.get(path, headers=own.headers)).status_code == 200
@@ -551,12 +556,16 @@ async def test_the_approver_must_be_another_person_not_another_token(
     r = await gateway.post(
         "/v1/admin/users",
         json={
-            "name": "CCWC worker", "org": org, "org_type": gov,
-            "scopes": ["funds:read", "funds:request", "funds:approve"], "areas": [COMMUNE],
-            "username": username, "password": password,
+            "name": "CCWC worker",
+            "org": org,
+            "org_type": gov,
+            "scopes": ["funds:read", "funds:request", "funds:approve"],
+            "areas": [COMMUNE],
+            "username": username,
+            "password": password,
         },
         headers=admin_headers,
-    )  # fmt: skip
+    )
     assert r.status_code == 201, r.text
 
     async def session() -> dict[str, str]:
@@ -592,9 +601,13 @@ async def test_the_approver_must_be_another_person_not_another_token(
     assert big.status_code == 201, big.text
     approve = f"/v1/funds/grants/{big.json()['id']}/approve"
     colleague = await new_caller(
-        gateway, admin_headers, scopes=["funds:read", "funds:approve"], areas=[COMMUNE],
-        org=org, org_type=gov,
-    )  # fmt: skip
+        gateway,
+        admin_headers,
+        scopes=["funds:read", "funds:approve"],
+        areas=[COMMUNE],
+        org=org,
+        org_type=gov,
+    )
     first = await gateway.post(approve, headers=colleague.headers)
     assert first.status_code == 200, first.text
     assert first.json()["status"] == "requested"

@@ -182,15 +182,21 @@ async def test_an_admin_sees_and_changes_only_the_principals_inside_its_areas(
     base = {"name": "p", "org_type": "partner", "scopes": ["registry:read"]}
     outside_user = await gateway.post(
         "/v1/admin/users",
-        json={**base, "org": "ngo-out", "areas": ["1202"],
-              "username": f"out-{secrets.token_hex(4)}", "password": "x" * 12 + "y"},
+        json={
+            **base,
+            "org": "ngo-out",
+            "areas": ["1202"],
+            "username": f"out-{secrets.token_hex(4)}",
+            "password": "x" * 12 + "y",
+        },
         headers=admin_headers,
-    )  # fmt: skip
+    )
     assert outside_user.status_code == 201, outside_user.text
     mine = await gateway.post(
-        "/v1/admin/clients", json={**base, "org": "ngo-in", "areas": ["120101"]},
+        "/v1/admin/clients",
+        json={**base, "org": "ngo-in", "areas": ["120101"]},
         headers=district.headers,
-    )  # fmt: skip
+    )
     assert mine.status_code == 201, mine.text
     mine_id = mine.json()["client_id"]
     user_id = outside_user.json()["user_id"]
@@ -229,9 +235,9 @@ async def test_an_admin_sees_and_changes_only_the_principals_inside_its_areas(
     assert user_id not in {u["user_id"] for u in users.json()["items"]}
 
     # the national client still gets tokens: nothing was disabled
-    assert (await gateway.get(
-        f"/v1/admin/clients/{national.client_id}", headers=admin_headers
-    )).json()["active"] is True  # fmt: skip
+    assert (
+        await gateway.get(f"/v1/admin/clients/{national.client_id}", headers=admin_headers)
+    ).json()["active"] is True
     # its own principals it manages; the signing keys are the whole country's
     r = await gateway.post(f"/v1/admin/clients/{mine_id}/disable", headers=district.headers)
     assert r.status_code == 200, r.text

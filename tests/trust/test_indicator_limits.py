@@ -22,8 +22,9 @@ VALUES = "/v1/indicators/values"
 
 @pytest.fixture
 async def analyst(gateway: httpx.AsyncClient, admin_headers: dict[str, str]) -> Caller:
-    return await new_caller(gateway, admin_headers, scopes=["indicators:read"], areas=["KH"],
-                            org_type="government")  # fmt: skip
+    return await new_caller(
+        gateway, admin_headers, scopes=["indicators:read"], areas=["KH"], org_type="government"
+    )
 
 
 def refused(r: httpx.Response, field: str, *words: str) -> dict[str, Any]:
@@ -46,7 +47,7 @@ async def still_answering(gateway: httpx.AsyncClient, who: Caller) -> None:
         headers=who.headers,
         params={"dataSet": "CP_MONTHLY", "period": "202601", "orgUnit": "2302"},
     )
-    assert r.status_code == 200, r.text  # fmt: skip
+    assert r.status_code == 200, r.text
     assert r.json()["dataValues"]
 
 
@@ -55,30 +56,45 @@ async def test_a_national_pull_since_1990_is_refused_before_any_work(
 ) -> None:
     today = date.today().isoformat()
     national = {"dataSet": "CP_MONTHLY", "orgUnit": "KH", "children": "true", "endDate": today}
-    r = await gateway.get(DVS, params={**national, "startDate": "1990-01-01"},
-                          headers=analyst.headers, timeout=10)  # fmt: skip
+    r = await gateway.get(
+        DVS, params={**national, "startDate": "1990-01-01"}, headers=analyst.headers, timeout=10
+    )
     refused(r, "startDate", "2000-01-01")
-    r = await gateway.get(DVS, params={**national, "startDate": "1899-12-31"},
-                          headers=analyst.headers, timeout=10)  # fmt: skip
+    r = await gateway.get(
+        DVS, params={**national, "startDate": "1899-12-31"}, headers=analyst.headers, timeout=10
+    )
     refused(r, "startDate", "2000-01-01")
     # within the dates, more than 10 years of periods
-    r = await gateway.get(DVS, params={**national, "startDate": "2005-01-01"},
-                          headers=analyst.headers, timeout=10)  # fmt: skip
+    r = await gateway.get(
+        DVS, params={**national, "startDate": "2005-01-01"}, headers=analyst.headers, timeout=10
+    )
     refused(r, "startDate", "10 years")
     # within 10 years, more than 500,000 data values: a year of national monthly values
-    r = await gateway.get(DVS, params={**national, "startDate": "2025-01-01",
-                                       "endDate": "2025-12-31"},
-                          headers=analyst.headers, timeout=10)  # fmt: skip
+    r = await gateway.get(
+        DVS,
+        params={**national, "startDate": "2025-01-01", "endDate": "2025-12-31"},
+        headers=analyst.headers,
+        timeout=10,
+    )
     refused(r, "startDate", "500,000 data values", "2,094,288")
     r = await gateway.get(
-        DVS, params={"dataSet": "CP_MONTHLY", "orgUnit": "KH", "children": "true",
-                     "period": ["202501", "202502", "202503"]},
-        headers=analyst.headers, timeout=10,
-    )  # fmt: skip
+        DVS,
+        params={
+            "dataSet": "CP_MONTHLY",
+            "orgUnit": "KH",
+            "children": "true",
+            "period": ["202501", "202502", "202503"],
+        },
+        headers=analyst.headers,
+        timeout=10,
+    )
     refused(r, "period", "500,000 data values")
-    r = await gateway.get(DVS, params={"dataSet": "CP_YEARLY", "orgUnit": "KH",
-                                       "period": ["2014", "2025"]},
-                          headers=analyst.headers, timeout=10)  # fmt: skip
+    r = await gateway.get(
+        DVS,
+        params={"dataSet": "CP_YEARLY", "orgUnit": "KH", "period": ["2014", "2025"]},
+        headers=analyst.headers,
+        timeout=10,
+    )
     refused(r, "period", "10 years")
     await still_answering(gateway, analyst)
 
@@ -86,9 +102,17 @@ async def test_a_national_pull_since_1990_is_refused_before_any_work(
 async def test_a_far_end_date_costs_nothing_more(
     gateway: httpx.AsyncClient, analyst: Caller
 ) -> None:
-    r = await gateway.get(DVS, params={"dataSet": "CP_YEARLY", "orgUnit": "2302",
-                                       "startDate": "2020-01-01", "endDate": "9999-12-31"},
-                          headers=analyst.headers, timeout=10)  # fmt: skip
+    r = await gateway.get(
+        DVS,
+        params={
+            "dataSet": "CP_YEARLY",
+            "orgUnit": "2302",
+            "startDate": "2020-01-01",
+            "endDate": "9999-12-31",
+        },
+        headers=analyst.headers,
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
     years = {v["period"] for v in r.json()["dataValues"]}
     assert years == {str(y) for y in range(2020, date.today().year + 1)}
@@ -132,8 +156,9 @@ async def test_nothing_a_client_sends_answers_500(
         assert r.status_code != 500, (change, r.text)
         refused(r, field)
     # a huge duration means everything since 2000: answered, within the limits
-    r = await gateway.get(DVS, params={**base, "lastUpdatedDuration": "999999999999d"},
-                          headers=analyst.headers)  # fmt: skip
+    r = await gateway.get(
+        DVS, params={**base, "lastUpdatedDuration": "999999999999d"}, headers=analyst.headers
+    )
     assert r.status_code == 200, r.text
     good = {"indicator": "CP_CHILD_REG", "period": "202601", "area": "2302"}
     for change, field in [

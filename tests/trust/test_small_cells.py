@@ -74,9 +74,13 @@ def expected_registrations(month: int) -> Counter[tuple[str, str]]:
 
 
 async def values(
-    gateway: httpx.AsyncClient, who: Caller, ind: str, period: str, area: str,
+    gateway: httpx.AsyncClient,
+    who: Caller,
+    ind: str,
+    period: str,
+    area: str,
     level: str | None = None,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     params = {"indicator": ind, "period": period, "area": area}
     if level:
         params["level"] = level
@@ -98,10 +102,14 @@ async def data_values(
         for org_unit, children in ((PROVINCE, "true"), ("KH", "false")):
             r = await gateway.get(
                 "/v1/indicators/dataValueSets",
-                params={"dataSet": data_set, "period": codes, "orgUnit": org_unit,
-                        "children": children},
+                params={
+                    "dataSet": data_set,
+                    "period": codes,
+                    "orgUnit": org_unit,
+                    "children": children,
+                },
                 headers=who.headers,
-            )  # fmt: skip
+            )
             assert r.status_code == 200, r.text
             for v in r.json()["dataValues"]:
                 assert "value" in v, v  # nothing is withheld
@@ -113,14 +121,23 @@ async def data_values(
 async def test_no_small_count_can_be_learnt_from_everything_published(
     platform: Any, gateway: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
-    writer = await new_caller(gateway, admin_headers, scopes=["registry:read", "registry:write"],
-                              areas=[PROVINCE], org_type="government")  # fmt: skip
-    analyst = await new_caller(gateway, admin_headers, scopes=["indicators:read"], areas=["KH"],
-                               org_type="government")  # fmt: skip
+    writer = await new_caller(
+        gateway,
+        admin_headers,
+        scopes=["registry:read", "registry:write"],
+        areas=[PROVINCE],
+        org_type="government",
+    )
+    analyst = await new_caller(
+        gateway, admin_headers, scopes=["indicators:read"], areas=["KH"], org_type="government"
+    )
     detail = await new_caller(
-        gateway, admin_headers, scopes=["indicators:read", "indicators:read:detail"],
-        areas=["KH"], org_type="government",
-    )  # fmt: skip
+        gateway,
+        admin_headers,
+        scopes=["indicators:read", "indicators:read:detail"],
+        areas=["KH"],
+        org_type="government",
+    )
     await register_children(gateway, writer)
     month = dates.current_month()
     year = dates.year_month(month)[0]
@@ -130,8 +147,9 @@ async def test_no_small_count_can_be_learnt_from_everything_published(
     # the indicators have applied the registrations: the detail caller sees exact counts
     deadline = asyncio.get_running_loop().time() + 60
     while True:
-        rows = await values(gateway, detail, "CP_CHILD_REG", dates.month_code(month), DISTRICT,
-                            "commune")  # fmt: skip
+        rows = await values(
+            gateway, detail, "CP_CHILD_REG", dates.month_code(month), DISTRICT, "commune"
+        )
         seen = Counter({(r["area"], r["disaggregation"]): r["value"] for r in rows if r["value"]})
         if seen == expected or asyncio.get_running_loop().time() > deadline:
             break
@@ -161,8 +179,12 @@ async def test_no_small_count_can_be_learnt_from_everything_published(
     current = [p for p in periods if p.first <= month <= p.last]
     for ind in CHILD_INDICATORS:
         for p in current:
-            for area, level in ((DISTRICT, "commune"), (DISTRICT, None), (PROVINCE, None),
-                                ("KH", None)):  # fmt: skip
+            for area, level in (
+                (DISTRICT, "commune"),
+                (DISTRICT, None),
+                (PROVINCE, None),
+                ("KH", None),
+            ):
                 for r in await values(gateway, analyst, ind, p.code, area, level):
                     assert r["rounded"]
                     assert r["suppressed"] is False
