@@ -119,9 +119,8 @@ def _registration(item: ChildIn, ctx: Context) -> store.Registration:
 
 
 def _registered(registration: store.Registration, stored: store.Stored) -> Registered:
-    child, candidates = stored
-    registration.event.data["case_number"] = child["case_number"]
-    return Registered(child, True, ranked_duplicates(registration.row, candidates))
+    registration.event.data["case_number"] = stored.child["case_number"]
+    return Registered(stored.child, True, ranked_duplicates(registration.row, stored.candidates))
 
 
 Registrations = GroupCommit[store.Registration, store.Stored]

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
@@ -187,19 +187,42 @@ class Registration:
 # The columns of a new child (services.registry.service builds them) as jsonb_to_recordset
 # reads them, then what each registration brings besides.
 _CHILD_TYPES = {
-    "id": "uuid", "given_name": "text", "family_name": "text", "name_search": "text",
-    "sex": "text", "birth_date": "date", "birth_date_estimated": "boolean",
-    "commune_code": "text", "village_code": "text", "place_code": "text", "caregiver": "jsonb",
-    "household_id_poor": "text", "id_poor_level": "integer", "vulnerabilities": "text[]",
-    "risk_level": "text", "consent": "jsonb", "status": "text", "owner_org": "text",
-    "created_by": "text", "external_ids": "jsonb", "registered_on": "date", "version": "integer",
-}  # fmt: skip
+    "id": "uuid",
+    "given_name": "text",
+    "family_name": "text",
+    "name_search": "text",
+    "sex": "text",
+    "birth_date": "date",
+    "birth_date_estimated": "boolean",
+    "commune_code": "text",
+    "village_code": "text",
+    "place_code": "text",
+    "caregiver": "jsonb",
+    "household_id_poor": "text",
+    "id_poor_level": "integer",
+    "vulnerabilities": "text[]",
+    "risk_level": "text",
+    "consent": "jsonb",
+    "status": "text",
+    "owner_org": "text",
+    "created_by": "text",
+    "external_ids": "jsonb",
+    "registered_on": "date",
+    "version": "integer",
+}
 _REGISTRATION_TYPES = {
     **_CHILD_TYPES,
-    "actor_sub": "text", "actor_org": "text", "request_id": "text", "event_id": "uuid",
-    "event_type": "text", "payload": "jsonb", "born_from": "date", "born_to": "date",
-    "areas": "text[]", "partner_org": "text",
-}  # fmt: skip
+    "actor_sub": "text",
+    "actor_org": "text",
+    "request_id": "text",
+    "event_id": "uuid",
+    "event_type": "text",
+    "payload": "jsonb",
+    "born_from": "date",
+    "born_to": "date",
+    "areas": "text[]",
+    "partner_org": "text",
+}
 _CHILD_COLUMNS = ", ".join(_CHILD_TYPES)
 _REGISTER_SQL = (
     "WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x("
@@ -241,8 +264,11 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-# A child as stored, and its duplicate candidates.
-Stored = tuple[dict[str, Any], list[dict[str, Any]]]
+class Stored(NamedTuple):
+    """A registration as written: the child as stored, and its duplicate candidates."""
+
+    child: dict[str, Any]
+    candidates: list[dict[str, Any]]
 
 
 async def insert_registrations(
@@ -294,7 +320,7 @@ async def insert_registrations(
             {**found, "birth_date": date.fromisoformat(found["birth_date"])}
             for found in record["found"] or ()
         ]
-        results.append((child, candidates))
+        results.append(Stored(child, candidates))
     return results
 
 
@@ -312,10 +338,19 @@ async def record_change(
     """History, audit and outbox rows of one change to one child, in one round trip."""
     pg = await driver_connection(conn)
     await pg.execute(
-        _RECORD_SQL, child["id"], child["version"], history_action, principal.sub, principal.org,
-        request_id, json.dumps(changes), audit_action, event.id, event.type,
+        _RECORD_SQL,
+        child["id"],
+        child["version"],
+        history_action,
+        principal.sub,
+        principal.org,
+        request_id,
+        json.dumps(changes),
+        audit_action,
+        event.id,
+        event.type,
         event.model_dump_json(),
-    )  # fmt: skip
+    )
 
 
 # ---------------------------------------------------------------- external ids
@@ -412,9 +447,14 @@ async def duplicate_candidates(
     born: date = child["birth_date"]
     year = timedelta(days=366)
     rows: list[Child] = await pg.fetch(
-        _DUPLICATES_SQL, child["commune_code"], child["sex"], born - year, born + year,
-        child.get("id"), *visibility_args(principal),
-    )  # fmt: skip
+        _DUPLICATES_SQL,
+        child["commune_code"],
+        child["sex"],
+        born - year,
+        born + year,
+        child.get("id"),
+        *visibility_args(principal),
+    )
     return rows
 
 
@@ -504,8 +544,11 @@ async def seal_audit(conn: AsyncConnection, batch: int = 5000) -> int:
         "UPDATE registry.audit_log a SET chain_seq = u.c, prev_hash = u.p, hash = u.h"
         " FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[]) AS u(s, c, p, h)"
         " WHERE a.seq = u.s",
-        seqs, positions, prevs, hashes,
-    )  # fmt: skip
+        seqs,
+        positions,
+        prevs,
+        hashes,
+    )
     await conn.execute(
         update(audit_head).where(audit_head.c.id == 1).values(chain_seq=chain_seq, hash=prev)
     )
@@ -534,33 +577,31 @@ async def verify_audit(conn: AsyncConnection) -> AuditVerdict:
         or 0
     )
     prev, expected, checked = domain.GENESIS, 1, 0
+
+    def broken(problem: str, bad_seq: int | None) -> AuditVerdict:
+        return AuditVerdict(False, checked, unsealed, head_seq, problem, bad_seq)
+
     stream = await conn.stream(
         select(audit_log).where(audit_log.c.chain_seq.is_not(None)).order_by(audit_log.c.chain_seq)
     )
     async for row in stream.mappings():
         checked += 1
         if row["chain_seq"] != expected:
-            return AuditVerdict(
-                False, checked, unsealed, head_seq,
+            return broken(
                 f"entry missing before chain position {row['chain_seq']} (expected {expected})",
                 row["seq"],
-            )  # fmt: skip
+            )
         if bytes(row["prev_hash"]) != prev:
-            return AuditVerdict(
-                False, checked, unsealed, head_seq,
+            return broken(
                 f"entry {row['seq']} does not follow its predecessor (reordered or changed)",
                 row["seq"],
-            )  # fmt: skip
+            )
         digest = domain.audit_link(prev, expected, row)
         if bytes(row["hash"]) != digest:
-            return AuditVerdict(
-                False, checked, unsealed, head_seq, f"entry {row['seq']} was altered", row["seq"]
-            )
+            return broken(f"entry {row['seq']} was altered", row["seq"])
         prev, expected = digest, expected + 1
     if expected - 1 != head_seq or prev != head_hash:
-        return AuditVerdict(
-            False, checked, unsealed, head_seq,
-            f"chain ends at {expected - 1} but the head says {head_seq}: entries removed",
-            None,
-        )  # fmt: skip
+        return broken(
+            f"chain ends at {expected - 1} but the head says {head_seq}: entries removed", None
+        )
     return AuditVerdict(True, checked, unsealed, head_seq)
