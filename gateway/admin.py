@@ -23,6 +23,7 @@ from gateway.schemas import (
     ClientPage,
     KeyList,
     KeyOut,
+    PrincipalIn,
     RotationOut,
     UserCreate,
     UserOut,
@@ -93,8 +94,15 @@ async def _principal_page(
     next_cursor = None
     if len(rows) > page.limit:
         last = rows[page.limit - 1]
-        next_cursor = encode_cursor(last.updated_at, last._mapping[store.principal_id(table)])
+        next_cursor = encode_cursor(
+            last.updated_at, last._mapping[store.principal_id_column(table)]
+        )
     return {"items": [answer(r, now) for r in rows[: page.limit]], "next_cursor": next_cursor}
+
+
+def _principal_fields(body: PrincipalIn) -> dict[str, Any]:
+    """What a new client and a new user hold alike, as stored."""
+    return body.model_dump(include=set(PrincipalIn.model_fields))
 
 
 def _created_id(answer: Response) -> str:
@@ -134,13 +142,8 @@ async def create_client(
         row = await store.insert_client(
             conn,
             client_id=domain.new_client_id(),
-            name=body.name,
-            org=body.org,
-            org_type=body.org_type,
-            scopes=body.scopes,
-            areas=body.areas,
-            rate_limit_per_second=body.rate_limit_per_second,
             secret_hash=secret_hash,
+            **_principal_fields(body),
         )
         created["row"] = row
         log.info("admin.client.created", client_id=row.client_id, by=principal.sub)
@@ -184,7 +187,9 @@ async def get_client(
     client_id: str, request: Request, principal: Principal = Depends(admin_principal)
 ) -> Response:
     async with request_runtime(request).db.transaction() as conn:
-        row = await store.get_client(conn, client_id, admin_areas=principal.area_prefixes())
+        row = await store.get_principal(
+            conn, clients, client_id, admin_areas=principal.area_prefixes()
+        )
     if row is None:
         raise NotFound("no such client")
     return json_response(_client_out(row), version=row.version)
@@ -196,15 +201,15 @@ async def _set_client_active(
     rt = request_runtime(request)
 
     async def work(conn: AsyncConnection) -> Response:
-        row = await store.get_client(
-            conn, client_id, admin_areas=principal.area_prefixes(), for_update=True
+        row = await store.get_principal(
+            conn, clients, client_id, admin_areas=principal.area_prefixes(), for_update=True
         )
         if row is None:
             raise NotFound("no such client")
         if not active and client_id == domain.BOOTSTRAP_ADMIN:
             raise Conflict("the bootstrap admin client cannot be disabled")
         check_if_match(request.headers.get("if-match"), row.version)
-        row = await store.set_client_active(conn, client_id, active) or row
+        row = await store.set_active(conn, clients, client_id, active) or row
         log.info("admin.client.active", client_id=client_id, active=active, by=principal.sub)
         return json_response(_client_out(row), version=row.version)
 
@@ -252,13 +257,8 @@ async def create_user(
             conn,
             user_id=domain.new_user_id(),
             username=body.username,
-            name=body.name,
-            org=body.org,
-            org_type=body.org_type,
-            scopes=body.scopes,
-            areas=body.areas,
-            rate_limit_per_second=body.rate_limit_per_second,
             password_hash=password_hash,
+            **_principal_fields(body),
         )
         if row is None:
             raise Conflict("this username is taken")
@@ -289,7 +289,7 @@ async def get_user(
     user_id: str, request: Request, principal: Principal = Depends(admin_principal)
 ) -> Response:
     async with request_runtime(request).db.transaction() as conn:
-        row = await store.get_user(conn, user_id, admin_areas=principal.area_prefixes())
+        row = await store.get_principal(conn, users, user_id, admin_areas=principal.area_prefixes())
         now = await store.db_now(conn)
     if row is None:
         raise NotFound("no such user")
@@ -302,8 +302,8 @@ async def _change_user(
     rt = request_runtime(request)
 
     async def work(conn: AsyncConnection) -> Response:
-        row = await store.get_user(
-            conn, user_id, admin_areas=principal.area_prefixes(), for_update=True
+        row = await store.get_principal(
+            conn, users, user_id, admin_areas=principal.area_prefixes(), for_update=True
         )
         if row is None:
             raise NotFound("no such user")
@@ -311,7 +311,7 @@ async def _change_user(
         if action == "unlock":
             changed = await store.unlock_user(conn, user_id)
         else:
-            changed = await store.set_user_active(conn, user_id, action == "enable")
+            changed = await store.set_active(conn, users, user_id, action == "enable")
         row = changed or row
         now = await store.db_now(conn)
         log.info("admin.user.changed", user_id=user_id, action=action, by=principal.sub)

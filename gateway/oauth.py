@@ -19,6 +19,7 @@ from prometheus_client import Counter
 from sqlalchemy import Row
 
 from gateway import domain, store
+from gateway.models import clients
 from gateway.runtime import GatewayRuntime, request_runtime
 from gateway.schemas import TokenOut
 from libs.common.auth import SCOPES
@@ -157,7 +158,7 @@ async def _client_grant(
     if len(client_id) > 64 or len(secret) > 256:
         raise _invalid_client("client authentication failed")
     async with rt.db.transaction() as conn:
-        row = await store.get_client(conn, client_id, admin_areas=None)
+        row = await store.get_principal(conn, clients, client_id, admin_areas=None)
     known = row is not None and rt.client_secret_known(client_id, secret, row.secret_hash)
     if row is not None and row.active and known:
         return row  # verified on this replica before: no slow hash, so no throttle either

@@ -17,7 +17,7 @@ from sqlalchemy import Table
 from gateway import domain, store
 from gateway.kek import MISSING, KekError, Keks
 from gateway.keys import FRESH_S, KeyRing
-from gateway.models import idempotency_keys
+from gateway.models import clients, idempotency_keys
 from gateway.settings import GatewaySettings
 from gateway.upstream import Pool
 from libs.common.auth import SCOPES, TokenVerifier
@@ -271,7 +271,7 @@ class GatewayRuntime:
                 client_id=domain.BOOTSTRAP_ADMIN,
             )
         async with self.db.transaction() as conn:
-            row = await store.get_client(conn, domain.BOOTSTRAP_ADMIN, admin_areas=None)
+            row = await store.get_principal(conn, clients, domain.BOOTSTRAP_ADMIN, admin_areas=None)
         if row is not None and await asyncio.to_thread(
             domain.verify_secret, secret, row.secret_hash
         ):

@@ -57,7 +57,7 @@ Username = Annotated[
 ]
 
 
-class _PrincipalIn(Input):
+class PrincipalIn(Input):
     name: Name
     org: Org
     org_type: OrgType
@@ -76,11 +76,11 @@ class _PrincipalIn(Input):
         return sorted(set(areas))
 
 
-class ClientCreate(_PrincipalIn):
+class ClientCreate(PrincipalIn):
     """A new API client (a partner system, the warehouse, a service account)."""
 
 
-class UserCreate(_PrincipalIn):
+class UserCreate(PrincipalIn):
     """A new dashboard user; the password is checked against the policy by the API."""
 
     username: Username

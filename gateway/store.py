@@ -123,7 +123,13 @@ async def key_age_s(conn: AsyncConnection) -> float | None:
     return None if value is None else float(value)
 
 
-# ---------------------------------------------------------------- clients
+# ---------------------------------------------------------------- clients and users
+
+
+def principal_id_column(table: Table) -> Column[Any]:
+    """The id column of the clients or the users table."""
+    (column,) = table.primary_key.columns
+    return column
 
 
 def _managed_by(areas: Any, admin_areas: Sequence[str] | None) -> ColumnElement[bool]:
@@ -138,20 +144,36 @@ def _managed_by(areas: Any, admin_areas: Sequence[str] | None) -> ColumnElement[
     return ~exists(outside)
 
 
-async def get_client(
+async def get_principal(
     conn: AsyncConnection,
-    client_id: str,
+    table: Table,
+    principal_id: str,
     *,
     admin_areas: Sequence[str] | None,
     for_update: bool = False,
 ) -> Row[Any] | None:
-    """A client the admin manages (None when absent or outside the admin's areas)."""
-    query = select(clients).where(
-        clients.c.client_id == client_id, _managed_by(clients.c.areas, admin_areas)
+    """A client or user (`table`) the admin manages (None when absent or outside the
+    admin's areas)."""
+    query = select(table).where(
+        principal_id_column(table) == principal_id, _managed_by(table.c.areas, admin_areas)
     )
     if for_update:
         query = query.with_for_update()
     return (await conn.execute(query)).first()
+
+
+async def set_active(
+    conn: AsyncConnection, table: Table, principal_id: str, active: bool
+) -> Row[Any] | None:
+    """Enable or disable a client or user; the version moves only when the state changes."""
+    result = await conn.execute(
+        update(table)
+        .where(principal_id_column(table) == principal_id, table.c.active.is_not(active))
+        .values(active=active, version=table.c.version + 1, updated_at=func.now())
+        .returning(table)
+    )
+    row: Row[Any] | None = result.first()
+    return row
 
 
 async def insert_client(conn: AsyncConnection, **values: Any) -> Row[Any]:
@@ -185,33 +207,7 @@ async def set_client_secret_hash(conn: AsyncConnection, client_id: str, secret_h
     )
 
 
-async def set_client_active(conn: AsyncConnection, client_id: str, active: bool) -> Row[Any] | None:
-    """Enable or disable; the version moves only when the state changes."""
-    result = await conn.execute(
-        update(clients)
-        .where(clients.c.client_id == client_id, clients.c.active.is_not(active))
-        .values(active=active, version=clients.c.version + 1, updated_at=func.now())
-        .returning(clients)
-    )
-    row: Row[Any] | None = result.first()
-    return row
-
-
 # ---------------------------------------------------------------- users
-
-
-async def get_user(
-    conn: AsyncConnection,
-    user_id: str,
-    *,
-    admin_areas: Sequence[str] | None,
-    for_update: bool = False,
-) -> Row[Any] | None:
-    """A user the admin manages (None when absent or outside the admin's areas)."""
-    query = select(users).where(users.c.user_id == user_id, _managed_by(users.c.areas, admin_areas))
-    if for_update:
-        query = query.with_for_update()
-    return (await conn.execute(query)).first()
 
 
 async def get_user_by_username(conn: AsyncConnection, username: str) -> Row[Any] | None:
@@ -227,17 +223,6 @@ async def insert_user(conn: AsyncConnection, **values: Any) -> Row[Any] | None:
         .returning(users)
     )
     row: Row[Any] | None = (await conn.execute(statement)).first()
-    return row
-
-
-async def set_user_active(conn: AsyncConnection, user_id: str, active: bool) -> Row[Any] | None:
-    result = await conn.execute(
-        update(users)
-        .where(users.c.user_id == user_id, users.c.active.is_not(active))
-        .values(active=active, version=users.c.version + 1, updated_at=func.now())
-        .returning(users)
-    )
-    row: Row[Any] | None = result.first()
     return row
 
 
@@ -316,12 +301,6 @@ async def unlock_user(conn: AsyncConnection, user_id: str) -> Row[Any] | None:
     return row
 
 
-def principal_id(table: Table) -> Column[Any]:
-    """The id column of the clients or the users table."""
-    (column,) = table.primary_key.columns
-    return column
-
-
 async def list_principals(
     conn: AsyncConnection,
     table: Table,
@@ -332,7 +311,7 @@ async def list_principals(
     admin_areas: Sequence[str] | None,
 ) -> Sequence[Row[Any]]:
     """One page of the clients or users (`table`) the admin manages, oldest change first."""
-    id_column = principal_id(table)
+    id_column = principal_id_column(table)
     query = select(table).where(_managed_by(table.c.areas, admin_areas))
     query = query.order_by(table.c.updated_at, id_column)
     query = _page_filters(query, table.c.updated_at, id_column, page)
