@@ -29,6 +29,19 @@ def quantile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
+def _latencies(ordered: list[float]) -> dict[str, float]:
+    """The median and the 99th percentile of sorted latencies, in ms."""
+    return {
+        "p50_ms": round(quantile(ordered, 0.50), 2),
+        "p99_ms": round(quantile(ordered, 0.99), 2),
+    }
+
+
+def _outcomes(raw: dict[str, Any]) -> dict[str, Any]:
+    """How the requests of a job (or of one workflow step) were answered."""
+    return {key: raw[key] for key in ("requests", "errors", "statuses", "error_samples")}
+
+
 class LoadGenerator:
     """Runs the generator process on one job at a time; its job and result files go in `jobs`."""
 
@@ -73,12 +86,8 @@ def request_figures(raw: dict[str, Any], watch: dict[str, list[int]]) -> dict[st
     server = sum(cores[name] for name in watch)
     return {
         "rps": round(rps, 1),
-        "p50_ms": round(quantile(ordered, 0.50), 2),
-        "p99_ms": round(quantile(ordered, 0.99), 2),
-        "requests": raw["requests"],
-        "errors": raw["errors"],
-        "statuses": raw["statuses"],
-        "error_samples": raw["error_samples"],
+        **_latencies(ordered),
+        **_outcomes(raw),
         # Cores busy on average over the measured window, per process group.
         "cores": cores,
         # CPU time the serving side (gateway, app, PostgreSQL, NATS) spent per request:
@@ -103,18 +112,13 @@ def workflow_figures(raw: dict[str, Any], watch: dict[str, list[int]]) -> dict[s
         latencies = sorted(step["latencies_ms"])
         steps[step["name"]] = {
             "rps": round(step["requests"] / duration, 1),
-            "p50_ms": round(quantile(latencies, 0.50), 2),
-            "p99_ms": round(quantile(latencies, 0.99), 2),
-            "requests": step["requests"],
-            "errors": step["errors"],
-            "statuses": step["statuses"],
-            "error_samples": step["error_samples"],
+            **_latencies(latencies),
+            **_outcomes(step),
         }
         samples += [f"{step['name']}: {sample}" for sample in step["error_samples"]]
     return {
         "workflows_per_s": round(wps, 1),
-        "p50_ms": round(quantile(ordered, 0.50), 2),
-        "p99_ms": round(quantile(ordered, 0.99), 2),
+        **_latencies(ordered),
         "completed": flow["completed"],
         "failed": flow["failed"],
         "failed_at": flow["failed_at"],

@@ -109,10 +109,8 @@ def report(results: dict[str, Any]) -> str:
                 reason = data.get("error", "not measured")
                 lines.append(f"{label:<30} {op:<6} {'-':>7}   {reason[:80]}")
                 continue
-            cores = row["cores"]
-            used = " / ".join(
-                f"{cores[k]:.2f}" if k in cores else "  - "
-                for k in ("gateway", "app", "postgres", "nats", "loadgen", "other")
+            used = _cores_busy(
+                row["cores"], ("gateway", "app", "postgres", "nats", "loadgen", "other")
             )
             lines.append(
                 f"{label:<30} {op:<6} {row['rps']:>7,.0f} {row['p50_ms']:>7.1f} "
@@ -172,10 +170,8 @@ def workflow_report(results: dict[str, Any]) -> list[str]:
             reason = data.get("error", "not measured")
             lines.append(f"{label:<38} {'workflow':<10} {'-':>6}   {reason[:80]}")
             continue
-        cores = data["cores"]
-        used = " / ".join(
-            f"{cores[k]:.2f}" if k in cores else "  - "
-            for k in ("gateway", "app", "services", "postgres", "nats", "loadgen", "other")
+        used = _cores_busy(
+            data["cores"], ("gateway", "app", "services", "postgres", "nats", "loadgen", "other")
         )
         cpu = data["server_cpu_ms_per_workflow"]
         lines.append(
@@ -200,6 +196,11 @@ def workflow_report(results: dict[str, Any]) -> list[str]:
         "consumers)"
     )
     return lines
+
+
+def _cores_busy(cores: dict[str, float], groups: tuple[str, ...]) -> str:
+    """The cores each process group kept busy, in the table's column order."""
+    return " / ".join(f"{cores[k]:.2f}" if k in cores else "  - " for k in groups)
 
 
 def _num(value: float | None, width: int) -> str:
