@@ -12,6 +12,7 @@ import pytest
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from starlette.types import Receive, Scope, Send
 
 from libs.common.app import LeanRoute, RuntimeDep, service_app
 from libs.common.auth import PrincipalDep
@@ -61,6 +62,30 @@ def test_lean_routes_are_derived_from_their_fastapi_routes(registry_app: FastAPI
             declared[route.endpoint].methods,
             declared[route.endpoint].name,
         )
+
+
+async def test_the_lean_routes_hand_only_what_they_do_not_serve_to_fastapi(
+    api: httpx.AsyncClient, keys: SigningKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handed: list[str] = []
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.endpoint in LEAN_ENDPOINTS:
+
+            async def handle(
+                scope: Scope, receive: Receive, send: Send, fastapi: APIRoute = route
+            ) -> None:
+                handed.append(f"{scope['method']} {scope['path']}")
+                await APIRoute.handle(fastapi, scope, receive, send)
+
+            monkeypatch.setattr(route, "handle", handle)
+    headers = keys.headers()
+    created = await api.post(CHILDREN, json=child_body(), headers=headers)
+    assert created.status_code == 201, created.text
+    assert (await api.get(created.headers["location"], headers=headers)).status_code == 200
+    assert handed == []  # the hot path: no FastAPI routing or dependency solving
+    refused = await api.post(CHILDREN, json=child_body(nickname="Sok"), headers=headers)
+    assert refused.status_code == 422
+    assert handed == [f"POST {CHILDREN}"]
 
 
 async def test_registering_answers_alike_but_for_the_new_records_identity(
