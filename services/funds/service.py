@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from libs.common.auth import Principal
 from libs.common.errors import Conflict, Forbidden, NotFound
 from libs.common.events import CloudEvent, new_event
+from libs.common.events.catalog import ChildV1
 from libs.common.events.outbox import write_events
 from libs.common.http import check_if_match
 from services.funds import domain, store
@@ -67,13 +68,13 @@ class Context:
     def actor(self) -> dict[str, str]:
         return {"actor_sub": self.principal.sub, "actor_org": self.principal.org}
 
-    def emit_fund(self, verb: str, fund: Any, amount_khr: int | None = None) -> None:
+    def emit_fund(self, verb: str, fund: store.Row, amount_khr: int | None = None) -> None:
         data = domain.fund_event(fund, amount_khr)
         self.events.append(
             new_event(SERVICE, f"funds.fund.{verb}.v1", str(fund["id"]), data, self.request_id)
         )
 
-    def emit_grant(self, verb: str, grant: Any) -> None:
+    def emit_grant(self, verb: str, grant: store.Row) -> None:
         data = domain.grant_event(grant)
         self.events.append(
             new_event(SERVICE, f"funds.grant.{verb}.v1", str(grant["id"]), data, self.request_id)
@@ -83,7 +84,7 @@ class Context:
 # ---------------------------------------------------------------- funds
 
 
-async def create_fund(conn: AsyncConnection, body: FundIn, ctx: Context) -> Any:
+async def create_fund(conn: AsyncConnection, body: FundIn, ctx: Context) -> store.Row:
     """Open a fund at a place inside the principal's areas."""
     ctx.principal.require_covers(body.commune_code)
     with conflicts_as_409():
@@ -108,7 +109,7 @@ async def create_fund(conn: AsyncConnection, body: FundIn, ctx: Context) -> Any:
 
 async def read_fund(
     conn: AsyncConnection, fund_id: uuid.UUID, ctx: Context, *, lock: bool = False
-) -> Any:
+) -> store.Row:
     """A visible fund; 404 otherwise."""
     fund = await store.get_fund(conn, fund_id, ctx.principal, lock=lock)
     if fund is None:
@@ -116,7 +117,7 @@ async def read_fund(
     return fund
 
 
-async def read_fund_books(conn: AsyncConnection, fund_id: uuid.UUID, ctx: Context) -> Any:
+async def read_fund_books(conn: AsyncConnection, fund_id: uuid.UUID, ctx: Context) -> store.Row:
     """A fund whose ledger and reconciliation the principal may read: 404 when the fund is
     not visible, 403 when it is (a fund above the principal's areas) but its books are not."""
     fund = await read_fund(conn, fund_id, ctx)
@@ -126,7 +127,7 @@ async def read_fund_books(conn: AsyncConnection, fund_id: uuid.UUID, ctx: Contex
 
 async def top_up(
     conn: AsyncConnection, fund_id: uuid.UUID, body: TopUpIn, if_match: str | None, ctx: Context
-) -> Any:
+) -> store.Row:
     """Add money to a fund: a `top_up` ledger entry and the fund's totals, together."""
     fund = await read_fund(conn, fund_id, ctx, lock=True)
     if not ctx.principal.covers(fund["commune_code"]):
@@ -155,7 +156,7 @@ async def top_up(
 
 async def read_grant(
     conn: AsyncConnection, grant_id: uuid.UUID, ctx: Context, *, lock: bool = False
-) -> Any:
+) -> store.Row:
     """A visible grant; 404 otherwise."""
     grant = await store.get_grant(conn, grant_id, ctx.principal, lock=lock)
     if grant is None:
@@ -164,7 +165,7 @@ async def read_grant(
 
 
 async def _record(
-    conn: AsyncConnection, grant: Any, action: str, ctx: Context, reason: str | None = None
+    conn: AsyncConnection, grant: store.Row, action: str, ctx: Context, reason: str | None = None
 ) -> None:
     await store.add_action(
         conn,
@@ -181,7 +182,7 @@ async def _record(
 
 async def request_grant(
     conn: AsyncConnection, body: GrantIn, ctx: Context, now: datetime | None = None
-) -> Any:
+) -> store.Row:
     """Ask a fund for a grant for a visible, open child inside the fund's area."""
     now = now or datetime.now(UTC)
     child = await store.get_child(conn, body.child_id, ctx.principal)
@@ -227,7 +228,7 @@ async def request_grant(
 
 async def approve(
     conn: AsyncConnection, grant_id: uuid.UUID, if_match: str | None, ctx: Context
-) -> Any:
+) -> store.Row:
     """Record an approval; the one that completes it commits the amount against the fund."""
     grant = await read_grant(conn, grant_id, ctx, lock=True)
     check_if_match(if_match, grant["version"])
@@ -255,7 +256,7 @@ async def approve(
     return grant
 
 
-def _grant_entry(grant: Any, kind: str, ctx: Context, **extra: Any) -> dict[str, Any]:
+def _grant_entry(grant: store.Row, kind: str, ctx: Context, **extra: Any) -> dict[str, Any]:
     return {
         "fund_id": grant["fund_id"],
         "grant_id": grant["id"],
@@ -269,7 +270,7 @@ def _grant_entry(grant: Any, kind: str, ctx: Context, **extra: Any) -> dict[str,
 
 async def reject(
     conn: AsyncConnection, grant_id: uuid.UUID, reason: str, if_match: str | None, ctx: Context
-) -> Any:
+) -> store.Row:
     """Refuse a requested grant (no money has moved)."""
     grant = await read_grant(conn, grant_id, ctx, lock=True)
     check_if_match(if_match, grant["version"])
@@ -283,7 +284,7 @@ async def reject(
 
 async def disburse(
     conn: AsyncConnection, grant_id: uuid.UUID, body: DisburseIn, if_match: str | None, ctx: Context
-) -> Any:
+) -> store.Row:
     """Pay an approved grant, exactly once: its commitment becomes a disbursement."""
     grant = await read_grant(conn, grant_id, ctx, lock=True)
     check_if_match(if_match, grant["version"])
@@ -321,7 +322,7 @@ async def cancel(
     reason: str | None,
     if_match: str | None,
     ctx: Context,
-) -> Any:
+) -> store.Row:
     """Withdraw a grant before it is paid; an approved one releases its commitment."""
     grant = await read_grant(conn, grant_id, ctx, lock=True)
     p = ctx.principal
@@ -342,7 +343,7 @@ async def cancel(
 
 async def reverse(
     conn: AsyncConnection, grant_id: uuid.UUID, reason: str, if_match: str | None, ctx: Context
-) -> Any:
+) -> store.Row:
     """Undo a disbursement with a `reversal` entry; the money is available again."""
     grant = await read_grant(conn, grant_id, ctx, lock=True)
     check_if_match(if_match, grant["version"])
@@ -360,7 +361,7 @@ async def reverse(
 # ---------------------------------------------------------------- projection
 
 
-async def apply_child(conn: AsyncConnection, data: Any) -> None:
+async def apply_child(conn: AsyncConnection, data: ChildV1) -> None:
     """Keep the local copy of a child (codes, owner, status, version) from a registry event."""
     await store.upsert_child(
         conn,

@@ -59,9 +59,10 @@ def _in_gazetteer(code: str) -> str:
 
 
 AreaCode = Annotated[
-    str, StringConstraints(pattern=r"^(KH|[0-9]{2}|[0-9]{4}|[0-9]{6}|[0-9]{8})$"),
+    str,
+    StringConstraints(pattern=r"^(KH|[0-9]{2}|[0-9]{4}|[0-9]{6}|[0-9]{8})$"),
     AfterValidator(_in_gazetteer),
-]  # fmt: skip
+]
 CommuneCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
 # Free text of several lines (reasons, justifications, notes).
 Text = Annotated[

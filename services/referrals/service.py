@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -36,7 +37,7 @@ class Context:
     request_id: str | None
     events: list[CloudEvent] = field(default_factory=list)
 
-    def provider_changed(self, provider: Any) -> None:
+    def provider_changed(self, provider: store.Row) -> None:
         self.events.append(
             new_event(
                 SERVICE,
@@ -47,7 +48,7 @@ class Context:
             )
         )
 
-    def referral_changed(self, verb: str, referral: Any) -> None:
+    def referral_changed(self, verb: str, referral: store.Row) -> None:
         self.events.append(_referral_event(verb, referral, self.request_id))
 
     async def flush(self, conn: AsyncConnection) -> None:
@@ -56,7 +57,7 @@ class Context:
         self.events.clear()
 
 
-def _referral_event(verb: str, referral: Any, request_id: str | None) -> CloudEvent:
+def _referral_event(verb: str, referral: store.Row, request_id: str | None) -> CloudEvent:
     return new_event(
         SERVICE,
         f"referrals.referral.{verb}.v1",
@@ -73,7 +74,7 @@ def _contact(contact: Any) -> dict[str, Any] | None:
     return None if contact is None else contact.model_dump(mode="json", exclude_none=True)
 
 
-async def create_provider(conn: AsyncConnection, body: ProviderIn, ctx: Context) -> Any:
+async def create_provider(conn: AsyncConnection, body: ProviderIn, ctx: Context) -> store.Row:
     """Put a provider on the map."""
     areas = domain.unique_sorted(body.areas)
     domain.may_manage_provider(ctx.principal, body.org, areas)
@@ -98,7 +99,7 @@ async def create_provider(conn: AsyncConnection, body: ProviderIn, ctx: Context)
 
 async def read_provider(
     conn: AsyncConnection, provider_id: uuid.UUID, principal: Principal, *, lock: bool = False
-) -> Any:
+) -> store.Row:
     """A provider serving somewhere in the principal's areas; 404 otherwise."""
     provider = await store.get_provider(conn, provider_id, principal, lock=lock)
     if provider is None:
@@ -112,7 +113,7 @@ async def patch_provider(
     change: ProviderPatch,
     if_match: str,
     ctx: Context,
-) -> Any:
+) -> store.Row:
     """Apply a merge patch to the version the client read."""
     provider = await read_provider(conn, provider_id, ctx.principal, lock=True)
     check_if_match(if_match, provider["version"])
@@ -139,7 +140,7 @@ async def patch_provider(
 
 async def deactivate_provider(
     conn: AsyncConnection, provider_id: uuid.UUID, if_match: str | None, ctx: Context
-) -> Any:
+) -> store.Row:
     """Take a provider off routing; its open referrals stay with it. Repeating is a no-op."""
     provider = await read_provider(conn, provider_id, ctx.principal, lock=True)
     check_if_match(if_match, provider["version"])
@@ -161,7 +162,7 @@ async def _route(
     place: tuple[str, ...],
     exclude: list[uuid.UUID],
     release: uuid.UUID | None = None,
-) -> Any:
+) -> store.Row | None:
     """Assign the best provider for the service at the place (domain.path_of) and count
     the referral in its load; None when none is left. `release` is a provider giving a
     referral back in the same transaction (a decline): both rows are locked in id order,
@@ -189,7 +190,7 @@ async def _route(
 
 async def _claim_named(
     conn: AsyncConnection, provider_id: uuid.UUID, service_type: str, place: tuple[str, ...]
-) -> Any:
+) -> store.Row:
     """The provider the referrer chose, if it can take the referral (422 otherwise)."""
     provider = (await store.lock_providers(conn, [provider_id])).get(provider_id)
     if provider is None:
@@ -210,7 +211,7 @@ async def _release(conn: AsyncConnection, provider_id: uuid.UUID) -> None:
 # ---------------------------------------------------------------- referrals
 
 
-async def create_referral(conn: AsyncConnection, body: ReferralIn, ctx: Context) -> Any:
+async def create_referral(conn: AsyncConnection, body: ReferralIn, ctx: Context) -> store.Row:
     """Refer a visible, open child for a service, routed unless a provider is named."""
     principal = ctx.principal
     child = await store.get_child(conn, body.child_id, principal)
@@ -223,6 +224,7 @@ async def create_referral(conn: AsyncConnection, body: ReferralIn, ctx: Context)
     place = domain.place_of(child)
     path = domain.path_of(child)
     service_type = body.service_type.value
+    provider: store.Row | None
     if body.provider_id is not None:
         provider = await _claim_named(conn, body.provider_id, service_type, path)
     else:
@@ -266,7 +268,7 @@ async def create_referral(conn: AsyncConnection, body: ReferralIn, ctx: Context)
 
 async def read_referral(
     conn: AsyncConnection, referral_id: uuid.UUID, principal: Principal, *, lock: bool = False
-) -> Any:
+) -> store.Row:
     """A visible referral; 404 otherwise."""
     referral = await store.get_referral(conn, referral_id, principal, lock=lock)
     if referral is None:
@@ -280,7 +282,7 @@ def _acted(ctx: Context) -> dict[str, Any]:
 
 async def _respond(
     conn: AsyncConnection, referral_id: uuid.UUID, action: str, if_match: str | None, ctx: Context
-) -> tuple[Any, str]:
+) -> tuple[store.Row, str]:
     """Lock a referral the principal's organisation provides; the state the action leads to."""
     referral = await read_referral(conn, referral_id, ctx.principal, lock=True)
     domain.may_respond(ctx.principal, referral)
@@ -290,7 +292,7 @@ async def _respond(
 
 async def accept(
     conn: AsyncConnection, referral_id: uuid.UUID, if_match: str | None, ctx: Context
-) -> Any:
+) -> store.Row:
     """The provider takes the child on."""
     referral, status = await _respond(conn, referral_id, "accept", if_match, ctx)
     now = await store.now(conn)
@@ -307,8 +309,8 @@ async def accept(
 
 @dataclass
 class Declined:
-    referral: Any
-    rerouted_to: Any | None
+    referral: store.Row
+    rerouted_to: store.Row | None
 
 
 async def decline(
@@ -351,13 +353,23 @@ async def decline(
     return Declined(declined, rerouted)
 
 
-def _rerouted_row(referral: Any, provider: Any, due_at: Any) -> dict[str, Any]:
+def _rerouted_row(referral: store.Row, provider: store.Row, due_at: datetime) -> dict[str, Any]:
     """The next referral of a chain: the same child, service, reason and referrer."""
     copied = (
-        "child_id", "service_type", "urgency", "reason", "commune_code", "village_code",
-        "place_code", "referrer_sub", "referrer_org", "consent_override",
-        "override_justification", "override_by_sub", "override_by_org",
-    )  # fmt: skip
+        "child_id",
+        "service_type",
+        "urgency",
+        "reason",
+        "commune_code",
+        "village_code",
+        "place_code",
+        "referrer_sub",
+        "referrer_org",
+        "consent_override",
+        "override_justification",
+        "override_by_sub",
+        "override_by_org",
+    )
     return {
         **{k: referral[k] for k in copied},
         "id": uuid.uuid4(),
@@ -376,7 +388,7 @@ async def complete(
     note: str | None,
     if_match: str | None,
     ctx: Context,
-) -> Any:
+) -> store.Row:
     """The provider reports the outcome of an accepted referral."""
     referral, status = await _respond(conn, referral_id, "complete", if_match, ctx)
     now = await store.now(conn)
@@ -400,7 +412,7 @@ async def complete(
 
 async def cancel(
     conn: AsyncConnection, referral_id: uuid.UUID, reason: str, if_match: str | None, ctx: Context
-) -> Any:
+) -> store.Row:
     """The referrer (or government staff of the place) withdraws the referral."""
     referral = await read_referral(conn, referral_id, ctx.principal, lock=True)
     domain.may_cancel(ctx.principal, referral)
@@ -419,7 +431,7 @@ async def cancel(
     return updated
 
 
-async def flag_overdue(conn: AsyncConnection, batch: int = 500) -> list[Any]:
+async def flag_overdue(conn: AsyncConnection, batch: int = 500) -> list[store.Row]:
     """Flag pending referrals past their due time, one overdue event each, exactly once."""
     flagged = await store.flag_overdue(conn, batch)
     await write_events(conn, outbox, [_referral_event("overdue", r, None) for r in flagged])
