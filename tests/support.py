@@ -1,10 +1,11 @@
-"""Test helpers shared by every test package: signing keys, principals, migrations, and a
-service's app started in-process with a client to call it."""
+"""Test helpers shared by every test package: signing keys, principals, migrations, a
+service's app started in-process with a client to call it, and the events on a stream."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 from fastapi import FastAPI
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from libs.common import jwt, migrations
 from libs.common.settings import Settings
@@ -120,3 +123,31 @@ async def client(app: FastAPI, host: str) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=f"http://{host}") as api:
         yield api
+
+
+async def stream_events(
+    nats_url: str, stream: str, subject: str | None = None
+) -> list[dict[str, Any]]:
+    """Every event on a JetStream stream so far (only those on `subject`, a pattern, when
+    given), each with its Nats-Msg-Id as `_msg_id`."""
+    nc = await nats.connect(nats_url)
+    try:
+        sub = await nc.jetstream().pull_subscribe(
+            subject or f"{stream.lower()}.>",
+            stream=stream,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, inactive_threshold=30),
+        )
+        pending = (await sub.consumer_info()).num_pending
+        events: list[dict[str, Any]] = []
+        while len(events) < pending:
+            try:
+                msgs = await sub.fetch(min(1000, pending - len(events)), timeout=5)
+            except TimeoutError:  # nats-py raises its own subclass or asyncio's
+                break
+            for msg in msgs:
+                headers = msg.headers or {}
+                events.append({**json.loads(msg.data), "_msg_id": headers.get("Nats-Msg-Id")})
+                await msg.ack()
+        return events
+    finally:
+        await nc.close()

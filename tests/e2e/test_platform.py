@@ -9,13 +9,13 @@ import httpx
 
 from tests.e2e.conftest import Platform, partner_client, token
 from tests.registry.conftest import child_body
-from tests.registry.test_events import stream_events
+from tests.support import stream_events
 
 
 async def registered_events(platform: Platform, ids: set[str], timeout: float = 90) -> Counter[str]:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        events = await stream_events(platform.nats.url, "registry.child.registered.v1")
+        events = await stream_events(platform.nats.url, "REGISTRY", "registry.child.registered.v1")
         seen = Counter(e["subject"] for e in events if e["subject"] in ids)
         if set(seen) == ids or asyncio.get_running_loop().time() > deadline:
             return seen

@@ -18,9 +18,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-import nats
 import pytest
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.funds.handlers import CHILD_HANDLERS as FUNDS_CHILD_HANDLERS
@@ -28,6 +26,7 @@ from services.referrals.handlers import CHILD_HANDLERS as REFERRALS_CHILD_HANDLE
 from services.registry.handlers import REFERRAL_HANDLERS
 from tests.e2e.conftest import Platform, new_platform, token
 from tests.registry.conftest import child_body
+from tests.support import stream_events
 
 REPLICAS = 2
 # Short intervals, so a window of seconds holds many ticks.
@@ -98,32 +97,6 @@ async def scrape_services(platform: Platform, http: httpx.AsyncClient) -> dict[s
 def total(samples: Samples, name: str, **labels: str) -> float:
     want = set(labels.items())
     return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
-
-
-async def stream_events(nats_url: str, stream: str) -> list[dict[str, Any]]:
-    """Every message on a stream: the event with its Nats-Msg-Id as `_msg_id`."""
-    nc = await nats.connect(nats_url)
-    try:
-        js = nc.jetstream()
-        sub = await js.pull_subscribe(
-            f"{stream.lower()}.>",
-            stream=stream,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, inactive_threshold=30),
-        )
-        pending = (await sub.consumer_info()).num_pending
-        events: list[dict[str, Any]] = []
-        while len(events) < pending:
-            try:
-                msgs = await sub.fetch(min(500, pending - len(events)), timeout=5)
-            except TimeoutError:  # nats-py raises its own subclass or asyncio's
-                break
-            for msg in msgs:
-                headers = msg.headers or {}
-                events.append({**json.loads(msg.data), "_msg_id": headers.get("Nats-Msg-Id")})
-                await msg.ack()
-        return events
-    finally:
-        await nc.close()
 
 
 @dataclass

@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import nats
 import pytest
 from fastapi import FastAPI
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from sqlalchemy import select
 
 from libs.common.events import new_event
@@ -26,7 +24,7 @@ from libs.common.events.bus import EventBus
 from libs.common.events.catalog import STREAMS, ChildUpdatedV1, ChildV1
 from libs.common.events.referrals_events import ReferralV1
 from services.funds.models import children, inbox
-from tests.support import SigningKeys, client, running_service, service_settings
+from tests.support import SigningKeys, client, running_service, service_settings, stream_events
 
 TONLE_BASAK = "120101"  # a commune of Chamkar Mon district (1201), Phnom Penh (12)
 VILLAGE = "12010101"
@@ -267,39 +265,15 @@ async def make_grant(
     return dict(r.json())
 
 
-async def stream_events(nats_url: str, subject: str = "funds.>") -> list[dict[str, Any]]:
-    """Every event on the FUNDS stream so far (optionally one subject)."""
-    nc = await nats.connect(nats_url)
-    try:
-        js = nc.jetstream()
-        sub = await js.pull_subscribe(
-            subject,
-            stream="FUNDS",
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, inactive_threshold=30),
-        )
-        pending = (await sub.consumer_info()).num_pending
-        events: list[dict[str, Any]] = []
-        while len(events) < pending:
-            try:
-                msgs = await sub.fetch(min(1000, pending - len(events)), timeout=5)
-            except TimeoutError:  # nats-py raises its own subclass or asyncio's
-                break
-            for msg in msgs:
-                headers = msg.headers or {}
-                events.append({**json.loads(msg.data), "_msg_id": headers.get("Nats-Msg-Id")})
-                await msg.ack()
-        return events
-    finally:
-        await nc.close()
-
-
 async def wait_for_events(
     nats_url: str, subject: str, subjects: set[str], timeout: float = 60
 ) -> list[dict[str, Any]]:
     """Events on a subject (pattern) about the given entities, once each has at least one."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        events = [e for e in await stream_events(nats_url, subject) if e["subject"] in subjects]
+        events = [
+            e for e in await stream_events(nats_url, "FUNDS", subject) if e["subject"] in subjects
+        ]
         if {e["subject"] for e in events} >= subjects:
             return events
         if asyncio.get_running_loop().time() > deadline:

@@ -15,8 +15,8 @@ from tests.funds.conftest import (
     add_children,
     make_fund,
     make_grant,
-    stream_events,
 )
+from tests.support import stream_events
 
 
 async def relay_flushed(app: FastAPI, timeout: float = 30) -> None:
@@ -121,7 +121,7 @@ async def test_20_racing_disbursements_pay_once(
     assert (state["disbursed_khr"], state["committed_khr"]) == (120_000, 0)
 
     await relay_flushed(funds_app)
-    events = await stream_events(nats_url, "funds.grant.disbursed.v1")
+    events = await stream_events(nats_url, "FUNDS", "funds.grant.disbursed.v1")
     assert [e["subject"] for e in events].count(grant["id"]) == 1
 
 

@@ -22,7 +22,14 @@ from libs.common.db import Database
 from libs.common.events import CloudEvent, new_event
 from libs.common.events.catalog import ChildUpdatedV1, ChildV1
 from services.referrals.app import ReferralsSettings
-from tests.support import ALL_SCOPES, SigningKeys, client, running_service, service_settings
+from tests.support import (
+    ALL_SCOPES,
+    SigningKeys,
+    client,
+    running_service,
+    service_settings,
+    stream_events,
+)
 
 GOV_ORG = "moswvy-test"
 
@@ -286,32 +293,6 @@ def world(
     return World(api, keys, js, referrals_app.state.runtime.db, fresh_place())
 
 
-async def stream_events(nats_url: str, subject: str = "referrals.>") -> list[dict]:
-    """Every event on the REFERRALS stream so far (with its Nats-Msg-Id as `_msg_id`)."""
-    import json
-
-    from nats.js.api import ConsumerConfig, DeliverPolicy
-
-    nc = await nats.connect(nats_url)
-    try:
-        sub = await nc.jetstream().pull_subscribe(
-            subject,
-            stream="REFERRALS",
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, inactive_threshold=30),
-        )
-        events: list[dict] = []
-        while True:
-            try:
-                msgs = await sub.fetch(500, timeout=1)
-            except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either
-                return events
-            for msg in msgs:
-                events.append({**json.loads(msg.data), "_msg_id": msg.headers.get("Nats-Msg-Id")})
-                await msg.ack()
-    finally:
-        await nc.close()
-
-
 async def wait_for_events(
     nats_url: str, subjects: set[str], types: set[str], count: int, timeout: float = 30
 ) -> list[dict]:
@@ -320,7 +301,7 @@ async def wait_for_events(
     while True:
         found = [
             e
-            for e in await stream_events(nats_url)
+            for e in await stream_events(nats_url, "REFERRALS")
             if e["subject"] in subjects and e["type"] in types
         ]
         if len(found) >= count or asyncio.get_running_loop().time() > deadline:

@@ -8,11 +8,9 @@ import uuid
 from collections import Counter
 
 import httpx
-import nats
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from tests.registry.conftest import child_body
-from tests.support import SigningKeys
+from tests.support import SigningKeys, stream_events
 
 FORBIDDEN_IN_EVENTS = (
     "given_name",
@@ -24,29 +22,6 @@ FORBIDDEN_IN_EVENTS = (
 )
 
 
-async def stream_events(nats_url: str, subject: str = "registry.>") -> list[dict]:
-    """Every event on the REGISTRY stream so far."""
-    nc = await nats.connect(nats_url)
-    try:
-        js = nc.jetstream()
-        sub = await js.pull_subscribe(
-            subject,
-            stream="REGISTRY",
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, inactive_threshold=30),
-        )
-        events: list[dict] = []
-        while True:
-            try:
-                msgs = await sub.fetch(500, timeout=1)
-            except TimeoutError:  # nats-py raises its own subclass or asyncio's
-                return events
-            for msg in msgs:
-                events.append({**json.loads(msg.data), "_msg_id": msg.headers.get("Nats-Msg-Id")})
-                await msg.ack()
-    finally:
-        await nc.close()
-
-
 async def wait_for_events(
     nats_url: str, child_ids: set[str], verb: str, timeout: float = 60
 ) -> list[dict]:
@@ -54,7 +29,7 @@ async def wait_for_events(
     while True:
         events = [
             e
-            for e in await stream_events(nats_url, f"registry.child.{verb}.v1")
+            for e in await stream_events(nats_url, "REGISTRY", f"registry.child.{verb}.v1")
             if e["subject"] in child_ids
         ]
         if {
