@@ -25,9 +25,9 @@ from services.indicators import (
     query_bounds,
     replay,
     service,
-    store,
 )
 from services.indicators.schemas import RebuildOut, StatusOut, ValuesOut
+from services.indicators.store import bookkeeping
 
 router = APIRouter(prefix="/v1/indicators", tags=["indicators"])
 Level = Literal["province", "district", "commune"]
@@ -342,8 +342,8 @@ async def status(principal: PrincipalDep, request: Request, rt: RuntimeDep) -> d
                 continue
         streams.append({"stream": stream, "consumer": durable, "exists": False})
     async with rt.db.transaction() as conn:
-        active = await store.active_target(conn)
-        last = await store.latest_rebuild(conn)
+        active = await bookkeeping.active_target(conn)
+        last = await bookkeeping.latest_rebuild(conn)
     rebuilds = request.app.state.rebuilds
     rebuild = None
     if last is not None or rebuilds.running:

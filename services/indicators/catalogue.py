@@ -67,14 +67,8 @@ def _options(*pairs: str) -> tuple[Option, ...]:
 
 
 SEXES = {"female": "F", "male": "M"}
-
-
 AGE_BANDS = ("Y0_4", "Y5_9", "Y10_14", "Y15_17")
-
-
 SEX = Category("SEX", "Sex", (Option("F", "Female"), Option("M", "Male")))
-
-
 AGE_BAND = Category(
     "AGE_BAND",
     "Age band at the period's end",
@@ -85,42 +79,28 @@ AGE_BAND = Category(
         Option("Y15_17", "15-17 years"),
     ),
 )
-
-
 VULNERABILITIES = (
     "poor_household", "hiv_affected", "disability", "out_of_school", "child_labour",
     "institutional_care", "unsafe_migration", "abandonment", "exploitation", "violence", "neglect",
 )  # fmt: skip
-
-
 SERVICE_TYPES = (
     "health", "education", "shelter", "legal", "psychosocial", "family_tracing",
     "social_protection", "alternative_care", "livelihood",
 )  # fmt: skip
-
-
 GRANT_CATEGORIES = (
     "emergency_disaster", "education_support", "medical_transport", "material_support",
 )  # fmt: skip
-
-
 SEX_AGE = CategoryCombo("SEX_AGE", "Sex and age band", (SEX, AGE_BAND))
-
-
 BY_VULNERABILITY = CategoryCombo(
     "VULNERABILITY",
     "Vulnerability",
     (Category("VULNERABILITY", "Vulnerability", _options(*VULNERABILITIES)),),
 )
-
-
 BY_SERVICE_TYPE = CategoryCombo(
     "SERVICE_TYPE",
     "Service type",
     (Category("SERVICE_TYPE", "Service type", _options(*SERVICE_TYPES)),),
 )
-
-
 BY_GRANT_CATEGORY = CategoryCombo(
     "GRANT_CATEGORY",
     "Grant category",
@@ -156,11 +136,7 @@ _STOCK_TIME = (
     "month while the period is running. A child's record counts with the newest version "
     "whose change happened (Cambodia time) in or before that month."
 )
-
-
 _CHILD_PLACE = "Placed at the child's commune."
-
-
 INDICATORS: tuple[Indicator, ...] = (
     Indicator(
         "CP_CHILD_REG",
@@ -275,32 +251,18 @@ INDICATORS: tuple[Indicator, ...] = (
         counted="referrals.provider.upserted",
     ),
 )
-
-
 BY_CODE = {i.code: i for i in INDICATORS}
-
-
 STOCKS = tuple(i.code for i in INDICATORS if i.kind is Kind.stock and i.code != "CP_PROVIDERS")
-
-
 DATA_SETS: dict[str, PeriodType] = {
     "CP_MONTHLY": PeriodType.monthly,
     "CP_QUARTERLY": PeriodType.quarterly,
     "CP_YEARLY": PeriodType.yearly,
 }
-
-
 DEFAULT_AOC = "default"  # DHIS2's default attribute option combo
-
-
 AMOUNT, AMOUNT_COUNT = "CP_GRANT_DISBURSED_KHR", "CP_GRANT_DISBURSED"
-
-
 # Rounded for principals without indicators:read:detail: every count about children,
 # referrals and grants (the riel follow their grant count). Providers are not about a child.
 ROUNDED = frozenset(i.code for i in INDICATORS if i.code != "CP_PROVIDERS")
-
-
 SMALL_CELL_RULE = (
     "For principals without indicators:read:detail, every indicator except CP_PROVIDERS is "
     "published after consistent random rounding to base 5 of its base cells (one indicator, "
@@ -320,8 +282,6 @@ SMALL_CELL_RULE = (
     "dataValueSets (JSON, CSV, ADX). Nothing is withheld: suppressed is always false, and "
     "rows of values say rounded: true. With indicators:read:detail every value is exact."
 )
-
-
 SUPPRESSION_RULE = SMALL_CELL_RULE  # the catalogue's "suppression" entry, kept for clients
 
 

@@ -10,8 +10,6 @@ from enum import StrEnum
 from functools import lru_cache
 
 CAMBODIA = timezone(timedelta(hours=7))
-
-
 FIRST_YEAR = 2000  # no period before it is asked for
 
 
@@ -54,11 +52,7 @@ class PeriodType(StrEnum):
 
 
 FIRST_MONTH = month_index(FIRST_YEAR, 1)
-
-
 _PERIOD = re.compile(r"(?P<y>\d{4})(?:(?P<m>\d{2})|Q(?P<q>[1-4]))?", re.ASCII)
-
-
 _DURATION = {PeriodType.monthly: "P1M", PeriodType.quarterly: "P3M", PeriodType.yearly: "P1Y"}
 
 

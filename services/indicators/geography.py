@@ -10,11 +10,7 @@ from libs.common.auth import COUNTRY
 from libs.common.errors import invalid
 
 COMMUNE_LENGTH = 6
-
-
 DISTRICT_LENGTH = 4
-
-
 LEVELS = {"province": 2, "district": 4, "commune": 6}
 
 

@@ -10,8 +10,6 @@ from services.indicators.catalogue import Indicator
 from services.indicators.dates import FIRST_MONTH, FIRST_YEAR, Period
 
 MAX_YEARS = 10  # at most this many years of periods in one request
-
-
 MAX_VALUES = 500_000  # at most this many data values in one request
 
 

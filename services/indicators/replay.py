@@ -12,9 +12,10 @@ from nats.js import JetStreamContext
 from libs.common.db import Database
 from libs.common.errors import Conflict
 from libs.common.logging import get_logger
-from services.indicators import dates, service, store
+from services.indicators import dates, service
 from services.indicators.jetstream import CONSUMERS, StreamReader
-from services.indicators.store import Target
+from services.indicators.store import bookkeeping
+from services.indicators.store.bookkeeping import Target
 
 log = get_logger(__name__)
 
@@ -38,13 +39,13 @@ async def rebuild(
     N+1 the answering generation; live consumers then skip what it already applied.
     """
     async with db.engine.connect() as lock_conn:
-        if not await store.try_rebuild_lock(lock_conn):
+        if not await bookkeeping.try_rebuild_lock(lock_conn):
             raise Conflict("a rebuild is already running")
         await lock_conn.commit()
         try:
             return await _rebuild(db, js, batch, close_gap)
         finally:
-            await store.release_rebuild_lock(lock_conn)
+            await bookkeeping.release_rebuild_lock(lock_conn)
             await lock_conn.commit()
 
 
@@ -52,10 +53,10 @@ async def _rebuild(db: Database, js: JetStreamContext, batch: int, close_gap: in
     started = asyncio.get_running_loop().time()
     for old in await _leftovers(db):
         async with db.transaction() as conn:
-            await store.delete_generation_rows(conn, old)
-            await store.forget_generation(conn, old)
+            await bookkeeping.delete_generation_rows(conn, old)
+            await bookkeeping.forget_generation(conn, old)
     async with db.transaction() as conn:
-        generation = await store.new_generation(conn)
+        generation = await bookkeeping.new_generation(conn)
     log.info("indicators.rebuild_started", generation=generation)
     readers = [StreamReader(js, stream, subject) for stream, (_, subject) in CONSUMERS.items()]
     total = 0
@@ -66,32 +67,32 @@ async def _rebuild(db: Database, js: JetStreamContext, batch: int, close_gap: in
         async with db.transaction() as conn:
             await service.roll_forward_generation(conn, generation, dates.current_month())
         async with db.transaction() as conn:
-            target = await store.target_of(conn, generation)
+            target = await bookkeeping.target_of(conn, generation)
         total += await _replay(db, readers, target, batch, close_gap)
         # 3. the last events and the switch, with live consumers held at the switch lock
         async with db.transaction() as conn:
-            await store.lock_switch(conn)
+            await bookkeeping.lock_switch(conn)
             await service.roll_forward_generation(conn, generation, dates.current_month())
-            target = await store.target_of(conn, generation)
+            target = await bookkeeping.target_of(conn, generation)
             last = 0
             for reader in readers:
                 upto = await reader.last_sequence()
                 while events := await reader.read(upto, batch):
                     last += await service.apply_events(conn, target, events, skip_invalid=True)
-            previous = (await store.active_target(conn)).generation
-            await store.add_replayed(conn, generation, last)
-            await store.activate(conn, generation, previous)
+            previous = (await bookkeeping.active_target(conn)).generation
+            await bookkeeping.add_replayed(conn, generation, last)
+            await bookkeeping.activate(conn, generation, previous)
             total += last
     except BaseException:
         async with db.transaction() as conn:
-            await store.mark_failed(conn, generation)
+            await bookkeeping.mark_failed(conn, generation)
         raise
     finally:
         for reader in readers:
             await reader.close()
     async with db.transaction() as conn:
-        await store.delete_generation_rows(conn, previous)
-        await store.forget_generation(conn, previous)
+        await bookkeeping.delete_generation_rows(conn, previous)
+        await bookkeeping.forget_generation(conn, previous)
     seconds = round(asyncio.get_running_loop().time() - started, 3)
     log.info("indicators.rebuilt", generation=generation, events=total, seconds=seconds)
     positions = {reader.stream: reader.position for reader in readers}
@@ -100,7 +101,7 @@ async def _rebuild(db: Database, js: JetStreamContext, batch: int, close_gap: in
 
 async def _leftovers(db: Database) -> list[int]:
     async with db.transaction() as conn:
-        return await store.leftover_generations(conn)
+        return await bookkeeping.leftover_generations(conn)
 
 
 async def _replay(
@@ -115,7 +116,7 @@ async def _replay(
             while events := await reader.read(upto, batch):
                 async with db.transaction() as conn:
                     applied = await service.apply_events(conn, target, events, skip_invalid=True)
-                    await store.add_replayed(conn, target.generation, applied)
+                    await bookkeeping.add_replayed(conn, target.generation, applied)
                 total += applied
             behind += max(0, await reader.last_sequence() - reader.position)
         if behind <= close_gap:

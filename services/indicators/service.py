@@ -16,8 +16,9 @@ from libs.common.db import Database
 from libs.common.errors import invalid
 from libs.common.events import CloudEvent
 from libs.common.logging import get_logger
-from services.indicators import catalogue, dates, effects, rounding, stocks, store
-from services.indicators.store import Target
+from services.indicators import catalogue, dates, effects, rounding, stocks
+from services.indicators.store import bookkeeping, counting
+from services.indicators.store.bookkeeping import Target
 
 log = get_logger(__name__)
 
@@ -34,7 +35,7 @@ async def apply_events(
     roll-forward computes the cells from them.
     """
     g = target.generation
-    fresh = await store.claim_events(conn, g, [e.id for e in events])
+    fresh = await bookkeeping.claim_events(conn, g, [e.id for e in events])
     applied = len(fresh)
     deltas: Counter[catalogue.CellKey] = Counter()
     children: list[stocks.ChildVersion] = []
@@ -58,23 +59,23 @@ async def apply_events(
             children.append(meaning.child)
         if meaning.provider is not None:
             providers.append(meaning.provider)
-    await store.insert_provider_versions(conn, g, providers)
+    await counting.insert_provider_versions(conn, g, providers)
     if target.stock_through is None:
-        await store.insert_child_versions(conn, g, children)
+        await counting.insert_child_versions(conn, g, children)
     else:
         for child in children:
-            await store.lock_child(conn, child.child_id)
-            known = await store.child_history(conn, g, child.child_id)
-            if await store.insert_child_versions(conn, g, [child]):
+            await bookkeeping.lock_child(conn, child.child_id)
+            known = await counting.child_history(conn, g, child.child_id)
+            if await counting.insert_child_versions(conn, g, [child]):
                 deltas.update(stocks.stock_deltas(known, child, target.stock_through))
-    await store.add_to_cells(conn, g, deltas)
+    await counting.add_to_cells(conn, g, deltas)
     return applied
 
 
 async def live_target(conn: AsyncConnection) -> Target:
     """Hold off a generation switch and a month roll-forward; the generation to write to."""
-    await store.lock_switch_shared(conn)
-    return await store.active_target(conn)
+    await bookkeeping.lock_switch_shared(conn)
+    return await bookkeeping.active_target(conn)
 
 
 async def apply_live(conn: AsyncConnection, event: CloudEvent) -> None:
@@ -92,16 +93,16 @@ async def roll_forward_generation(conn: AsyncConnection, generation: int, month:
     answering generation is rolled under the exclusive switch lock, a building one only by
     its rebuild.
     """
-    target = await store.target_of(conn, generation)
+    target = await bookkeeping.target_of(conn, generation)
     if target.stock_through is not None and target.stock_through >= month:
         return 0
     if target.stock_through is not None:
         start = target.stock_through + 1
     else:
-        start = min(await store.first_child_month(conn, generation) or month, month)
+        start = min(await counting.first_child_month(conn, generation) or month, month)
     for m in range(start, month + 1):
-        await store.materialise_month(conn, generation, m)
-    await store.set_stock_through(conn, generation, month)
+        await counting.materialise_month(conn, generation, m)
+    await bookkeeping.set_stock_through(conn, generation, month)
     log.info("indicators.stocks_rolled", generation=generation, through=dates.month_code(month))
     return month + 1 - start
 
@@ -114,12 +115,12 @@ async def roll_forward(db: Database, month: int | None = None) -> int:
     """
     month = dates.current_month() if month is None else month
     async with db.transaction() as conn:
-        active = await store.active_target(conn)
+        active = await bookkeeping.active_target(conn)
         if active.stock_through is not None and active.stock_through >= month:
             return 0
     async with db.transaction() as conn:
-        await store.lock_switch(conn)
-        active = await store.active_target(conn)
+        await bookkeeping.lock_switch(conn)
+        active = await bookkeeping.active_target(conn)
         return await roll_forward_generation(conn, active.generation, month)
 
 
@@ -166,7 +167,7 @@ async def rounding_key(db: Database) -> bytes:
     key = _KEYS.get(db)
     if key is None:
         async with db.transaction() as conn:
-            key = await store.rounding_key(conn, secrets.token_bytes(32))
+            key = await bookkeeping.rounding_key(conn, secrets.token_bytes(32))
         _KEYS[db] = key
     return key
 
@@ -209,17 +210,17 @@ async def table(
         }
     )
     providers: dict[tuple[str, str, str, str], rounding.Tally] = {}
-    async with store.snapshot(db) as conn:
-        target = await store.active_target(conn)
+    async with bookkeeping.snapshot(db) as conn:
+        target = await bookkeeping.active_target(conn)
         found = (
-            await store.read_cells(conn, target.generation, additive, storage, prefixes)
+            await counting.read_cells(conn, target.generation, additive, storage, prefixes)
             if additive
             else {}
         )
         if "CP_PROVIDERS" in codes:
             for period in periods:
                 month = min(period.last, now)
-                versions, changed = await store.providers_at(conn, target.generation, month)
+                versions, changed = await counting.providers_at(conn, target.generation, month)
                 for place, by_type in stocks.provider_counts(versions, needed).items():
                     for service_type, n in by_type.items():
                         providers[("CP_PROVIDERS", period.code, place, service_type)] = (

@@ -25,7 +25,8 @@ from deploy.local.supervisor import Supervisor
 from libs.common import places
 from libs.common.db import Database
 from libs.common.events import CloudEvent
-from services.indicators import catalogue, geography, jetstream, store
+from services.indicators import catalogue, geography, jetstream
+from services.indicators.store import bookkeeping, counting
 from tests.indicators.conftest import DETAIL, NATIONAL_READ, child_event, publish, uuid_of
 from tests.support import SigningKeys
 
@@ -149,8 +150,8 @@ async def cells(own_db: str) -> dict[Any, int]:
     db = Database(own_db, pool_size=1, max_overflow=0)
     try:
         async with db.transaction() as conn:
-            target = await store.active_target(conn)
-            return await store.nonzero_cells(conn, target.generation)
+            target = await bookkeeping.active_target(conn)
+            return await counting.nonzero_cells(conn, target.generation)
     finally:
         await db.close()
 

@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 
 from libs.common.events import CloudEvent
-from services.indicators import store
+from services.indicators.store import bookkeeping, counting
 from tests.indicators.conftest import DETAIL, NATIONAL_READ, caught_up, publish
 from tests.indicators.scenario import DISTRICT_1201, A, B, C, D
 from tests.support import SigningKeys
@@ -41,8 +41,8 @@ async def detail(api: httpx.AsyncClient, keys: SigningKeys, loaded: list[CloudEv
 
 async def snapshot(app: FastAPI) -> tuple[int, dict[Any, int]]:
     async with app.state.runtime.db.transaction() as conn:
-        target = await store.active_target(conn)
-        return target.generation, await store.nonzero_cells(conn, target.generation)
+        target = await bookkeeping.active_target(conn)
+        return target.generation, await counting.nonzero_cells(conn, target.generation)
 
 
 async def test_registrations_by_sex_and_age_at_each_periods_end(detail: Any) -> None:

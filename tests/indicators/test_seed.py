@@ -10,7 +10,8 @@ import pytest
 from deploy.local.infra import EmbeddedNats
 from libs.common.db import Database
 from libs.common.settings import Settings
-from services.indicators import dates, jetstream, seed, store
+from services.indicators import dates, jetstream, seed
+from services.indicators.store import bookkeeping, counting
 from tests.support import migrate
 
 pytestmark = pytest.mark.asyncio
@@ -31,8 +32,8 @@ async def test_seeded_events_load_into_the_aggregates(own_db: str, own_nats: Emb
     db = Database(own_db, pool_size=1, max_overflow=0)
     try:
         async with db.transaction() as conn:
-            target = await store.active_target(conn)
-            cells = await store.nonzero_cells(conn, target.generation)
+            target = await bookkeeping.active_target(conn)
+            cells = await counting.nonzero_cells(conn, target.generation)
     finally:
         await db.close()
     assert target.generation == 2
