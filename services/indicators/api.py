@@ -155,9 +155,14 @@ def parse_last_updated(value: str | None, duration: str | None) -> datetime | No
 
 def _check_code_scheme(request: Request) -> None:
     for name in (
-        "idScheme", "dataElementIdScheme", "orgUnitIdScheme", "categoryOptionComboIdScheme",
-        "dataSetIdScheme", "inputIdScheme", "outputIdScheme",
-    ):  # fmt: skip
+        "idScheme",
+        "dataElementIdScheme",
+        "orgUnitIdScheme",
+        "categoryOptionComboIdScheme",
+        "dataSetIdScheme",
+        "inputIdScheme",
+        "outputIdScheme",
+    ):
         scheme = request.query_params.get(name)
         if scheme is not None and scheme.lower() != "code":
             raise invalid(name, "Komar's identifiers are codes: use code (or leave it out)")
@@ -290,9 +295,20 @@ def _dvs_route(suffix: str | None) -> Callable[..., Awaitable[Response]]:
         dataElement: Annotated[list[IndicatorCode], Query()] = [],  # noqa: B006
     ) -> Response:
         return await data_value_sets(
-            request, principal, rt, suffix, dataSet, period, orgUnit, children,
-            lastUpdated, lastUpdatedDuration, startDate, endDate, dataElement,
-        )  # fmt: skip
+            request,
+            principal,
+            rt,
+            suffix,
+            dataSet,
+            period,
+            orgUnit,
+            children,
+            lastUpdated,
+            lastUpdatedDuration,
+            startDate,
+            endDate,
+            dataElement,
+        )
 
     endpoint.__doc__ = (
         "Data values in DHIS2 dataValueSets format, idScheme=code: JSON by default, CSV with "

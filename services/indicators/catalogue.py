@@ -80,16 +80,35 @@ AGE_BAND = Category(
     ),
 )
 VULNERABILITIES = (
-    "poor_household", "hiv_affected", "disability", "out_of_school", "child_labour",
-    "institutional_care", "unsafe_migration", "abandonment", "exploitation", "violence", "neglect",
-)  # fmt: skip
+    "poor_household",
+    "hiv_affected",
+    "disability",
+    "out_of_school",
+    "child_labour",
+    "institutional_care",
+    "unsafe_migration",
+    "abandonment",
+    "exploitation",
+    "violence",
+    "neglect",
+)
 SERVICE_TYPES = (
-    "health", "education", "shelter", "legal", "psychosocial", "family_tracing",
-    "social_protection", "alternative_care", "livelihood",
-)  # fmt: skip
+    "health",
+    "education",
+    "shelter",
+    "legal",
+    "psychosocial",
+    "family_tracing",
+    "social_protection",
+    "alternative_care",
+    "livelihood",
+)
 GRANT_CATEGORIES = (
-    "emergency_disaster", "education_support", "medical_transport", "material_support",
-)  # fmt: skip
+    "emergency_disaster",
+    "education_support",
+    "medical_transport",
+    "material_support",
+)
 SEX_AGE = CategoryCombo("SEX_AGE", "Sex and age band", (SEX, AGE_BAND))
 BY_VULNERABILITY = CategoryCombo(
     "VULNERABILITY",

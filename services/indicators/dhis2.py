@@ -22,9 +22,18 @@ ADX_NAMESPACE = "urn:ihe:qrph:adx:2015"
 STORED_BY = "komar-indicators"
 # DHIS2's CSV export header, in its order (CsvDataValueSetWriter).
 CSV_HEADER = (
-    "dataelement", "period", "orgunit", "categoryoptioncombo", "attributeoptioncombo",
-    "value", "storedby", "lastupdated", "comment", "followup", "deleted",
-)  # fmt: skip
+    "dataelement",
+    "period",
+    "orgunit",
+    "categoryoptioncombo",
+    "attributeoptioncombo",
+    "value",
+    "storedby",
+    "lastupdated",
+    "comment",
+    "followup",
+    "deleted",
+)
 DATA_SET_OF = {t: code for code, t in catalogue.DATA_SETS.items()}
 
 

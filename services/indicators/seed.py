@@ -80,9 +80,14 @@ def population(
         types = rng.sample(catalogue.SERVICE_TYPES, rng.randint(1, 3))
         at = now - timedelta(days=months * 30 + 1)
         data = ProviderUpsertedV1(
-            provider_id=pid, org=org, service_types=types, areas=[area], capacity=50,
-            active=True, version=1,
-        )  # fmt: skip
+            provider_id=pid,
+            org=org,
+            service_types=types,
+            areas=[area],
+            capacity=50,
+            active=True,
+            version=1,
+        )
         providers.append((pid, org))
         yield _event("referrals", "referrals.provider.upserted.v1", pid, data, at)
     for _ in range(children):
@@ -105,16 +110,23 @@ def _child_events(
     y, m = dates.year_month(birth)
     vulns = sorted(rng.sample(catalogue.VULNERABILITIES, rng.randint(0, 3)))
     base = {
-        "child_id": child_id, "case_number": f"{commune}-{rng.randint(1, 10**6)}",
-        "commune_code": commune, "village_code": None,
-        "sex": rng.choice(("female", "male")), "birth_month": f"{y:04d}-{m:02d}",
-        "vulnerabilities": vulns, "risk_level": rng.choice(("low", "medium", "high")),
-        "status": "open", "owner_org": "seed", "data_sharing_consent": True,
+        "child_id": child_id,
+        "case_number": f"{commune}-{rng.randint(1, 10**6)}",
+        "commune_code": commune,
+        "village_code": None,
+        "sex": rng.choice(("female", "male")),
+        "birth_month": f"{y:04d}-{m:02d}",
+        "vulnerabilities": vulns,
+        "risk_level": rng.choice(("low", "medium", "high")),
+        "status": "open",
+        "owner_org": "seed",
+        "data_sharing_consent": True,
         "registered_on": registered.isoformat(),
-    }  # fmt: skip
+    }
     version = 1
-    yield _event("registry", "registry.child.registered.v1", child_id,
-                 ChildV1(**base, version=version), at)  # fmt: skip
+    yield _event(
+        "registry", "registry.child.registered.v1", child_id, ChildV1(**base, version=version), at
+    )
     later = _later(rng, at, now)
     if later is not None and rng.random() < 0.2:
         version += 1
@@ -126,8 +138,13 @@ def _child_events(
     if later is not None and rng.random() < 0.1:
         version += 1
         base["status"] = "closed"
-        yield _event("registry", "registry.child.closed.v1", child_id,
-                     ChildV1(**base, version=version), later)  # fmt: skip
+        yield _event(
+            "registry",
+            "registry.child.closed.v1",
+            child_id,
+            ChildV1(**base, version=version),
+            later,
+        )
     if rng.random() < 0.3:
         yield from _referral_events(rng, child_id, commune, providers, at, now)
     if rng.random() < 0.05:
@@ -150,13 +167,22 @@ def _referral_events(
     rid = str(uuid.UUID(int=rng.getrandbits(128)))
     pid, org = rng.choice(providers)
     data: dict[str, Any] = {
-        "referral_id": rid, "child_id": child_id, "commune_code": commune,
-        "village_code": None, "service_type": rng.choice(catalogue.SERVICE_TYPES),
-        "urgency": "normal", "status": "pending", "provider_id": pid, "provider_org": org,
-        "referrer_org": "seed", "previous_referral_id": None,
-        "due_at": (at + timedelta(days=7)).isoformat(), "overdue": False,
-        "consent_override": False, "version": 1,
-    }  # fmt: skip
+        "referral_id": rid,
+        "child_id": child_id,
+        "commune_code": commune,
+        "village_code": None,
+        "service_type": rng.choice(catalogue.SERVICE_TYPES),
+        "urgency": "normal",
+        "status": "pending",
+        "provider_id": pid,
+        "provider_org": org,
+        "referrer_org": "seed",
+        "previous_referral_id": None,
+        "due_at": (at + timedelta(days=7)).isoformat(),
+        "overdue": False,
+        "consent_override": False,
+        "version": 1,
+    }
     yield _event("referrals", "referrals.referral.created.v1", rid, ReferralV1(**data), at)
     for verb in ("accepted", "completed"):
         later = _later(rng, at, now)
@@ -174,12 +200,17 @@ def _grant_events(
 ) -> Iterator[CloudEvent]:
     gid = str(uuid.UUID(int=rng.getrandbits(128)))
     base = {
-        "grant_id": gid, "fund_id": str(uuid.UUID(int=rng.getrandbits(128))),
-        "child_id": child_id, "commune_code": commune,
-        "category": rng.choice(catalogue.GRANT_CATEGORIES), "shock": None,
-        "amount_khr": rng.randint(20, 400) * 1000, "status": "requested",
-        "repeat_within_30_days": False, "version": 1,
-    }  # fmt: skip
+        "grant_id": gid,
+        "fund_id": str(uuid.UUID(int=rng.getrandbits(128))),
+        "child_id": child_id,
+        "commune_code": commune,
+        "category": rng.choice(catalogue.GRANT_CATEGORIES),
+        "shock": None,
+        "amount_khr": rng.randint(20, 400) * 1000,
+        "status": "requested",
+        "repeat_within_30_days": False,
+        "version": 1,
+    }
     yield _event("funds", "funds.grant.requested.v1", gid, GrantV1(**base), at)
     later = _later(rng, at, now)
     if later is None:
@@ -189,8 +220,9 @@ def _grant_events(
     paid = _later(rng, later, now)
     if paid is not None and rng.random() < 0.8:
         base = {**base, "status": "disbursed", "version": 3}
-        yield _event("funds", "funds.grant.disbursed.v1", gid,
-                     GrantDisbursedV1(**base, method="cash"), paid)  # fmt: skip
+        yield _event(
+            "funds", "funds.grant.disbursed.v1", gid, GrantDisbursedV1(**base, method="cash"), paid
+        )
 
 
 async def publish(js: JetStreamContext, events: Iterator[CloudEvent], batch: int = BATCH) -> int:

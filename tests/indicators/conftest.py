@@ -124,12 +124,20 @@ def child_event(
     vulnerabilities: Sequence[str] = (),
 ) -> CloudEvent:
     data: dict[str, Any] = {
-        "child_id": child_id, "case_number": f"{commune}-{version}", "commune_code": commune,
-        "village_code": None, "sex": sex, "birth_month": birth,
-        "vulnerabilities": list(vulnerabilities), "risk_level": risk, "status": status,
-        "owner_org": "moswvy", "data_sharing_consent": True, "version": version,
+        "child_id": child_id,
+        "case_number": f"{commune}-{version}",
+        "commune_code": commune,
+        "village_code": None,
+        "sex": sex,
+        "birth_month": birth,
+        "vulnerabilities": list(vulnerabilities),
+        "risk_level": risk,
+        "status": status,
+        "owner_org": "moswvy",
+        "data_sharing_consent": True,
+        "version": version,
         "registered_on": registered_on,
-    }  # fmt: skip
+    }
     model: BaseModel = (
         ChildUpdatedV1(**data, changed=["risk_level"]) if verb == "updated" else ChildV1(**data)
     )
@@ -150,13 +158,23 @@ def referral_event(
 ) -> CloudEvent:
     status = {"created": "pending", "overdue": "pending"}.get(verb, verb)
     data = ReferralV1(
-        referral_id=referral_id, child_id=child_id, commune_code=commune, village_code=None,
-        service_type=service_type, urgency="normal", status=status,
-        provider_id=str(uuid_of("provider-" + service_type)), provider_org="ngo-care",
-        referrer_org="moswvy", previous_referral_id=previous, due_at=due_at,
-        overdue=verb == "overdue", consent_override=False,
-        outcome_code="service_received" if verb == "completed" else None, version=version,
-    )  # fmt: skip
+        referral_id=referral_id,
+        child_id=child_id,
+        commune_code=commune,
+        village_code=None,
+        service_type=service_type,
+        urgency="normal",
+        status=status,
+        provider_id=str(uuid_of("provider-" + service_type)),
+        provider_org="ngo-care",
+        referrer_org="moswvy",
+        previous_referral_id=previous,
+        due_at=due_at,
+        overdue=verb == "overdue",
+        consent_override=False,
+        outcome_code="service_received" if verb == "completed" else None,
+        version=version,
+    )
     return event("referrals", f"referrals.referral.{verb}.v1", referral_id, data, when)
 
 
@@ -173,10 +191,17 @@ def grant_event(
 ) -> CloudEvent:
     status = {"requested": "requested"}.get(verb, verb)
     fields: dict[str, Any] = {
-        "grant_id": grant_id, "fund_id": str(uuid_of("fund-" + commune)), "child_id": child_id,
-        "commune_code": commune, "category": category, "shock": None, "amount_khr": amount,
-        "status": status, "repeat_within_30_days": False, "version": version,
-    }  # fmt: skip
+        "grant_id": grant_id,
+        "fund_id": str(uuid_of("fund-" + commune)),
+        "child_id": child_id,
+        "commune_code": commune,
+        "category": category,
+        "shock": None,
+        "amount_khr": amount,
+        "status": status,
+        "repeat_within_30_days": False,
+        "version": version,
+    }
     model: BaseModel = (
         GrantDisbursedV1(**fields, method="cash") if verb == "disbursed" else GrantV1(**fields)
     )
@@ -186,18 +211,30 @@ def grant_event(
 def fund_events(commune: str, when: str) -> list[CloudEvent]:
     fund_id = str(uuid_of("fund-" + commune))
     base: dict[str, Any] = {
-        "fund_id": fund_id, "commune_code": commune, "fiscal_year": 2025,
-        "budget_khr": 10_000_000, "max_grant_khr": 500_000, "approval_threshold_khr": 300_000,
-        "topped_up_khr": 0, "committed_khr": 0, "disbursed_khr": 0,
-        "available_khr": 10_000_000, "version": 1,
-    }  # fmt: skip
+        "fund_id": fund_id,
+        "commune_code": commune,
+        "fiscal_year": 2025,
+        "budget_khr": 10_000_000,
+        "max_grant_khr": 500_000,
+        "approval_threshold_khr": 300_000,
+        "topped_up_khr": 0,
+        "committed_khr": 0,
+        "disbursed_khr": 0,
+        "available_khr": 10_000_000,
+        "version": 1,
+    }
     created = event("funds", "funds.fund.created.v1", fund_id, FundV1(**base), when)
     topped = {**base, "version": 2, "topped_up_khr": 1000, "available_khr": 10_001_000}
     return [
         created,
-        event("funds", "funds.fund.topped_up.v1", fund_id,
-              FundToppedUpV1(**topped, amount_khr=1000), when),
-    ]  # fmt: skip
+        event(
+            "funds",
+            "funds.fund.topped_up.v1",
+            fund_id,
+            FundToppedUpV1(**topped, amount_khr=1000),
+            when,
+        ),
+    ]
 
 
 def provider_event(
@@ -210,9 +247,14 @@ def provider_event(
     active: bool = True,
 ) -> CloudEvent:
     data = ProviderUpsertedV1(
-        provider_id=provider_id, org=f"org-{provider_id[:4]}", service_types=service_types,
-        areas=areas, capacity=10, active=active, version=version,
-    )  # fmt: skip
+        provider_id=provider_id,
+        org=f"org-{provider_id[:4]}",
+        service_types=service_types,
+        areas=areas,
+        capacity=10,
+        active=active,
+        version=version,
+    )
     return event("referrals", "referrals.provider.upserted.v1", provider_id, data, when)
 
 

@@ -38,35 +38,93 @@ def scenario_events() -> list[CloudEvent]:
         6: {"commune": D, "sex": "male", "birth": "2012-07", "registered_on": "2025-01-30"},
     }
     registry = [
-        child("registered", 1, version=1, when="2025-01-15T03:00:00Z", risk="high",
-              vulnerabilities=["poor_household"]),
-        child("updated", 1, version=2, when="2025-02-20T03:00:00Z", risk="medium",
-              vulnerabilities=["poor_household", "violence"]),
+        child(
+            "registered",
+            1,
+            version=1,
+            when="2025-01-15T03:00:00Z",
+            risk="high",
+            vulnerabilities=["poor_household"],
+        ),
+        child(
+            "updated",
+            1,
+            version=2,
+            when="2025-02-20T03:00:00Z",
+            risk="medium",
+            vulnerabilities=["poor_household", "violence"],
+        ),
         child("registered", 2, version=1, when="2025-02-10T03:00:00Z"),
         # reopened (v3, June) arrives before closed (v2, 00:30 on 1 April in Cambodia)
         child("reopened", 2, version=3, when="2025-06-10T03:00:00Z"),
         child("closed", 2, version=2, when="2025-03-31T17:30:00Z", status="closed"),
         # an update arrives before the registration it follows
-        child("updated", 3, version=2, when="2025-05-05T03:00:00Z", risk="high",
-              vulnerabilities=["disability", "out_of_school"]),
-        child("registered", 3, version=1, when="2025-03-05T03:00:00Z", risk="medium",
-              vulnerabilities=["disability", "out_of_school"]),
-        child("registered", 4, version=1, when="2025-03-20T03:00:00Z", risk="medium",
-              vulnerabilities=["child_labour"]),
-        child("closed", 4, version=2, when="2025-08-01T03:00:00Z", status="closed",
-              risk="medium", vulnerabilities=["child_labour"]),
-        child("registered", 5, version=1, when="2025-04-02T03:00:00Z",
-              vulnerabilities=["abandonment"]),
-        child("registered", 6, version=1, when="2025-01-30T03:00:00Z",
-              vulnerabilities=["poor_household"]),
-        child("updated", 6, version=2, when="2025-03-03T03:00:00Z", risk="high",
-              vulnerabilities=["poor_household"]),
-    ]  # fmt: skip
+        child(
+            "updated",
+            3,
+            version=2,
+            when="2025-05-05T03:00:00Z",
+            risk="high",
+            vulnerabilities=["disability", "out_of_school"],
+        ),
+        child(
+            "registered",
+            3,
+            version=1,
+            when="2025-03-05T03:00:00Z",
+            risk="medium",
+            vulnerabilities=["disability", "out_of_school"],
+        ),
+        child(
+            "registered",
+            4,
+            version=1,
+            when="2025-03-20T03:00:00Z",
+            risk="medium",
+            vulnerabilities=["child_labour"],
+        ),
+        child(
+            "closed",
+            4,
+            version=2,
+            when="2025-08-01T03:00:00Z",
+            status="closed",
+            risk="medium",
+            vulnerabilities=["child_labour"],
+        ),
+        child(
+            "registered", 5, version=1, when="2025-04-02T03:00:00Z", vulnerabilities=["abandonment"]
+        ),
+        child(
+            "registered",
+            6,
+            version=1,
+            when="2025-01-30T03:00:00Z",
+            vulnerabilities=["poor_household"],
+        ),
+        child(
+            "updated",
+            6,
+            version=2,
+            when="2025-03-03T03:00:00Z",
+            risk="high",
+            vulnerabilities=["poor_household"],
+        ),
+    ]
 
-    def ref(verb: str, name: str, n: int, commune: str, st: str, v: int, when: str,
-            **kw: Any) -> CloudEvent:  # fmt: skip
-        return referral_event(verb, uuid_of(name), child_id=c[n], commune=commune,
-                              service_type=st, version=v, when=when, **kw)  # fmt: skip
+    def ref(
+        verb: str, name: str, n: int, commune: str, st: str, v: int, when: str, **kw: Any
+    ) -> CloudEvent:
+        return referral_event(
+            verb,
+            uuid_of(name),
+            child_id=c[n],
+            commune=commune,
+            service_type=st,
+            version=v,
+            when=when,
+            **kw,
+        )
 
     r3_due = "2025-03-31T16:30:00+00:00"  # 23:30 on 31 March in Cambodia
     r4_due = "2025-04-03T17:30:00+00:00"
@@ -76,8 +134,7 @@ def scenario_events() -> list[CloudEvent]:
         ref("completed", "r1", 1, A, "health", 3, "2025-03-10T03:00:00Z"),
         ref("created", "r2", 2, A, "education", 1, "2025-02-11T03:00:00Z"),
         ref("declined", "r2", 2, A, "education", 2, "2025-02-12T02:00:00Z"),
-        ref("created", "r2b", 2, A, "education", 1, "2025-02-12T02:00:00Z",
-            previous=uuid_of("r2")),
+        ref("created", "r2b", 2, A, "education", 1, "2025-02-12T02:00:00Z", previous=uuid_of("r2")),
         ref("accepted", "r2b", 2, A, "education", 2, "2025-02-14T03:00:00Z"),
         ref("cancelled", "r2b", 2, A, "education", 3, "2025-02-20T03:00:00Z"),
         ref("created", "r3", 3, B, "psychosocial", 1, "2025-03-06T03:00:00Z", due_at=r3_due),
@@ -89,23 +146,58 @@ def scenario_events() -> list[CloudEvent]:
         ref("created", "r5", 5, D, "health", 1, "2025-04-03T03:00:00Z"),
         ref("accepted", "r5", 5, D, "health", 2, "2025-04-04T03:00:00Z"),
         ref("completed", "r5", 5, D, "health", 3, "2025-04-10T03:00:00Z"),
-        provider_event(uuid_of("p1"), areas=["1201"], service_types=["health", "education"],
-                       version=1, when="2025-01-01T00:00:00Z"),
+        provider_event(
+            uuid_of("p1"),
+            areas=["1201"],
+            service_types=["health", "education"],
+            version=1,
+            when="2025-01-01T00:00:00Z",
+        ),
         # p2's deactivation (v2) arrives before its creation (v1)
-        provider_event(uuid_of("p2"), areas=[A], service_types=["health"], version=2,
-                       when="2025-03-15T03:00:00Z", active=False),
-        provider_event(uuid_of("p2"), areas=[A], service_types=["health"], version=1,
-                       when="2025-01-05T03:00:00Z"),
-        provider_event(uuid_of("p3"), areas=["KH"], service_types=["legal"], version=1,
-                       when="2025-02-01T03:00:00Z"),
-        provider_event(uuid_of("p4"), areas=["17"], service_types=["health"], version=1,
-                       when="2025-01-10T03:00:00Z"),
-    ]  # fmt: skip
+        provider_event(
+            uuid_of("p2"),
+            areas=[A],
+            service_types=["health"],
+            version=2,
+            when="2025-03-15T03:00:00Z",
+            active=False,
+        ),
+        provider_event(
+            uuid_of("p2"),
+            areas=[A],
+            service_types=["health"],
+            version=1,
+            when="2025-01-05T03:00:00Z",
+        ),
+        provider_event(
+            uuid_of("p3"),
+            areas=["KH"],
+            service_types=["legal"],
+            version=1,
+            when="2025-02-01T03:00:00Z",
+        ),
+        provider_event(
+            uuid_of("p4"),
+            areas=["17"],
+            service_types=["health"],
+            version=1,
+            when="2025-01-10T03:00:00Z",
+        ),
+    ]
 
-    def grant(verb: str, name: str, n: int, commune: str, category: str, amount: int, v: int,
-              when: str) -> CloudEvent:  # fmt: skip
-        return grant_event(verb, uuid_of(name), child_id=c[n], commune=commune,
-                           category=category, amount=amount, version=v, when=when)  # fmt: skip
+    def grant(
+        verb: str, name: str, n: int, commune: str, category: str, amount: int, v: int, when: str
+    ) -> CloudEvent:
+        return grant_event(
+            verb,
+            uuid_of(name),
+            child_id=c[n],
+            commune=commune,
+            category=category,
+            amount=amount,
+            version=v,
+            when=when,
+        )
 
     funds = [
         *fund_events(A, "2025-01-02T03:00:00Z"),

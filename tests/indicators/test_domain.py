@@ -72,8 +72,9 @@ def test_age_band_is_exactly_the_calendar_rule() -> None:
 
 
 def test_a_flow_is_banded_at_each_periods_end() -> None:
-    flow = effects.Flow("CP_CHILD_REG", month_index(2025, 2), "120101", None, 1, "F",
-                       month_index(2020, 6))  # fmt: skip
+    flow = effects.Flow(
+        "CP_CHILD_REG", month_index(2025, 2), "120101", None, 1, "F", month_index(2020, 6)
+    )
     assert flow.cells() == Counter(
         {
             ("CP_CHILD_REG", "202502", "120101", "F_Y0_4"): 1,
@@ -85,9 +86,13 @@ def test_a_flow_is_banded_at_each_periods_end() -> None:
 
 def _state(**kw: object) -> ChildState:
     base: dict[str, object] = {
-        "commune": "120101", "sex": "F", "birth_month": month_index(2015, 1), "status": "open",
-        "risk": "low", "vulnerabilities": (),
-    }  # fmt: skip
+        "commune": "120101",
+        "sex": "F",
+        "birth_month": month_index(2015, 1),
+        "status": "open",
+        "risk": "low",
+        "vulnerabilities": (),
+    }
     base.update(kw)
     return ChildState(**base)  # type: ignore[arg-type]
 
@@ -120,8 +125,11 @@ KEY = bytes(range(32))
 
 
 def test_rounding_is_consistent_unbiased_and_keeps_zero_and_fives() -> None:
-    cells = [("CP_CHILD_REG", "202503", f"12{d:02d}{c:02d}", "F_Y0_4") for d in range(1, 40)
-             for c in range(1, 40)]  # fmt: skip
+    cells = [
+        ("CP_CHILD_REG", "202503", f"12{d:02d}{c:02d}", "F_Y0_4")
+        for d in range(1, 40)
+        for c in range(1, 40)
+    ]
     for cell in cells[:50]:
         assert rounding.round_count(KEY, cell, 0) == 0
         assert rounding.round_count(KEY, cell, 10) == 10
@@ -159,8 +167,10 @@ def test_published_tables_are_sums_of_rounded_base_cells() -> None:
     months = [month_index(2025, m) for m in range(1, 13)]
     cells = [
         ((ind.code, dates.month_code(m), c, "F_Y0_4"), rng.choice([0, 1, 2, 3, 4, 6, 12]), None)
-        for ind in (reg, open_) for m in months for c in communes
-    ]  # fmt: skip
+        for ind in (reg, open_)
+        for m in months
+        for c in communes
+    ]
     periods = [Period.parse(p) for p in ("202502", "2025Q1", "2025")]
     places = [*communes, "1201", "1202", "12", "KH"]
     now = month_index(2025, 12)
@@ -169,9 +179,10 @@ def test_published_tables_are_sums_of_rounded_base_cells() -> None:
 
     def base(ind: str, month: int, place: str) -> int:
         return sum(
-            r for (i, p, c, _), r in rounded.items()
+            r
+            for (i, p, c, _), r in rounded.items()
             if i == ind and p == dates.month_code(month) and (place == "KH" or c.startswith(place))
-        )  # fmt: skip
+        )
 
     for place in places:
         for period in periods:
@@ -191,11 +202,17 @@ def test_providers_count_where_they_serve_and_once_per_place() -> None:
     district = stocks.ProviderVersion("p1", 1, 0, True, ("health",), ("1201",))
     commune = stocks.ProviderVersion("p2", 1, 0, True, ("health",), ("120101",))
     closed = stocks.ProviderVersion("p3", 1, 0, False, ("health",), ("KH",))
-    counts = stocks.provider_counts([district, commune, closed], ["120101", "120109", "1201", "12",
-                                                                 "KH", "1202"])  # fmt: skip
+    counts = stocks.provider_counts(
+        [district, commune, closed], ["120101", "120109", "1201", "12", "KH", "1202"]
+    )
     assert {p: c["health"] for p, c in counts.items()} == {
-        "120101": 2, "120109": 1, "1201": 2, "12": 2, "KH": 2, "1202": 0,
-    }  # fmt: skip
+        "120101": 2,
+        "120109": 1,
+        "1201": 2,
+        "12": 2,
+        "KH": 2,
+        "1202": 0,
+    }
 
 
 def test_places_at_a_level() -> None:

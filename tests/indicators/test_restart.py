@@ -70,15 +70,20 @@ async def running(
 ) -> AsyncIterator[Running]:
     port = free_port()
     env = {
-        "DATABASE_URL": own_db, "NATS_URL": own_nats.url, "KOMAR_JWKS_URL": jwks_url,
-        "KOMAR_INDICATORS_PORT": str(port), "KOMAR_LOG_LEVEL": "warning",
-    }  # fmt: skip
+        "DATABASE_URL": own_db,
+        "NATS_URL": own_nats.url,
+        "KOMAR_JWKS_URL": jwks_url,
+        "KOMAR_INDICATORS_PORT": str(port),
+        "KOMAR_LOG_LEVEL": "warning",
+    }
     await _durables_with_short_ack_wait(own_nats.url)
     supervisor = Supervisor(Path(tmp_path_factory.mktemp("ind-log")), ready_timeout=90)
-    await asyncio.to_thread(supervisor.run, "indicators-migrate", "services.indicators",
-                            "migrate", env=env)  # fmt: skip
-    await asyncio.to_thread(supervisor.start, "indicators", "services.indicators", env=env,
-                            port=port)  # fmt: skip
+    await asyncio.to_thread(
+        supervisor.run, "indicators-migrate", "services.indicators", "migrate", env=env
+    )
+    await asyncio.to_thread(
+        supervisor.start, "indicators", "services.indicators", env=env, port=port
+    )
     try:
         yield Running(supervisor, f"http://127.0.0.1:{port}", env)
     finally:
@@ -96,11 +101,15 @@ async def _durables_with_short_ack_wait(nats_url: str) -> None:
             await jsm.add_consumer(
                 stream,
                 ConsumerConfig(
-                    durable_name=durable, deliver_policy=DeliverPolicy.ALL,
-                    ack_policy=AckPolicy.EXPLICIT, ack_wait=2, max_deliver=-1,
-                    filter_subject=subject, max_ack_pending=1000,
+                    durable_name=durable,
+                    deliver_policy=DeliverPolicy.ALL,
+                    ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=2,
+                    max_deliver=-1,
+                    filter_subject=subject,
+                    max_ack_pending=1000,
                 ),
-            )  # fmt: skip
+            )
     finally:
         await nc.close()
 
@@ -118,16 +127,20 @@ def population(n: int, seed: int) -> tuple[list[CloudEvent], Counter[str], int]:
         month = rng.randint(1, 12)
         day = rng.randint(1, 28)
         common = {
-            "commune": rng.choice(communes), "sex": rng.choice(("female", "male")),
+            "commune": rng.choice(communes),
+            "sex": rng.choice(("female", "male")),
             "birth": f"{rng.randint(2008, 2024)}-{rng.randint(1, month):02d}",
             "registered_on": f"2025-{month:02d}-{day:02d}",
-        }  # fmt: skip
+        }
         when = f"2025-{month:02d}-{day:02d}T03:00:00Z"
         events.append(child_event("registered", cid, version=1, when=when, **common))
         per_month[f"2025{month:02d}"] += 1
         if rng.random() < 1 / 3:
-            events.append(child_event("closed", cid, version=2, status="closed",
-                                      when="2025-12-30T03:00:00Z", **common))  # fmt: skip
+            events.append(
+                child_event(
+                    "closed", cid, version=2, status="closed", when="2025-12-30T03:00:00Z", **common
+                )
+            )
         else:
             open_at_year_end += 1
     return events, per_month, open_at_year_end
@@ -183,7 +196,7 @@ async def test_killed_mid_stream_and_restarted_the_values_are_the_same(
                 headers=headers,
                 params={"indicator": ind, "period": period, "area": "KH"},
             )
-            return sum(i["value"] for i in r.json()["items"])  # fmt: skip
+            return sum(i["value"] for i in r.json()["items"])
 
         for month, count in (per_month + more_per_month).items():
             assert await value("CP_CHILD_REG", month) == count, month
@@ -194,8 +207,13 @@ async def test_killed_mid_stream_and_restarted_the_values_are_the_same(
         rounded = await public_table(client, keys)
     live = await cells(own_db)
     # `python -m services.indicators rebuild` while the service runs: the same cells
-    await asyncio.to_thread(running.supervisor.run, "indicators-rebuild", "services.indicators",
-                            "rebuild", env=running.env)  # fmt: skip
+    await asyncio.to_thread(
+        running.supervisor.run,
+        "indicators-rebuild",
+        "services.indicators",
+        "rebuild",
+        env=running.env,
+    )
     assert await cells(own_db) == live
     # the rounding key lives in the schema: a rebuild and a restart round every cell alike
     await asyncio.to_thread(running.supervisor.restart, "indicators")
@@ -220,8 +238,9 @@ async def public_table(client: httpx.AsyncClient, keys: SigningKeys) -> list[Any
     return rows
 
 
-async def test_a_dhis2_client_reads_data_value_sets(running: Running, keys: SigningKeys,
-                                                  tmp_path: Path) -> None:  # fmt: skip
+async def test_a_dhis2_client_reads_data_value_sets(
+    running: Running, keys: SigningKeys, tmp_path: Path
+) -> None:
     # dhis2.py builds <base>/api/dataValueSets.<json|csv>, as against a DHIS2 server
     api = dhis2.Api(f"{running.url}/v1/indicators", "warehouse", "unused")
     api.session.auth = None
@@ -231,16 +250,21 @@ async def test_a_dhis2_client_reads_data_value_sets(running: Running, keys: Sign
     values = doc["dataValues"]
     per_unit = sum(len(i.combo.combos) for i in catalogue.INDICATORS)
     assert len(values) == len(geography.descendants("12")) * per_unit
-    csv_text = (await asyncio.to_thread(api.get, "dataValueSets", params=params,
-                                        file_type="csv")).text  # fmt: skip
+    csv_text = (
+        await asyncio.to_thread(api.get, "dataValueSets", params=params, file_type="csv")
+    ).text
     path = tmp_path / "values.csv"
     path.write_text(csv_text)
     rows = list(dhis2.load_csv(str(path)))
     assert len(rows) == len(values)
     assert {r["orgunit"] for r in rows} == {v["orgUnit"] for v in values}
-    total = sum(int(r["value"]) for r in rows
-                if r["dataelement"] == "CP_CHILD_REG" and r["orgunit"] == "12")  # fmt: skip
-    reg = {v["categoryOptionCombo"]: v for v in values
-           if v["dataElement"] == "CP_CHILD_REG" and v["orgUnit"] == "12"}  # fmt: skip
+    total = sum(
+        int(r["value"]) for r in rows if r["dataelement"] == "CP_CHILD_REG" and r["orgunit"] == "12"
+    )
+    reg = {
+        v["categoryOptionCombo"]: v
+        for v in values
+        if v["dataElement"] == "CP_CHILD_REG" and v["orgUnit"] == "12"
+    }
     assert total == sum(int(v["value"]) for v in reg.values())
     assert set(reg) == {c.code for c in catalogue.SEX_AGE.combos}

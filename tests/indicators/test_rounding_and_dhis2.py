@@ -57,9 +57,13 @@ class DataValueSet(BaseModel):
 
 
 async def rows(
-    api: httpx.AsyncClient, headers: dict[str, str], ind: str, period: str, area: str,
+    api: httpx.AsyncClient,
+    headers: dict[str, str],
+    ind: str,
+    period: str,
+    area: str,
     level: str | None = None,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     params = {
         "indicator": ind,
         "period": period,
@@ -130,8 +134,9 @@ async def test_rounding_does_not_depend_on_the_query_shape(
     # a flow's quarter is the sum of its published months; a stock's is its last month
     for place in (A, "1201", "KH"):
         quarter = await rows(api, public, "CP_REF_MADE", "2025Q1", place)
-        months = [await rows(api, public, "CP_REF_MADE", m, place) for m in
-                  ("202501", "202502", "202503")]  # fmt: skip
+        months = [
+            await rows(api, public, "CP_REF_MADE", m, place) for m in ("202501", "202502", "202503")
+        ]
         for i, r in enumerate(quarter):
             assert r["value"] == sum(m[i]["value"] for m in months)
     stock_q = await rows(api, public, "CP_CASE_OPEN", "2025Q1", "1201", "commune")
@@ -145,13 +150,20 @@ async def test_detail_scope_sees_raw_values(
     table = await rows(api, detail, "CP_CASE_OPEN", "202503", "1201", "commune")
     assert not any(r["suppressed"] or r["rounded"] for r in table)
     assert {(r["area"], r["disaggregation"]) for r in table if r["value"] == 1} == {
-        (A, "F_Y0_4"), (A, "M_Y15_17"), ("120109", "F_Y10_14"),
-    }  # fmt: skip
+        (A, "F_Y0_4"),
+        (A, "M_Y15_17"),
+        ("120109", "F_Y10_14"),
+    }
 
 
 def dvs_params(**extra: Any) -> dict[str, Any]:
-    return {"dataSet": "CP_MONTHLY", "period": "202503", "orgUnit": "1201", "children": "true",
-            **extra}  # fmt: skip
+    return {
+        "dataSet": "CP_MONTHLY",
+        "period": "202503",
+        "orgUnit": "1201",
+        "children": "true",
+        **extra,
+    }
 
 
 async def test_data_value_sets_json_is_dhis2s_and_rounded_like_values(
@@ -192,12 +204,14 @@ async def test_data_value_sets_csv_has_dhis2s_columns(
     api: httpx.AsyncClient, keys: SigningKeys, loaded: list[CloudEvent]
 ) -> None:
     public = keys.headers(areas=["KH"], scope=NATIONAL_READ)
-    as_json = (await api.get("/v1/indicators/dataValueSets", params=dvs_params(),
-                             headers=public)).json()["dataValues"]  # fmt: skip
+    as_json = (
+        await api.get("/v1/indicators/dataValueSets", params=dvs_params(), headers=public)
+    ).json()["dataValues"]
     by_accept = await api.get(
-        "/v1/indicators/dataValueSets", params=dvs_params(),
+        "/v1/indicators/dataValueSets",
+        params=dvs_params(),
         headers={**public, "Accept": "text/csv"},
-    )  # fmt: skip
+    )
     by_suffix = await api.get(
         "/v1/indicators/dataValueSets.csv", params=dvs_params(), headers=public
     )
@@ -224,9 +238,10 @@ async def test_adx_is_namespaced_xml_with_categories_as_attributes(
 ) -> None:
     public = keys.headers(areas=["KH"], scope=NATIONAL_READ)
     r = await api.get(
-        "/v1/indicators/dataValueSets", params=dvs_params(period=["202502", "202503"]),
+        "/v1/indicators/dataValueSets",
+        params=dvs_params(period=["202502", "202503"]),
         headers={**public, "Accept": "application/adx+xml"},
-    )  # fmt: skip
+    )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/adx+xml")
     assert r.content.startswith(b"<?xml")
@@ -235,11 +250,13 @@ async def test_adx_is_namespaced_xml_with_categories_as_attributes(
     datetime.strptime(root.attrib["exported"], "%Y-%m-%dT%H:%M:%SZ")
     groups = root.findall(f"{ADX}group")
     assert {(g.attrib["period"], g.attrib["dataSet"]) for g in groups} == {
-        ("2025-02-01/P1M", "CP_MONTHLY"), ("2025-03-01/P1M", "CP_MONTHLY"),
-    }  # fmt: skip
+        ("2025-02-01/P1M", "CP_MONTHLY"),
+        ("2025-03-01/P1M", "CP_MONTHLY"),
+    }
     assert len(groups) == 2 * 6  # two months x (district + five communes)
-    as_json = (await api.get("/v1/indicators/dataValueSets", params=dvs_params(),
-                             headers=public)).json()["dataValues"]  # fmt: skip
+    as_json = (
+        await api.get("/v1/indicators/dataValueSets", params=dvs_params(), headers=public)
+    ).json()["dataValues"]
     expected = {
         (v["dataElement"], v["orgUnit"], v["categoryOptionCombo"]): v.get("value") for v in as_json
     }
@@ -264,8 +281,9 @@ async def test_data_value_sets_params_as_dhis2s(
     public = keys.headers(areas=["KH"], scope=NATIONAL_READ)
     path = "/v1/indicators/dataValueSets"
     # DHIS2's own path below the base URL, and its .json suffix
-    same = await api.get("/v1/indicators/api/dataValueSets.json", params=dvs_params(),
-                         headers=public)  # fmt: skip
+    same = await api.get(
+        "/v1/indicators/api/dataValueSets.json", params=dvs_params(), headers=public
+    )
     assert same.json() == (await api.get(path, params=dvs_params(), headers=public)).json()
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     r = await api.get(path, params=dvs_params(lastUpdated=future), headers=public)
@@ -273,17 +291,31 @@ async def test_data_value_sets_params_as_dhis2s(
     r = await api.get(path, params=dvs_params(lastUpdated="2020-01-01"), headers=public)
     assert len(r.json()["dataValues"]) > 0
     several = await api.get(
-        path, params={"dataSet": "CP_MONTHLY", "period": ["202502", "202503"],
-                      "orgUnit": ["120101", "170101"]}, headers=public,
-    )  # fmt: skip
+        path,
+        params={
+            "dataSet": "CP_MONTHLY",
+            "period": ["202502", "202503"],
+            "orgUnit": ["120101", "170101"],
+        },
+        headers=public,
+    )
     assert {(v["period"], v["orgUnit"]) for v in several.json()["dataValues"]} == {
-        ("202502", "120101"), ("202503", "120101"), ("202502", "170101"), ("202503", "170101"),
-    }  # fmt: skip
+        ("202502", "120101"),
+        ("202503", "120101"),
+        ("202502", "170101"),
+        ("202503", "170101"),
+    }
     dates = await api.get(
-        path, params={"dataSet": "CP_MONTHLY", "startDate": "2025-01-01", "endDate": "2025-03-31",
-                      "orgUnit": "12", "dataElement": "CP_REF_MADE"},
+        path,
+        params={
+            "dataSet": "CP_MONTHLY",
+            "startDate": "2025-01-01",
+            "endDate": "2025-03-31",
+            "orgUnit": "12",
+            "dataElement": "CP_REF_MADE",
+        },
         headers=keys.headers(areas=["KH"], scope=DETAIL),
-    )  # fmt: skip
+    )
     made = {(v["period"], v["categoryOptionCombo"]): v["value"] for v in dates.json()["dataValues"]}
     assert made[("202502", "education")] == "2"
     assert {p for p, _ in made} == {"202501", "202502", "202503"}
@@ -296,8 +328,11 @@ async def test_data_value_sets_params_as_dhis2s(
     ):
         r = await api.get(path, params=dvs_params(**bad), headers=public)
         assert r.status_code == 422, (bad, r.text)
-    r = await api.get(path, params=dvs_params(orgUnit="17"),
-                      headers=keys.headers(areas=["12"], scope=NATIONAL_READ))  # fmt: skip
+    r = await api.get(
+        path,
+        params=dvs_params(orgUnit="17"),
+        headers=keys.headers(areas=["12"], scope=NATIONAL_READ),
+    )
     assert r.status_code == 403
 
 

@@ -48,39 +48,55 @@ async def snapshot(app: FastAPI) -> tuple[int, dict[Any, int]]:
 async def test_registrations_by_sex_and_age_at_each_periods_end(detail: Any) -> None:
     assert await detail("CP_CHILD_REG", "202501", A) == {"F_Y0_4": 1}
     assert await detail("CP_CHILD_REG", "202503", "12", "commune") == {
-        (B, "F_Y10_14"): 1, (C, "M_Y15_17"): 1,
-    }  # fmt: skip
+        (B, "F_Y10_14"): 1,
+        (C, "M_Y15_17"): 1,
+    }
     # child 2 is 14 at the end of February and 15 at the end of March (born March 2010)
     assert await detail("CP_CHILD_REG", "202502", A) == {"M_Y10_14": 1}
     assert await detail("CP_CHILD_REG", "2025Q1", "KH") == {
-        "F_Y0_4": 1, "M_Y15_17": 2, "F_Y10_14": 1, "M_Y10_14": 1,
-    }  # fmt: skip
+        "F_Y0_4": 1,
+        "M_Y15_17": 2,
+        "F_Y10_14": 1,
+        "M_Y10_14": 1,
+    }
     assert await detail("CP_CHILD_REG", "2025Q1", "12", "district") == {
-        ("1201", "F_Y0_4"): 1, ("1201", "M_Y15_17"): 1, ("1201", "F_Y10_14"): 1,
+        ("1201", "F_Y0_4"): 1,
+        ("1201", "M_Y15_17"): 1,
+        ("1201", "F_Y10_14"): 1,
         ("1202", "M_Y15_17"): 1,
-    }  # fmt: skip
+    }
     # child 1 turns 5 in June: banded 5-9 for the year
     assert await detail("CP_CHILD_REG", "2025", "KH", "province") == {
-        ("12", "F_Y5_9"): 1, ("12", "M_Y15_17"): 2, ("12", "F_Y10_14"): 1,
-        ("17", "F_Y0_4"): 1, ("17", "M_Y10_14"): 1,
-    }  # fmt: skip
+        ("12", "F_Y5_9"): 1,
+        ("12", "M_Y15_17"): 2,
+        ("12", "F_Y10_14"): 1,
+        ("17", "F_Y0_4"): 1,
+        ("17", "M_Y10_14"): 1,
+    }
 
 
 async def test_case_stocks_at_period_end(detail: Any) -> None:
     assert await detail("CP_CASE_OPEN", "202503", "1201", "commune") == {
-        (A, "F_Y0_4"): 1, (A, "M_Y15_17"): 1, (B, "F_Y10_14"): 1,
-    }  # fmt: skip
+        (A, "F_Y0_4"): 1,
+        (A, "M_Y15_17"): 1,
+        (B, "F_Y10_14"): 1,
+    }
     assert await detail("CP_CASE_OPEN", "2025Q1", "12") == {
-        "F_Y0_4": 1, "M_Y15_17": 2, "F_Y10_14": 1,
-    }  # fmt: skip
+        "F_Y0_4": 1,
+        "M_Y15_17": 2,
+        "F_Y10_14": 1,
+    }
     # child 2's case closed at 00:30 on 1 April in Cambodia, reopened in June
     assert await detail("CP_CASE_OPEN", "202504", A) == {"F_Y0_4": 1}
     assert await detail("CP_CASE_OPEN", "202505", A) == {"F_Y0_4": 1}
     assert await detail("CP_CASE_OPEN", "202506", A) == {"F_Y5_9": 1, "M_Y15_17": 1}
     assert await detail("CP_CASE_OPEN", "2025", "KH", "province") == {
-        ("12", "F_Y5_9"): 1, ("12", "M_Y15_17"): 1, ("12", "F_Y10_14"): 1,
-        ("17", "F_Y0_4"): 1, ("17", "M_Y10_14"): 1,
-    }  # fmt: skip
+        ("12", "F_Y5_9"): 1,
+        ("12", "M_Y15_17"): 1,
+        ("12", "F_Y10_14"): 1,
+        ("17", "F_Y0_4"): 1,
+        ("17", "M_Y10_14"): 1,
+    }
     assert await detail("CP_CASE_OPEN", "2025", "1202") == {}  # child 4 closed in August
     assert await detail("CP_CASE_HIGH_RISK", "202501", "KH") == {"F_Y0_4": 1}
     assert await detail("CP_CASE_HIGH_RISK", "202502", "KH") == {}
@@ -88,84 +104,113 @@ async def test_case_stocks_at_period_end(detail: Any) -> None:
     assert await detail("CP_CASE_HIGH_RISK", "2025Q1", "KH", "province") == {("17", "M_Y10_14"): 1}
     assert await detail("CP_CASE_HIGH_RISK", "2025", "KH") == {"F_Y10_14": 1, "M_Y10_14": 1}
     assert await detail("CP_CHILD_VULN", "202503", "KH") == {
-        "poor_household": 2, "violence": 1, "disability": 1, "out_of_school": 1,
+        "poor_household": 2,
+        "violence": 1,
+        "disability": 1,
+        "out_of_school": 1,
         "child_labour": 1,
-    }  # fmt: skip
+    }
     assert await detail("CP_CHILD_VULN", "202503", "1201", "commune") == {
-        (A, "poor_household"): 1, (A, "violence"): 1, (B, "disability"): 1,
+        (A, "poor_household"): 1,
+        (A, "violence"): 1,
+        (B, "disability"): 1,
         (B, "out_of_school"): 1,
-    }  # fmt: skip
+    }
     assert await detail("CP_CHILD_VULN", "2025", "KH") == {
-        "poor_household": 2, "violence": 1, "disability": 1, "out_of_school": 1,
+        "poor_household": 2,
+        "violence": 1,
+        "disability": 1,
+        "out_of_school": 1,
         "abandonment": 1,
-    }  # fmt: skip
+    }
 
 
 async def test_referral_flows(detail: Any) -> None:
     assert await detail("CP_REF_MADE", "202502", A) == {"education": 2}  # re-routed: twice
     assert await detail("CP_REF_MADE", "2025Q1", "KH") == {
-        "health": 1, "education": 2, "psychosocial": 1,
-    }  # fmt: skip
+        "health": 1,
+        "education": 2,
+        "psychosocial": 1,
+    }
     # r4 was created at 01:00 on 1 April in Cambodia
     assert await detail("CP_REF_MADE", "202504", "KH", "province") == {
-        ("12", "legal"): 1, ("17", "health"): 1,
-    }  # fmt: skip
+        ("12", "legal"): 1,
+        ("17", "health"): 1,
+    }
     assert await detail("CP_REF_MADE", "2025", "KH") == {
-        "health": 2, "education": 2, "psychosocial": 1, "legal": 1,
-    }  # fmt: skip
+        "health": 2,
+        "education": 2,
+        "psychosocial": 1,
+        "legal": 1,
+    }
     assert await detail("CP_REF_ACCEPTED", "2025Q1", "KH") == {"health": 1, "education": 1}
     assert await detail("CP_REF_ACCEPTED", "2025", "KH") == {
-        "health": 2, "education": 1, "legal": 1,
-    }  # fmt: skip
+        "health": 2,
+        "education": 1,
+        "legal": 1,
+    }
     assert await detail("CP_REF_COMPLETED", "2025Q1", "1201") == {"health": 1}
     assert await detail("CP_REF_COMPLETED", "2025", "KH") == {"health": 2}
     # r3 went overdue at 23:30 on 31 March (flagged ten minutes into April): March
     assert await detail("CP_REF_OVERDUE", "202503", "KH") == {"psychosocial": 1}
     assert await detail("CP_REF_OVERDUE", "202504", "KH") == {"legal": 1}
     assert await detail("CP_REF_OVERDUE", "2025", "KH", "district") == {
-        ("1201", "psychosocial"): 1, ("1202", "legal"): 1,
-    }  # fmt: skip
+        ("1201", "psychosocial"): 1,
+        ("1202", "legal"): 1,
+    }
 
 
 async def test_grant_flows(detail: Any) -> None:
     assert await detail("CP_GRANT_APPROVED", "202501", A) == {"emergency_disaster": 1}
     assert await detail("CP_GRANT_APPROVED", "2025Q1", "KH") == {
-        "emergency_disaster": 2, "education_support": 1,
-    }  # fmt: skip
+        "emergency_disaster": 2,
+        "education_support": 1,
+    }
     # approved then cancelled still counts as approved; rejected never does
     assert await detail("CP_GRANT_APPROVED", "2025", "KH") == {
-        "emergency_disaster": 2, "education_support": 1, "material_support": 1,
-    }  # fmt: skip
+        "emergency_disaster": 2,
+        "education_support": 1,
+        "material_support": 1,
+    }
     assert await detail("CP_GRANT_DISBURSED", "202502", "KH") == {"emergency_disaster": 2}
     # g2 was reversed: disbursements are gross
     assert await detail("CP_GRANT_DISBURSED", "2025", "KH") == {
-        "emergency_disaster": 2, "education_support": 1,
-    }  # fmt: skip
+        "emergency_disaster": 2,
+        "education_support": 1,
+    }
     assert await detail("CP_GRANT_DISBURSED_KHR", "2025Q1", "KH") == {
-        "emergency_disaster": 320_000, "education_support": 50_000,
-    }  # fmt: skip
+        "emergency_disaster": 320_000,
+        "education_support": 50_000,
+    }
     assert await detail("CP_GRANT_DISBURSED_KHR", "202502", "KH", "province") == {
-        ("12", "emergency_disaster"): 200_000, ("17", "emergency_disaster"): 120_000,
-    }  # fmt: skip
+        ("12", "emergency_disaster"): 200_000,
+        ("17", "emergency_disaster"): 120_000,
+    }
 
 
 async def test_providers_are_a_distinct_count(detail: Any) -> None:
     assert await detail("CP_PROVIDERS", "202501", "KH") == {"health": 3, "education": 1}
     assert await detail("CP_PROVIDERS", "202502", "KH") == {
-        "health": 3, "education": 1, "legal": 1,
-    }  # fmt: skip
+        "health": 3,
+        "education": 1,
+        "legal": 1,
+    }
     # the district-wide provider is one provider of the district, not five
     assert await detail("CP_PROVIDERS", "202502", "1201") == {
-        "health": 2, "education": 1, "legal": 1,
-    }  # fmt: skip
+        "health": 2,
+        "education": 1,
+        "legal": 1,
+    }
     by_commune = await detail("CP_PROVIDERS", "202502", "1201", "commune")
     assert by_commune[(A, "health")] == 2
     assert all(by_commune[(c, "health")] == 1 for c in DISTRICT_1201[1:])
     assert all(by_commune[(c, "legal")] == 1 for c in DISTRICT_1201)
     # p2 was deactivated in March
     assert await detail("CP_PROVIDERS", "2025Q1", "KH") == {
-        "health": 2, "education": 1, "legal": 1,
-    }  # fmt: skip
+        "health": 2,
+        "education": 1,
+        "legal": 1,
+    }
     assert await detail("CP_PROVIDERS", "2025", D) == {"health": 1, "legal": 1}
     assert await detail("CP_PROVIDERS", "202503", C) == {"legal": 1}
 
@@ -175,16 +220,26 @@ async def test_every_combo_is_answered_zeros_included(
 ) -> None:
     r = await api.get(
         "/v1/indicators/values",
-        params={"indicator": "CP_CASE_OPEN", "period": "2025Q1", "area": "1201",
-                "level": "commune"},
+        params={
+            "indicator": "CP_CASE_OPEN",
+            "period": "2025Q1",
+            "area": "1201",
+            "level": "commune",
+        },
         headers=keys.headers(areas=["KH"], scope=DETAIL),
-    )  # fmt: skip
+    )
     items = r.json()["items"]
     assert len(items) == len(DISTRICT_1201) * 8
     assert {i["area"] for i in items} == set(DISTRICT_1201)
     assert set(items[0]) == {
-        "indicator", "period", "area", "disaggregation", "value", "suppressed", "rounded",
-    }  # fmt: skip
+        "indicator",
+        "period",
+        "area",
+        "disaggregation",
+        "value",
+        "suppressed",
+        "rounded",
+    }
     assert sum(i["value"] for i in items) == 3
 
 
@@ -222,8 +277,10 @@ async def test_rebuild_gives_the_live_aggregates_cell_by_cell(
     assert status["rebuild"]["state"] == "active"
     # the live consumers go on into the new generation, skipping what it already has
     assert await detail("CP_CASE_OPEN", "2025Q1", "12") == {
-        "F_Y0_4": 1, "M_Y15_17": 2, "F_Y10_14": 1,
-    }  # fmt: skip
+        "F_Y0_4": 1,
+        "M_Y15_17": 2,
+        "F_Y10_14": 1,
+    }
 
 
 async def test_access_and_bad_input(
@@ -264,19 +321,30 @@ async def test_nothing_stored_or_answered_names_a_child(
         columns = {
             r.column_name
             for r in await conn.execute(
-                text("SELECT column_name FROM information_schema.columns "
-                     "WHERE table_schema = 'indicators'")
+                text(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = 'indicators'"
+                )
             )
-        }  # fmt: skip
+        }
     for word in ("name", "birth_date", "reason", "note", "phone", "justification", "caregiver"):
         assert not [c for c in columns if word in c], word
     r = await api.get("/v1/indicators/catalog", headers=keys.headers(scope=NATIONAL_READ))
     doc = r.json()
     assert {i["code"] for i in doc["indicators"]} >= {
-        "CP_CHILD_REG", "CP_CASE_OPEN", "CP_CASE_HIGH_RISK", "CP_CHILD_VULN", "CP_REF_MADE",
-        "CP_REF_ACCEPTED", "CP_REF_COMPLETED", "CP_REF_OVERDUE", "CP_GRANT_APPROVED",
-        "CP_GRANT_DISBURSED", "CP_GRANT_DISBURSED_KHR", "CP_PROVIDERS",
-    }  # fmt: skip
+        "CP_CHILD_REG",
+        "CP_CASE_OPEN",
+        "CP_CASE_HIGH_RISK",
+        "CP_CHILD_VULN",
+        "CP_REF_MADE",
+        "CP_REF_ACCEPTED",
+        "CP_REF_COMPLETED",
+        "CP_REF_OVERDUE",
+        "CP_GRANT_APPROVED",
+        "CP_GRANT_DISBURSED",
+        "CP_GRANT_DISBURSED_KHR",
+        "CP_PROVIDERS",
+    }
     providers = next(i for i in doc["indicators"] if i["code"] == "CP_PROVIDERS")
     assert providers["roll_up"] == "distinct"
     assert providers["type"] == "stock"

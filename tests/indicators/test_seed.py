@@ -23,9 +23,12 @@ async def test_seeded_events_load_into_the_aggregates(own_db: str, own_nats: Emb
     events = list(seed.population(300, months=6, seed=5, now=now))
     assert all(e.time <= now for e in events)
     summary = await seed.seed(
-        Settings(database_url=own_db, nats_url=own_nats.url), 300, months=6, seed_value=5,
+        Settings(database_url=own_db, nats_url=own_nats.url),
+        300,
+        months=6,
+        seed_value=5,
         rebuild=True,
-    )  # fmt: skip
+    )
     assert summary.events == len(events)
     registered = sum(1 for e in events if e.type == "registry.child.registered.v1")
     closed = sum(1 for e in events if e.type == "registry.child.closed.v1")
