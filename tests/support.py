@@ -19,6 +19,8 @@ from fastapi import FastAPI
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from libs.common import jwt, migrations
+from libs.common.events import CloudEvent, new_event
+from libs.common.events.catalog import ChildUpdatedV1, ChildV1
 from libs.common.settings import Settings
 
 ISSUER = "komar-gateway"
@@ -74,6 +76,43 @@ class SigningKeys:
 
     def headers(self, **kw: Any) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(**kw)}"}
+
+
+def child_event(
+    child_id: str,
+    *,
+    owner_org: str,
+    village: str | None,
+    commune: str | None = None,
+    version: int = 1,
+    verb: str = "registered",
+    status: str = "open",
+    consent: bool = True,
+) -> CloudEvent:
+    """A registry.child.<verb>.v1 event exactly as the registry publishes it (an update
+    changes the village); the commune is the village's unless given."""
+    commune_code = commune or (village or "")[:6]
+    fields: dict[str, Any] = {
+        "child_id": child_id,
+        "case_number": f"{commune_code}-{uuid.uuid4().int % 10_000_000:07d}",
+        "commune_code": commune_code,
+        "village_code": village,
+        "sex": "female",
+        "birth_month": "2015-04",
+        "vulnerabilities": ["poor_household"],
+        "risk_level": "medium",
+        "status": status,
+        "owner_org": owner_org,
+        "data_sharing_consent": consent,
+        "version": version,
+        "registered_on": "2026-11-01",
+    }
+    data = (
+        ChildUpdatedV1(**fields, changed=["village_code"])
+        if verb == "updated"
+        else ChildV1(**fields)
+    )
+    return new_event("registry", f"registry.child.{verb}.v1", child_id, data, "req-registry")
 
 
 async def migrate(database_url: str, package: str) -> None:

@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import httpx
@@ -21,9 +22,10 @@ from sqlalchemy import select
 
 from libs.common.events import new_event
 from libs.common.events.bus import EventBus
-from libs.common.events.catalog import STREAMS, ChildUpdatedV1, ChildV1
+from libs.common.events.catalog import STREAMS
 from libs.common.events.referrals_events import ReferralV1
 from services.funds.models import children, inbox
+from tests import support
 from tests.support import SigningKeys, client, running_service, service_settings, stream_events
 
 TONLE_BASAK = "120101"  # a commune of Chamkar Mon district (1201), Phnom Penh (12)
@@ -116,36 +118,8 @@ def people(keys: SigningKeys) -> People:
 # ---------------------------------------------------------------- children
 
 
-def child_event(
-    child_id: str,
-    *,
-    village_code: str = VILLAGE,
-    commune_code: str | None = None,
-    owner_org: str = "moswvy-phnom-penh",
-    status: str = "open",
-    version: int = 1,
-    verb: str = "registered",
-) -> Any:
-    """A registry.child.<verb>.v1 event as the registry writes it."""
-    extra: dict[str, Any] = {"changed": ["village_code"]} if verb == "updated" else {}
-    model = ChildUpdatedV1 if verb == "updated" else ChildV1
-    data = model(
-        **extra,
-        child_id=child_id,
-        case_number=f"{village_code[:6]}-{uuid.uuid4().int % 10**7:07d}",
-        commune_code=commune_code or village_code[:6],
-        village_code=village_code,
-        sex="female",
-        birth_month="2015-04",
-        vulnerabilities=["poor_household"],
-        risk_level="medium",
-        status=status,
-        owner_org=owner_org,
-        data_sharing_consent=True,
-        version=version,
-        registered_on="2026-11-01",
-    )
-    return new_event("registry", f"registry.child.{verb}.v1", child_id, data, "test")
+# A registry.child.* event of a Tonle Basak child registered by the province's staff, by default.
+child_event = partial(support.child_event, owner_org="moswvy-phnom-penh", village=VILLAGE)
 
 
 async def publish(bus: EventBus, events: Iterable[Any]) -> None:

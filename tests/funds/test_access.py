@@ -256,9 +256,7 @@ async def test_the_listed_commune_owns_an_anomalous_village(
     api: httpx.AsyncClient, funds_app: FastAPI, registry_bus: EventBus, people: People
 ) -> None:
     # 02140408 is listed under 021405, though its code names 021404
-    [child] = await add_children(
-        funds_app, registry_bus, village_code="02140408", commune_code="021405"
-    )
+    [child] = await add_children(funds_app, registry_bus, village="02140408", commune="021405")
     manager = people.h("manager-02", areas=["02"], scope="funds:read funds:manage funds:request")
     r = await api.post("/v1/funds/funds", json=fund_body(commune_code="021405"), headers=manager)
     assert r.status_code == 201, r.text

@@ -362,7 +362,7 @@ async def test_a_repeat_within_30_days_needs_a_justification_and_is_flagged(
 async def test_a_child_outside_the_fund_area_or_closed_gets_422(
     api: httpx.AsyncClient, funds_app: FastAPI, registry_bus: EventBus, people: People
 ) -> None:
-    [elsewhere] = await add_children(funds_app, registry_bus, village_code=OTHER_VILLAGE)
+    [elsewhere] = await add_children(funds_app, registry_bus, village=OTHER_VILLAGE)
     [closed] = await add_children(funds_app, registry_bus, status="closed")
     fund = await make_fund(api, people)  # Tonle Basak
     district_worker = people.h("district-worker", areas=["1201"], scope="funds:request")
@@ -384,7 +384,7 @@ async def test_the_projection_applies_only_newer_versions(
     [child] = await add_children(funds_app, registry_bus)
     fund = await make_fund(api, people)
     # the child moves to another commune (v2); a late copy of v1 must not move it back
-    moved = child_event(child, village_code=OTHER_VILLAGE, version=2, verb="updated")
+    moved = child_event(child, village=OTHER_VILLAGE, version=2, verb="updated")
     stale = child_event(child, version=1)
     await publish(registry_bus, [moved, stale])
     await wait_processed(funds_app, [moved.id, stale.id])
@@ -393,9 +393,7 @@ async def test_the_projection_applies_only_newer_versions(
     )
     assert r.status_code == 404  # no longer a Tonle Basak child: not visible to its worker
     # closed (v3), published twice as a relay retry would: the case is closed
-    closed = child_event(
-        child, village_code=OTHER_VILLAGE, version=3, verb="closed", status="closed"
-    )
+    closed = child_event(child, village=OTHER_VILLAGE, version=3, verb="closed", status="closed")
     await publish(registry_bus, [closed, closed])
     await wait_processed(funds_app, [closed.id])
     other_fund = await make_fund(api, people, commune_code="120109")

