@@ -11,6 +11,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -40,24 +41,30 @@ async def funds_app(pg_url: str, nats_url: str, keys: SigningKeys) -> AsyncItera
         yield app
 
 
+@asynccontextmanager
+async def producer_bus(nats_url: str, stream: str) -> AsyncIterator[EventBus]:
+    """A bus publishing onto `stream` in place of the service that produces it."""
+    bus = EventBus(nats_url, f"test-{stream.lower()}", {stream: STREAMS[stream]})
+    bus.start()
+    try:
+        await bus.wait_ready(30)
+        yield bus
+    finally:
+        await bus.close()
+
+
 @pytest.fixture(scope="session")
 async def registry_bus(nats_url: str) -> AsyncIterator[EventBus]:
     """Publishes registry.child.* events as the registry would."""
-    bus = EventBus(nats_url, "test-registry", {"REGISTRY": STREAMS["REGISTRY"]})
-    bus.start()
-    await bus.wait_ready(30)
-    yield bus
-    await bus.close()
+    async with producer_bus(nats_url, "REGISTRY") as bus:
+        yield bus
 
 
 @pytest.fixture(scope="session")
 async def referrals_bus(nats_url: str) -> AsyncIterator[EventBus]:
     """Publishes referrals.referral.* events as the referrals service would."""
-    bus = EventBus(nats_url, "test-referrals", {"REFERRALS": STREAMS["REFERRALS"]})
-    bus.start()
-    await bus.wait_ready(30)
-    yield bus
-    await bus.close()
+    async with producer_bus(nats_url, "REFERRALS") as bus:
+        yield bus
 
 
 @pytest.fixture
