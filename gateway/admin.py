@@ -73,11 +73,22 @@ def _user_out(row: Row[Any], now: datetime | None = None) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
+class PrincipalFilters:
+    """The filters of a list of clients or users: an organisation, enabled or disabled."""
+
+    def __init__(
+        self,
+        org: str | None = Query(None, max_length=100),
+        active: bool | None = Query(None),
+    ) -> None:
+        self.org = org
+        self.active = active
+
+
 async def _principal_page(
     request: Request,
     page: Page,
-    org: str | None,
-    active: bool | None,
+    filters: PrincipalFilters,
     principal: Principal,
     table: Table,
     answer: Callable[[Row[Any], datetime], dict[str, Any]],
@@ -88,7 +99,12 @@ async def _principal_page(
     page = time_cursor(page, str)
     async with rt.db.transaction() as conn:
         rows = await store.list_principals(
-            conn, table, page, org=org, active=active, admin_areas=principal.area_prefixes()
+            conn,
+            table,
+            page,
+            org=filters.org,
+            active=filters.active,
+            admin_areas=principal.area_prefixes(),
         )
         now = await store.db_now(conn)
     next_cursor = None
@@ -172,13 +188,12 @@ def _client_created(row: Row[Any], secret: str | None) -> Response:
 @router.get("/v1/admin/clients", tags=["admin"], response_model=ClientPage)
 async def list_clients(
     request: Request,
+    filters: PrincipalFilters = Depends(),  # first: OpenAPI lists org and active first
     page: Page = Depends(page_params),
-    org: str | None = Query(None, max_length=100),
-    active: bool | None = Query(None),
     principal: Principal = Depends(admin_principal),
 ) -> dict[str, Any]:
     return await _principal_page(
-        request, page, org, active, principal, clients, lambda row, _now: _client_out(row)
+        request, page, filters, principal, clients, lambda row, _now: _client_out(row)
     )
 
 
@@ -276,12 +291,11 @@ async def create_user(
 @router.get("/v1/admin/users", tags=["admin"], response_model=UserPage)
 async def list_users(
     request: Request,
+    filters: PrincipalFilters = Depends(),  # first: OpenAPI lists org and active first
     page: Page = Depends(page_params),
-    org: str | None = Query(None, max_length=100),
-    active: bool | None = Query(None),
     principal: Principal = Depends(admin_principal),
 ) -> dict[str, Any]:
-    return await _principal_page(request, page, org, active, principal, users, _user_out)
+    return await _principal_page(request, page, filters, principal, users, _user_out)
 
 
 @router.get("/v1/admin/users/{user_id}", tags=["admin"], response_model=UserOut)
