@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,14 +115,23 @@ def new_platform(
     )
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    p = new_platform(tmp_path_factory.mktemp("platform"))
+@contextmanager
+def running_platform(
+    root: Path, *, replicas: int = 1, settings: dict[str, str] | None = None
+) -> Iterator[Platform]:
+    """A platform under `root` (see new_platform), started, and stopped when done."""
+    p = new_platform(root, replicas=replicas, settings=settings)
     try:
         p.start()
         yield p
     finally:
         p.stop()
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    with running_platform(tmp_path_factory.mktemp("platform")) as p:
+        yield p
 
 
 async def token(client: httpx.AsyncClient, client_id: str, secret: str) -> str:

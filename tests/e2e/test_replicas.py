@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.funds.handlers import CHILD_HANDLERS as FUNDS_CHILD_HANDLERS
 from services.referrals.handlers import CHILD_HANDLERS as REFERRALS_CHILD_HANDLERS
 from services.registry.handlers import REFERRAL_HANDLERS
-from tests.e2e.conftest import Platform, new_platform, token
+from tests.e2e.conftest import Platform, running_platform, token
 from tests.registry.conftest import child_body
 from tests.support import stream_events
 
@@ -61,12 +61,9 @@ PROJECTION_WAIT_S = 75.0
 
 @pytest.fixture(scope="module")
 def replicated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    p = new_platform(tmp_path_factory.mktemp("replicas"), replicas=REPLICAS, settings=SETTINGS)
-    try:
-        p.start()
+    root = tmp_path_factory.mktemp("replicas")
+    with running_platform(root, replicas=REPLICAS, settings=SETTINGS) as p:
         yield p
-    finally:
-        p.stop()
 
 
 # ---------------------------------------------------------------- what the platform holds

@@ -11,17 +11,13 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.e2e.conftest import Platform, new_platform, token
+from tests.e2e.conftest import Platform, running_platform, token
 
 
 @pytest.fixture(scope="package")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    p = new_platform(tmp_path_factory.mktemp("trust"))
-    try:
-        p.start()
+    with running_platform(tmp_path_factory.mktemp("trust")) as p:
         yield p
-    finally:
-        p.stop()
 
 
 @pytest.fixture
