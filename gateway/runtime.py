@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import ipaddress
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from fastapi import Request
 from sqlalchemy import Table
@@ -23,6 +20,7 @@ from gateway.upstream import Pool
 from libs.common.auth import SCOPES, TokenVerifier
 from libs.common.db import Database
 from libs.common.http import Idempotency
+from libs.common.jobs import PeriodicJobs
 from libs.common.logging import get_logger
 from libs.common.settings import ADMIN_SECRET_FILE, load_or_create_admin_secret
 
@@ -176,7 +174,26 @@ class GatewayRuntime:
         # Kept-alive connections to each service replica, by base URL (opened at start).
         self.pools: dict[str, Pool] = {}
         self._client_fingerprints: dict[str, bytes] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        # Chores on this replica's own memory (keys, principals, buckets), so on every replica.
+        self.jobs = PeriodicJobs("gateway")
+        self.jobs.every(
+            "keys.refresh",
+            settings.key_refresh_interval_s,
+            self._refresh_keys,
+            once_across_replicas=False,
+        )
+        self.jobs.every(
+            "principals.refresh",
+            settings.principal_refresh_interval_s,
+            lambda: self.guard.refresh(self.db),
+            once_across_replicas=False,
+        )
+        self.jobs.every(
+            "limits.cleanup", 60.0, self._forget_idle_buckets, once_across_replicas=False
+        )
+        self.jobs.every(
+            "idempotency.purge", 3600.0, self._purge_idempotency, once_across_replicas=False
+        )
 
     # ------------------------------------------------------------ lifecycle
 
@@ -202,23 +219,11 @@ class GatewayRuntime:
             for bases in self.settings.upstreams().values()
             for base in bases
         }
-        self._every("keys.refresh", self.settings.key_refresh_interval_s, self._refresh_keys)
-        self._every(
-            "principals.refresh",
-            self.settings.principal_refresh_interval_s,
-            lambda: self.guard.refresh(self.db),
-        )
-        self._every("limits.cleanup", 60.0, self._forget_idle_buckets)
-        self._every("idempotency.purge", 3600.0, self._purge_idempotency)
+        self.jobs.start()
         log.info("gateway.started", kid=self.keys.signing.kid if self.keys.signing else None)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await self.jobs.stop()
         for pool in self.pools.values():
             await pool.close()
         await self.db.close()
@@ -227,19 +232,6 @@ class GatewayRuntime:
     async def ready(self) -> dict[str, bool]:
         """Readiness: the database answers and a signing key is loaded (no broker needed)."""
         return {"database": await self.db.ping(), "signing_key": self.keys.signing is not None}
-
-    def _every(self, name: str, interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(interval_s)
-                try:
-                    await job()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.warning("job.failed", job=name, error=type(exc).__name__)
-
-        self._tasks.append(asyncio.create_task(loop(), name=f"gateway:{name}"))
 
     async def _refresh_keys(self) -> None:
         days = self.settings.key_rotation_days

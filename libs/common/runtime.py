@@ -8,11 +8,7 @@ runs on one replica only.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -25,15 +21,11 @@ from libs.common.events.bus import EventBus
 from libs.common.events.consumer import DurableConsumer, Handler
 from libs.common.events.relay import OutboxRelay
 from libs.common.http import Idempotency, Work, run_idempotent
-from libs.common.jobs import claim_tick, seconds_to_next_tick, tick_of
-from libs.common.logging import exception_facts, get_logger
-from libs.common.metrics import JOB_RUNS
+from libs.common.jobs import Job, PeriodicJobs
+from libs.common.logging import get_logger
 from libs.common.settings import Settings
 
 log = get_logger(__name__)
-
-# Wake this long after a tick begins, so every replica reads the new tick off its clock.
-_TICK_SLACK_S = 0.02
 
 
 class ServiceRuntime:
@@ -66,7 +58,7 @@ class ServiceRuntime:
             self.db, self.bus, outbox, interval_s=settings.relay_interval_s, service=service
         )
         self.inbox = inbox
-        self.jobs = jobs
+        self.jobs = PeriodicJobs(service, claims=(self.db, jobs))
         self.idempotency = Idempotency(idempotency)
         self.verifier = TokenVerifier(
             jwks_fetcher or http_jwks_fetcher(settings.jwks_url),
@@ -74,8 +66,6 @@ class ServiceRuntime:
             audience=settings.audience,
         )
         self.consumers: list[DurableConsumer] = []
-        self._jobs: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = []
-        self._tasks: list[asyncio.Task[None]] = []
         self.every("idempotency-purge", settings.idempotency_purge_s, self._purge_idempotency)
         self.every("outbox-purge", settings.outbox_purge_s, self._purge_outbox)
 
@@ -111,30 +101,10 @@ class ServiceRuntime:
             )
         )
 
-    def every(self, name: str, interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:
+    def every(self, name: str, interval_s: float, job: Job) -> None:
         """Declare a periodic job (started with the runtime), run once per tick of
         `interval_s` across all replicas: tick = floor(epoch seconds / interval)."""
-        if interval_s <= 0:
-            raise ValueError(f"job {name}: the interval must be positive")
-        self._jobs.append((name, interval_s, job))
-
-    async def claim(self, name: str, interval_s: float) -> bool:
-        """Whether this process runs job `name` in the current tick (one replica does)."""
-        async with self.db.transaction() as conn:
-            return await claim_tick(conn, self.jobs, name, tick_of(interval_s), interval_s)
-
-    async def _loop(self, name: str, interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:
-        runs = JOB_RUNS.labels(self.service, name)
-        while True:
-            try:
-                if await self.claim(name, interval_s):
-                    runs.inc()
-                    await job()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("job.failed", job=name, **exception_facts(exc))
-            await asyncio.sleep(seconds_to_next_tick(interval_s) + _TICK_SLACK_S)
+        self.jobs.every(name, interval_s, job, once_across_replicas=True)
 
     async def start(self) -> None:
         places.load()
@@ -142,22 +112,12 @@ class ServiceRuntime:
         self.relay.start()
         for consumer in self.consumers:
             consumer.start()
-        for name, interval, job in self._jobs:
-            self._tasks.append(asyncio.create_task(self._loop(name, interval, job), name=name))
-        log.info(
-            "service.started",
-            consumers=len(self.consumers),
-            jobs=len(self._jobs),
-            jobs_claimed=self.jobs is not None,
-        )
+        self.jobs.start()
+        log.info("service.started", consumers=len(self.consumers), jobs=len(self.jobs))
 
     async def stop(self) -> None:
         """Stop taking work, drain consumers, flush the relay, close the pool and the bus."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.jobs.stop()
         for consumer in self.consumers:
             await consumer.stop()
         await self.relay.stop()
