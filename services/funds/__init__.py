@@ -1,0 +1,3 @@
+"""The funds service."""
+
+SERVICE = "funds"

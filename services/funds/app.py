@@ -9,6 +9,7 @@ from libs.common.auth import JwksFetcher
 from libs.common.events.catalog import STREAMS
 from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings
+from services.funds import SERVICE
 from services.funds.api import router
 from services.funds.handlers import (
     CHILD_HANDLERS,
@@ -17,8 +18,6 @@ from services.funds.handlers import (
     REFERRALS_CONSUMER,
 )
 from services.funds.models import idempotency_keys, inbox, job_runs, outbox
-
-SERVICE = "funds"
 
 
 def create_runtime(settings: Settings, jwks_fetcher: JwksFetcher | None = None) -> ServiceRuntime:

@@ -24,11 +24,9 @@ from libs.common.events import CloudEvent, new_event
 from libs.common.events.catalog import ChildV1
 from libs.common.events.outbox import write_events
 from libs.common.http import check_if_match
-from services.funds import domain, store
+from services.funds import SERVICE, domain, store
 from services.funds.models import outbox
 from services.funds.schemas import DisburseIn, FundIn, GrantIn, TopUpIn
-
-SERVICE = "funds"
 
 # What a violated constraint means to the client (the races the explicit checks can lose).
 CONSTRAINT_CONFLICTS = {

@@ -1,0 +1,3 @@
+"""The indicators service."""
+
+SERVICE = "indicators"

@@ -16,12 +16,11 @@ from libs.common.events.catalog import STREAMS
 from libs.common.logging import get_logger
 from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings
-from services.indicators import replay, service
+from services.indicators import SERVICE, replay, service
 from services.indicators.api import router
 from services.indicators.handlers import STREAM_HANDLERS
 from services.indicators.models import idempotency_keys, inbox, job_runs, outbox
 
-SERVICE = "indicators"
 log = get_logger(__name__)
 
 

@@ -1,0 +1,3 @@
+"""The referrals service."""
+
+SERVICE = "referrals"

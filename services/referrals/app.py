@@ -9,11 +9,9 @@ from libs.common.auth import JwksFetcher
 from libs.common.events.catalog import STREAMS
 from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings
-from services.referrals import handlers, service
+from services.referrals import SERVICE, handlers, service
 from services.referrals.api import router
 from services.referrals.models import idempotency_keys, inbox, job_runs, outbox
-
-SERVICE = "referrals"
 
 
 class ReferralsSettings(Settings):

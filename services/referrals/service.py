@@ -15,12 +15,11 @@ from libs.common.events import CloudEvent, new_event
 from libs.common.events.outbox import write_events
 from libs.common.http import check_if_match
 from libs.common.logging import get_logger
-from services.referrals import domain, store
+from services.referrals import SERVICE, domain, store
 from services.referrals.domain import Candidate
 from services.referrals.models import outbox
 from services.referrals.schemas import ProviderIn, ProviderPatch, ReferralIn
 
-SERVICE = "referrals"
 log = get_logger(__name__)
 
 CHILD_NOT_FOUND = (

@@ -1,0 +1,3 @@
+"""The registry service."""
+
+SERVICE = "registry"

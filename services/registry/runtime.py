@@ -7,7 +7,7 @@ from libs.common.auth import JwksFetcher
 from libs.common.events.catalog import STREAMS
 from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings
-from services.registry import service
+from services.registry import SERVICE, service
 from services.registry.models import idempotency_keys, inbox, job_runs, outbox
 
 
@@ -18,7 +18,7 @@ class RegistryRuntime(ServiceRuntime):
 
     def __init__(self, settings: Settings, jwks_fetcher: JwksFetcher | None = None) -> None:
         super().__init__(
-            service.SERVICE,
+            SERVICE,
             settings,
             outbox=outbox,
             inbox=inbox,

@@ -18,10 +18,8 @@ from libs.common.db import Database
 from libs.common.errors import NotFound, Problem, Unprocessable, validation_errors
 from libs.common.events import CloudEvent, new_event
 from libs.common.http import check_if_match
-from services.registry import domain, store
+from services.registry import SERVICE, domain, store
 from services.registry.schemas import ChildIn, ChildPatch
-
-SERVICE = "registry"
 
 
 @dataclass
