@@ -34,8 +34,8 @@ from libs.common.errors import Conflict, Forbidden, NotFound, Unauthorized, inva
 from libs.common.http import (
     Page,
     check_if_match,
-    encode_cursor,
     json_response,
+    page_answer,
     page_params,
     run_idempotent,
     time_cursor,
@@ -107,13 +107,9 @@ async def _principal_page(
             admin_areas=principal.area_prefixes(),
         )
         now = await store.db_now(conn)
-    next_cursor = None
-    if len(rows) > page.limit:
-        last = rows[page.limit - 1]
-        next_cursor = encode_cursor(
-            last.updated_at, last._mapping[store.principal_id_column(table)]
-        )
-    return {"items": [answer(r, now) for r in rows[: page.limit]], "next_cursor": next_cursor}
+    id_column = store.principal_id_column(table)
+    items, next_cursor = page_answer(rows, page, lambda r: (r.updated_at, r._mapping[id_column]))
+    return {"items": [answer(r, now) for r in items], "next_cursor": next_cursor}
 
 
 def _principal_fields(body: PrincipalIn) -> dict[str, Any]:

@@ -23,7 +23,6 @@ from sqlalchemy import (
     select,
     text,
     true,
-    tuple_,
     union_all,
     update,
 )
@@ -33,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.models import clients, signing_keys, users
 from libs.common.http import Page
+from libs.common.store import keyset
 
 KEYS_LOCK = "gateway.signing_keys"
 
@@ -313,13 +313,15 @@ async def list_principals(
     """One page of the clients or users (`table`) the admin manages, oldest change first."""
     id_column = principal_id_column(table)
     query = select(table).where(_managed_by(table.c.areas, admin_areas))
-    query = query.order_by(table.c.updated_at, id_column)
-    query = _page_filters(query, table.c.updated_at, id_column, page)
+    if page.updated_since is not None:
+        query = query.where(table.c.updated_at >= page.updated_since)
     if org is not None:
         query = query.where(table.c.org == org)
     if active is not None:
         query = query.where(table.c.active.is_(active))
-    return (await conn.execute(query.limit(page.limit + 1))).all()
+    found = await conn.execute(keyset(query, page, table.c.updated_at, id_column))
+    rows: Sequence[Row[Any]] = found.all()
+    return rows
 
 
 async def db_now(conn: AsyncConnection) -> datetime:
@@ -351,15 +353,3 @@ async def principal_rates(conn: AsyncConnection) -> dict[str, float]:
         ),
     )
     return {sub: float(rate) for sub, rate in (await conn.execute(query)).all()}
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def _page_filters(query: Any, updated_col: Any, id_col: Any, page: Page) -> Any:
-    if page.updated_since is not None:
-        query = query.where(updated_col >= page.updated_since)
-    if page.after is not None:
-        at, last_id = page.after
-        query = query.where(tuple_(updated_col, id_col) > tuple_(at, last_id))
-    return query

@@ -8,10 +8,10 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -119,6 +119,24 @@ def time_cursor(page: Page, id_type: Callable[[str], Any] = uuid.UUID) -> Page:
         return dataclasses.replace(page, after=(moment.astimezone(UTC), id_type(last)))
     except (ValueError, TypeError, OverflowError) as exc:
         raise invalid("cursor", "not a cursor this API issued") from exc
+
+
+_Row = TypeVar("_Row")
+
+
+def updated_key(row: Mapping[Any, Any]) -> tuple[Any, ...]:
+    """The (updated_at, id) sort key of a row, as its cursor holds it."""
+    return (row["updated_at"], str(row["id"]))
+
+
+def page_answer(
+    rows: Sequence[_Row], page: Page, key: Callable[[_Row], tuple[Any, ...]]
+) -> tuple[Sequence[_Row], str | None]:
+    """The page's items out of the rows `store.keyset` fetched (one more than the page when
+    more follow), and the cursor of the next page: the `key` of its last item, else None."""
+    items = rows[: page.limit]
+    more = len(rows) > page.limit
+    return items, encode_cursor(*key(items[-1])) if more else None
 
 
 _BIGINT_MAX = 2**63 - 1

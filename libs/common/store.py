@@ -1,5 +1,6 @@
 """Every SQL statement on the tables libs/common gives each schema: stored Idempotency-Key
-answers, job ticks and referral shares, and the database's health check.
+answers, job ticks and referral shares, and the database's health check; and `keyset`, the
+page clause of every list.
 
 The tables are defined beside the logic that uses them (`http.idempotency_table`,
 `jobs.job_runs_table`, `access.referral_shares_table`); the event tables' statements are
@@ -10,11 +11,29 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Table, and_, delete, func, insert, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+if TYPE_CHECKING:
+    from libs.common.http import Page
+
+_R = TypeVar("_R", bound=tuple[Any, ...])
 
 # ---------------------------------------------------------------- the connection
 
@@ -23,6 +42,23 @@ async def select_one(conn: AsyncConnection) -> None:
     """`SELECT 1`: the cheapest statement, to see that the database answers or to make
     the driver begin its transaction."""
     await conn.execute(text("SELECT 1"))
+
+
+# ---------------------------------------------------------------- keyset pages
+
+
+def keyset(query: Select[_R], page: Page, *key: ColumnElement[Any]) -> Select[_R]:
+    """One page of `query` in `key` order: the rows after the page's cursor (the key of the
+    last row of the page before), and one more than the page to tell if more follow.
+
+    `page.after` holds the decoded cursor (see `http.time_cursor`, `http.seq_cursor`);
+    `http.page_answer` builds the next cursor from the same key."""
+    if page.after is not None:
+        if len(key) == 1:
+            query = query.where(key[0] > page.after[0])
+        else:
+            query = query.where(tuple_(*key) > tuple_(*page.after))
+    return query.order_by(*key).limit(page.limit + 1)
 
 
 # ---------------------------------------------------------------- Idempotency-Key answers

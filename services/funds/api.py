@@ -12,16 +12,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.app import RuntimeDep, request_id
 from libs.common.auth import Principal, PrincipalDep
+from libs.common.context import Context
 from libs.common.errors import Forbidden, NotFound
 from libs.common.http import (
     PageDep,
-    encode_cursor,
     json_response,
+    page_answer,
     seq_cursor,
     time_cursor,
+    updated_key,
 )
 from libs.common.runtime import ServiceRuntime
-from services.funds import domain, service, store
+from services.funds import SERVICE, domain, service, store
 from services.funds.schemas import (
     ApproveIn,
     CancelIn,
@@ -52,8 +54,8 @@ GRANT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def context(request: Request, principal: Principal) -> service.Context:
-    return service.Context(principal, request_id(request))
+def context(request: Request, principal: Principal) -> Context:
+    return Context(SERVICE, principal, request_id(request))
 
 
 def parse_id(value: str, what: str) -> uuid.UUID:
@@ -212,9 +214,7 @@ async def list_funds(
     flt = store.FundFilter(commune_code=commune_code, fiscal_year=fiscal_year)
     async with rt.db.transaction() as conn:
         rows = await store.list_funds(conn, principal, flt, page)
-    items = rows[: page.limit]
-    more = len(rows) > page.limit
-    cursor = encode_cursor(items[-1]["updated_at"], str(items[-1]["id"])) if more else None
+    items, cursor = page_answer(rows, page, updated_key)
     return JSONResponse({"items": [fund_out(r) for r in items], "next_cursor": cursor})
 
 
@@ -256,8 +256,7 @@ async def fund_ledger(
     async with rt.db.transaction() as conn:
         fund = await service.read_fund_books(conn, parse_id(fund_id, "fund"), ctx)
         rows = await store.list_ledger(conn, fund["id"], seq_cursor(page))
-    items = rows[: page.limit]
-    cursor = encode_cursor(items[-1]["id"]) if len(rows) > page.limit else None
+    items, cursor = page_answer(rows, page, lambda r: (r["id"],))
     return JSONResponse({"items": [ledger_out(r) for r in items], "next_cursor": cursor})
 
 
@@ -318,10 +317,8 @@ async def list_grants(
     )
     async with rt.db.transaction() as conn:
         rows = await store.list_grants(conn, principal, flt, page)
-        items = rows[: page.limit]
+        items, cursor = page_answer(rows, page, updated_key)
         actions = await store.actions_of(conn, [r["id"] for r in items])
-    more = len(rows) > page.limit
-    cursor = encode_cursor(items[-1]["updated_at"], str(items[-1]["id"])) if more else None
     return JSONResponse(
         {"items": [grant_out(r, actions[r["id"]]) for r in items], "next_cursor": cursor}
     )
@@ -339,7 +336,7 @@ async def read_grant(
         return await grant_response(conn, grant)
 
 
-GrantAction = Callable[[AsyncConnection, uuid.UUID, service.Context], Awaitable[Any]]
+GrantAction = Callable[[AsyncConnection, uuid.UUID, Context], Awaitable[Any]]
 
 
 async def _act(

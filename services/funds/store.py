@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, text, tuple_, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from libs.common import access
 from libs.common.auth import Principal
 from libs.common.http import Page
+from libs.common.store import keyset
 from services.funds import domain
 from services.funds.models import children, funds, grant_actions, grants, ledger, referral_shares
 
@@ -150,10 +151,7 @@ async def list_funds(
         query = query.where(f.fiscal_year == flt.fiscal_year)
     if page.updated_since is not None:
         query = query.where(f.updated_at >= page.updated_since)
-    if page.after is not None:
-        at, last_id = page.after
-        query = query.where(tuple_(f.updated_at, f.id) > tuple_(at, last_id))
-    query = query.order_by(f.updated_at, f.id).limit(page.limit + 1)
+    query = keyset(query, page, f.updated_at, f.id)
     return list((await conn.execute(query)).mappings().all())
 
 
@@ -171,9 +169,8 @@ async def list_ledger(conn: AsyncConnection, fund_id: uuid.UUID, page: Page) -> 
     query = select(ledger).where(lg.fund_id == fund_id)
     if page.updated_since is not None:
         query = query.where(lg.at >= page.updated_since)
-    if page.after is not None:
-        query = query.where(lg.id > int(page.after[0]))
-    return list((await conn.execute(query.order_by(lg.id).limit(page.limit + 1))).mappings().all())
+    query = keyset(query, page, lg.id)
+    return list((await conn.execute(query)).mappings().all())
 
 
 # ---------------------------------------------------------------- grants
@@ -280,10 +277,7 @@ async def list_grants(
         query = query.where(g.category == flt.category)
     if page.updated_since is not None:
         query = query.where(g.updated_at >= page.updated_since)
-    if page.after is not None:
-        at, last_id = page.after
-        query = query.where(tuple_(g.updated_at, g.id) > tuple_(at, last_id))
-    query = query.order_by(g.updated_at, g.id).limit(page.limit + 1)
+    query = keyset(query, page, g.updated_at, g.id)
     return list((await conn.execute(query)).mappings().all())
 
 

@@ -13,15 +13,17 @@ from sqlalchemy.engine import RowMapping
 from libs.common import places
 from libs.common.app import RuntimeDep, request_id
 from libs.common.auth import Principal, PrincipalDep
+from libs.common.context import Context
 from libs.common.errors import NotFound, invalid
 from libs.common.http import (
     PageDep,
-    encode_cursor,
     json_response,
+    page_answer,
     require_if_match,
     time_cursor,
+    updated_key,
 )
-from services.referrals import service, store
+from services.referrals import SERVICE, service, store
 from services.referrals.schemas import (
     AcceptIn,
     CancelIn,
@@ -54,8 +56,8 @@ REFERRAL_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def context(request: Request, principal: Principal) -> service.Context:
-    return service.Context(principal, request_id(request))
+def context(request: Request, principal: Principal) -> Context:
+    return Context(SERVICE, principal, request_id(request))
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -139,13 +141,6 @@ def parse_id(value: str, what: str) -> uuid.UUID:
         raise NotFound(f"no such {what}") from exc
 
 
-def _next_cursor(rows: list[RowMapping], limit: int) -> str | None:
-    if len(rows) <= limit:
-        return None
-    last = rows[limit - 1]
-    return encode_cursor(last["updated_at"], str(last["id"]))
-
-
 # ---------------------------------------------------------------- providers
 
 
@@ -190,8 +185,8 @@ async def list_providers(
     )
     async with rt.db.transaction() as conn:
         rows = await store.list_providers(conn, principal, flt, page)
-    items = [provider_out(r) for r in rows[: page.limit]]
-    return JSONResponse({"items": items, "next_cursor": _next_cursor(rows, page.limit)})
+    items, cursor = page_answer(rows, page, updated_key)
+    return JSONResponse({"items": [provider_out(r) for r in items], "next_cursor": cursor})
 
 
 @router.get("/providers/{provider_id}", response_model=ProviderOut, responses=PROVIDER_RESPONSES)
@@ -312,8 +307,8 @@ async def list_referrals(
     )
     async with rt.db.transaction() as conn:
         rows = await store.list_referrals(conn, principal, flt, page)
-    items = [referral_out(r) for r in rows[: page.limit]]
-    return JSONResponse({"items": items, "next_cursor": _next_cursor(rows, page.limit)})
+    items, cursor = page_answer(rows, page, updated_key)
+    return JSONResponse({"items": [referral_out(r) for r in items], "next_cursor": cursor})
 
 
 @router.get("/{referral_id}", response_model=ReferralOut, responses=REFERRAL_RESPONSES)

@@ -19,7 +19,6 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, insert
@@ -29,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from libs.common import access, places
 from libs.common.auth import Principal
 from libs.common.http import Page
+from libs.common.store import keyset
 from services.referrals.models import children, providers, referrals
 
 Row = RowMapping
@@ -127,10 +127,7 @@ async def list_providers(
         query = query.where(c.active.is_(flt.active))
     if page.updated_since is not None:
         query = query.where(c.updated_at >= page.updated_since)
-    if page.after is not None:
-        at, last_id = page.after
-        query = query.where(tuple_(c.updated_at, c.id) > tuple_(at, last_id))
-    query = query.order_by(c.updated_at, c.id).limit(page.limit + 1)
+    query = keyset(query, page, c.updated_at, c.id)
     return list((await conn.execute(query)).mappings().all())
 
 
@@ -297,10 +294,7 @@ async def list_referrals(
         query = query.where(c.service_type == flt.service_type)
     if page.updated_since is not None:
         query = query.where(c.updated_at >= page.updated_since)
-    if page.after is not None:
-        at, last_id = page.after
-        query = query.where(tuple_(c.updated_at, c.id) > tuple_(at, last_id))
-    query = query.order_by(c.updated_at, c.id).limit(page.limit + 1)
+    query = keyset(query, page, c.updated_at, c.id)
     return list((await conn.execute(query)).mappings().all())
 
 

@@ -11,16 +11,18 @@ from fastapi.responses import JSONResponse, Response
 
 from libs.common.app import RuntimeDep, request_id, runtime_of
 from libs.common.auth import Principal, PrincipalDep
+from libs.common.context import Context
 from libs.common.errors import NotFound
 from libs.common.http import (
     PageDep,
-    encode_cursor,
     json_response,
+    page_answer,
     require_if_match,
     seq_cursor,
     time_cursor,
+    updated_key,
 )
-from services.registry import domain, service, store
+from services.registry import SERVICE, service, store
 from services.registry.runtime import RegistryRuntime
 from services.registry.schemas import (
     BatchIn,
@@ -45,8 +47,8 @@ CHILD_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def context(request: Request, principal: Principal) -> service.Context:
-    return service.Context(principal, request_id(request), domain.cambodia_today())
+def context(request: Request, principal: Principal) -> Context:
+    return Context(SERVICE, principal, request_id(request))
 
 
 def child_out(child: Mapping[Any, Any]) -> dict[str, Any]:
@@ -164,12 +166,10 @@ async def list_children(
     )
     async with rt.db.transaction() as conn:
         rows = await store.list_children(conn, principal, flt, page)
-        items = rows[: page.limit]
+        items, cursor = page_answer(rows, page, updated_key)
         await store.add_audit(
             conn, principal, "list", [r["id"] for r in items], request_id(request)
         )
-    more = len(rows) > page.limit
-    cursor = encode_cursor(items[-1]["updated_at"], str(items[-1]["id"])) if more else None
     return JSONResponse({"items": [child_out(r) for r in items], "next_cursor": cursor})
 
 
@@ -272,8 +272,7 @@ async def child_history(
     async with rt.db.transaction() as conn:
         child = await service.read_audited(conn, parse_id(child_id), ctx, "history")
         rows = await store.list_history(conn, child["id"], page)
-    items = rows[: page.limit]
-    cursor = encode_cursor(items[-1]["id"]) if len(rows) > page.limit else None
+    items, cursor = page_answer(rows, page, lambda r: (r["id"],))
     return JSONResponse(
         {
             "items": [
@@ -307,8 +306,7 @@ async def audit_entries(
     async with rt.db.transaction() as conn:
         child = await service.read(conn, parse_id(child_id), ctx)
         rows = await store.list_audit(conn, child["id"], page)
-    items = rows[: page.limit]
-    cursor = encode_cursor(items[-1]["seq"]) if len(rows) > page.limit else None
+    items, cursor = page_answer(rows, page, lambda r: (r["seq"],))
     return JSONResponse(
         {
             "items": [

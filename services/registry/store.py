@@ -19,6 +19,7 @@ from libs.common.auth import Principal
 from libs.common.db import driver_connection
 from libs.common.events import CloudEvent
 from libs.common.http import Page
+from libs.common.store import keyset
 from services.registry import domain
 from services.registry.models import (
     audit_head,
@@ -416,10 +417,7 @@ async def list_children(
         query = query.where(c.name_search.like(domain.like_pattern(flt.q), escape="\\"))
     if page.updated_since is not None:
         query = query.where(c.updated_at >= page.updated_since)
-    if page.after is not None:
-        at, last_id = page.after
-        query = query.where(tuple_(c.updated_at, c.id) > tuple_(at, last_id))
-    query = query.order_by(c.updated_at, c.id).limit(page.limit + 1)
+    query = keyset(query, page, c.updated_at, c.id)
     return list((await conn.execute(query)).mappings().all())
 
 
@@ -466,9 +464,8 @@ async def list_history(conn: AsyncConnection, child_id: uuid.UUID, page: Page) -
     query = select(child_history).where(h.child_id == child_id)
     if page.updated_since is not None:
         query = query.where(h.at >= page.updated_since)
-    if page.after is not None:
-        query = query.where(h.id > int(page.after[0]))
-    return list((await conn.execute(query.order_by(h.id).limit(page.limit + 1))).mappings().all())
+    query = keyset(query, page, h.id)
+    return list((await conn.execute(query)).mappings().all())
 
 
 # ---------------------------------------------------------------- audit
@@ -504,9 +501,8 @@ async def list_audit(conn: AsyncConnection, child_id: uuid.UUID, page: Page) -> 
     query = select(audit_log).where(a.child_id == child_id)
     if page.updated_since is not None:
         query = query.where(a.at >= page.updated_since)
-    if page.after is not None:
-        query = query.where(a.seq > int(page.after[0]))
-    return list((await conn.execute(query.order_by(a.seq).limit(page.limit + 1))).mappings().all())
+    query = keyset(query, page, a.seq)
+    return list((await conn.execute(query)).mappings().all())
 
 
 async def seal_audit(conn: AsyncConnection, batch: int = 5000) -> int:
