@@ -25,6 +25,7 @@ from libs.common.db import Database
 from libs.common.errors import (
     BadRequest,
     Conflict,
+    NotFound,
     PreconditionFailed,
     PreconditionRequired,
     Unprocessable,
@@ -150,6 +151,17 @@ def seq_cursor(page: Page) -> Page:
         case (int(seq),) if not isinstance(seq, bool) and 0 <= seq <= _BIGINT_MAX:
             return dataclasses.replace(page, after=(seq,))
     raise invalid("cursor", "not a cursor this API issued")
+
+
+# ---------------------------------------------------------------- ids in paths
+
+
+def parse_id(value: str, what: str) -> uuid.UUID:
+    """The UUID a path names; anything else names no `what`: 404 "no such {what}"."""
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise NotFound(f"no such {what}") from exc
 
 
 # ---------------------------------------------------------------- ETag / If-Match

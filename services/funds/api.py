@@ -13,11 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from libs.common.app import RuntimeDep, request_id
 from libs.common.auth import Principal, PrincipalDep
 from libs.common.context import Context
-from libs.common.errors import Forbidden, NotFound
+from libs.common.errors import Forbidden
 from libs.common.http import (
     PageDep,
     json_response,
     page_answer,
+    parse_id,
     seq_cursor,
     time_cursor,
     updated_key,
@@ -56,14 +57,6 @@ GRANT_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def context(request: Request, principal: Principal) -> Context:
     return Context(SERVICE, principal, request_id(request))
-
-
-def parse_id(value: str, what: str) -> uuid.UUID:
-    """An id; anything else is simply not found."""
-    try:
-        return uuid.UUID(value)
-    except ValueError as exc:
-        raise NotFound(f"no such {what}") from exc
 
 
 def _actor(sub: str, org: str) -> dict[str, str]:

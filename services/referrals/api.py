@@ -14,11 +14,12 @@ from libs.common import places
 from libs.common.app import RuntimeDep, request_id
 from libs.common.auth import Principal, PrincipalDep
 from libs.common.context import Context
-from libs.common.errors import NotFound, invalid
+from libs.common.errors import invalid
 from libs.common.http import (
     PageDep,
     json_response,
     page_answer,
+    parse_id,
     require_if_match,
     time_cursor,
     updated_key,
@@ -131,14 +132,6 @@ def provider_path(provider_id: Any) -> str:
 
 def referral_path(referral_id: Any) -> str:
     return f"/v1/referrals/{referral_id}"
-
-
-def parse_id(value: str, what: str) -> uuid.UUID:
-    """An id; anything else is simply not found."""
-    try:
-        return uuid.UUID(value)
-    except ValueError as exc:
-        raise NotFound(f"no such {what}") from exc
 
 
 # ---------------------------------------------------------------- providers

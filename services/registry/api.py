@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -12,11 +11,11 @@ from fastapi.responses import JSONResponse, Response
 from libs.common.app import RuntimeDep, request_id, runtime_of
 from libs.common.auth import Principal, PrincipalDep
 from libs.common.context import Context
-from libs.common.errors import NotFound
 from libs.common.http import (
     PageDep,
     json_response,
     page_answer,
+    parse_id,
     require_if_match,
     seq_cursor,
     time_cursor,
@@ -82,14 +81,6 @@ def child_out(child: Mapping[Any, Any]) -> dict[str, Any]:
 
 def child_path(child_id: Any) -> str:
     return f"/v1/registry/children/{child_id}"
-
-
-def parse_id(child_id: str) -> uuid.UUID:
-    """A child id; anything else is simply not found."""
-    try:
-        return uuid.UUID(child_id)
-    except ValueError as exc:
-        raise NotFound("no such child") from exc
 
 
 @router.post(
@@ -181,7 +172,7 @@ async def read_child(
     principal.require("registry:read")
     ctx = context(request, principal)
     # One statement reads the child and records the read, with concurrent reads.
-    child = await service.read_grouped(rt.reads, parse_id(child_id), ctx)
+    child = await service.read_grouped(rt.reads, parse_id(child_id, "child"), ctx)
     return json_response(child_out(child), version=child["version"])
 
 
@@ -203,7 +194,7 @@ async def patch_child(
 ) -> Response:
     """Change a child (JSON merge patch); send the ETag you read as If-Match."""
     principal.require("registry:write")
-    cid = parse_id(child_id)
+    cid = parse_id(child_id, "child")
     if_match = require_if_match(request)
     ctx = context(request, principal)
     async with rt.db.transaction() as conn:
@@ -218,7 +209,7 @@ async def close_child(
 ) -> Response:
     """Close a case with a reason."""
     principal.require("registry:write")
-    cid = parse_id(child_id)
+    cid = parse_id(child_id, "child")
     ctx = context(request, principal)
 
     async def work(conn: Any) -> Response:
@@ -238,7 +229,7 @@ async def reopen_child(
 ) -> Response:
     """Reopen a closed case."""
     principal.require("registry:write")
-    cid = parse_id(child_id)
+    cid = parse_id(child_id, "child")
     ctx = context(request, principal)
 
     async def work(conn: Any) -> Response:
@@ -256,7 +247,7 @@ async def child_duplicates(
     principal.require("registry:read")
     ctx = context(request, principal)
     async with rt.db.transaction() as conn:
-        child = await service.read_audited(conn, parse_id(child_id), ctx, "duplicates")
+        child = await service.read_audited(conn, parse_id(child_id, "child"), ctx, "duplicates")
         found = await service.likely_duplicates(conn, child, principal)
     return JSONResponse({"items": found})
 
@@ -270,7 +261,7 @@ async def child_history(
     ctx = context(request, principal)
     page = seq_cursor(page)
     async with rt.db.transaction() as conn:
-        child = await service.read_audited(conn, parse_id(child_id), ctx, "history")
+        child = await service.read_audited(conn, parse_id(child_id, "child"), ctx, "history")
         rows = await store.list_history(conn, child["id"], page)
     items, cursor = page_answer(rows, page, lambda r: (r["id"],))
     return JSONResponse(
@@ -304,7 +295,7 @@ async def audit_entries(
     ctx = context(request, principal)
     page = seq_cursor(page)
     async with rt.db.transaction() as conn:
-        child = await service.read(conn, parse_id(child_id), ctx)
+        child = await service.read(conn, parse_id(child_id, "child"), ctx)
         rows = await store.list_audit(conn, child["id"], page)
     items, cursor = page_answer(rows, page, lambda r: (r["seq"],))
     return JSONResponse(
