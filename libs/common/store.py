@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -30,11 +30,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-if TYPE_CHECKING:
-    from libs.common.http import Page
-
-_R = TypeVar("_R", bound=tuple[Any, ...])
-
 # ---------------------------------------------------------------- the connection
 
 
@@ -46,8 +41,20 @@ async def select_one(conn: AsyncConnection) -> None:
 
 # ---------------------------------------------------------------- keyset pages
 
+_R = TypeVar("_R", bound=tuple[Any, ...])
 
-def keyset(query: Select[_R], page: Page, *key: ColumnElement[Any]) -> Select[_R]:
+
+class KeysetPage(Protocol):
+    """What `keyset` reads of a list request (`http.Page`)."""
+
+    @property
+    def limit(self) -> int: ...
+
+    @property
+    def after(self) -> tuple[Any, ...] | None: ...
+
+
+def keyset(query: Select[_R], page: KeysetPage, *key: ColumnElement[Any]) -> Select[_R]:
     """One page of `query` in `key` order: the rows after the page's cursor (the key of the
     last row of the page before), and one more than the page to tell if more follow.
 
