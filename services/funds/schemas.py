@@ -7,8 +7,9 @@ is refused, and amounts must be above zero.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, Field, StrictInt, StringConstraints, model_validator
 
@@ -176,8 +177,8 @@ class FundOut(BaseModel):
     disbursed_khr: int
     available_khr: int
     created_by: Actor
-    created_at: str
-    updated_at: str
+    created_at: datetime
+    updated_at: datetime
     version: int
 
 
@@ -193,7 +194,7 @@ class LedgerEntryOut(BaseModel):
     grant_id: str | None
     method: Method | None
     reference: str | None
-    at: str
+    at: datetime
     by: Actor
 
 
@@ -205,13 +206,13 @@ class LedgerPage(BaseModel):
 class ApprovalOut(BaseModel):
     by: Actor
     district_level: bool
-    at: str
+    at: datetime
 
 
 class ActionOut(BaseModel):
     action: str
     by: Actor
-    at: str
+    at: datetime
     reason: str | None
     request_id: str
 
@@ -219,7 +220,13 @@ class ActionOut(BaseModel):
 class DisbursementOut(BaseModel):
     method: Method
     reference: str
-    at: str
+    at: datetime
+
+
+class ItemOut(BaseModel):
+    description: str
+    quantity: int
+    unit_cost_khr: int
 
 
 class GrantOut(BaseModel):
@@ -231,7 +238,7 @@ class GrantOut(BaseModel):
     commune_code: str
     category: Category
     shock: Shock | None
-    items: list[dict[str, Any]] | None
+    items: list[ItemOut] | None
     amount_khr: int
     justification: str | None
     status: GrantStatus
@@ -241,8 +248,8 @@ class GrantOut(BaseModel):
     approvals: list[ApprovalOut]
     disbursement: DisbursementOut | None
     history: list[ActionOut]
-    created_at: str
-    updated_at: str
+    created_at: datetime
+    updated_at: datetime
     version: int
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -194,8 +195,8 @@ class ProviderOut(BaseModel):
     capacity: int
     open_referrals: int
     active: bool
-    created_at: str
-    updated_at: str
+    created_at: datetime
+    updated_at: datetime
     version: int
 
 
@@ -228,7 +229,7 @@ class ReferralOut(BaseModel):
     provider_id: str
     provider_org: str
     status: Status
-    due_at: str
+    due_at: datetime
     overdue: bool
     commune_code: str
     village_code: str | None
@@ -238,11 +239,11 @@ class ReferralOut(BaseModel):
     decline_reason: str | None
     cancel_reason: str | None
     outcome: OutcomeOut | None
-    accepted_at: str | None
-    closed_at: str | None
+    accepted_at: datetime | None
+    closed_at: datetime | None
     last_action_by: Actor | None
-    created_at: str
-    updated_at: str
+    created_at: datetime
+    updated_at: datetime
     version: int
 
 

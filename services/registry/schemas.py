@@ -171,6 +171,23 @@ class DuplicateOut(BaseModel):
     reasons: list[str]
 
 
+class CaregiverOut(BaseModel):
+    name: str
+    relationship: str
+    phone: str | None
+
+
+class ConsentOut(BaseModel):
+    data_sharing: bool
+    given_by: str | None
+    date: dt.date | None
+
+
+class ExternalIdOut(BaseModel):
+    system: str
+    value: str
+
+
 class ChildOut(BaseModel):
     """A child record as the API shows it."""
 
@@ -183,19 +200,19 @@ class ChildOut(BaseModel):
     birth_date_estimated: bool
     village_code: str | None
     commune_code: str
-    caregiver: dict[str, Any] | None
+    caregiver: CaregiverOut | None
     household_id_poor: str | None
     id_poor_level: int | None
     vulnerabilities: list[Vulnerability]
     risk_level: RiskLevel
-    consent: dict[str, Any]
+    consent: ConsentOut
     status: Status
     close_reason: str | None
     owner_org: str
-    external_ids: list[dict[str, str]]
+    external_ids: list[ExternalIdOut]
     registered_on: date
-    created_at: str
-    updated_at: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
     version: int
     possible_duplicates: list[DuplicateOut] | None = None
 
