@@ -22,7 +22,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
 from starlette.routing import compile_path
 
-from deploy.local.infra import create_database, drop_database
+from deploy.local.infra import EmbeddedNats, create_database, drop_database, free_port
 from gateway.app import create_app as create_gateway_app
 from libs.common.settings import Settings
 from services.funds.app import create_app as create_funds_app
@@ -32,6 +32,9 @@ from services.referrals.app import create_app as create_referrals_app
 from services.registry.app import create_app as create_registry_app
 from tests.funds.conftest import People, add_children, fund_body, grant_body, producer_bus
 from tests.gateway.conftest import ADMIN_SECRET, bearer, client_for, make_settings, running
+from tests.indicators.conftest import caught_up
+from tests.indicators.conftest import publish as publish_events
+from tests.indicators.scenario import scenario_events
 from tests.referrals.conftest import World, fresh_place
 from tests.registry.conftest import child_body
 from tests.support import SigningKeys, client, migrate, running_service, service_settings
@@ -333,6 +336,14 @@ async def test_funds_answers_match_their_models(
             )
             for child in children
         ]
+        material = grant_body(
+            fund["id"],
+            children[0],
+            category="material_support",
+            amount_khr=30_000,
+            items=[{"description": "rice, 25 kg sack", "quantity": 2, "unit_cost_khr": 15_000}],
+        )
+        await checked.call("POST", "/v1/funds/grants", 201, json=material, headers=people.requester)
         gurl = f"/v1/funds/grants/{paid['id']}"
         await checked.call("POST", f"{gurl}/approve", headers=people.approver)
         await checked.call(
@@ -427,3 +438,40 @@ async def test_gateway_answers_match_their_models(gateway_app: FastAPI) -> None:
         await checked.call("GET", "/v1/admin/keys", headers=admin)
         await checked.call("POST", "/v1/admin/keys/rotate", headers=admin)
     assert checked.checked == modelled_routes(gateway_app, "/")
+
+
+@pytest.fixture(scope="module")
+async def indicators_app(
+    pg_url: str, keys: SigningKeys, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[FastAPI]:
+    """The indicators on a database and a broker of their own (a rebuild replays the
+    streams: they hold only this module's events)."""
+    broker = EmbeddedNats(tmp_path_factory.mktemp("shapes-nats"), port=free_port())
+    broker.start()
+    name = f"komar_shapes_{uuid.uuid4().hex[:8]}"
+    database_url = create_database(pg_url, name)
+    try:
+        settings = service_settings(database_url, broker.url)
+        async with running_service("services.indicators", settings, keys) as app:
+            await publish_events(broker.url, scenario_events())
+            yield app
+    finally:
+        drop_database(pg_url, name)
+        broker.stop()
+
+
+async def test_indicators_answers_match_their_models(
+    indicators_app: FastAPI, keys: SigningKeys
+) -> None:
+    admin = keys.headers(areas=["KH"], scope="admin indicators:read")
+    async with client(indicators_app, "indicators") as api:
+        checked = Checked(indicators_app, api)
+        await caught_up(api, admin)
+        query = {"indicator": "CP_CASE_OPEN", "period": "2025Q1", "area": "12"}
+        await checked.call("GET", "/v1/indicators/values", params=query, headers=admin)
+        await checked.call(
+            "GET", "/v1/indicators/values", params={**query, "level": "commune"}, headers=admin
+        )
+        await checked.call("POST", "/v1/indicators/rebuild?wait=true", headers=admin)
+        await checked.call("GET", "/v1/indicators/status", headers=admin)
+    assert checked.checked == modelled_routes(indicators_app, "/v1/")
