@@ -1,0 +1,70 @@
+"""Which children a principal may see, as SQL: `visible_to` for built statements, and its
+text forms for the hand-written ones; and `Child`, a children row."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import ColumnElement
+
+from libs.common import access
+from libs.common.auth import Principal
+from services.registry.models import children, referral_access
+
+Child = Mapping[Any, Any]  # a row: SQLAlchemy's RowMapping, or an asyncpg Record
+
+
+def visible_to(principal: Principal) -> ColumnElement[bool]:
+    """Which children the principal may read (libs.common.access), over this schema."""
+    c = children.c
+    return access.child_visible_sql(
+        principal,
+        commune=c.commune_code,
+        village=c.village_code,
+        owner=c.owner_org,
+        child_id=c.id,
+        shares=access.shares_of(referral_access),
+    )
+
+
+def visible_sql(areas: str, org: str, child: str = "") -> str:
+    """SQL text form of visible_to for hand-written statements: `areas` and `org` are SQL
+    expressions of visibility_args' two values, `child` the children table's alias and dot."""
+    return access.child_visible_text(
+        areas,
+        org,
+        shares="registry.referral_access",
+        commune=f"{child}commune_code",
+        village=f"{child}village_code",
+        owner=f"{child}owner_org",
+        child_id=f"{child}id",
+    )
+
+
+def visibility_args(principal: Principal) -> tuple[list[str] | None, str | None]:
+    """Parameters of visible_sql: area patterns, and the partner's org."""
+    return access.visibility_args(principal)
+
+
+def candidates_sql(
+    commune: str,
+    sex: str,
+    born_from: str,
+    born_to: str,
+    areas: str,
+    org: str,
+    *,
+    other_than: str = "NULL",
+    child: str = "",
+) -> str:
+    """The duplicate candidates of a child (columns domain.duplicate_score compares):
+    children of its commune and sex born in the window, visible to the principal (areas,
+    org as in visible_sql), not the child itself; the arguments are SQL expressions."""
+    return (
+        "SELECT id, case_number, name_search, sex, commune_code, village_code, birth_date"
+        f" FROM registry.children {child.rstrip('.')} WHERE {child}commune_code = {commune}"
+        f" AND {child}sex = {sex} AND {child}birth_date BETWEEN {born_from} AND {born_to}"
+        f" AND ({other_than}::uuid IS NULL OR {child}id <> {other_than})"
+        f" AND {visible_sql(areas, org, child)} LIMIT 200"
+    )
