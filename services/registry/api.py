@@ -24,12 +24,17 @@ from libs.common.http import (
 from services.registry import SERVICE, service, store
 from services.registry.runtime import RegistryRuntime
 from services.registry.schemas import (
+    AuditPage,
+    AuditVerdictOut,
     BatchIn,
+    BatchOut,
     ChildIn,
     ChildOut,
     ChildPage,
     ChildPatch,
     CloseIn,
+    DuplicatesOut,
+    HistoryPage,
     ReopenIn,
     RiskLevel,
     Status,
@@ -118,7 +123,7 @@ async def register_child(
     return await rt.write(request, principal, work)
 
 
-@router.post("/children:batch")
+@router.post("/children:batch", response_model=BatchOut)
 async def register_batch(
     body: BatchIn, request: Request, principal: PrincipalDep, rt: RuntimeDep
 ) -> Response:
@@ -239,7 +244,9 @@ async def reopen_child(
     return await rt.write(request, principal, work)
 
 
-@router.get("/children/{child_id}/duplicates", responses=CHILD_RESPONSES)
+@router.get(
+    "/children/{child_id}/duplicates", response_model=DuplicatesOut, responses=CHILD_RESPONSES
+)
 async def child_duplicates(
     child_id: str, request: Request, principal: PrincipalDep, rt: RuntimeDep
 ) -> Response:
@@ -252,7 +259,7 @@ async def child_duplicates(
     return JSONResponse({"items": found})
 
 
-@router.get("/children/{child_id}/history", responses=CHILD_RESPONSES)
+@router.get("/children/{child_id}/history", response_model=HistoryPage, responses=CHILD_RESPONSES)
 async def child_history(
     child_id: str, request: Request, principal: PrincipalDep, rt: RuntimeDep, page: PageDep
 ) -> Response:
@@ -282,7 +289,7 @@ async def child_history(
     )
 
 
-@router.get("/audit")
+@router.get("/audit", response_model=AuditPage)
 async def audit_entries(
     request: Request,
     principal: PrincipalDep,
@@ -318,7 +325,7 @@ async def audit_entries(
     )
 
 
-@router.get("/audit/verify")
+@router.get("/audit/verify", response_model=AuditVerdictOut)
 async def verify_audit(principal: PrincipalDep, rt: RuntimeDep) -> Response:
     """Recompute the whole audit chain; name the first entry that does not hold (admin)."""
     principal.require("admin")

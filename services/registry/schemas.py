@@ -220,3 +220,73 @@ class ChildOut(BaseModel):
 class ChildPage(BaseModel):
     items: list[ChildOut]
     next_cursor: str | None
+
+
+class BatchResult(BaseModel):
+    """One child of a batch: created, an existing child its external id names, or why not."""
+
+    status: Literal["created", "existing", "error"]
+    id: str | None = Field(default=None, description="The child's id, unless an error.")
+    problem: dict[str, Any] | None = Field(
+        default=None, description="The problem document (RFC 9457) of an error."
+    )
+
+
+class BatchOut(BaseModel):
+    """One result per item, in the batch's order."""
+
+    results: list[BatchResult]
+
+
+class DuplicatesOut(BaseModel):
+    items: list[DuplicateOut]
+
+
+class ActorOut(BaseModel):
+    sub: str
+    org: str
+
+
+class HistoryEntryOut(BaseModel):
+    """One change of a child: its version after, who, when and the old and new values."""
+
+    version: int
+    action: str
+    at: dt.datetime
+    by: ActorOut
+    request_id: str
+    changes: dict[str, Any]
+
+
+class HistoryPage(BaseModel):
+    items: list[HistoryEntryOut]
+    next_cursor: str | None
+
+
+class AuditEntryOut(BaseModel):
+    """One read or write of a child; `chain_seq` and `hash` once the sealer chained it."""
+
+    seq: int
+    at: dt.datetime
+    principal: ActorOut
+    action: str
+    child_id: str
+    request_id: str
+    chain_seq: int | None
+    hash: str | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntryOut]
+    next_cursor: str | None
+
+
+class AuditVerdictOut(BaseModel):
+    """The audit chain recomputed: whether it holds, and the first entry that does not."""
+
+    ok: bool
+    checked: int
+    unsealed: int
+    head_chain_seq: int
+    problem: str | None
+    bad_seq: int | None
