@@ -113,6 +113,20 @@ class ChildIn(Input):
         return self.commune_code or places.commune_of(self.village_code or "")
 
 
+# The fields a child always has, in the order a refused patch names them: a patch may
+# change them, not clear them.
+NOT_NULLABLE_IN_PATCH = (
+    "given_name",
+    "family_name",
+    "sex",
+    "birth_date",
+    "birth_date_estimated",
+    "vulnerabilities",
+    "risk_level",
+    "consent",
+)
+
+
 class ChildPatch(Input):
     """A JSON merge patch of a child: fields present replace, null clears an optional one."""
 
@@ -132,11 +146,11 @@ class ChildPatch(Input):
 
     @model_validator(mode="after")
     def _required_not_null(self) -> ChildPatch:
-        required = (
-            "given_name", "family_name", "sex", "birth_date", "birth_date_estimated",
-            "vulnerabilities", "risk_level", "consent",
-        )  # fmt: skip
-        nulled = [f for f in required if f in self.model_fields_set and getattr(self, f) is None]
+        nulled = [
+            f
+            for f in NOT_NULLABLE_IN_PATCH
+            if f in self.model_fields_set and getattr(self, f) is None
+        ]
         if nulled:
             raise ValueError(f"cannot be null: {', '.join(nulled)}")
         if not self.model_fields_set:
