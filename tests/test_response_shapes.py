@@ -10,12 +10,14 @@ declare, every required key present, every value of the declared type.
 
 from __future__ import annotations
 
+import re
 import types
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any, Union, get_args, get_origin
 
 import httpx
+import nats
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -115,13 +117,9 @@ def check_keys(annotation: Any, value: Any, where: str) -> None:
             if key in value:
                 check_keys(field.annotation, value[key], f"{where}.{key}")
     elif origin in (Union, types.UnionType):
-        if value is None:
-            return
-        models = [
-            a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)
-        ]
-        if len(models) == 1:
-            check_keys(models[0], value, where)
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        if value is not None and len(members) == 1:
+            check_keys(members[0], value, where)
     elif origin in (list, tuple, set, frozenset) and isinstance(value, list):
         item = get_args(annotation)[0] if get_args(annotation) else Any
         for i, element in enumerate(value):
@@ -130,6 +128,32 @@ def check_keys(annotation: Any, value: Any, where: str) -> None:
         item = get_args(annotation)[1]
         for key, element in value.items():
             check_keys(item, element, f"{where}.{key}")
+
+
+class _Part(BaseModel):
+    name: str
+
+
+class _Whole(BaseModel):
+    parts: list[_Part] | None
+    note: str | None = None
+
+
+@pytest.mark.parametrize(
+    ("answer", "complaint"),
+    [
+        ({"parts": [{"name": "a", "colour": "red"}]}, "_Whole.parts[0]: undeclared ['colour']"),
+        ({"parts": [{}]}, "_Whole.parts[0]: missing ['name']"),
+        ({"note": "n"}, "_Whole: missing ['parts']"),
+        ({"parts": None, "extra": 1}, "_Whole: undeclared ['extra']"),
+    ],
+)
+def test_the_check_refuses_keys_the_model_does_not_declare_and_wants_those_it_requires(
+    answer: dict[str, Any], complaint: str
+) -> None:
+    with pytest.raises(AssertionError, match=re.escape(complaint)):
+        check_keys(_Whole, answer, "_Whole")
+    check_keys(_Whole, {"parts": [{"name": "a"}], "note": None}, "_Whole")
 
 
 def api_routes(app: FastAPI) -> Iterator[tuple[str, str, APIRoute]]:
@@ -156,7 +180,7 @@ def route_of(app: FastAPI, request: httpx.Request) -> tuple[str, APIRoute]:
 
 
 class Checked:
-    """A client whose every 2xx JSON answer is checked against its route's model."""
+    """A client whose every answer is checked against the model its route declares."""
 
     def __init__(self, app: FastAPI, api: httpx.AsyncClient) -> None:
         self.app = app
@@ -249,8 +273,6 @@ async def referrals_app(pg_url: str, nats_url: str, keys: SigningKeys) -> AsyncI
 async def test_referrals_answers_match_their_models(
     referrals_app: FastAPI, keys: SigningKeys, nats_url: str
 ) -> None:
-    import nats
-
     nc = await nats.connect(nats_url)
     try:
         async with client(referrals_app, "referrals") as api:
