@@ -11,20 +11,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.common.auth import Principal
+from libs.common.context import Context
 from libs.common.errors import Conflict, Forbidden, NotFound
-from libs.common.events import CloudEvent, new_event
 from libs.common.events.catalog import ChildV1
-from libs.common.events.outbox import write_events
 from libs.common.http import check_if_match
-from services.funds import SERVICE, domain, store
+from services.funds import domain, store
 from services.funds.models import outbox
 from services.funds.schemas import DisburseIn, FundIn, GrantIn, TopUpIn
 
@@ -54,29 +51,12 @@ def conflicts_as_409() -> Iterator[None]:
         raise Conflict(message) from exc
 
 
-@dataclass
-class Context:
-    """Who acts, in which request, and the events the unit of work will emit."""
+def _emit_fund(ctx: Context, verb: str, fund: store.Row, amount_khr: int | None = None) -> None:
+    ctx.emit(f"funds.fund.{verb}.v1", str(fund["id"]), domain.fund_event(fund, amount_khr))
 
-    principal: Principal
-    request_id: str
-    events: list[CloudEvent] = field(default_factory=list)
 
-    @property
-    def actor(self) -> dict[str, str]:
-        return {"actor_sub": self.principal.sub, "actor_org": self.principal.org}
-
-    def emit_fund(self, verb: str, fund: store.Row, amount_khr: int | None = None) -> None:
-        data = domain.fund_event(fund, amount_khr)
-        self.events.append(
-            new_event(SERVICE, f"funds.fund.{verb}.v1", str(fund["id"]), data, self.request_id)
-        )
-
-    def emit_grant(self, verb: str, grant: store.Row) -> None:
-        data = domain.grant_event(grant)
-        self.events.append(
-            new_event(SERVICE, f"funds.grant.{verb}.v1", str(grant["id"]), data, self.request_id)
-        )
+def _emit_grant(ctx: Context, verb: str, grant: store.Row) -> None:
+    ctx.emit(f"funds.grant.{verb}.v1", str(grant["id"]), domain.grant_event(grant))
 
 
 # ---------------------------------------------------------------- funds
@@ -100,8 +80,8 @@ async def create_fund(conn: AsyncConnection, body: FundIn, ctx: Context) -> stor
                 "created_org": ctx.principal.org,
             },
         )
-    ctx.emit_fund("created", fund)
-    await write_events(conn, outbox, ctx.events)
+    _emit_fund(ctx, "created", fund)
+    await ctx.write_events(conn, outbox)
     return fund
 
 
@@ -144,8 +124,8 @@ async def top_up(
             },
         )
     fund = await store.move_money(conn, fund_id, topped_up=body.amount_khr)
-    ctx.emit_fund("topped_up", fund, body.amount_khr)
-    await write_events(conn, outbox, ctx.events)
+    _emit_fund(ctx, "topped_up", fund, body.amount_khr)
+    await ctx.write_events(conn, outbox)
     return fund
 
 
@@ -219,8 +199,8 @@ async def request_grant(
             },
         )
     await _record(conn, grant, "requested", ctx)
-    ctx.emit_grant("requested", grant)
-    await write_events(conn, outbox, ctx.events)
+    _emit_grant(ctx, "requested", grant)
+    await ctx.write_events(conn, outbox)
     return grant
 
 
@@ -249,8 +229,8 @@ async def approve(
         await store.add_entry(conn, _grant_entry(grant, "commitment", ctx))
         await store.move_money(conn, fund["id"], committed=grant["amount_khr"])
     grant = await store.update_grant(conn, grant_id, grant["version"], {"status": "approved"})
-    ctx.emit_grant("approved", grant)
-    await write_events(conn, outbox, ctx.events)
+    _emit_grant(ctx, "approved", grant)
+    await ctx.write_events(conn, outbox)
     return grant
 
 
@@ -275,8 +255,8 @@ async def reject(
     status = domain.next_status("reject", grant["status"])
     await _record(conn, grant, "rejected", ctx, reason)
     grant = await store.update_grant(conn, grant_id, grant["version"], {"status": status})
-    ctx.emit_grant("rejected", grant)
-    await write_events(conn, outbox, ctx.events)
+    _emit_grant(ctx, "rejected", grant)
+    await ctx.write_events(conn, outbox)
     return grant
 
 
@@ -309,8 +289,8 @@ async def disburse(
             "disbursed_at": entry["at"],
         },
     )
-    ctx.emit_grant("disbursed", grant)
-    await write_events(conn, outbox, ctx.events)
+    _emit_grant(ctx, "disbursed", grant)
+    await ctx.write_events(conn, outbox)
     return grant
 
 
@@ -334,8 +314,8 @@ async def cancel(
             await store.move_money(conn, grant["fund_id"], committed=-grant["amount_khr"])
     await _record(conn, grant, "cancelled", ctx, reason)
     grant = await store.update_grant(conn, grant_id, grant["version"], {"status": status})
-    ctx.emit_grant("cancelled", grant)
-    await write_events(conn, outbox, ctx.events)
+    _emit_grant(ctx, "cancelled", grant)
+    await ctx.write_events(conn, outbox)
     return grant
 
 
@@ -351,8 +331,8 @@ async def reverse(
         await store.move_money(conn, grant["fund_id"], disbursed=-grant["amount_khr"])
     await _record(conn, grant, "reversed", ctx, reason)
     grant = await store.update_grant(conn, grant_id, grant["version"], {"status": status})
-    ctx.emit_grant("reversed", grant)
-    await write_events(conn, outbox, ctx.events)
+    _emit_grant(ctx, "reversed", grant)
+    await ctx.write_events(conn, outbox)
     return grant
 
 

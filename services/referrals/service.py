@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.auth import Principal
+from libs.common.context import Context
 from libs.common.errors import Conflict, NotFound
 from libs.common.events import CloudEvent, new_event
 from libs.common.events.outbox import write_events
@@ -28,32 +29,16 @@ CHILD_NOT_FOUND = (
 )
 
 
-@dataclass
-class Context:
-    """Who acts, in which request, and the events the unit of work will emit."""
+def _provider_changed(ctx: Context, provider: store.Row) -> None:
+    ctx.emit(
+        "referrals.provider.upserted.v1",
+        str(provider["id"]),
+        domain.provider_event_data(provider),
+    )
 
-    principal: Principal
-    request_id: str | None
-    events: list[CloudEvent] = field(default_factory=list)
 
-    def provider_changed(self, provider: store.Row) -> None:
-        self.events.append(
-            new_event(
-                SERVICE,
-                "referrals.provider.upserted.v1",
-                str(provider["id"]),
-                domain.provider_event_data(provider),
-                self.request_id,
-            )
-        )
-
-    def referral_changed(self, verb: str, referral: store.Row) -> None:
-        self.events.append(_referral_event(verb, referral, self.request_id))
-
-    async def flush(self, conn: AsyncConnection) -> None:
-        """Write the pending events to the outbox, in this transaction."""
-        await write_events(conn, outbox, self.events)
-        self.events.clear()
+def _referral_changed(ctx: Context, verb: str, referral: store.Row) -> None:
+    ctx.events.append(_referral_event(verb, referral, ctx.request_id))
 
 
 def _referral_event(verb: str, referral: store.Row, request_id: str | None) -> CloudEvent:
@@ -91,8 +76,8 @@ async def create_provider(conn: AsyncConnection, body: ProviderIn, ctx: Context)
             "created_by": ctx.principal.sub,
         },
     )
-    ctx.provider_changed(provider)
-    await ctx.flush(conn)
+    _provider_changed(ctx, provider)
+    await ctx.write_events(conn, outbox)
     return provider
 
 
@@ -132,8 +117,8 @@ async def patch_provider(
             errors=[{"field": "capacity", "message": "below the open referrals"}],
         )
     updated = await store.update_provider(conn, provider_id, provider["version"], values)
-    ctx.provider_changed(updated)
-    await ctx.flush(conn)
+    _provider_changed(ctx, updated)
+    await ctx.write_events(conn, outbox)
     return updated
 
 
@@ -147,8 +132,8 @@ async def deactivate_provider(
     if not provider["active"]:
         return provider
     updated = await store.update_provider(conn, provider_id, provider["version"], {"active": False})
-    ctx.provider_changed(updated)
-    await ctx.flush(conn)
+    _provider_changed(ctx, updated)
+    await ctx.write_events(conn, outbox)
     return updated
 
 
@@ -254,8 +239,8 @@ async def create_referral(conn: AsyncConnection, body: ReferralIn, ctx: Context)
             "override_by_org": principal.org if override else None,
         },
     )
-    ctx.referral_changed("created", referral)
-    await ctx.flush(conn)
+    _referral_changed(ctx, "created", referral)
+    await ctx.write_events(conn, outbox)
     log.info(
         "referral.routed",
         referral_id=str(referral["id"]),
@@ -301,8 +286,8 @@ async def accept(
         referral["version"],
         {"status": status, "accepted_at": now, **_acted(ctx)},
     )
-    ctx.referral_changed("accepted", updated)
-    await ctx.flush(conn)
+    _referral_changed(ctx, "accepted", updated)
+    await ctx.write_events(conn, outbox)
     return updated
 
 
@@ -324,7 +309,7 @@ async def decline(
         referral["version"],
         {"status": status, "decline_reason": reason, "closed_at": now, **_acted(ctx)},
     )
-    ctx.referral_changed("declined", declined)
+    _referral_changed(ctx, "declined", declined)
     rerouted = None
     child = await store.get_child(conn, referral["child_id"])
     if child is None or child["status"] != "open":
@@ -342,8 +327,8 @@ async def decline(
             rerouted = await store.insert_referral(
                 conn, _rerouted_row(referral, provider, domain.due_at(now, referral["urgency"]))
             )
-            ctx.referral_changed("created", rerouted)
-    await ctx.flush(conn)
+            _referral_changed(ctx, "created", rerouted)
+    await ctx.write_events(conn, outbox)
     log.info(
         "referral.declined",
         referral_id=str(referral_id),
@@ -404,8 +389,8 @@ async def complete(
         },
     )
     await _release(conn, referral["provider_id"])
-    ctx.referral_changed("completed", updated)
-    await ctx.flush(conn)
+    _referral_changed(ctx, "completed", updated)
+    await ctx.write_events(conn, outbox)
     return updated
 
 
@@ -425,8 +410,8 @@ async def cancel(
         {"status": status, "cancel_reason": reason, "closed_at": now, **_acted(ctx)},
     )
     await _release(conn, referral["provider_id"])
-    ctx.referral_changed("cancelled", updated)
-    await ctx.flush(conn)
+    _referral_changed(ctx, "cancelled", updated)
+    await ctx.write_events(conn, outbox)
     return updated
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -14,33 +13,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from libs.common import access, places
 from libs.common.auth import Principal
 from libs.common.batching import GroupCommit
+from libs.common.context import Context
 from libs.common.db import Database
 from libs.common.errors import NotFound, Problem, Unprocessable, validation_errors
-from libs.common.events import CloudEvent, new_event
+from libs.common.events import CloudEvent
 from libs.common.http import check_if_match
-from services.registry import SERVICE, domain, store
+from services.registry import domain, store
 from services.registry.schemas import ChildIn, ChildPatch
 
 
-@dataclass
-class Context:
-    """Who acts, in which request, and the events the unit of work will emit."""
-
-    principal: Principal
-    request_id: str
-    today: date
-    events: list[CloudEvent] = field(default_factory=list)
-
-    def event(self, verb: str, child: Any, changed: list[str] | None = None) -> CloudEvent:
-        """The `registry.child.<verb>` event of a child, in this request."""
-        data = domain.event_data(child, changed)
-        return new_event(
-            SERVICE, f"registry.child.{verb}.v1", str(child["id"]), data, self.request_id
-        )
-
-    def emit(self, verb: str, child: Any, changed: list[str] | None = None) -> None:
-        """Add the event to those the unit of work writes."""
-        self.events.append(self.event(verb, child, changed))
+def _child_event(
+    ctx: Context, verb: str, child: Any, changed: list[str] | None = None
+) -> CloudEvent:
+    """The `registry.child.<verb>` event of a child, in this request."""
+    data = domain.event_data(child, changed)
+    return ctx.event(f"registry.child.{verb}.v1", str(child["id"]), data)
 
 
 @dataclass
@@ -74,13 +61,13 @@ def _new_row(item: ChildIn, ctx: Context) -> dict[str, Any]:
         "owner_org": ctx.principal.org,
         "created_by": ctx.principal.sub,
         "external_ids": [e.model_dump() for e in item.external_ids],
-        "registered_on": ctx.today,
+        "registered_on": domain.cambodia_today(ctx.received_at),
         "version": 1,
     }
 
 
 def _check_new(item: ChildIn, ctx: Context) -> None:
-    domain.check_registrable(item.birth_date, ctx.today)
+    domain.check_registrable(item.birth_date, domain.cambodia_today(ctx.received_at))
     ctx.principal.require_covers_place(item.commune, item.village_code)
 
 
@@ -112,7 +99,7 @@ def _registration(item: ChildIn, ctx: Context) -> store.Registration:
     """A new child ready to write, with its event (whose case number the write fills in)."""
     _check_new(item, ctx)
     row = _new_row(item, ctx)
-    event = ctx.event("registered", {**row, "case_number": ""})
+    event = _child_event(ctx, "registered", {**row, "case_number": ""})
     return store.Registration(row, ctx.principal, ctx.request_id, event)
 
 
@@ -261,11 +248,17 @@ async def _write(
 ) -> Any:
     diff = {k: v for k, v in domain.changes(child, values).items() if k != "name_search"}
     updated = await store.update_child(conn, child["id"], child["version"], values)
-    ctx.emit(action, updated, sorted(diff) if action == "updated" else None)
+    event = _child_event(ctx, action, updated, sorted(diff) if action == "updated" else None)
     await store.record_change(
-        conn, updated, history_action=action, changes=diff, audit_action=action,
-        principal=ctx.principal, request_id=ctx.request_id, event=ctx.events[-1],
-    )  # fmt: skip
+        conn,
+        updated,
+        history_action=action,
+        changes=diff,
+        audit_action=action,
+        principal=ctx.principal,
+        request_id=ctx.request_id,
+        event=event,
+    )
     return updated
 
 
