@@ -48,6 +48,7 @@ from libs.common import store
 from libs.common.auth import COUNTRY, Principal
 from libs.common.errors import Forbidden
 from libs.common.events import CloudEvent
+from libs.common.events.referrals_events import ReferralV1
 
 # How long a completed referral still lets its provider's organisation read the child.
 ACCESS_AFTER_COMPLETION = timedelta(days=30)
@@ -248,20 +249,20 @@ def referral_shares_table(
     )
 
 
-async def apply_referral_event(conn: AsyncConnection, table: Table, event: CloudEvent) -> None:
+async def apply_referral_event(
+    conn: AsyncConnection, table: Table, event: CloudEvent, referral: ReferralV1
+) -> None:
     """Record a `referrals.referral.*` event in a shares projection (newest version wins);
     a completion is dated by its event."""
-    data = event.data
-    status = str(data["status"])
     await store.upsert_referral_share(
         conn,
         table,
-        referral_id=uuid.UUID(str(data["referral_id"])),
-        child_id=uuid.UUID(str(data["child_id"])),
-        org=str(data["provider_org"]),
-        status=status,
-        completed_at=_aware(event.time) if status == "completed" else None,
-        version=int(data["version"]),
+        referral_id=uuid.UUID(referral.referral_id),
+        child_id=uuid.UUID(referral.child_id),
+        org=referral.provider_org,
+        status=referral.status,
+        completed_at=_aware(event.time) if referral.status == "completed" else None,
+        version=referral.version,
     )
 
 

@@ -18,7 +18,7 @@ from libs.common import places
 from libs.common.auth import JwksFetcher, Principal, TokenVerifier, http_jwks_fetcher
 from libs.common.db import Database
 from libs.common.events.bus import EventBus
-from libs.common.events.consumer import DurableConsumer, Handler
+from libs.common.events.consumer import DurableConsumer, Handlers
 from libs.common.events.relay import OutboxRelay
 from libs.common.http import Idempotency, Work, run_idempotent
 from libs.common.jobs import Job, PeriodicJobs
@@ -83,9 +83,7 @@ class ServiceRuntime:
         async with self.db.transaction() as conn:
             await self.idempotency.purge_expired(conn)
 
-    def consume(
-        self, durable: str, stream: str, subject: str, handlers: dict[str, Handler]
-    ) -> None:
+    def consume(self, durable: str, stream: str, subject: str, handlers: Handlers) -> None:
         """Declare a durable consumer (started with the runtime)."""
         self.consumers.append(
             DurableConsumer(

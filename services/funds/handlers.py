@@ -6,8 +6,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common import access
 from libs.common.events import CloudEvent
-from libs.common.events.catalog import REGISTRY_EVENTS, ChildV1, model_for
-from libs.common.events.consumer import Handler
+from libs.common.events.catalog import REGISTRY_EVENTS, ChildV1
+from libs.common.events.consumer import Handlers, handle
+from libs.common.events.referrals_events import ReferralV1
 from services.funds import service
 from services.funds.models import referral_shares
 
@@ -15,18 +16,16 @@ CHILDREN_CONSUMER = "funds-children"
 REFERRALS_CONSUMER = "funds-referral-shares"
 
 
-async def child_changed(conn: AsyncConnection, event: CloudEvent) -> None:
+async def child_changed(conn: AsyncConnection, event: CloudEvent, child: ChildV1) -> None:
     """registry.child.*: keep the child's codes, owner, status and version (newer wins)."""
-    data = model_for(event.type).model_validate(event.data)
-    assert isinstance(data, ChildV1)
-    await service.apply_child(conn, data)
+    await service.apply_child(conn, child)
 
 
-async def referral_changed(conn: AsyncConnection, event: CloudEvent) -> None:
+async def referral_changed(conn: AsyncConnection, event: CloudEvent, referral: ReferralV1) -> None:
     """referrals.referral.*: keep the referral's state, so that its provider organisation
     sees the child while the referral is active (libs.common.access)."""
-    await access.apply_referral_event(conn, referral_shares, event)
+    await access.apply_referral_event(conn, referral_shares, event, referral)
 
 
-CHILD_HANDLERS: dict[str, Handler] = dict.fromkeys(REGISTRY_EVENTS, child_changed)
-REFERRAL_HANDLERS: dict[str, Handler] = dict.fromkeys(access.REFERRAL_EVENT_TYPES, referral_changed)
+CHILD_HANDLERS: Handlers = handle(REGISTRY_EVENTS, ChildV1, child_changed)
+REFERRAL_HANDLERS: Handlers = handle(access.REFERRAL_EVENT_TYPES, ReferralV1, referral_changed)

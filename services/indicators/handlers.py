@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.events import CloudEvent
+from libs.common.events.base import EventData
 from libs.common.events.catalog import REGISTRY_EVENTS
-from libs.common.events.consumer import Handler
+from libs.common.events.consumer import Handlers, handle
 from libs.common.events.funds_events import FUNDS_EVENTS
 from libs.common.events.referrals_events import REFERRALS_EVENTS
 from services.indicators import jetstream, service
 
 
-async def event_applied(conn: AsyncConnection, event: CloudEvent) -> None:
-    """Apply any catalogued event to the answering generation (most change no aggregate)."""
+async def event_applied(conn: AsyncConnection, event: CloudEvent, data: EventData) -> None:
+    """Apply any catalogued event, its data checked, to the answering generation (most
+    change no aggregate)."""
     await service.apply_live(conn, event)
 
 
-def _all(types: Mapping[str, object]) -> dict[str, Handler]:
-    return dict.fromkeys(types, event_applied)
-
-
 # stream -> (durable, subject, handlers)
-STREAM_HANDLERS: dict[str, tuple[str, str, dict[str, Handler]]] = {
-    stream: (durable, subject, _all(types))
+STREAM_HANDLERS: dict[str, tuple[str, str, Handlers]] = {
+    stream: (durable, subject, handle(types, EventData, event_applied))
     for stream, (durable, subject), types in (
         ("REGISTRY", jetstream.CONSUMERS["REGISTRY"], REGISTRY_EVENTS),
         ("REFERRALS", jetstream.CONSUMERS["REFERRALS"], REFERRALS_EVENTS),

@@ -7,8 +7,8 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.events import CloudEvent
-from libs.common.events.catalog import ChildV1, model_for
-from libs.common.events.consumer import Handler
+from libs.common.events.catalog import REGISTRY_EVENTS, ChildV1
+from libs.common.events.consumer import Handlers, handle
 from libs.common.logging import get_logger
 from services.referrals import store
 
@@ -19,11 +19,8 @@ CHILDREN_STREAM = "REGISTRY"
 CHILDREN_SUBJECT = "registry.child.>"
 
 
-async def apply_child(conn: AsyncConnection, event: CloudEvent) -> None:
+async def apply_child(conn: AsyncConnection, event: CloudEvent, data: ChildV1) -> None:
     """Keep the child's place, owner, status and consent; an older version never wins."""
-    data = model_for(event.type).model_validate(event.data)
-    if not isinstance(data, ChildV1):  # the catalogue says otherwise: a bug, not bad input
-        raise TypeError(f"{event.type} does not carry a child")
     applied = await store.apply_child(
         conn,
         {
@@ -41,9 +38,4 @@ async def apply_child(conn: AsyncConnection, event: CloudEvent) -> None:
         log.info("child.stale_event", child_id=data.child_id, version=data.version)
 
 
-CHILD_HANDLERS: dict[str, Handler] = {
-    "registry.child.registered.v1": apply_child,
-    "registry.child.updated.v1": apply_child,
-    "registry.child.closed.v1": apply_child,
-    "registry.child.reopened.v1": apply_child,
-}
+CHILD_HANDLERS: Handlers = handle(REGISTRY_EVENTS, ChildV1, apply_child)

@@ -6,14 +6,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common import access
 from libs.common.events import CloudEvent
-from libs.common.events.consumer import Handler
+from libs.common.events.consumer import Handlers, handle
+from libs.common.events.referrals_events import ReferralV1
 from services.registry.models import referral_access
 
 
-async def referral_changed(conn: AsyncConnection, event: CloudEvent) -> None:
+async def referral_changed(conn: AsyncConnection, event: CloudEvent, referral: ReferralV1) -> None:
     """Keep the referral's state: its provider's organisation reads the child while the
     referral is accepted, or completed less than 30 days ago (libs.common.access)."""
-    await access.apply_referral_event(conn, referral_access, event)
+    await access.apply_referral_event(conn, referral_access, event, referral)
 
 
-REFERRAL_HANDLERS: dict[str, Handler] = dict.fromkeys(access.REFERRAL_EVENT_TYPES, referral_changed)
+REFERRAL_HANDLERS: Handlers = handle(access.REFERRAL_EVENT_TYPES, ReferralV1, referral_changed)

@@ -14,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.db import Database
 from libs.common.events import CloudEvent
+from libs.common.events.base import EventData
 from libs.common.events.bus import EventBus
-from libs.common.events.consumer import DurableConsumer, inbox_table
+from libs.common.events.catalog import REGISTRY_EVENTS, ChildUpdatedV1, ChildV1
+from libs.common.events.consumer import DurableConsumer, EventHandler, handle, inbox_table
 
 SCHEMA = "consumer_test"
 metadata = MetaData()
@@ -50,6 +52,10 @@ async def bus(nats_url: str) -> AsyncIterator[EventBus]:
     await b.close()
 
 
+class Thing(EventData):
+    """The data of the test's events: none."""
+
+
 def event(stream: str, kind: str = "thing.happened.v1") -> CloudEvent:
     return CloudEvent(
         id=str(uuid.uuid4()),
@@ -71,7 +77,7 @@ async def test_an_event_delivered_twice_is_applied_once(db: Database, bus: Event
     stream = bus.test_stream  # type: ignore[attr-defined]
     e = event(stream)
 
-    async def apply(conn: AsyncConnection, ev: CloudEvent) -> None:
+    async def apply(conn: AsyncConnection, ev: CloudEvent, data: Thing) -> None:
         await conn.execute(effects.insert().values(event_id=ev.id))
 
     consumer = DurableConsumer(
@@ -81,7 +87,7 @@ async def test_an_event_delivered_twice_is_applied_once(db: Database, bus: Event
         durable=f"c-{stream}",
         stream=stream,
         subject=f"{stream.lower()}.>",
-        handlers={e.type: apply},
+        handlers={e.type: EventHandler(Thing, apply)},
     )
     payload = e.model_dump_json().encode()
     # published twice with different message ids: the broker cannot de-duplicate, the inbox must
@@ -105,12 +111,12 @@ async def test_poison_is_dead_lettered_after_bounded_tries(
     poison, good = event(stream, "poison.v1"), event(stream)
     tries = 0
 
-    async def explode(conn: AsyncConnection, ev: CloudEvent) -> None:
+    async def explode(conn: AsyncConnection, ev: CloudEvent, data: Thing) -> None:
         nonlocal tries
         tries += 1
         raise RuntimeError("cannot apply")
 
-    async def apply(conn: AsyncConnection, ev: CloudEvent) -> None:
+    async def apply(conn: AsyncConnection, ev: CloudEvent, data: Thing) -> None:
         await conn.execute(effects.insert().values(event_id=ev.id))
 
     durable = f"p-{stream}"
@@ -121,7 +127,7 @@ async def test_poison_is_dead_lettered_after_bounded_tries(
         durable=durable,
         stream=stream,
         subject=f"{stream.lower()}.>",
-        handlers={poison.type: explode, good.type: apply},
+        handlers={poison.type: EventHandler(Thing, explode), good.type: EventHandler(Thing, apply)},
         max_deliveries=3,
     )
     await bus.js.publish(poison.type, poison.model_dump_json().encode())
@@ -149,3 +155,66 @@ async def test_poison_is_dead_lettered_after_bounded_tries(
         assert json.loads(next(m for m in msgs if "poison" in m.subject).data)["id"] == poison.id
     finally:
         await nc.close()
+
+
+class Counted(EventData):
+    """The data of an event that carries a number."""
+
+    n: int
+
+
+async def test_an_event_whose_data_is_not_its_model_is_dead_lettered_at_once(
+    db: Database, bus: EventBus, nats_url: str
+) -> None:
+    stream = bus.test_stream  # type: ignore[attr-defined]
+    invalid, good = event(stream, "counted.v1"), event(stream, "counted.v1")
+    invalid.data, good.data = {"n": "many"}, {"n": 1}
+    seen: list[int] = []
+
+    async def apply(conn: AsyncConnection, ev: CloudEvent, data: Counted) -> None:
+        seen.append(data.n)
+        await conn.execute(effects.insert().values(event_id=ev.id))
+
+    durable = f"v-{stream}"
+    consumer = DurableConsumer(
+        db,
+        bus,
+        inbox,
+        durable=durable,
+        stream=stream,
+        subject=f"{stream.lower()}.>",
+        handlers={good.type: EventHandler(Counted, apply)},
+        max_deliveries=3,
+    )
+    await bus.js.publish(invalid.type, invalid.model_dump_json().encode())
+    await bus.js.publish(good.type, good.model_dump_json().encode())
+    consumer.start()
+    try:
+        for _ in range(100):
+            if consumer.last_sequence >= 2:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await consumer.stop()
+    assert seen == [1]  # the handler only ever saw the checked data
+    assert await count_effects(db, invalid.id) == 0
+    nc = await nats.connect(nats_url)
+    try:
+        sub = await nc.jetstream().pull_subscribe(f"deadletter.{durable}.>", stream="DEADLETTER")
+        [msg] = await sub.fetch(10, timeout=2)
+        assert msg.subject == f"deadletter.{durable}.{invalid.type}"
+        assert (msg.headers or {}).get("Komar-Reason") == "invalid"
+        assert json.loads(msg.data)["id"] == invalid.id
+    finally:
+        await nc.close()
+
+
+def test_a_handler_is_declared_only_for_types_that_carry_its_model() -> None:
+    async def apply(conn: AsyncConnection, ev: CloudEvent, child: ChildV1) -> None:
+        return None
+
+    handlers = handle(REGISTRY_EVENTS, ChildV1, apply)
+    # each type is checked against its own model: an update's data has `changed` too
+    assert handlers["registry.child.updated.v1"].model is ChildUpdatedV1
+    with pytest.raises(TypeError, match="carries ReferralV1"):
+        handle(["referrals.referral.created.v1"], ChildV1, apply)

@@ -10,6 +10,7 @@ import httpx
 import nats
 
 from libs.common.events import CloudEvent
+from libs.common.events.referrals_events import ReferralV1
 from tests.registry.conftest import child_body
 from tests.support import SigningKeys
 
@@ -24,20 +25,31 @@ async def publish_referral(
     at: datetime | None = None,
 ) -> None:
     """Publish a referral event exactly as the referrals service does (at `at`)."""
+    data = ReferralV1(
+        referral_id=referral_id,
+        child_id=child_id,
+        commune_code="120101",
+        village_code=None,
+        service_type="health",
+        urgency="normal",
+        status=status,
+        provider_id=str(uuid.uuid4()),
+        provider_org=org,
+        referrer_org="moswvy",
+        previous_referral_id=None,
+        due_at="2026-12-01T00:00:00Z",
+        overdue=False,
+        consent_override=False,
+        outcome_code="service_provided" if status == "completed" else None,
+        version=version,
+    )
     event = CloudEvent(
         id=str(uuid.uuid4()),
         source="/services/referrals",
         type=f"referrals.referral.{status}.v1",
         subject=referral_id,
         time=at or datetime.now(UTC),
-        data={
-            "referral_id": referral_id,
-            "child_id": child_id,
-            "provider_org": org,
-            "status": status,
-            "version": version,
-            "service_type": "health",
-        },
+        data=data.model_dump(mode="json"),
     )
     nc = await nats.connect(nats_url)
     try:

@@ -1,4 +1,10 @@
-"""Durable JetStream consumers that apply every event exactly once.
+"""Durable JetStream consumers that apply every event exactly once, checked.
+
+A consumer applies an event type through its `EventHandler`: the data model its events
+carry and the function that applies them, which receives the event's data already
+validated against that model (`handle` declares one over catalogued types). An event that
+cannot be read, or whose data is not its model, is copied to
+`deadletter.<durable>.<type>` and terminated at once: no retry would change it.
 
 Each event's id goes into the service's `processed_events` table in the same transaction
 as its effect, so a redelivered event is skipped. Ack after commit; nak with a delay on
@@ -11,25 +17,65 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import ValidationError
 from sqlalchemy import Column, DateTime, MetaData, String, Table, func
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.db import Database
 from libs.common.events import store
+from libs.common.events.base import EventData
 from libs.common.events.bus import EventBus
+from libs.common.events.catalog import model_for
 from libs.common.events.envelope import CloudEvent
 from libs.common.logging import get_logger
 from libs.common.metrics import EVENTS_APPLIED, EVENTS_DUPLICATE
 
 log = get_logger(__name__)
 
-Handler = Callable[[AsyncConnection, CloudEvent], Awaitable[None]]
+D = TypeVar("D", bound=EventData)
+
+
+@dataclass(frozen=True)
+class EventHandler(Generic[D]):
+    """How a consumer applies one event type: `apply` receives the event and its data,
+    validated against `model` before the transaction begins."""
+
+    model: type[D]
+    apply: Callable[[AsyncConnection, CloudEvent, D], Awaitable[None]]
+
+    def check(self, event: CloudEvent) -> D:
+        """The event's data as its model (pydantic's ValidationError when it is not)."""
+        return self.model.model_validate(event.data)
+
+
+Handlers = dict[str, EventHandler[Any]]
+
+
+def handle(
+    types: Iterable[str],
+    model: type[D],
+    apply: Callable[[AsyncConnection, CloudEvent, D], Awaitable[None]],
+) -> Handlers:
+    """Apply each of the catalogued `types` with `apply`, which takes their data as `model`.
+
+    Refused when the catalogue gives one of the types data that is not a `model`, so a
+    mismatch shows when the service is built, not when an event arrives.
+    """
+    handlers: Handlers = {}
+    for type_ in types:
+        carried = model_for(type_)
+        if not issubclass(carried, model):
+            raise TypeError(f"{type_} carries {carried.__name__}, not {model.__name__}")
+        # Checked against the type's own model (a subclass may add fields, as an update does).
+        handlers[type_] = EventHandler(carried, apply)
+    return handlers
 
 
 def inbox_table(metadata: MetaData, schema: str) -> Table:
@@ -46,14 +92,19 @@ def inbox_table(metadata: MetaData, schema: str) -> Table:
 
 
 async def apply_once(
-    conn: AsyncConnection, inbox: Table, consumer: str, event: CloudEvent, handler: Handler
+    conn: AsyncConnection,
+    inbox: Table,
+    consumer: str,
+    event: CloudEvent,
+    handler: EventHandler[D],
+    data: D,
 ) -> bool:
-    """Apply an event inside the caller's transaction unless already applied."""
+    """Apply a checked event inside the caller's transaction unless already applied."""
     if not await store.record_applied(
         conn, inbox, event_id=event.id, type_=event.type, consumer=consumer
     ):
         return False
-    await handler(conn, event)
+    await handler.apply(conn, event, data)
     return True
 
 
@@ -69,7 +120,7 @@ class DurableConsumer:
         durable: str,
         stream: str,
         subject: str,
-        handlers: dict[str, Handler],
+        handlers: Handlers,
         max_deliveries: int = 5,
         batch: int = 100,
         service: str | None = None,
@@ -136,31 +187,41 @@ class DurableConsumer:
             await self._dead_letter(msg, "unparseable", "malformed")
             return
         handler = self.handlers.get(event.type)
-        applied: bool | None = None
-        try:
-            if handler is not None:
-                async with self.db.transaction() as conn:
-                    applied = await apply_once(conn, self.inbox, self.durable, event, handler)
-        except Exception as exc:
-            if meta.num_delivered >= self.max_deliveries:
-                await self._dead_letter(msg, event.type, type(exc).__name__)
+        applied: bool | None = None  # None: not an event this consumer applies
+        if handler is not None:
+            try:
+                data = handler.check(event)
+            except ValidationError:
+                await self._dead_letter(msg, event.type, "invalid")
                 return
-            log.warning(
-                "consumer.retry",
-                consumer=self.durable,
-                event_id=event.id,
-                type=event.type,
-                delivered=meta.num_delivered,
-                error=type(exc).__name__,
-            )
-            await msg.nak(delay=min(30.0, 0.5 * 2**meta.num_delivered))
-            return
+            try:
+                async with self.db.transaction() as conn:
+                    applied = await apply_once(conn, self.inbox, self.durable, event, handler, data)
+            except Exception as exc:
+                await self._retry_or_dead_letter(msg, event, exc)
+                return
         if applied:  # committed: count it now, before the ack (which may still fail)
             self._count_applied(event.type)
         elif applied is not None:
             self._duplicates.inc()
         await msg.ack()
         self.last_sequence = meta.sequence.stream
+
+    async def _retry_or_dead_letter(self, msg: Msg, event: CloudEvent, exc: Exception) -> None:
+        """Nak with a growing delay, or dead-letter once `max_deliveries` is reached."""
+        delivered = msg.metadata.num_delivered
+        if delivered >= self.max_deliveries:
+            await self._dead_letter(msg, event.type, type(exc).__name__)
+            return
+        log.warning(
+            "consumer.retry",
+            consumer=self.durable,
+            event_id=event.id,
+            type=event.type,
+            delivered=delivered,
+            error=type(exc).__name__,
+        )
+        await msg.nak(delay=min(30.0, 0.5 * 2**delivered))
 
     def _count_applied(self, type_: str) -> None:
         counter = self._applied.get(type_)
