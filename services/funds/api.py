@@ -14,6 +14,7 @@ from libs.common.app import RuntimeDep, request_id
 from libs.common.auth import Principal, PrincipalDep
 from libs.common.context import Context
 from libs.common.errors import Forbidden
+from libs.common.events.funds_events import Category
 from libs.common.http import (
     PageDep,
     json_response,
@@ -28,7 +29,6 @@ from services.funds import SERVICE, domain, service, store
 from services.funds.schemas import (
     ApproveIn,
     CancelIn,
-    Category,
     DisburseIn,
     FundIn,
     FundOut,

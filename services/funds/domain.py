@@ -11,12 +11,18 @@ from typing import Any
 from libs.common import places
 from libs.common.auth import COUNTRY, Principal
 from libs.common.errors import Conflict, Forbidden, invalid
-from libs.common.events.funds_events import FundToppedUpV1, FundV1, GrantDisbursedV1, GrantV1
+from libs.common.events.funds_events import (
+    Category,
+    FundToppedUpV1,
+    FundV1,
+    GrantDisbursedV1,
+    GrantV1,
+)
 
 REPEAT_WINDOW = timedelta(days=30)
 LEDGER_KINDS = ("top_up", "commitment", "release", "disbursement", "reversal")
 GRANT_STATUSES = ("requested", "approved", "rejected", "disbursed", "cancelled", "reversed")
-CATEGORIES = ("emergency_disaster", "education_support", "medical_transport", "material_support")
+CATEGORIES = tuple(c.value for c in Category)
 SHOCKS = ("flood", "storm", "fire", "drought", "other")
 METHODS = ("cash", "bank", "mobile_money")
 

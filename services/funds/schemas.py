@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, StrictInt, StringConstraints, model_validator
 
 from libs.common import places
+from libs.common.events.funds_events import Category
 from libs.common.inputs import MULTI_LINE, Input
 
 # A bound far above any fund (10^15 riel), so sums can never overflow a BIGINT.
@@ -35,13 +36,6 @@ Reason = Annotated[
 Text = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), MULTI_LINE
 ]
-
-
-class Category(StrEnum):
-    emergency_disaster = "emergency_disaster"
-    education_support = "education_support"
-    medical_transport = "medical_transport"
-    material_support = "material_support"
 
 
 class Shock(StrEnum):

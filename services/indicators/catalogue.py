@@ -9,6 +9,9 @@ from functools import lru_cache
 from typing import Any
 
 from libs.common.errors import invalid
+from libs.common.events.funds_events import Category as GrantCategory
+from libs.common.events.referrals_events import ServiceType
+from libs.common.events.registry_events import Vulnerability
 from services.indicators.dates import PeriodType
 
 ROUNDING_BASE = 5  # counts shown without indicators:read:detail are multiples of 5
@@ -79,36 +82,9 @@ AGE_BAND = Category(
         Option("Y15_17", "15-17 years"),
     ),
 )
-VULNERABILITIES = (
-    "poor_household",
-    "hiv_affected",
-    "disability",
-    "out_of_school",
-    "child_labour",
-    "institutional_care",
-    "unsafe_migration",
-    "abandonment",
-    "exploitation",
-    "violence",
-    "neglect",
-)
-SERVICE_TYPES = (
-    "health",
-    "education",
-    "shelter",
-    "legal",
-    "psychosocial",
-    "family_tracing",
-    "social_protection",
-    "alternative_care",
-    "livelihood",
-)
-GRANT_CATEGORIES = (
-    "emergency_disaster",
-    "education_support",
-    "medical_transport",
-    "material_support",
-)
+VULNERABILITIES = tuple(v.value for v in Vulnerability)
+SERVICE_TYPES = tuple(t.value for t in ServiceType)
+GRANT_CATEGORIES = tuple(c.value for c in GrantCategory)
 SEX_AGE = CategoryCombo("SEX_AGE", "Sex and age band", (SEX, AGE_BAND))
 BY_VULNERABILITY = CategoryCombo(
     "VULNERABILITY",

@@ -15,6 +15,7 @@ from libs.common.app import RuntimeDep, request_id
 from libs.common.auth import Principal, PrincipalDep
 from libs.common.context import Context
 from libs.common.errors import invalid
+from libs.common.events.referrals_events import ServiceType
 from libs.common.http import (
     PageDep,
     json_response,
@@ -40,7 +41,6 @@ from services.referrals.schemas import (
     ReferralIn,
     ReferralOut,
     ReferralPage,
-    ServiceType,
     Status,
 )
 

@@ -12,19 +12,9 @@ from typing import Any
 from libs.common import places
 from libs.common.auth import COUNTRY, Principal
 from libs.common.errors import Conflict, Forbidden, Unprocessable
-from libs.common.events.referrals_events import ProviderUpsertedV1, ReferralV1
+from libs.common.events.referrals_events import ProviderUpsertedV1, ReferralV1, ServiceType
 
-SERVICE_TYPES = (
-    "health",
-    "education",
-    "shelter",
-    "legal",
-    "psychosocial",
-    "family_tracing",
-    "social_protection",
-    "alternative_care",
-    "livelihood",
-)
+SERVICE_TYPES = tuple(t.value for t in ServiceType)
 URGENCIES = ("emergency", "high", "normal")
 STATUSES = ("pending", "accepted", "declined", "completed", "cancelled")
 OPEN_STATUSES = frozenset({"pending", "accepted"})

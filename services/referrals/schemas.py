@@ -16,19 +16,8 @@ from pydantic import (
 )
 
 from libs.common import places
+from libs.common.events.referrals_events import ServiceType
 from libs.common.inputs import MULTI_LINE, Input
-
-
-class ServiceType(StrEnum):
-    health = "health"
-    education = "education"
-    shelter = "shelter"
-    legal = "legal"
-    psychosocial = "psychosocial"
-    family_tracing = "family_tracing"
-    social_protection = "social_protection"
-    alternative_care = "alternative_care"
-    livelihood = "livelihood"
 
 
 class Urgency(StrEnum):

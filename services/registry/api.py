@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from libs.common.app import RuntimeDep, request_id, runtime_of
 from libs.common.auth import Principal, PrincipalDep
 from libs.common.context import Context
+from libs.common.events.registry_events import Vulnerability
 from libs.common.http import (
     PageDep,
     json_response,
@@ -38,7 +39,6 @@ from services.registry.schemas import (
     ReopenIn,
     RiskLevel,
     Status,
-    Vulnerability,
 )
 
 router = APIRouter(prefix="/v1/registry", tags=["registry"])

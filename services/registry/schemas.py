@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from libs.common import places
+from libs.common.events.registry_events import Vulnerability
 from libs.common.inputs import MULTI_LINE, Input
 
 
@@ -22,20 +23,6 @@ class RiskLevel(StrEnum):
     low = "low"
     medium = "medium"
     high = "high"
-
-
-class Vulnerability(StrEnum):
-    poor_household = "poor_household"
-    hiv_affected = "hiv_affected"
-    disability = "disability"
-    out_of_school = "out_of_school"
-    child_labour = "child_labour"
-    institutional_care = "institutional_care"
-    unsafe_migration = "unsafe_migration"
-    abandonment = "abandonment"
-    exploitation = "exploitation"
-    violence = "violence"
-    neglect = "neglect"
 
 
 class Status(StrEnum):

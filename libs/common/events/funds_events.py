@@ -6,7 +6,16 @@ free text and stay in the funds service's own tables.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from libs.common.events.base import EventData
+
+
+class Category(StrEnum):
+    emergency_disaster = "emergency_disaster"
+    education_support = "education_support"
+    medical_transport = "medical_transport"
+    material_support = "material_support"
 
 
 class FundV1(EventData):

@@ -7,7 +7,21 @@ only whether consent was overridden, never why.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from libs.common.events.base import EventData
+
+
+class ServiceType(StrEnum):
+    health = "health"
+    education = "education"
+    shelter = "shelter"
+    legal = "legal"
+    psychosocial = "psychosocial"
+    family_tracing = "family_tracing"
+    social_protection = "social_protection"
+    alternative_care = "alternative_care"
+    livelihood = "livelihood"
 
 
 class ProviderUpsertedV1(EventData):

@@ -7,7 +7,23 @@ personal data and stay in the registry's own tables.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from libs.common.events.base import EventData
+
+
+class Vulnerability(StrEnum):
+    poor_household = "poor_household"
+    hiv_affected = "hiv_affected"
+    disability = "disability"
+    out_of_school = "out_of_school"
+    child_labour = "child_labour"
+    institutional_care = "institutional_care"
+    unsafe_migration = "unsafe_migration"
+    abandonment = "abandonment"
+    exploitation = "exploitation"
+    violence = "violence"
+    neglect = "neglect"
 
 
 class ChildV1(EventData):
