@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from libs.common import jwt, migrations
 from libs.common.events import CloudEvent, new_event
 from libs.common.events.catalog import ChildUpdatedV1, ChildV1
+from libs.common.events.referrals_events import ReferralV1
 from libs.common.settings import Settings
 
 ISSUER = "komar-gateway"
@@ -113,6 +115,42 @@ def child_event(
         else ChildV1(**fields)
     )
     return new_event("registry", f"registry.child.{verb}.v1", child_id, data, "req-registry")
+
+
+def referral_event(
+    child_id: str,
+    *,
+    provider_org: str,
+    status: str,
+    version: int,
+    referral_id: str | None = None,
+    commune: str = "120101",
+    village: str | None = None,
+    at: datetime | None = None,
+) -> CloudEvent:
+    """A referrals.referral.<status>.v1 event exactly as the referrals service publishes it
+    (dated `at`, now by default: a completion is dated by its event)."""
+    referral_id = referral_id or str(uuid.uuid4())
+    data = ReferralV1(
+        referral_id=referral_id,
+        child_id=child_id,
+        commune_code=commune,
+        village_code=village,
+        service_type="health",
+        urgency="normal",
+        status=status,
+        provider_id=str(uuid.uuid4()),
+        provider_org=provider_org,
+        referrer_org="moswvy",
+        previous_referral_id=None,
+        due_at="2026-12-01T00:00:00Z",
+        overdue=False,
+        consent_override=False,
+        outcome_code="service_provided" if status == "completed" else None,
+        version=version,
+    )
+    event = new_event("referrals", f"referrals.referral.{status}.v1", referral_id, data, "test")
+    return event.model_copy(update={"time": at}) if at is not None else event
 
 
 async def migrate(database_url: str, package: str) -> None:

@@ -21,10 +21,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from libs.common.events import new_event
+from libs.common.events import CloudEvent
 from libs.common.events.bus import EventBus
 from libs.common.events.catalog import STREAMS
-from libs.common.events.referrals_events import ReferralV1
 from services.funds.models import children, inbox
 from tests import support
 from tests.support import SigningKeys, client, running_service, service_settings, stream_events
@@ -168,28 +167,17 @@ async def wait_processed(app: FastAPI, event_ids: list[str], timeout: float = 30
 
 def referral_event(
     child_id: str, provider_org: str, status: str, version: int, referral_id: str | None = None
-) -> Any:
-    """A referrals.referral.<status>.v1 event as the referrals service writes it."""
-    referral_id = referral_id or str(uuid.uuid4())
-    data = ReferralV1(
-        referral_id=referral_id,
-        child_id=child_id,
-        commune_code=TONLE_BASAK,
-        village_code=VILLAGE,
-        service_type="health",
-        urgency="normal",
-        status=status,
-        provider_id=str(uuid.uuid4()),
+) -> CloudEvent:
+    """A referrals.referral.<status>.v1 event about a child of Tonle Basak."""
+    return support.referral_event(
+        child_id,
         provider_org=provider_org,
-        referrer_org="moswvy-phnom-penh",
-        previous_referral_id=None,
-        due_at="2026-12-01T00:00:00Z",
-        overdue=False,
-        consent_override=False,
-        outcome_code="service_provided" if status == "completed" else None,
+        status=status,
         version=version,
+        referral_id=referral_id,
+        commune=TONLE_BASAK,
+        village=VILLAGE,
     )
-    return new_event("referrals", f"referrals.referral.{status}.v1", referral_id, data, "test")
 
 
 async def add_children(app: FastAPI, bus: EventBus, n: int = 1, **kw: Any) -> list[str]:

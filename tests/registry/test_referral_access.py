@@ -9,10 +9,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import nats
 
-from libs.common.events import CloudEvent
-from libs.common.events.referrals_events import ReferralV1
 from tests.registry.conftest import child_body
-from tests.support import SigningKeys
+from tests.support import SigningKeys, referral_event
 
 
 async def publish_referral(
@@ -25,31 +23,8 @@ async def publish_referral(
     at: datetime | None = None,
 ) -> None:
     """Publish a referral event exactly as the referrals service does (at `at`)."""
-    data = ReferralV1(
-        referral_id=referral_id,
-        child_id=child_id,
-        commune_code="120101",
-        village_code=None,
-        service_type="health",
-        urgency="normal",
-        status=status,
-        provider_id=str(uuid.uuid4()),
-        provider_org=org,
-        referrer_org="moswvy",
-        previous_referral_id=None,
-        due_at="2026-12-01T00:00:00Z",
-        overdue=False,
-        consent_override=False,
-        outcome_code="service_provided" if status == "completed" else None,
-        version=version,
-    )
-    event = CloudEvent(
-        id=str(uuid.uuid4()),
-        source="/services/referrals",
-        type=f"referrals.referral.{status}.v1",
-        subject=referral_id,
-        time=at or datetime.now(UTC),
-        data=data.model_dump(mode="json"),
+    event = referral_event(
+        child_id, provider_org=org, status=status, version=version, referral_id=referral_id, at=at
     )
     nc = await nats.connect(nats_url)
     try:
