@@ -1,6 +1,7 @@
 """Every SQL statement on the tables libs/common gives each schema: stored Idempotency-Key
-answers, job ticks and referral shares, and the database's health check; and `keyset`, the
-page clause of every list.
+answers, job ticks and referral shares, and the database's health check; and the pieces
+every service's store repeats: `keyset`, the page clause of every list, `read_page`, a
+list's page read, and `versioned_update`, the write of a row its caller holds locked.
 
 The tables are defined beside the logic that uses them (`http.idempotency_table`,
 `jobs.job_runs_table`, `access.referral_shares_table`); the event tables' statements are
@@ -26,9 +27,12 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert as upsert
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningUpdate
 
 # ---------------------------------------------------------------- the connection
 
@@ -66,6 +70,47 @@ def keyset(query: Select[_R], page: KeysetPage, *key: ColumnElement[Any]) -> Sel
         else:
             query = query.where(tuple_(*key) > tuple_(*page.after))
     return query.order_by(*key).limit(page.limit + 1)
+
+
+class ListPage(KeysetPage, Protocol):
+    """What `read_page` reads of a list request (`http.Page`)."""
+
+    @property
+    def updated_since(self) -> datetime | None: ...
+
+
+async def read_page(
+    conn: AsyncConnection,
+    query: Select[Any],
+    page: ListPage,
+    *,
+    key: tuple[ColumnElement[Any], ...],
+    changed_at: ColumnElement[datetime],
+) -> list[RowMapping]:
+    """One page of a list: `query` (the visible rows and the list's filters) kept to the
+    rows whose `changed_at` is at or after `page.updated_since` when the request gives it,
+    then `keyset` in `key` order (one row more than the page)."""
+    if page.updated_since is not None:
+        query = query.where(changed_at >= page.updated_since)
+    return list((await conn.execute(keyset(query, page, *key))).mappings().all())
+
+
+# ---------------------------------------------------------------- versioned rows
+
+
+def versioned_update(
+    table: Table, row_id: Any, version: int, values: dict[str, Any]
+) -> ReturningUpdate[*tuple[Any, ...]]:
+    """The UPDATE of a row its caller read at `version` and holds locked: the new values,
+    `version` + 1 and `updated_at` now, where the row still has that id and version;
+    returning the row as stored (`.mappings().one()` of its result)."""
+    c = table.c
+    return (
+        update(table)
+        .where(c.id == row_id, c.version == version)
+        .values(**values, version=version + 1, updated_at=func.now())
+        .returning(*c)
+    )
 
 
 # ---------------------------------------------------------------- Idempotency-Key answers

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from libs.common import access
 from libs.common.auth import Principal
 from libs.common.http import Page
-from libs.common.store import keyset
+from libs.common.store import read_page, versioned_update
 from services.funds import domain
 from services.funds.models import children, funds, grant_actions, grants, ledger, referral_shares
 
@@ -149,10 +149,7 @@ async def list_funds(
         query = query.where(f.commune_code == flt.commune_code)
     if flt.fiscal_year is not None:
         query = query.where(f.fiscal_year == flt.fiscal_year)
-    if page.updated_since is not None:
-        query = query.where(f.updated_at >= page.updated_since)
-    query = keyset(query, page, f.updated_at, f.id)
-    return list((await conn.execute(query)).mappings().all())
+    return await read_page(conn, query, page, key=(f.updated_at, f.id), changed_at=f.updated_at)
 
 
 # ---------------------------------------------------------------- ledger
@@ -167,10 +164,7 @@ async def list_ledger(conn: AsyncConnection, fund_id: uuid.UUID, page: Page) -> 
     """A fund's ledger in booking order, one more than the page."""
     lg = ledger.c
     query = select(ledger).where(lg.fund_id == fund_id)
-    if page.updated_since is not None:
-        query = query.where(lg.at >= page.updated_since)
-    query = keyset(query, page, lg.id)
-    return list((await conn.execute(query)).mappings().all())
+    return await read_page(conn, query, page, key=(lg.id,), changed_at=lg.at)
 
 
 # ---------------------------------------------------------------- grants
@@ -216,12 +210,7 @@ async def update_grant(
     conn: AsyncConnection, grant_id: uuid.UUID, version: int, values: dict[str, Any]
 ) -> Row:
     """Write new values and bump the version (the caller holds the row lock)."""
-    result = await conn.execute(
-        update(grants)
-        .where(grants.c.id == grant_id, grants.c.version == version)
-        .values(**values, version=version + 1, updated_at=func.now())
-        .returning(*grants.c)
-    )
+    result = await conn.execute(versioned_update(grants, grant_id, version, values))
     return result.mappings().one()
 
 
@@ -275,10 +264,7 @@ async def list_grants(
         query = query.where(g.status == flt.status)
     if flt.category:
         query = query.where(g.category == flt.category)
-    if page.updated_since is not None:
-        query = query.where(g.updated_at >= page.updated_since)
-    query = keyset(query, page, g.updated_at, g.id)
-    return list((await conn.execute(query)).mappings().all())
+    return await read_page(conn, query, page, key=(g.updated_at, g.id), changed_at=g.updated_at)
 
 
 # ---------------------------------------------------------------- grant actions

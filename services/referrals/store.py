@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from libs.common import access, places
 from libs.common.auth import Principal
 from libs.common.http import Page
-from libs.common.store import keyset
+from libs.common.store import read_page, versioned_update
 from services.referrals.models import children, providers, referrals
 
 Row = RowMapping
@@ -125,22 +125,14 @@ async def list_providers(
         query = query.where(c.areas.overlap(_codes(places.parents(flt.commune_code))))
     if flt.active is not None:
         query = query.where(c.active.is_(flt.active))
-    if page.updated_since is not None:
-        query = query.where(c.updated_at >= page.updated_since)
-    query = keyset(query, page, c.updated_at, c.id)
-    return list((await conn.execute(query)).mappings().all())
+    return await read_page(conn, query, page, key=(c.updated_at, c.id), changed_at=c.updated_at)
 
 
 async def update_provider(
     conn: AsyncConnection, provider_id: uuid.UUID, version: int, values: dict[str, Any]
 ) -> Row:
     """Write new values and bump the version (the row is already locked by the caller)."""
-    result = await conn.execute(
-        update(providers)
-        .where(providers.c.id == provider_id, providers.c.version == version)
-        .values(**values, version=version + 1, updated_at=func.now())
-        .returning(*providers.c)
-    )
+    result = await conn.execute(versioned_update(providers, provider_id, version, values))
     return result.mappings().one()
 
 
@@ -241,12 +233,7 @@ async def update_referral(
     conn: AsyncConnection, referral_id: uuid.UUID, version: int, values: dict[str, Any]
 ) -> Row:
     """Write new values and bump the version (the row is already locked by the caller)."""
-    result = await conn.execute(
-        update(referrals)
-        .where(referrals.c.id == referral_id, referrals.c.version == version)
-        .values(**values, version=version + 1, updated_at=func.now())
-        .returning(*referrals.c)
-    )
+    result = await conn.execute(versioned_update(referrals, referral_id, version, values))
     return result.mappings().one()
 
 
@@ -292,10 +279,7 @@ async def list_referrals(
         query = query.where(c.overdue.is_(flt.overdue))
     if flt.service_type:
         query = query.where(c.service_type == flt.service_type)
-    if page.updated_since is not None:
-        query = query.where(c.updated_at >= page.updated_since)
-    query = keyset(query, page, c.updated_at, c.id)
-    return list((await conn.execute(query)).mappings().all())
+    return await read_page(conn, query, page, key=(c.updated_at, c.id), changed_at=c.updated_at)
 
 
 async def flag_overdue(conn: AsyncConnection, batch: int = 500) -> list[Row]:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from libs.common.auth import Principal
 from libs.common.db import driver_connection
 from libs.common.http import Page
-from libs.common.store import keyset
+from libs.common.store import read_page
 from services.registry import domain
 from services.registry.models import audit_head, audit_log, child_history
 
@@ -25,10 +25,7 @@ from services.registry.models import audit_head, audit_log, child_history
 async def list_history(conn: AsyncConnection, child_id: uuid.UUID, page: Page) -> list[RowMapping]:
     h = child_history.c
     query = select(child_history).where(h.child_id == child_id)
-    if page.updated_since is not None:
-        query = query.where(h.at >= page.updated_since)
-    query = keyset(query, page, h.id)
-    return list((await conn.execute(query)).mappings().all())
+    return await read_page(conn, query, page, key=(h.id,), changed_at=h.at)
 
 
 # ---------------------------------------------------------------- audit
@@ -62,10 +59,7 @@ async def add_audit(
 async def list_audit(conn: AsyncConnection, child_id: uuid.UUID, page: Page) -> list[RowMapping]:
     a = audit_log.c
     query = select(audit_log).where(a.child_id == child_id)
-    if page.updated_since is not None:
-        query = query.where(a.at >= page.updated_since)
-    query = keyset(query, page, a.seq)
-    return list((await conn.execute(query)).mappings().all())
+    return await read_page(conn, query, page, key=(a.seq,), changed_at=a.at)
 
 
 async def seal_audit(conn: AsyncConnection, batch: int = 5000) -> int:

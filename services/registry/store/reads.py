@@ -11,12 +11,13 @@ from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.auth import Principal
 from libs.common.db import driver_connection
 from libs.common.http import Page
-from libs.common.store import keyset
+from libs.common.store import read_page
 from services.registry import domain
 from services.registry.models import children
 from services.registry.store.visibility import (
@@ -116,7 +117,7 @@ class ChildFilter:
 
 async def list_children(
     conn: AsyncConnection, principal: Principal, flt: ChildFilter, page: Page
-) -> list[Child]:
+) -> list[RowMapping]:
     """Visible children in (updated_at, id) order, one more than the page to tell if more follow."""
     c = children.c
     query = select(children).where(visible_to(principal))
@@ -130,10 +131,7 @@ async def list_children(
         query = query.where(c.vulnerabilities.contains([flt.vulnerability]))
     if flt.q:
         query = query.where(c.name_search.like(domain.like_pattern(flt.q), escape="\\"))
-    if page.updated_since is not None:
-        query = query.where(c.updated_at >= page.updated_since)
-    query = keyset(query, page, c.updated_at, c.id)
-    return list((await conn.execute(query)).mappings().all())
+    return await read_page(conn, query, page, key=(c.updated_at, c.id), changed_at=c.updated_at)
 
 
 _DUPLICATES_SQL = candidates_sql("$1", "$2", "$3", "$4", "$6", "$7", other_than="$5")

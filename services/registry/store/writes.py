@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.auth import Principal
 from libs.common.db import driver_connection
 from libs.common.events import CloudEvent
+from libs.common.store import versioned_update
 from services.registry.models import children, external_ids
 from services.registry.store.visibility import Child, candidates_sql, visibility_args
 
@@ -216,12 +217,7 @@ async def update_child(
     conn: AsyncConnection, child_id: uuid.UUID, version: int, values: dict[str, Any]
 ) -> Child:
     """Write new values and bump the version (the row is already locked by the caller)."""
-    result = await conn.execute(
-        update(children)
-        .where(children.c.id == child_id, children.c.version == version)
-        .values(**values, version=version + 1, updated_at=func.now())
-        .returning(*children.c)
-    )
+    result = await conn.execute(versioned_update(children, child_id, version, values))
     return result.mappings().one()
 
 
