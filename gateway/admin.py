@@ -30,7 +30,7 @@ from gateway.schemas import (
     UserPage,
 )
 from libs.common.auth import Principal, bearer_token
-from libs.common.errors import Conflict, Forbidden, NotFound, Unauthorized, invalid
+from libs.common.errors import Conflict, Forbidden, Unauthorized, found, invalid
 from libs.common.http import (
     Page,
     check_if_match,
@@ -201,8 +201,7 @@ async def get_client(
         row = await store.get_principal(
             conn, clients, client_id, admin_areas=principal.area_prefixes()
         )
-    if row is None:
-        raise NotFound("no such client")
+    row = found(row, "client")
     return json_response(_client_out(row), version=row.version)
 
 
@@ -215,8 +214,7 @@ async def _set_client_active(
         row = await store.get_principal(
             conn, clients, client_id, admin_areas=principal.area_prefixes(), for_update=True
         )
-        if row is None:
-            raise NotFound("no such client")
+        row = found(row, "client")
         if not active and client_id == domain.BOOTSTRAP_ADMIN:
             raise Conflict("the bootstrap admin client cannot be disabled")
         check_if_match(request.headers.get("if-match"), row.version)
@@ -301,8 +299,7 @@ async def get_user(
     async with request_runtime(request).db.transaction() as conn:
         row = await store.get_principal(conn, users, user_id, admin_areas=principal.area_prefixes())
         now = await store.db_now(conn)
-    if row is None:
-        raise NotFound("no such user")
+    row = found(row, "user")
     return json_response(_user_out(row, now), version=row.version)
 
 
@@ -315,8 +312,7 @@ async def _change_user(
         row = await store.get_principal(
             conn, users, user_id, admin_areas=principal.area_prefixes(), for_update=True
         )
-        if row is None:
-            raise NotFound("no such user")
+        row = found(row, "user")
         check_if_match(request.headers.get("if-match"), row.version)
         if action == "unlock":
             changed = await store.unlock_user(conn, user_id)

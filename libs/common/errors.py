@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -109,6 +109,17 @@ class TooManyRequests(Problem):
 
 class Unavailable(Problem):
     status, title, slug = 503, "Service unavailable", "unavailable"
+
+
+_Row = TypeVar("_Row")
+
+
+def found(row: _Row | None, what: str) -> _Row:
+    """`row`, or 404 "no such {what}" when there is none (absent, or not visible to the
+    caller: both answer the same, like a malformed id in `libs.common.http.parse_id`)."""
+    if row is None:
+        raise NotFound(f"no such {what}")
+    return row
 
 
 def invalid(field: str, message: str) -> Unprocessable:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.context import Context
-from libs.common.errors import Conflict, Forbidden, NotFound
+from libs.common.errors import Conflict, Forbidden, found
 from libs.common.events.catalog import ChildV1
 from libs.common.http import check_if_match
 from services.funds import domain, store
@@ -89,10 +89,7 @@ async def read_fund(
     conn: AsyncConnection, fund_id: uuid.UUID, ctx: Context, *, lock: bool = False
 ) -> store.Row:
     """A visible fund; 404 otherwise."""
-    fund = await store.get_fund(conn, fund_id, ctx.principal, lock=lock)
-    if fund is None:
-        raise NotFound("no such fund")
-    return fund
+    return found(await store.get_fund(conn, fund_id, ctx.principal, lock=lock), "fund")
 
 
 async def read_fund_books(conn: AsyncConnection, fund_id: uuid.UUID, ctx: Context) -> store.Row:
@@ -136,9 +133,26 @@ async def read_grant(
     conn: AsyncConnection, grant_id: uuid.UUID, ctx: Context, *, lock: bool = False
 ) -> store.Row:
     """A visible grant; 404 otherwise."""
-    grant = await store.get_grant(conn, grant_id, ctx.principal, lock=lock)
-    if grant is None:
-        raise NotFound("no such grant")
+    return found(await store.get_grant(conn, grant_id, ctx.principal, lock=lock), "grant")
+
+
+async def _locked_for(
+    conn: AsyncConnection, grant_id: uuid.UUID, action: str, if_match: str | None, ctx: Context
+) -> tuple[store.Row, str]:
+    """Lock a visible grant at the version the client read; the status `action` leads to
+    (409 when it cannot)."""
+    grant = await read_grant(conn, grant_id, ctx, lock=True)
+    check_if_match(if_match, grant["version"])
+    return grant, domain.next_status(action, grant["status"])
+
+
+async def _save(
+    conn: AsyncConnection, grant: store.Row, verb: str, changes: dict[str, Any], ctx: Context
+) -> store.Row:
+    """Write a change of a locked grant and emit `funds.grant.<verb>.v1` with it."""
+    grant = await store.update_grant(conn, grant["id"], grant["version"], changes)
+    _emit_grant(ctx, verb, grant)
+    await ctx.write_events(conn, outbox)
     return grant
 
 
@@ -163,9 +177,7 @@ async def request_grant(
 ) -> store.Row:
     """Ask a fund for a grant for a visible, open child inside the fund's area."""
     now = now or datetime.now(UTC)
-    child = await store.get_child(conn, body.child_id, ctx.principal)
-    if child is None:
-        raise NotFound("no such child")
+    child = found(await store.get_child(conn, body.child_id, ctx.principal), "child")
     fund = await read_fund(conn, body.fund_id, ctx)
     domain.check_child_open(child)
     domain.check_child_in_fund_area(fund["commune_code"], child)
@@ -228,10 +240,7 @@ async def approve(
     with conflicts_as_409():
         await store.add_entry(conn, _grant_entry(grant, "commitment", ctx))
         await store.move_money(conn, fund["id"], committed=grant["amount_khr"])
-    grant = await store.update_grant(conn, grant_id, grant["version"], {"status": "approved"})
-    _emit_grant(ctx, "approved", grant)
-    await ctx.write_events(conn, outbox)
-    return grant
+    return await _save(conn, grant, "approved", {"status": "approved"}, ctx)
 
 
 def _grant_entry(grant: store.Row, kind: str, ctx: Context, **extra: Any) -> dict[str, Any]:
@@ -250,23 +259,16 @@ async def reject(
     conn: AsyncConnection, grant_id: uuid.UUID, reason: str, if_match: str | None, ctx: Context
 ) -> store.Row:
     """Refuse a requested grant (no money has moved)."""
-    grant = await read_grant(conn, grant_id, ctx, lock=True)
-    check_if_match(if_match, grant["version"])
-    status = domain.next_status("reject", grant["status"])
+    grant, status = await _locked_for(conn, grant_id, "reject", if_match, ctx)
     await _record(conn, grant, "rejected", ctx, reason)
-    grant = await store.update_grant(conn, grant_id, grant["version"], {"status": status})
-    _emit_grant(ctx, "rejected", grant)
-    await ctx.write_events(conn, outbox)
-    return grant
+    return await _save(conn, grant, "rejected", {"status": status}, ctx)
 
 
 async def disburse(
     conn: AsyncConnection, grant_id: uuid.UUID, body: DisburseIn, if_match: str | None, ctx: Context
 ) -> store.Row:
     """Pay an approved grant, exactly once: its commitment becomes a disbursement."""
-    grant = await read_grant(conn, grant_id, ctx, lock=True)
-    check_if_match(if_match, grant["version"])
-    status = domain.next_status("disburse", grant["status"])
+    grant, status = await _locked_for(conn, grant_id, "disburse", if_match, ctx)
     with conflicts_as_409():
         entry = await store.add_entry(
             conn,
@@ -278,20 +280,18 @@ async def disburse(
             conn, grant["fund_id"], committed=-grant["amount_khr"], disbursed=grant["amount_khr"]
         )
     await _record(conn, grant, "disbursed", ctx)
-    grant = await store.update_grant(
+    return await _save(
         conn,
-        grant_id,
-        grant["version"],
+        grant,
+        "disbursed",
         {
             "status": status,
             "disbursement_method": body.method.value,
             "disbursement_reference": body.reference,
             "disbursed_at": entry["at"],
         },
+        ctx,
     )
-    _emit_grant(ctx, "disbursed", grant)
-    await ctx.write_events(conn, outbox)
-    return grant
 
 
 async def cancel(
@@ -313,27 +313,19 @@ async def cancel(
             await store.add_entry(conn, _grant_entry(grant, "release", ctx))
             await store.move_money(conn, grant["fund_id"], committed=-grant["amount_khr"])
     await _record(conn, grant, "cancelled", ctx, reason)
-    grant = await store.update_grant(conn, grant_id, grant["version"], {"status": status})
-    _emit_grant(ctx, "cancelled", grant)
-    await ctx.write_events(conn, outbox)
-    return grant
+    return await _save(conn, grant, "cancelled", {"status": status}, ctx)
 
 
 async def reverse(
     conn: AsyncConnection, grant_id: uuid.UUID, reason: str, if_match: str | None, ctx: Context
 ) -> store.Row:
     """Undo a disbursement with a `reversal` entry; the money is available again."""
-    grant = await read_grant(conn, grant_id, ctx, lock=True)
-    check_if_match(if_match, grant["version"])
-    status = domain.next_status("reverse", grant["status"])
+    grant, status = await _locked_for(conn, grant_id, "reverse", if_match, ctx)
     with conflicts_as_409():
         await store.add_entry(conn, _grant_entry(grant, "reversal", ctx))
         await store.move_money(conn, grant["fund_id"], disbursed=-grant["amount_khr"])
     await _record(conn, grant, "reversed", ctx, reason)
-    grant = await store.update_grant(conn, grant_id, grant["version"], {"status": status})
-    _emit_grant(ctx, "reversed", grant)
-    await ctx.write_events(conn, outbox)
-    return grant
+    return await _save(conn, grant, "reversed", {"status": status}, ctx)
 
 
 # ---------------------------------------------------------------- projection

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.auth import Principal
 from libs.common.context import Context
-from libs.common.errors import Conflict, NotFound
+from libs.common.errors import Conflict, NotFound, found
 from libs.common.events import CloudEvent, new_event
 from libs.common.events.outbox import write_events
 from libs.common.http import check_if_match
@@ -85,10 +85,7 @@ async def read_provider(
     conn: AsyncConnection, provider_id: uuid.UUID, principal: Principal, *, lock: bool = False
 ) -> store.Row:
     """A provider serving somewhere in the principal's areas; 404 otherwise."""
-    provider = await store.get_provider(conn, provider_id, principal, lock=lock)
-    if provider is None:
-        raise NotFound("no such provider")
-    return provider
+    return found(await store.get_provider(conn, provider_id, principal, lock=lock), "provider")
 
 
 async def patch_provider(
@@ -254,10 +251,7 @@ async def read_referral(
     conn: AsyncConnection, referral_id: uuid.UUID, principal: Principal, *, lock: bool = False
 ) -> store.Row:
     """A visible referral; 404 otherwise."""
-    referral = await store.get_referral(conn, referral_id, principal, lock=lock)
-    if referral is None:
-        raise NotFound("no such referral")
-    return referral
+    return found(await store.get_referral(conn, referral_id, principal, lock=lock), "referral")
 
 
 def _acted(ctx: Context) -> dict[str, Any]:

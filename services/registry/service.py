@@ -15,7 +15,7 @@ from libs.common.auth import Principal
 from libs.common.batching import GroupCommit
 from libs.common.context import Context
 from libs.common.db import Database
-from libs.common.errors import NotFound, Problem, Unprocessable, validation_errors
+from libs.common.errors import Problem, Unprocessable, found, validation_errors
 from libs.common.events import CloudEvent
 from libs.common.http import check_if_match
 from services.registry import domain, store
@@ -210,10 +210,7 @@ async def read(
     conn: AsyncConnection, child_id: uuid.UUID, ctx: Context, *, lock: bool = False
 ) -> Any:
     """A visible child (locked for a change when asked); 404 otherwise."""
-    child = await store.read_child(conn, child_id, ctx.principal, lock=lock)
-    if child is None:
-        raise NotFound("no such child")
-    return child
+    return found(await store.read_child(conn, child_id, ctx.principal, lock=lock), "child")
 
 
 async def read_for_change(conn: AsyncConnection, child_id: uuid.UUID, ctx: Context) -> Any:
@@ -228,9 +225,7 @@ async def read_grouped(group: Reads, child_id: uuid.UUID, ctx: Context) -> Any:
     """A visible child, recorded in the audit log as read (with concurrent reads); 404
     otherwise."""
     child = await group.submit(store.AuditedRead(child_id, ctx.principal, "read", ctx.request_id))
-    if child is None:
-        raise NotFound("no such child")
-    return child
+    return found(child, "child")
 
 
 async def read_audited(
@@ -238,9 +233,7 @@ async def read_audited(
 ) -> Any:
     """A visible child, recorded in the audit log as read; 404 otherwise."""
     child = await store.read_child(conn, child_id, ctx.principal, audit=(action, ctx.request_id))
-    if child is None:
-        raise NotFound("no such child")
-    return child
+    return found(child, "child")
 
 
 async def _write(
