@@ -189,6 +189,16 @@ class Input(BaseModel):
         return value
 
 
+def check_merge_patch(patch: BaseModel, not_nullable: Iterable[str]) -> None:
+    """The rules of every JSON merge patch body, for its `model_validator`: a field it may
+    not clear is not null, and it changes something."""
+    nulled = [f for f in not_nullable if f in patch.model_fields_set and getattr(patch, f) is None]
+    if nulled:
+        raise ValueError(f"cannot be null: {', '.join(nulled)}")
+    if not patch.model_fields_set:
+        raise ValueError("the patch changes nothing")
+
+
 # ---------------------------------------------------------------- gazetteer codes and enums
 
 # Gazetteer codes by level (their length), and KH for the whole country.

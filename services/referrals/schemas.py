@@ -17,7 +17,7 @@ from pydantic import (
 
 from libs.common import places
 from libs.common.events.referrals_events import ServiceType
-from libs.common.inputs import MULTI_LINE, Input
+from libs.common.inputs import MULTI_LINE, Input, check_merge_patch
 
 
 class Urgency(StrEnum):
@@ -120,12 +120,7 @@ class ProviderPatch(Input):
 
     @model_validator(mode="after")
     def _required_not_null(self) -> ProviderPatch:
-        required = ("name", "service_types", "areas", "capacity", "active")
-        nulled = [f for f in required if f in self.model_fields_set and getattr(self, f) is None]
-        if nulled:
-            raise ValueError(f"cannot be null: {', '.join(nulled)}")
-        if not self.model_fields_set:
-            raise ValueError("the patch changes nothing")
+        check_merge_patch(self, ("name", "service_types", "areas", "capacity", "active"))
         return self
 
 

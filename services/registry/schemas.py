@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from libs.common import places
 from libs.common.events.registry_events import Vulnerability
-from libs.common.inputs import MULTI_LINE, Input
+from libs.common.inputs import MULTI_LINE, Input, check_merge_patch
 
 
 class Sex(StrEnum):
@@ -133,15 +133,7 @@ class ChildPatch(Input):
 
     @model_validator(mode="after")
     def _required_not_null(self) -> ChildPatch:
-        nulled = [
-            f
-            for f in NOT_NULLABLE_IN_PATCH
-            if f in self.model_fields_set and getattr(self, f) is None
-        ]
-        if nulled:
-            raise ValueError(f"cannot be null: {', '.join(nulled)}")
-        if not self.model_fields_set:
-            raise ValueError("the patch changes nothing")
+        check_merge_patch(self, NOT_NULLABLE_IN_PATCH)
         _check_place(self.commune_code, self.village_code)
         return self
 
