@@ -35,6 +35,18 @@ def _updated() -> Column[object]:
     return Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
+def _principal_columns() -> list[Column[object]]:
+    """What an API client and a user both are: a name, an organisation, and the scopes and
+    areas their tokens carry (libs.common.auth.Principal)."""
+    return [
+        Column("name", String(200), nullable=False),
+        Column("org", String(100), nullable=False),
+        Column("org_type", String(20), nullable=False),
+        Column("scopes", ARRAY(String(40)), nullable=False),
+        Column("areas", ARRAY(String(8)), nullable=False),
+    ]
+
+
 signing_keys = Table(
     "signing_keys",
     metadata,
@@ -63,11 +75,7 @@ clients = Table(
     "clients",
     metadata,
     Column("client_id", String(64), primary_key=True),
-    Column("name", String(200), nullable=False),
-    Column("org", String(100), nullable=False),
-    Column("org_type", String(20), nullable=False),
-    Column("scopes", ARRAY(String(40)), nullable=False),
-    Column("areas", ARRAY(String(8)), nullable=False),
+    *_principal_columns(),
     Column("secret_hash", String(200), nullable=False),
     Column("rate_limit_per_second", Float),
     Column("active", Boolean, nullable=False, server_default=text("true")),
@@ -84,11 +92,7 @@ users = Table(
     metadata,
     Column("user_id", String(64), primary_key=True),
     Column("username", String(64), nullable=False),
-    Column("name", String(200), nullable=False),
-    Column("org", String(100), nullable=False),
-    Column("org_type", String(20), nullable=False),
-    Column("scopes", ARRAY(String(40)), nullable=False),
-    Column("areas", ARRAY(String(8)), nullable=False),
+    *_principal_columns(),
     Column("password_hash", String(200), nullable=False),
     Column("rate_limit_per_second", Float),
     Column("active", Boolean, nullable=False, server_default=text("true")),
