@@ -24,6 +24,7 @@ from libs.common.http import (
     time_cursor,
     updated_key,
 )
+from libs.common.routes import list_page, read_record, write_record
 from libs.common.runtime import ServiceRuntime
 from services.funds import SERVICE, domain, service, store
 from services.funds.schemas import (
@@ -61,6 +62,10 @@ def context(request: Request, principal: Principal) -> Context:
 
 def _actor(sub: str, org: str) -> dict[str, str]:
     return {"sub": sub, "org": org}
+
+
+def fund_path(fund_id: Any) -> str:
+    return f"/v1/funds/funds/{fund_id}"
 
 
 # ---------------------------------------------------------------- documents
@@ -183,14 +188,14 @@ async def create_fund(
     """Open a fund for a commune, district or province inside your areas."""
     principal.require("funds:manage")
     ctx = context(request, principal)
-
-    async def work(conn: AsyncConnection) -> Response:
-        fund = await service.create_fund(conn, body, ctx)
-        return json_response(
-            fund_out(fund), 201, version=fund["version"], location=f"/v1/funds/funds/{fund['id']}"
-        )
-
-    return await rt.write(request, principal, work)
+    return await write_record(
+        rt,
+        request,
+        principal,
+        lambda conn: service.create_fund(conn, body, ctx),
+        fund_out,
+        created=fund_path,
+    )
 
 
 @router.get("/funds", response_model=FundPage)
@@ -203,12 +208,10 @@ async def list_funds(
 ) -> Response:
     """Funds whose area overlaps yours, oldest change first."""
     principal.require("funds:read")
-    page = time_cursor(page)
     flt = store.FundFilter(commune_code=commune_code, fiscal_year=fiscal_year)
-    async with rt.db.transaction() as conn:
-        rows = await store.list_funds(conn, principal, flt, page)
-    items, cursor = page_answer(rows, page, updated_key)
-    return JSONResponse({"items": [fund_out(r) for r in items], "next_cursor": cursor})
+    return await list_page(
+        rt, page, lambda conn, page: store.list_funds(conn, principal, flt, page), fund_out
+    )
 
 
 @router.get("/funds/{fund_id}", response_model=FundOut, responses=FUND_RESPONSES)
@@ -217,10 +220,9 @@ async def read_fund(
 ) -> Response:
     """One fund and its balances."""
     principal.require("funds:read")
+    fid = parse_id(fund_id, "fund")
     ctx = context(request, principal)
-    async with rt.db.transaction() as conn:
-        fund = await service.read_fund(conn, parse_id(fund_id, "fund"), ctx)
-    return json_response(fund_out(fund), version=fund["version"])
+    return await read_record(rt, lambda conn: service.read_fund(conn, fid, ctx), fund_out)
 
 
 @router.post("/funds/{fund_id}/top-ups", response_model=FundOut, responses=FUND_RESPONSES)
@@ -231,12 +233,14 @@ async def top_up(
     principal.require("funds:manage")
     fid = parse_id(fund_id, "fund")
     ctx = context(request, principal)
-
-    async def work(conn: AsyncConnection) -> Response:
-        fund = await service.top_up(conn, fid, body, request.headers.get("if-match"), ctx)
-        return json_response(fund_out(fund), version=fund["version"])
-
-    return await rt.write(request, principal, work)
+    if_match = request.headers.get("if-match")
+    return await write_record(
+        rt,
+        request,
+        principal,
+        lambda conn: service.top_up(conn, fid, body, if_match, ctx),
+        fund_out,
+    )
 
 
 @router.get("/funds/{fund_id}/ledger", response_model=LedgerPage, responses=FUND_RESPONSES)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from sqlalchemy.engine import RowMapping
 
 from libs.common import places
@@ -16,15 +16,8 @@ from libs.common.auth import Principal, PrincipalDep
 from libs.common.context import Context
 from libs.common.errors import invalid
 from libs.common.events.referrals_events import ServiceType
-from libs.common.http import (
-    PageDep,
-    json_response,
-    page_answer,
-    parse_id,
-    require_if_match,
-    time_cursor,
-    updated_key,
-)
+from libs.common.http import PageDep, json_response, parse_id, require_if_match
+from libs.common.routes import list_page, patch_record, read_record, write_record
 from services.referrals import SERVICE, service, store
 from services.referrals.schemas import (
     AcceptIn,
@@ -144,17 +137,14 @@ async def create_provider(
     """Put a service provider on the map (its areas must lie inside yours)."""
     principal.require("referrals:write")
     ctx = context(request, principal)
-
-    async def work(conn: Any) -> Response:
-        provider = await service.create_provider(conn, body, ctx)
-        return json_response(
-            provider_out(provider),
-            201,
-            version=provider["version"],
-            location=provider_path(provider["id"]),
-        )
-
-    return await rt.write(request, principal, work)
+    return await write_record(
+        rt,
+        request,
+        principal,
+        lambda conn: service.create_provider(conn, body, ctx),
+        provider_out,
+        created=provider_path,
+    )
 
 
 @router.get("/providers", response_model=ProviderPage)
@@ -170,25 +160,24 @@ async def list_providers(
     principal.require("referrals:read")
     if commune_code is not None and not places.exists(commune_code):
         raise invalid("commune_code", "not in the gazetteer")
-    page = time_cursor(page)
     flt = store.ProviderFilter(
         service_type=service_type.value if service_type else None,
         commune_code=commune_code,
         active=active,
     )
-    async with rt.db.transaction() as conn:
-        rows = await store.list_providers(conn, principal, flt, page)
-    items, cursor = page_answer(rows, page, updated_key)
-    return JSONResponse({"items": [provider_out(r) for r in items], "next_cursor": cursor})
+    return await list_page(
+        rt, page, lambda conn, page: store.list_providers(conn, principal, flt, page), provider_out
+    )
 
 
 @router.get("/providers/{provider_id}", response_model=ProviderOut, responses=PROVIDER_RESPONSES)
 async def read_provider(provider_id: str, principal: PrincipalDep, rt: RuntimeDep) -> Response:
     """One provider."""
     principal.require("referrals:read")
-    async with rt.db.transaction() as conn:
-        provider = await service.read_provider(conn, parse_id(provider_id, "provider"), principal)
-    return json_response(provider_out(provider), version=provider["version"])
+    pid = parse_id(provider_id, "provider")
+    return await read_record(
+        rt, lambda conn: service.read_provider(conn, pid, principal), provider_out
+    )
 
 
 @router.patch(
@@ -213,10 +202,9 @@ async def patch_provider(
     pid = parse_id(provider_id, "provider")
     if_match = require_if_match(request)
     ctx = context(request, principal)
-    async with rt.db.transaction() as conn:
-        provider = await service.patch_provider(conn, pid, body, if_match, ctx)
-    rt.relay.notify()
-    return json_response(provider_out(provider), version=provider["version"])
+    return await patch_record(
+        rt, lambda conn: service.patch_provider(conn, pid, body, if_match, ctx), provider_out
+    )
 
 
 @router.post(
@@ -235,14 +223,14 @@ async def deactivate_provider(
     principal.require("referrals:write")
     pid = parse_id(provider_id, "provider")
     ctx = context(request, principal)
-
-    async def work(conn: Any) -> Response:
-        provider = await service.deactivate_provider(
-            conn, pid, request.headers.get("if-match"), ctx
-        )
-        return json_response(provider_out(provider), version=provider["version"])
-
-    return await rt.write(request, principal, work)
+    if_match = request.headers.get("if-match")
+    return await write_record(
+        rt,
+        request,
+        principal,
+        lambda conn: service.deactivate_provider(conn, pid, if_match, ctx),
+        provider_out,
+    )
 
 
 # ---------------------------------------------------------------- referrals
@@ -264,17 +252,14 @@ async def create_referral(
     """Refer a child for a service; routed to the most local, least loaded provider."""
     principal.require("referrals:write")
     ctx = context(request, principal)
-
-    async def work(conn: Any) -> Response:
-        referral = await service.create_referral(conn, body, ctx)
-        return json_response(
-            referral_out(referral),
-            201,
-            version=referral["version"],
-            location=referral_path(referral["id"]),
-        )
-
-    return await rt.write(request, principal, work)
+    return await write_record(
+        rt,
+        request,
+        principal,
+        lambda conn: service.create_referral(conn, body, ctx),
+        referral_out,
+        created=referral_path,
+    )
 
 
 @router.get("", response_model=ReferralPage)
@@ -290,7 +275,6 @@ async def list_referrals(
 ) -> Response:
     """Referrals you may see, oldest change first; `overdue=true` lists those to escalate."""
     principal.require("referrals:read")
-    page = time_cursor(page)
     flt = store.ReferralFilter(
         child_id=child_id,
         provider_id=provider_id,
@@ -298,19 +282,19 @@ async def list_referrals(
         overdue=overdue,
         service_type=service_type.value if service_type else None,
     )
-    async with rt.db.transaction() as conn:
-        rows = await store.list_referrals(conn, principal, flt, page)
-    items, cursor = page_answer(rows, page, updated_key)
-    return JSONResponse({"items": [referral_out(r) for r in items], "next_cursor": cursor})
+    return await list_page(
+        rt, page, lambda conn, page: store.list_referrals(conn, principal, flt, page), referral_out
+    )
 
 
 @router.get("/{referral_id}", response_model=ReferralOut, responses=REFERRAL_RESPONSES)
 async def read_referral(referral_id: str, principal: PrincipalDep, rt: RuntimeDep) -> Response:
     """One referral."""
     principal.require("referrals:read")
-    async with rt.db.transaction() as conn:
-        referral = await service.read_referral(conn, parse_id(referral_id, "referral"), principal)
-    return json_response(referral_out(referral), version=referral["version"])
+    rid = parse_id(referral_id, "referral")
+    return await read_record(
+        rt, lambda conn: service.read_referral(conn, rid, principal), referral_out
+    )
 
 
 @router.post("/{referral_id}/accept", response_model=ReferralOut, responses=REFERRAL_RESPONSES)
@@ -325,12 +309,10 @@ async def accept_referral(
     principal.require("referrals:respond")
     rid = parse_id(referral_id, "referral")
     ctx = context(request, principal)
-
-    async def work(conn: Any) -> Response:
-        referral = await service.accept(conn, rid, request.headers.get("if-match"), ctx)
-        return json_response(referral_out(referral), version=referral["version"])
-
-    return await rt.write(request, principal, work)
+    if_match = request.headers.get("if-match")
+    return await write_record(
+        rt, request, principal, lambda conn: service.accept(conn, rid, if_match, ctx), referral_out
+    )
 
 
 @router.post("/{referral_id}/decline", response_model=DeclinedOut, responses=REFERRAL_RESPONSES)
@@ -359,19 +341,15 @@ async def complete_referral(
     principal.require("referrals:respond")
     rid = parse_id(referral_id, "referral")
     ctx = context(request, principal)
-
-    async def work(conn: Any) -> Response:
-        referral = await service.complete(
-            conn,
-            rid,
-            body.outcome.code.value,
-            body.outcome.note,
-            request.headers.get("if-match"),
-            ctx,
-        )
-        return json_response(referral_out(referral), version=referral["version"])
-
-    return await rt.write(request, principal, work)
+    if_match = request.headers.get("if-match")
+    outcome = body.outcome
+    return await write_record(
+        rt,
+        request,
+        principal,
+        lambda conn: service.complete(conn, rid, outcome.code.value, outcome.note, if_match, ctx),
+        referral_out,
+    )
 
 
 @router.post("/{referral_id}/cancel", response_model=ReferralOut, responses=REFERRAL_RESPONSES)
@@ -382,11 +360,11 @@ async def cancel_referral(
     principal.require("referrals:write")
     rid = parse_id(referral_id, "referral")
     ctx = context(request, principal)
-
-    async def work(conn: Any) -> Response:
-        referral = await service.cancel(
-            conn, rid, body.reason, request.headers.get("if-match"), ctx
-        )
-        return json_response(referral_out(referral), version=referral["version"])
-
-    return await rt.write(request, principal, work)
+    if_match = request.headers.get("if-match")
+    return await write_record(
+        rt,
+        request,
+        principal,
+        lambda conn: service.cancel(conn, rid, body.reason, if_match, ctx),
+        referral_out,
+    )

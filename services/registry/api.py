@@ -22,6 +22,7 @@ from libs.common.http import (
     time_cursor,
     updated_key,
 )
+from libs.common.routes import patch_record, record_response, write_record
 from services.registry import SERVICE, service, store
 from services.registry.runtime import RegistryRuntime
 from services.registry.schemas import (
@@ -178,7 +179,7 @@ async def read_child(
     ctx = context(request, principal)
     # One statement reads the child and records the read, with concurrent reads.
     child = await service.read_grouped(rt.reads, parse_id(child_id, "child"), ctx)
-    return json_response(child_out(child), version=child["version"])
+    return record_response(child_out, child)
 
 
 @router.patch(
@@ -202,10 +203,9 @@ async def patch_child(
     cid = parse_id(child_id, "child")
     if_match = require_if_match(request)
     ctx = context(request, principal)
-    async with rt.db.transaction() as conn:
-        child = await service.patch(conn, cid, body, if_match, ctx)
-    rt.relay.notify()
-    return json_response(child_out(child), version=child["version"])
+    return await patch_record(
+        rt, lambda conn: service.patch(conn, cid, body, if_match, ctx), child_out
+    )
 
 
 @router.post("/children/{child_id}/close", response_model=ChildOut, responses=CHILD_RESPONSES)
@@ -216,12 +216,14 @@ async def close_child(
     principal.require("registry:write")
     cid = parse_id(child_id, "child")
     ctx = context(request, principal)
-
-    async def work(conn: Any) -> Response:
-        child = await service.close(conn, cid, body.reason, request.headers.get("if-match"), ctx)
-        return json_response(child_out(child), version=child["version"])
-
-    return await rt.write(request, principal, work)
+    if_match = request.headers.get("if-match")
+    return await write_record(
+        rt,
+        request,
+        principal,
+        lambda conn: service.close(conn, cid, body.reason, if_match, ctx),
+        child_out,
+    )
 
 
 @router.post("/children/{child_id}/reopen", response_model=ChildOut, responses=CHILD_RESPONSES)
@@ -236,12 +238,10 @@ async def reopen_child(
     principal.require("registry:write")
     cid = parse_id(child_id, "child")
     ctx = context(request, principal)
-
-    async def work(conn: Any) -> Response:
-        child = await service.reopen(conn, cid, request.headers.get("if-match"), ctx)
-        return json_response(child_out(child), version=child["version"])
-
-    return await rt.write(request, principal, work)
+    if_match = request.headers.get("if-match")
+    return await write_record(
+        rt, request, principal, lambda conn: service.reopen(conn, cid, if_match, ctx), child_out
+    )
 
 
 @router.get(
