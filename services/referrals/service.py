@@ -254,8 +254,17 @@ async def read_referral(
     return found(await store.get_referral(conn, referral_id, principal, lock=lock), "referral")
 
 
-def _acted(ctx: Context) -> dict[str, Any]:
-    return {"acted_by_sub": ctx.principal.sub, "acted_by_org": ctx.principal.org}
+async def _save(
+    conn: AsyncConnection, referral: store.Row, verb: str, changes: dict[str, Any], ctx: Context
+) -> store.Row:
+    """Write the principal's change of a locked referral (and who acted) and emit
+    `referrals.referral.<verb>.v1` with it."""
+    acted = {"acted_by_sub": ctx.principal.sub, "acted_by_org": ctx.principal.org}
+    updated = await store.update_referral(
+        conn, referral["id"], referral["version"], {**changes, **acted}
+    )
+    _referral_changed(ctx, verb, updated)
+    return updated
 
 
 async def _respond(
@@ -274,13 +283,7 @@ async def accept(
     """The provider takes the child on."""
     referral, status = await _respond(conn, referral_id, "accept", if_match, ctx)
     now = await store.now(conn)
-    updated = await store.update_referral(
-        conn,
-        referral_id,
-        referral["version"],
-        {"status": status, "accepted_at": now, **_acted(ctx)},
-    )
-    _referral_changed(ctx, "accepted", updated)
+    updated = await _save(conn, referral, "accepted", {"status": status, "accepted_at": now}, ctx)
     await ctx.write_events(conn, outbox)
     return updated
 
@@ -297,13 +300,13 @@ async def decline(
     """The provider declines; the referral goes on to the next provider when one is left."""
     referral, status = await _respond(conn, referral_id, "decline", if_match, ctx)
     now = await store.now(conn)
-    declined = await store.update_referral(
+    declined = await _save(
         conn,
-        referral_id,
-        referral["version"],
-        {"status": status, "decline_reason": reason, "closed_at": now, **_acted(ctx)},
+        referral,
+        "declined",
+        {"status": status, "decline_reason": reason, "closed_at": now},
+        ctx,
     )
-    _referral_changed(ctx, "declined", declined)
     rerouted = None
     child = await store.get_child(conn, referral["child_id"])
     if child is None or child["status"] != "open":
@@ -370,20 +373,14 @@ async def complete(
     """The provider reports the outcome of an accepted referral."""
     referral, status = await _respond(conn, referral_id, "complete", if_match, ctx)
     now = await store.now(conn)
-    updated = await store.update_referral(
+    updated = await _save(
         conn,
-        referral_id,
-        referral["version"],
-        {
-            "status": status,
-            "outcome_code": outcome_code,
-            "outcome_note": note,
-            "closed_at": now,
-            **_acted(ctx),
-        },
+        referral,
+        "completed",
+        {"status": status, "outcome_code": outcome_code, "outcome_note": note, "closed_at": now},
+        ctx,
     )
     await _release(conn, referral["provider_id"])
-    _referral_changed(ctx, "completed", updated)
     await ctx.write_events(conn, outbox)
     return updated
 
@@ -397,14 +394,14 @@ async def cancel(
     check_if_match(if_match, referral["version"])
     status = domain.transition(referral["status"], "cancel")
     now = await store.now(conn)
-    updated = await store.update_referral(
+    updated = await _save(
         conn,
-        referral_id,
-        referral["version"],
-        {"status": status, "cancel_reason": reason, "closed_at": now, **_acted(ctx)},
+        referral,
+        "cancelled",
+        {"status": status, "cancel_reason": reason, "closed_at": now},
+        ctx,
     )
     await _release(conn, referral["provider_id"])
-    _referral_changed(ctx, "cancelled", updated)
     await ctx.write_events(conn, outbox)
     return updated
 
