@@ -6,23 +6,20 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-import uvicorn
-
+from gateway import models
 from gateway.app import create_app
 from gateway.kek import MISSING, KekError, Keks, new_kek
-from gateway.models import SCHEMA, metadata
 from gateway.settings import GatewaySettings
-from libs.common import migrations
+from libs.common import cli, migrations
 from libs.common.logging import configure_logging
 
-VERSIONS = Path(__file__).parent / "migrations" / "versions"
+VERSIONS = cli.versions_of(models)
 
 
 def migrate(database_url: str) -> None:
     """Bring the `gateway` schema to the newest version."""
-    migrations.upgrade(database_url, SCHEMA, metadata, VERSIONS)
+    migrations.upgrade(database_url, models.SCHEMA, models.metadata, VERSIONS)
 
 
 def kek_problem(settings: GatewaySettings) -> str | None:
@@ -53,24 +50,17 @@ def main(argv: list[str] | None = None) -> int:
         if problem is not None:
             print(f"gateway: cannot start: {problem}", file=sys.stderr)
             return 2
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.gateway_port,
-            access_log=False,
-            log_config=None,
-            lifespan="on",
-            # The gateway decides itself whom to believe about X-Forwarded-For.
-            proxy_headers=False,
-            timeout_graceful_shutdown=10,
-        )
+        # The gateway decides itself whom to believe about X-Forwarded-For.
+        cli.serve(create_app(settings), settings, settings.gateway_port, proxy_headers=False)
         return 0
     if command == "migrate":
         migrate(settings.database_url)
         return 0
     if command == "makemigration":
         message = args[1] if len(args) > 1 else "change"
-        migrations.revision(settings.database_url, SCHEMA, metadata, VERSIONS, message)
+        migrations.revision(
+            settings.database_url, models.SCHEMA, models.metadata, VERSIONS, message
+        )
         return 0
     print(
         f"unknown command {command!r}; one of: serve, migrate, kek, makemigration",

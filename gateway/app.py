@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -13,7 +11,12 @@ from gateway import admin, oauth, openapi
 from gateway.proxy import Proxy
 from gateway.runtime import GatewayRuntime
 from gateway.settings import GatewaySettings
-from libs.common.app import NO_TELEMETRY, RequestContextMiddleware, install_common
+from libs.common.app import (
+    NO_TELEMETRY,
+    RequestContextMiddleware,
+    install_common,
+    runtime_lifespan,
+)
 
 SERVICE = "gateway"
 
@@ -45,22 +48,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     """The gateway ASGI app; the lifespan opens the pool, the keys and the upstream client."""
     settings = settings or GatewaySettings()
     rt = GatewayRuntime(settings)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await rt.start()
-        try:
-            yield
-        finally:
-            await rt.stop()
-
     app = GatewayApp(
         proxy=Proxy(rt),
         max_body_bytes=settings.max_body_bytes,
         title="Komar gateway",
         version="1.0.0",
         description="Tokens, keys and administration of API clients and users.",
-        lifespan=lifespan,
+        lifespan=runtime_lifespan(rt),
         openapi_url=None,
         docs_url=None,
         redoc_url=None,

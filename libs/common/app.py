@@ -7,8 +7,8 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
-from typing import Annotated, Any, get_type_hints
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Annotated, Any, Protocol, get_type_hints
 from urllib.parse import unquote_to_bytes
 
 import structlog
@@ -393,6 +393,32 @@ def _lean_route(router: APIRouter, endpoint: Callable[..., Any], rt: ServiceRunt
     return LeanRoute(routes[0], rt)
 
 
+class Runtime(Protocol):
+    """What a process holds while it runs (a ServiceRuntime, the GatewayRuntime)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def runtime_lifespan(
+    rt: Runtime, on_stop: Callable[[], Awaitable[None]] | None = None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """An app's lifespan: `rt` started with the app and stopped with it (`on_stop` first)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await rt.start()
+        try:
+            yield
+        finally:
+            if on_stop is not None:
+                await on_stop()
+            await rt.stop()
+
+    return lifespan
+
+
 def service_app(
     rt: ServiceRuntime,
     *,
@@ -405,22 +431,11 @@ def service_app(
     """A service's ASGI app: its routes, the shared conventions, and the runtime started
     and stopped with the app (`on_stop` runs first on the way down). The routes of
     `lean_endpoints` are also served as LeanRoutes, ahead of every other route."""
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await rt.start()
-        try:
-            yield
-        finally:
-            if on_stop is not None:
-                await on_stop()
-            await rt.stop()
-
     app = FastAPI(
         title=title,
         version="1.0.0",
         description=description,
-        lifespan=lifespan,
+        lifespan=runtime_lifespan(rt, on_stop),
         telemetry=NO_TELEMETRY,
     )
     app.state.runtime = rt

@@ -12,7 +12,6 @@ from datetime import timedelta
 
 from fastapi import Request
 from fastapi.responses import Response
-from sqlalchemy import Table
 
 from libs.common import places
 from libs.common.auth import JwksFetcher, Principal, TokenVerifier, http_jwks_fetcher
@@ -24,6 +23,7 @@ from libs.common.http import Idempotency, Work, run_idempotent
 from libs.common.jobs import Job, PeriodicJobs
 from libs.common.logging import get_logger
 from libs.common.settings import Settings
+from libs.common.tables import CommonTables
 
 log = get_logger(__name__)
 
@@ -35,17 +35,13 @@ class ServiceRuntime:
         self,
         service: str,
         settings: Settings,
+        tables: CommonTables,
         *,
-        outbox: Table,
-        inbox: Table,
-        idempotency: Table,
         streams: dict[str, list[str]],
-        jobs: Table,
         jwks_fetcher: JwksFetcher | None = None,
     ) -> None:
-        """The tables are the schema's own: `outbox_table`, `inbox_table`,
-        `idempotency_table` and `job_runs_table` (which makes periodic jobs run once per
-        tick across replicas)."""
+        """`tables` are the schema's own (`common_tables` in its models); `job_runs` makes
+        periodic jobs run once per tick across replicas."""
         self.service = service
         self.settings = settings
         self.db = Database(
@@ -55,11 +51,11 @@ class ServiceRuntime:
         )
         self.bus = EventBus(settings.nats_url, f"komar-{service}", streams)
         self.relay = OutboxRelay(
-            self.db, self.bus, outbox, interval_s=settings.relay_interval_s, service=service
+            self.db, self.bus, tables.outbox, interval_s=settings.relay_interval_s, service=service
         )
-        self.inbox = inbox
-        self.jobs = PeriodicJobs(service, claims=(self.db, jobs))
-        self.idempotency = Idempotency(idempotency)
+        self.inbox = tables.inbox
+        self.jobs = PeriodicJobs(service, claims=(self.db, tables.job_runs))
+        self.idempotency = Idempotency(tables.idempotency)
         self.verifier = TokenVerifier(
             jwks_fetcher or http_jwks_fetcher(settings.jwks_url),
             issuer=settings.issuer,

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from libs.common import cli
 from libs.common.db import Database
 from libs.common.settings import Settings
-from services.funds import store
+from services.funds import SERVICE, models, store
 from services.funds.app import create_app
-from services.funds.models import SCHEMA, metadata
 
 
 async def verify_ledger(settings: Settings) -> int:
@@ -37,13 +35,11 @@ if __name__ == "__main__":
     settings = Settings()
     sys.exit(
         cli.run(
-            service="funds",
-            settings=settings,
+            SERVICE,
+            settings,
             port=settings.funds_port,
             app_factory=create_app,
-            schema=SCHEMA,
-            metadata=metadata,
-            versions=Path(__file__).parent / "migrations" / "versions",
+            models=models,
             commands={"verify-ledger": verify_ledger},
         )
     )

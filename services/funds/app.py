@@ -9,7 +9,7 @@ from libs.common.auth import JwksFetcher
 from libs.common.events.catalog import STREAMS
 from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings
-from services.funds import SERVICE
+from services.funds import SERVICE, models
 from services.funds.api import router
 from services.funds.handlers import (
     CHILD_HANDLERS,
@@ -17,7 +17,6 @@ from services.funds.handlers import (
     REFERRAL_HANDLERS,
     REFERRALS_CONSUMER,
 )
-from services.funds.models import idempotency_keys, inbox, job_runs, outbox
 
 
 def create_runtime(settings: Settings, jwks_fetcher: JwksFetcher | None = None) -> ServiceRuntime:
@@ -26,10 +25,7 @@ def create_runtime(settings: Settings, jwks_fetcher: JwksFetcher | None = None) 
     rt = ServiceRuntime(
         SERVICE,
         settings,
-        outbox=outbox,
-        inbox=inbox,
-        idempotency=idempotency_keys,
-        jobs=job_runs,
+        models.common,
         streams={k: STREAMS[k] for k in ("FUNDS", "REGISTRY", "REFERRALS")},
         jwks_fetcher=jwks_fetcher,
     )

@@ -22,25 +22,17 @@ from sqlalchemy import (
     Identity,
     Index,
     UniqueConstraint,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from libs.common.access import referral_shares_table
-from libs.common.events.consumer import inbox_table
-from libs.common.events.outbox import outbox_table
-from libs.common.http import idempotency_table
-from libs.common.jobs import job_runs_table
+from libs.common.tables import clock_column, common_tables, now_column
 from services.funds.domain import CATEGORIES, GRANT_STATUSES, LEDGER_KINDS, METHODS, SHOCKS
 
 SCHEMA = "funds"
 metadata = SQLModel.metadata
-
-
-def _now_column() -> Any:
-    return Column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
 def _money(*, default: int | None = None) -> Any:
@@ -111,8 +103,8 @@ class Fund(SQLModel, table=True):
     )
     created_by: str = Field(max_length=200)
     created_org: str = Field(max_length=100)
-    created_at: datetime = Field(sa_column=_now_column())
-    updated_at: datetime = Field(sa_column=_now_column())
+    created_at: datetime = Field(sa_column=now_column())
+    updated_at: datetime = Field(sa_column=now_column())
     version: int = 1
 
 
@@ -168,8 +160,8 @@ class Grant(SQLModel, table=True):
     disbursed_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
-    created_at: datetime = Field(sa_column=_now_column())
-    updated_at: datetime = Field(sa_column=_now_column())
+    created_at: datetime = Field(sa_column=now_column())
+    updated_at: datetime = Field(sa_column=now_column())
     version: int = 1
 
 
@@ -201,11 +193,7 @@ class GrantAction(SQLModel, table=True):
     actor_org: str = Field(max_length=100)
     district_level: bool
     reason: str | None = Field(default=None, max_length=2000)
-    at: datetime = Field(
-        sa_column=Column(
-            DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()
-        )
-    )
+    at: datetime = Field(sa_column=clock_column())
     request_id: str = Field(max_length=128)
 
 
@@ -262,20 +250,15 @@ class LedgerEntry(SQLModel, table=True):
     grant_id: uuid.UUID | None = None
     method: str | None = Field(default=None, max_length=20)
     reference: str | None = Field(default=None, max_length=100)
-    at: datetime = Field(
-        sa_column=Column(
-            DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()
-        )
-    )
+    at: datetime = Field(sa_column=clock_column())
     actor_sub: str = Field(max_length=200)
     actor_org: str = Field(max_length=100)
     request_id: str = Field(max_length=128)
 
 
-outbox = outbox_table(metadata, SCHEMA)
-inbox = inbox_table(metadata, SCHEMA)
-idempotency_keys = idempotency_table(metadata, SCHEMA)
-job_runs = job_runs_table(metadata, SCHEMA)
+common = common_tables(metadata, SCHEMA)
+outbox = common.outbox  # where the use cases write their events
+inbox = common.inbox
 
 children = FundChild.__table__  # type: ignore[attr-defined]
 funds = Fund.__table__  # type: ignore[attr-defined]

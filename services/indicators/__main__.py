@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from libs.common import cli
 from libs.common.db import Database
@@ -11,9 +10,8 @@ from libs.common.errors import Conflict
 from libs.common.events.bus import EventBus
 from libs.common.events.catalog import STREAMS
 from libs.common.settings import Settings
-from services.indicators import replay, seed
+from services.indicators import SERVICE, models, replay, seed
 from services.indicators.app import IndicatorsSettings, create_app
-from services.indicators.models import SCHEMA, metadata
 
 
 async def rebuild(settings: Settings) -> int:
@@ -48,13 +46,11 @@ if __name__ == "__main__":
     settings = IndicatorsSettings()
     sys.exit(
         cli.run(
-            service="indicators",
-            settings=settings,
+            SERVICE,
+            settings,
             port=settings.indicators_port,
             app_factory=create_app,
-            schema=SCHEMA,
-            metadata=metadata,
-            versions=Path(__file__).parent / "migrations" / "versions",
+            models=models,
             commands={"rebuild": rebuild, "seed": seed_command},
         )
     )

@@ -16,10 +16,9 @@ from libs.common.events.catalog import STREAMS
 from libs.common.logging import get_logger
 from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings
-from services.indicators import SERVICE, replay, service
+from services.indicators import SERVICE, models, replay, service
 from services.indicators.api import router
 from services.indicators.handlers import STREAM_HANDLERS
-from services.indicators.models import idempotency_keys, inbox, job_runs, outbox
 
 log = get_logger(__name__)
 
@@ -72,10 +71,7 @@ def create_runtime(
     rt = ServiceRuntime(
         SERVICE,
         settings,
-        outbox=outbox,
-        inbox=inbox,
-        idempotency=idempotency_keys,
-        jobs=job_runs,
+        models.common,
         streams=STREAMS,
         jwks_fetcher=jwks_fetcher,
     )

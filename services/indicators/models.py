@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -20,23 +19,15 @@ from sqlalchemy import (
     LargeBinary,
     SmallInteger,
     String,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
-from libs.common.events.consumer import inbox_table
-from libs.common.events.outbox import outbox_table
-from libs.common.http import idempotency_table
-from libs.common.jobs import job_runs_table
+from libs.common.tables import common_tables, now_column
 
 SCHEMA = "indicators"
 metadata = SQLModel.metadata
-
-
-def _now_column() -> Any:
-    return Column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
 class Generation(SQLModel, table=True):
@@ -59,7 +50,7 @@ class Generation(SQLModel, table=True):
     # Monthly stock cells are complete up to this month index; NULL: none materialised yet.
     stock_through: int | None = None
     events_replayed: int = 0
-    started_at: datetime = Field(sa_column=_now_column())
+    started_at: datetime = Field(sa_column=now_column())
     finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
@@ -89,7 +80,7 @@ class IndicatorCell(SQLModel, table=True):
     commune: str = Field(sa_column=Column(String(6, collation="C"), primary_key=True))
     combo: str = Field(primary_key=True, max_length=40)
     value: int = Field(sa_column=Column(BigInteger, nullable=False))
-    updated_at: datetime = Field(sa_column=_now_column())
+    updated_at: datetime = Field(sa_column=now_column())
 
 
 class ChildVersionRow(SQLModel, table=True):
@@ -123,7 +114,7 @@ class ProviderVersionRow(SQLModel, table=True):
     active: bool
     service_types: list[str] = Field(sa_column=Column(ARRAY(String(30)), nullable=False))
     areas: list[str] = Field(sa_column=Column(ARRAY(String(8)), nullable=False))
-    recorded_at: datetime = Field(sa_column=_now_column())
+    recorded_at: datetime = Field(sa_column=now_column())
 
 
 class RoundingKey(SQLModel, table=True):
@@ -145,13 +136,10 @@ class RoundingKey(SQLModel, table=True):
         sa_column=Column(SmallInteger, primary_key=True, server_default=text("1")),
     )
     key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    created_at: datetime = Field(sa_column=_now_column())
+    created_at: datetime = Field(sa_column=now_column())
 
 
-outbox = outbox_table(metadata, SCHEMA)
-inbox = inbox_table(metadata, SCHEMA)
-idempotency_keys = idempotency_table(metadata, SCHEMA)
-job_runs = job_runs_table(metadata, SCHEMA)
+common = common_tables(metadata, SCHEMA)
 
 generations = Generation.__table__  # type: ignore[attr-defined]
 applied_events = AppliedEvent.__table__  # type: ignore[attr-defined]

@@ -9,9 +9,8 @@ from libs.common.auth import JwksFetcher
 from libs.common.events.catalog import STREAMS
 from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings
-from services.referrals import SERVICE, handlers, service
+from services.referrals import SERVICE, handlers, models, service
 from services.referrals.api import router
-from services.referrals.models import idempotency_keys, inbox, job_runs, outbox
 
 
 class ReferralsSettings(Settings):
@@ -27,10 +26,7 @@ def create_runtime(
     rt = ServiceRuntime(
         SERVICE,
         settings,
-        outbox=outbox,
-        inbox=inbox,
-        idempotency=idempotency_keys,
-        jobs=job_runs,
+        models.common,
         streams={"REFERRALS": STREAMS["REFERRALS"], "REGISTRY": STREAMS["REGISTRY"]},
         jwks_fetcher=jwks_fetcher,
     )

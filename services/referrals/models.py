@@ -6,21 +6,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, ForeignKey, Index, String, func, text
+from sqlalchemy import Column, DateTime, ForeignKey, Index, String, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
-from libs.common.events.consumer import inbox_table
-from libs.common.events.outbox import outbox_table
-from libs.common.http import idempotency_table
-from libs.common.jobs import job_runs_table
+from libs.common.tables import common_tables, now_column
 
 SCHEMA = "referrals"
 metadata = SQLModel.metadata
-
-
-def _now_column() -> Any:
-    return Column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
 class Provider(SQLModel, table=True):
@@ -48,8 +41,8 @@ class Provider(SQLModel, table=True):
     open_referrals: int = 0
     active: bool = True
     created_by: str = Field(max_length=200)
-    created_at: datetime = Field(sa_column=_now_column())
-    updated_at: datetime = Field(sa_column=_now_column())
+    created_at: datetime = Field(sa_column=now_column())
+    updated_at: datetime = Field(sa_column=now_column())
     version: int = 1
 
 
@@ -67,7 +60,7 @@ class KnownChild(SQLModel, table=True):
     status: str = Field(max_length=6)
     data_sharing_consent: bool
     version: int
-    synced_at: datetime = Field(sa_column=_now_column())
+    synced_at: datetime = Field(sa_column=now_column())
 
 
 class Referral(SQLModel, table=True):
@@ -128,15 +121,13 @@ class Referral(SQLModel, table=True):
     )
     acted_by_sub: str | None = Field(default=None, max_length=200)
     acted_by_org: str | None = Field(default=None, max_length=100)
-    created_at: datetime = Field(sa_column=_now_column())
-    updated_at: datetime = Field(sa_column=_now_column())
+    created_at: datetime = Field(sa_column=now_column())
+    updated_at: datetime = Field(sa_column=now_column())
     version: int = 1
 
 
-outbox = outbox_table(metadata, SCHEMA)
-inbox = inbox_table(metadata, SCHEMA)
-idempotency_keys = idempotency_table(metadata, SCHEMA)
-job_runs = job_runs_table(metadata, SCHEMA)
+common = common_tables(metadata, SCHEMA)
+outbox = common.outbox  # where the use cases write their events
 
 providers = Provider.__table__  # type: ignore[attr-defined]
 children = KnownChild.__table__  # type: ignore[attr-defined]

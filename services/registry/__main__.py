@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from libs.common import cli
 from libs.common.db import Database
 from libs.common.settings import Settings
-from services.registry import store
+from services.registry import SERVICE, models, store
 from services.registry.app import create_app
-from services.registry.models import SCHEMA, metadata
 
 
 async def verify_audit(settings: Settings) -> int:
@@ -34,13 +32,11 @@ if __name__ == "__main__":
     settings = Settings()
     sys.exit(
         cli.run(
-            service="registry",
-            settings=settings,
+            SERVICE,
+            settings,
             port=settings.registry_port,
             app_factory=create_app,
-            schema=SCHEMA,
-            metadata=metadata,
-            versions=Path(__file__).parent / "migrations" / "versions",
+            models=models,
             commands={"verify-audit": verify_audit},
         )
     )

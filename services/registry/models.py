@@ -9,31 +9,22 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
-    DateTime,
     ForeignKey,
     Identity,
     Index,
     LargeBinary,
     Sequence,
     String,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
 from libs.common.access import referral_shares_table
-from libs.common.events.consumer import inbox_table
-from libs.common.events.outbox import outbox_table
-from libs.common.http import idempotency_table
-from libs.common.jobs import job_runs_table
+from libs.common.tables import clock_column, common_tables, now_column
 
 SCHEMA = "registry"
 metadata = SQLModel.metadata
-
-
-def _now_column() -> Any:
-    return Column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
 class Child(SQLModel, table=True):
@@ -77,8 +68,8 @@ class Child(SQLModel, table=True):
     created_by: str = Field(max_length=200)
     external_ids: list[dict[str, str]] = Field(sa_column=Column(JSONB, nullable=False))
     registered_on: date
-    created_at: datetime = Field(sa_column=_now_column())
-    updated_at: datetime = Field(sa_column=_now_column())
+    created_at: datetime = Field(sa_column=now_column())
+    updated_at: datetime = Field(sa_column=now_column())
     version: int = 1
 
 
@@ -113,7 +104,7 @@ class ChildChange(SQLModel, table=True):
     child_id: uuid.UUID
     version: int
     action: str = Field(max_length=20)
-    at: datetime = Field(sa_column=_now_column())
+    at: datetime = Field(sa_column=now_column())
     actor_sub: str = Field(max_length=200)
     actor_org: str = Field(max_length=100)
     request_id: str = Field(max_length=128)
@@ -133,11 +124,7 @@ class AuditEntry(SQLModel, table=True):
     seq: int | None = Field(
         default=None, sa_column=Column(BigInteger, Identity(), primary_key=True)
     )
-    at: datetime = Field(
-        sa_column=Column(
-            DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()
-        )
-    )
+    at: datetime = Field(sa_column=clock_column())
     actor_sub: str = Field(max_length=200)
     actor_org: str = Field(max_length=100)
     action: str = Field(max_length=20)
@@ -159,10 +146,7 @@ class AuditHead(SQLModel, table=True):
     hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
-outbox = outbox_table(metadata, SCHEMA)
-inbox = inbox_table(metadata, SCHEMA)
-idempotency_keys = idempotency_table(metadata, SCHEMA)
-job_runs = job_runs_table(metadata, SCHEMA)
+common = common_tables(metadata, SCHEMA)
 
 children = Child.__table__  # type: ignore[attr-defined]
 external_ids = ExternalId.__table__  # type: ignore[attr-defined]

@@ -7,8 +7,7 @@ from libs.common.auth import JwksFetcher
 from libs.common.events.catalog import STREAMS
 from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings
-from services.registry import SERVICE, service
-from services.registry.models import idempotency_keys, inbox, job_runs, outbox
+from services.registry import SERVICE, models, service
 
 
 class RegistryRuntime(ServiceRuntime):
@@ -20,10 +19,7 @@ class RegistryRuntime(ServiceRuntime):
         super().__init__(
             SERVICE,
             settings,
-            outbox=outbox,
-            inbox=inbox,
-            idempotency=idempotency_keys,
-            jobs=job_runs,
+            models.common,
             streams=STREAMS,
             jwks_fetcher=jwks_fetcher,
         )
