@@ -207,11 +207,15 @@ DISTRICT_PATTERN = r"^[0-9]{4}$"
 COMMUNE_PATTERN = r"^[0-9]{6}$"
 VILLAGE_PATTERN = r"^[0-9]{8}$"
 # A fund's place: a province, district or commune.
-FUND_PLACE_PATTERN = r"^[0-9]{2}([0-9]{2}){0,2}$"
+FUND_PLACE_PATTERN = r"^[0-9]{2}(?:[0-9]{2}){0,2}$"
 # Where indicators are counted: KH, a province, district or commune.
 COUNTED_PLACE_PATTERN = r"^KH$|^[0-9]{2}([0-9]{2}){0,2}$"
 # Any place: KH or a code of any level.
 PLACE_PATTERN = r"^KH$|^[0-9]{2}([0-9]{2}){0,3}$"
+
+# A code of one level, by its pattern only (`PlaceCode` also asks the gazetteer).
+CommuneCode = Annotated[str, StringConstraints(pattern=COMMUNE_PATTERN)]
+VillageCode = Annotated[str, StringConstraints(pattern=VILLAGE_PATTERN)]
 
 
 def _in_gazetteer(code: str) -> str:

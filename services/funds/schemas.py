@@ -15,14 +15,14 @@ from pydantic import BaseModel, Field, StrictInt, StringConstraints, model_valid
 
 from libs.common import places
 from libs.common.events.funds_events import Category
-from libs.common.inputs import MULTI_LINE, Input
+from libs.common.inputs import FUND_PLACE_PATTERN, MULTI_LINE, Input
 
 # A bound far above any fund (10^15 riel), so sums can never overflow a BIGINT.
 MAX_KHR = 10**15
 
 Amount = Annotated[StrictInt, Field(gt=0, le=MAX_KHR)]
 Riel = Annotated[StrictInt, Field(ge=0, le=MAX_KHR)]
-FundCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{2}(?:[0-9]{2}){0,2}$")]
+FundCode = Annotated[str, StringConstraints(pattern=FUND_PLACE_PATTERN)]
 Reference = Annotated[
     str,
     StringConstraints(

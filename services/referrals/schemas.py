@@ -18,6 +18,7 @@ from pydantic import (
 from libs.common import places
 from libs.common.events.referrals_events import ServiceType
 from libs.common.inputs import MULTI_LINE, Input, check_merge_patch
+from libs.common.inputs import CommuneCode as CommuneCode  # for the api's query
 
 
 class Urgency(StrEnum):
@@ -53,7 +54,6 @@ AreaCode = Annotated[
     StringConstraints(pattern=r"^(KH|[0-9]{2}|[0-9]{4}|[0-9]{6}|[0-9]{8})$"),
     AfterValidator(_in_gazetteer),
 ]
-CommuneCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
 # Free text of several lines (reasons, justifications, notes).
 Text = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000), MULTI_LINE

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from libs.common import places
 from libs.common.events.registry_events import Vulnerability
-from libs.common.inputs import MULTI_LINE, Input, check_merge_patch
+from libs.common.inputs import MULTI_LINE, CommuneCode, Input, VillageCode, check_merge_patch
 
 
 class Sex(StrEnum):
@@ -38,8 +38,6 @@ Phone = Annotated[
 IdPoorNumber = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9A-Za-z\-]{1,40}$")
 ]
-CommuneCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
-VillageCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{8}$")]
 
 
 class Caregiver(Input):
