@@ -14,6 +14,8 @@ create rate; writes everything to var/bench/results.json.
 Environment: BENCH_SECONDS, BENCH_WARMUP, BENCH_CONNECTIONS (bench/measure.py).
 The modules: infra.py starts things, children.py makes the workload, measure.py runs the
 load generator and draws the figures, report.py turns them into ratios and the table.
+loadgen.py is the generator process (templates.py fills its workflow steps, trivial.py is
+the responder that measures its ceiling, cpu.py reads who used the CPU).
 
 `python -m bench indicators` (`make bench-indicators`, bench/indicators.py) is a separate
 phase, not run here: a month of indicators pulled with 10,000 and with 1,000,000 children,

@@ -31,16 +31,16 @@ children (one per 500, at most 2,000), and so does the CP_PROVIDERS part of a pu
 
 Environment: BENCH_INDICATORS_SMALL (10000), BENCH_INDICATORS_LARGE (1000000),
 BENCH_INDICATORS_REPEATS (5).
+The modules: this one starts things and times the pulls; indicators_seeding.py runs the
+seed and settles the tables; indicators_figures.py holds the queries, the checks of their
+answers and the table.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,33 +48,27 @@ from typing import Any
 
 import httpx
 
-from bench import workflows
+from bench import indicators_seeding, workflows
+from bench.cpu import cpu_snapshot, cpu_used
 from bench.indicators_figures import (
     DETAIL,
     QUERIES,
     READ,
-    SAMPLE_S,
     SEED_MONTHS,
     TARGET_RATIO,
     answer_shape,
     check_data,
-    describe_progress,
     ratio_rows,
-    rebuild_phases,
-    replay_split,
     report,
 )
 from bench.infra import BenchInfra, machine, service_env, terminate_as_exit
-from bench.loadgen import machine_busy_seconds, tree_cpu_seconds
-from deploy.local.supervisor import REPO_ROOT, ProcessFailed
+from deploy.local.supervisor import REPO_ROOT
 from services.indicators import dates
 
 ROOT = REPO_ROOT / "var" / "bench-indicators"
 SMALL = int(os.environ.get("BENCH_INDICATORS_SMALL", "10000"))
 LARGE = int(os.environ.get("BENCH_INDICATORS_LARGE", "1000000"))
 REPEATS = int(os.environ.get("BENCH_INDICATORS_REPEATS", "5"))
-PROGRESS_S = 30.0  # and printed
-SEED_TIMEOUT_S = 4 * 3600.0
 PULL_TIMEOUT_S = 300.0
 # Before each query's pulls, wait up to QUIET_WAIT_S for the rest of the machine to use under
 # QUIET_CORES (over QUIET_WINDOW_S): on a shared machine a test run elsewhere skews timings.
@@ -92,10 +86,6 @@ CLIENTS = {
     DETAIL: ["indicators:read", "indicators:read:detail"],
     READ: ["indicators:read"],
 }
-SUMMARY = re.compile(
-    r"seeded (?P<children>\d+) children: (?P<events>\d+) events published in "
-    r"(?P<publish>[\d.]+) s(?:, aggregates rebuilt in (?P<rebuild>[\d.]+) s)?"
-)
 
 
 def say(message: str) -> None:
@@ -165,7 +155,10 @@ class IndicatorsBench(BenchInfra):
             self.supervisor.restart("indicators")
         else:
             self.supervisor.start("indicators", "services.indicators", env=self.env, port=port)
-        consumers = [(stream, durable) for stream, (durable, _) in _consumers().items()]
+        consumers = [
+            (stream, durable)
+            for stream, (durable, _) in indicators_seeding.indicators_consumers().items()
+        ]
         workflows.wait_until(
             lambda: workflows.consumer_backlog(self.env["NATS_URL"], consumers) == 0,
             120.0,
@@ -180,123 +173,9 @@ class IndicatorsBench(BenchInfra):
     # -------------------------------------------------------------- seeding
 
     def seed(self, name: str, children: int, seed_value: int) -> dict[str, Any]:
-        """Run `python -m services.indicators seed --rebuild`, printing its progress."""
+        """Stop the indicators service and seed `children` more (bench/indicators_seeding.py)."""
         self.stop_service()
-        args = ["seed", "--children", str(children), "--seed", str(seed_value)]
-        args += ["--months", str(SEED_MONTHS), "--rebuild"]
-        env = {**self.env, "KOMAR_LOG_LEVEL": "info"}  # its rebuild's log lines, for the record
-        started = time.monotonic()
-        proc = self.supervisor.start(name, "services.indicators", *args, env=env, wait=False)
-        assert proc.popen is not None
-        timeline: list[dict[str, Any]] = []
-        last_print = last_sample = started
-        while True:
-            try:
-                code = proc.popen.wait(timeout=1.0)
-                break
-            except subprocess.TimeoutExpired:  # still seeding
-                pass
-            now = time.monotonic()
-            if now - last_sample >= SAMPLE_S:
-                last_sample = now
-                sample = {"t": round(now - started, 1), "at": time.time(), **self.progress()}
-                timeline.append(sample)
-                if now - last_print >= PROGRESS_S:
-                    last_print = now
-                    say(f"  {name}: {describe_progress(sample, timeline)}")
-            if now - started > SEED_TIMEOUT_S:
-                self.supervisor.kill(name)
-                raise ProcessFailed(f"{name} still running after {SEED_TIMEOUT_S:.0f} s")
-        self.supervisor.get(name).expected_down = True
-        seconds = round(time.monotonic() - started, 1)
-        if code != 0:
-            raise ProcessFailed(f"{name} failed ({code}):\n{self.supervisor.log_tail(name)}")
-        log_text = self.supervisor.log_tail(name, 400)
-        found = SUMMARY.search(log_text)
-        summary: dict[str, Any] = {"wall_s": seconds, "timeline": timeline}
-        if found:
-            summary |= {
-                "children": int(found["children"]),
-                "events": int(found["events"]),
-                "publish_s": float(found["publish"]),
-                "rebuild_s": float(found["rebuild"]) if found["rebuild"] else None,
-            }
-        summary |= rebuild_phases(log_text)
-        summary |= replay_split(summary)
-        return summary
-
-    def settle(self) -> float:
-        """VACUUM ANALYZE the indicators tables after the bulk load, then wait for autovacuum.
-
-        A platform that grew to this size would have been vacuumed long before anyone pulls;
-        right after a bulk load autovacuum would otherwise run during the timed pulls (and
-        the planner would lack statistics). Returns the seconds it took.
-        """
-        database_url = self.env["DATABASE_URL"]
-
-        async def vacuum() -> None:
-            import asyncpg
-
-            conn = await asyncpg.connect(database_url, timeout=10)
-            try:
-                tables = await conn.fetch(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'indicators'"
-                )
-                for row in tables:
-                    await conn.execute(f'VACUUM (ANALYZE) indicators."{row["tablename"]}"')
-                deadline = time.monotonic() + 600.0
-                while time.monotonic() < deadline:
-                    busy = await conn.fetchval(
-                        "SELECT count(*) FROM pg_stat_activity "
-                        "WHERE backend_type = 'autovacuum worker'"
-                    )
-                    if not busy:
-                        return
-                    await asyncio.sleep(1.0)
-            finally:
-                await conn.close()
-
-        started = time.monotonic()
-        asyncio.run(vacuum())
-        return round(time.monotonic() - started, 1)
-
-    def progress(self) -> dict[str, Any]:
-        """Messages on the three streams and the newest generation's replayed events."""
-        nats_url, database_url = self.env["NATS_URL"], self.env["DATABASE_URL"]
-
-        async def look() -> dict[str, Any]:
-            import asyncpg
-            import nats
-
-            out: dict[str, Any] = {"stream_messages": None, "generation": None}
-            try:
-                nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=0)
-                try:
-                    js = nc.jetstream()
-                    total = 0
-                    for stream in _consumers():
-                        try:
-                            total += int((await js.stream_info(stream)).state.messages)
-                        except Exception:
-                            pass
-                    out["stream_messages"] = total
-                finally:
-                    await nc.close()
-                conn = await asyncpg.connect(database_url, timeout=5)
-                try:
-                    row = await conn.fetchrow(
-                        "SELECT generation, state, events_replayed, stock_through "
-                        "FROM indicators.generations ORDER BY generation DESC LIMIT 1"
-                    )
-                finally:
-                    await conn.close()
-                if row is not None:
-                    out["generation"] = dict(row)
-            except Exception as exc:  # progress is only informative
-                out["error"] = type(exc).__name__
-            return out
-
-        return asyncio.run(look())
+        return indicators_seeding.seed(self.supervisor, self.env, name, children, seed_value, say)
 
     # -------------------------------------------------------------- measuring
 
@@ -327,17 +206,15 @@ class IndicatorsBench(BenchInfra):
                 cpu: dict[str, list[float]] = {k: [] for k in [*watch, "other"]}
                 body = b""
                 for _ in range(REPEATS):
-                    before = _cpu(watch)
+                    before = cpu_snapshot(watch, "self")
                     started = time.perf_counter()
                     body = _pull(http, path, headers, label)
                     elapsed = time.perf_counter() - started
-                    after = _cpu(watch)
+                    after = cpu_snapshot(watch, "self")
                     seconds.append(elapsed)
-                    used = {k: after[k] - before[k] for k in before}
-                    for k in watch:
+                    used = cpu_used(before, after)
+                    for k in cpu:
                         cpu[k].append(used[k])
-                    ours = sum(used[k] for k in watch) + used["self"]
-                    cpu["other"].append(max(0.0, used["machine"] - ours))
                 bodies[name] = body
                 figures[name] = {
                     "seconds": [round(s, 4) for s in seconds],
@@ -377,12 +254,6 @@ class IndicatorsBench(BenchInfra):
 # ------------------------------------------------------------------ helpers
 
 
-def _consumers() -> dict[str, tuple[str, str]]:
-    from services.indicators import jetstream
-
-    return jetstream.CONSUMERS
-
-
 def _pull(http: httpx.Client, path: str, headers: dict[str, str], what: str) -> bytes:
     """One GET, read to its end; fail unless it answered 200."""
     response = http.get(path, headers=headers)
@@ -391,23 +262,14 @@ def _pull(http: httpx.Client, path: str, headers: dict[str, str], what: str) -> 
     return response.content
 
 
-def _cpu(watch: dict[str, list[int]]) -> dict[str, float]:
-    """CPU seconds so far of each watched process tree, this process and the machine."""
-    out = {name: tree_cpu_seconds(pids) for name, pids in watch.items()}
-    out["self"] = time.process_time()
-    out["machine"] = machine_busy_seconds()
-    return out
-
-
 def _wait_quiet(watch: dict[str, list[int]]) -> float:
     """Wait until processes outside the bench use under QUIET_CORES; the last reading."""
     deadline = time.monotonic() + QUIET_WAIT_S
     while True:
-        before, started = _cpu(watch), time.monotonic()
+        before, started = cpu_snapshot(watch, "self"), time.monotonic()
         time.sleep(QUIET_WINDOW_S)
-        after, elapsed = _cpu(watch), time.monotonic() - started
-        ours = sum(after[k] - before[k] for k in [*watch, "self"])
-        other = max(0.0, after["machine"] - before["machine"] - ours) / elapsed
+        after, elapsed = cpu_snapshot(watch, "self"), time.monotonic() - started
+        other = cpu_used(before, after)["other"] / elapsed
         if other < QUIET_CORES or time.monotonic() > deadline:
             if other >= QUIET_CORES:
                 say(f"  the machine stays busy elsewhere ({other:.2f} cores): timing anyway")
@@ -440,7 +302,7 @@ def main() -> int:
                     f"published in {seed.get('publish_s', 0):.0f} s, aggregates rebuilt in "
                     f"{seed.get('rebuild_s') or 0:.0f} s"
                 )
-                seed["settle_s"] = bench.settle()
+                seed["settle_s"] = indicators_seeding.settle(bench.env["DATABASE_URL"])
                 say(f"VACUUM ANALYZE of the indicators tables: {seed['settle_s']:.0f} s")
                 bench.start_service()
                 say(f"pulling {bench.period} with {children:,} children")

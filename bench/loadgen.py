@@ -28,16 +28,19 @@ import itertools
 import json
 import os
 import random
-import re
 import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
+
+from bench.cpu import cpu_snapshot, cpu_used
+from bench.templates import TemplateError, render
+from bench.trivial import serve_trivial
 
 
 @dataclass
@@ -64,55 +67,61 @@ class Job:
 
 
 @dataclass
-class Tally:
-    """What the workers saw inside the measured window (and ids from the whole run)."""
+class Outcomes:
+    """How the requests answered inside the measured window went (those of a single-request
+    job, or of one step of a workflow)."""
 
     latencies_ms: list[float] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
+
+    def record(self, status: int, ok: bool, payload: bytes, seconds: float) -> None:
+        """One request answered inside the window, in `seconds`; `ok`: an expected status."""
+        self.latencies_ms.append(seconds * 1000.0)
+        self.statuses[str(status)] += 1
+        if not ok:
+            self.errors += 1
+            if len(self.error_samples) < 5:
+                self.error_samples.append(f"{status}: {payload[:200].decode(errors='replace')}")
+
+    def figures(self) -> dict[str, Any]:
+        """The raw figures of these requests."""
+        return {
+            "requests": len(self.latencies_ms),
+            "latencies_ms": [round(v, 3) for v in self.latencies_ms],
+            "statuses": dict(self.statuses),
+            "errors": self.errors,
+            "error_samples": self.error_samples,
+        }
+
+
+@dataclass
+class Tally(Outcomes):
+    """A single-request job: its outcomes, and the ids it created (over the whole run)."""
+
     ids: list[str] = field(default_factory=list)
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds the whole machine has spent busy (all cores; /proc/stat)."""
-    with open("/proc/stat") as fh:
-        values = [int(v) for v in fh.readline().split()[1:9]]
-    idle = values[3] + values[4]  # idle + iowait
-    return (sum(values) - idle) / os.sysconf("SC_CLK_TCK")
+def _json_bytes(value: Any) -> bytes:
+    """A request body as the generator sends it: compact JSON."""
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
-def tree_cpu_seconds(roots: list[int]) -> float:
-    """CPU seconds used so far by processes and all their descendants (/proc/<pid>/stat)."""
-    parents: dict[int, int] = {}
-    used: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        parents[int(name)] = int(fields[1])
-        # utime + stime, plus cutime + cstime: what its ended (reaped) children used.
-        used[int(name)] = sum(int(f) for f in fields[11:15]) / tick
-    tree, frontier = set(roots), list(roots)
-    while frontier:
-        parent = frontier.pop()
-        kids = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
-        tree.update(kids)
-        frontier.extend(kids)
-    return sum(used.get(pid, 0.0) for pid in tree)
-
-
-def cpu_snapshot(watch: dict[str, list[int]]) -> dict[str, float]:
-    """CPU seconds so far of each watched group, this process and the whole machine."""
-    snapshot = {name: tree_cpu_seconds(pids) for name, pids in watch.items()}
-    snapshot["loadgen"] = time.process_time()
-    snapshot["machine"] = machine_busy_seconds()
-    return snapshot
+async def _send(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    data: bytes | None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes, str | None]:
+    """Send one request; (status, body, Location). Status 0: no answer (the body then names
+    the exception)."""
+    try:
+        async with session.request(method, url, data=data, headers=headers) as response:
+            return response.status, await response.read(), response.headers.get("Location")
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        return 0, type(exc).__name__.encode(), None
 
 
 def _created_id(location: str | None, payload: bytes) -> str | None:
@@ -140,13 +149,7 @@ async def _worker(
         started = time.perf_counter()
         if started >= clock["end"]:
             return
-        try:
-            async with session.request(job.method, job.base_url + path, data=body) as response:
-                payload = await response.read()
-                status = response.status
-                location = response.headers.get("Location")
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            status, payload, location = 0, type(exc).__name__.encode(), None
+        status, payload, location = await _send(session, job.method, job.base_url + path, body)
         done = time.perf_counter()
         ok = status in expect
         if ok and job.collect_ids:
@@ -155,19 +158,14 @@ async def _worker(
                 tally.ids.append(created)
         if not clock["start"] <= done <= clock["end"]:
             continue  # answered during the warm-up, or after the window closed
-        tally.latencies_ms.append((done - started) * 1000.0)
-        tally.statuses[str(status)] += 1
-        if not ok:
-            tally.errors += 1
-            if len(tally.error_samples) < 5:
-                tally.error_samples.append(f"{status}: {payload[:200].decode(errors='replace')}")
+        tally.record(status, ok, payload, done - started)
 
 
 def _request_stream(job: Job) -> itertools.cycle[tuple[str, bytes | None]]:
     """Requests to send, pre-encoded: bodies cycle in order, paths are drawn at random."""
     rng = random.Random(1)
     if job.bodies:
-        encoded = [json.dumps(b, separators=(",", ":")).encode() for b in job.bodies]
+        encoded = [_json_bytes(b) for b in job.bodies]
         return itertools.cycle([(rng.choice(job.paths), b) for b in encoded])
     return itertools.cycle(
         [(rng.choice(job.paths), None) for _ in range(max(4096, len(job.paths)))]
@@ -176,52 +174,13 @@ def _request_stream(job: Job) -> itertools.cycle[tuple[str, bytes | None]]:
 
 # ------------------------------------------------------------------ workflow mode
 
-_TEMPLATE_NAME = re.compile(r"\{([A-Za-z_][\w.]*)\}")
-
-
-class TemplateError(Exception):
-    """A template's `{name}` names nothing in the iteration's context."""
-
-
-def _lookup(context: dict[str, Any], name: str) -> Any:
-    value: Any = context
-    for part in name.split("."):
-        if not isinstance(value, dict) or part not in value:
-            raise TemplateError(f"{{{name}}}: no such value")
-        value = value[part]
-    return value
-
-
-def render(template: Any, context: dict[str, Any]) -> Any:
-    """Fill a template (a string, or JSON data holding strings) from `context`."""
-    if isinstance(template, str):
-        whole = _TEMPLATE_NAME.fullmatch(template)
-        if whole:
-            return _lookup(context, whole.group(1))
-        return _TEMPLATE_NAME.sub(lambda m: str(_lookup(context, m.group(1))), template)
-    if isinstance(template, dict):
-        return {k: render(v, context) for k, v in template.items()}
-    if isinstance(template, list):
-        return [render(v, context) for v in template]
-    return template
-
-
-@dataclass
-class StepTally:
-    """What one step of a workflow saw inside the measured window."""
-
-    name: str
-    latencies_ms: list[float] = field(default_factory=list)
-    statuses: Counter[str] = field(default_factory=Counter)
-    errors: int = 0
-    error_samples: list[str] = field(default_factory=list)
-
 
 @dataclass
 class WorkflowTally:
-    """Whole workflows finished (or failed) inside the measured window, and their steps."""
+    """Whole workflows finished (or failed) inside the measured window, and each step's
+    outcomes (in the order of the job's steps)."""
 
-    steps: list[StepTally]
+    steps: list[Outcomes]
     latencies_ms: list[float] = field(default_factory=list)
     failed: int = 0
     failed_at: Counter[str] = field(default_factory=Counter)
@@ -257,17 +216,11 @@ async def _call(
             headers["Authorization"] = f"Bearer {job.tokens[name]}"
         data = None
         if step.get("body") is not None:
-            data = json.dumps(render(step["body"], context), separators=(",", ":")).encode()
+            data = _json_bytes(render(step["body"], context))
             headers["Content-Type"] = "application/json"
     except TemplateError as exc:
         return 0, f"template: {exc}".encode(), None
-    try:
-        async with session.request(
-            step["method"], job.base_url + path, data=data, headers=headers
-        ) as response:
-            return response.status, await response.read(), response.headers.get("Location")
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        return 0, type(exc).__name__.encode(), None
+    return await _send(session, step["method"], job.base_url + path, data, headers)
 
 
 async def _workflow_worker(
@@ -286,7 +239,7 @@ async def _workflow_worker(
             return
         inside = False
         context: dict[str, Any] = {**next(items), "uuid": uuid.uuid4().hex}
-        for index, (step, steps) in enumerate(zip(job.workflow, tally.steps, strict=True)):
+        for index, (step, outcomes) in enumerate(zip(job.workflow, tally.steps, strict=True)):
             started = time.perf_counter()
             if started >= clock["end"]:
                 return
@@ -295,22 +248,17 @@ async def _workflow_worker(
             ok = status in step.get("expect", [200])
             inside = clock["start"] <= done <= clock["end"]
             if inside:
-                steps.latencies_ms.append((done - started) * 1000.0)
-                steps.statuses[str(status)] += 1
+                outcomes.record(status, ok, payload, done - started)
             if not ok:
                 if inside:
-                    steps.errors += 1
                     tally.failed += 1
-                    tally.failed_at[steps.name] += 1
-                    if len(steps.error_samples) < 5:
-                        text = payload[:200].decode(errors="replace")
-                        steps.error_samples.append(f"{status}: {text}")
+                    tally.failed_at[step["name"]] += 1
                 break
             try:
                 answer = json.loads(payload) if payload else None
             except ValueError:
                 answer = None
-            context[steps.name] = answer if isinstance(answer, dict) else {}
+            context[step["name"]] = answer if isinstance(answer, dict) else {}
             if index == 0:
                 created = _created_id(location, payload)
                 if created:
@@ -331,7 +279,7 @@ async def run_job(job: Job) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=job.connections, force_close=False, ttl_dns_cache=None)
     timeout = aiohttp.ClientTimeout(total=30)
     tally = Tally()
-    flow = WorkflowTally([StepTally(step["name"]) for step in job.workflow])
+    flow = WorkflowTally([Outcomes() for _ in job.workflow])
     async with aiohttp.ClientSession(
         connector=connector, headers=headers, timeout=timeout, skip_auto_headers=["User-Agent"]
     ) as session:
@@ -341,7 +289,7 @@ async def run_job(job: Job) -> dict[str, Any]:
 
         async def snapshot_at(moment: str) -> None:
             await asyncio.sleep(max(0.0, clock[moment] - time.perf_counter()))
-            snapshots[moment] = (time.perf_counter(), cpu_snapshot(job.watch))
+            snapshots[moment] = (time.perf_counter(), cpu_snapshot(job.watch, "loadgen"))
 
         markers = [asyncio.create_task(snapshot_at(m)) for m in ("start", "end")]
         if job.workflow:
@@ -358,22 +306,13 @@ async def run_job(job: Job) -> dict[str, Any]:
             )
         await asyncio.gather(*markers)
     (t0, at_start), (t1, at_end) = snapshots["start"], snapshots["end"]
-    cores = {name: round((at_end[name] - at_start[name]) / (t1 - t0), 3) for name in at_end}
-    cores["other"] = round(
-        max(0.0, cores["machine"] - sum(v for k, v in cores.items() if k != "machine")), 3
-    )
+    # Cores busy on average over the window: each watched group, the generator, the machine,
+    # and the rest of the machine ("other").
+    used = cpu_used(at_start, at_end)
+    cores = {name: round(seconds / (t1 - t0), 3) for name, seconds in used.items()}
     if job.workflow:
         return _workflow_result(job, flow, cores)
-    return {
-        "requests": len(tally.latencies_ms),
-        "duration_s": job.duration_s,
-        "latencies_ms": [round(v, 3) for v in tally.latencies_ms],
-        "statuses": dict(tally.statuses),
-        "errors": tally.errors,
-        "error_samples": tally.error_samples,
-        "ids": tally.ids,
-        "cores": cores,
-    }
+    return {**tally.figures(), "duration_s": job.duration_s, "ids": tally.ids, "cores": cores}
 
 
 def _workflow_result(job: Job, flow: WorkflowTally, cores: dict[str, float]) -> dict[str, Any]:
@@ -389,15 +328,8 @@ def _workflow_result(job: Job, flow: WorkflowTally, cores: dict[str, float]) -> 
             "latencies_ms": [round(v, 3) for v in flow.latencies_ms],
         },
         "steps": [
-            {
-                "name": s.name,
-                "requests": len(s.latencies_ms),
-                "latencies_ms": [round(v, 3) for v in s.latencies_ms],
-                "statuses": dict(s.statuses),
-                "errors": s.errors,
-                "error_samples": s.error_samples,
-            }
-            for s in flow.steps
+            {"name": step["name"], **outcomes.figures()}
+            for step, outcomes in zip(job.workflow, flow.steps, strict=True)
         ],
         "errors": flow.failed,
         "cores": cores,
@@ -411,38 +343,6 @@ def _event_loop_policy() -> None:
     except ImportError:
         return
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-RESPONSE = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
-    b"Connection: keep-alive\r\n\r\n{}"
-)
-
-
-class _TrivialHttp(asyncio.Protocol):
-    """Answers each bodiless request with the same 200; enough for GET /anything."""
-
-    def __init__(self) -> None:
-        self.buffer = b""
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
-
-    def data_received(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.buffer += data
-        answered = self.buffer.count(b"\r\n\r\n")
-        if answered:
-            self.buffer = self.buffer.rsplit(b"\r\n\r\n", 1)[1]
-            self.transport.write(RESPONSE * answered)
-
-
-async def serve_trivial(port: int) -> None:
-    """Serve the trivial responder forever on 127.0.0.1:`port`."""
-    server = await asyncio.get_running_loop().create_server(_TrivialHttp, "127.0.0.1", port)
-    async with server:
-        await server.serve_forever()
 
 
 def main(argv: list[str]) -> int:
