@@ -88,6 +88,16 @@ async def read_provider(
     return found(await store.get_provider(conn, provider_id, principal, lock=lock), "provider")
 
 
+async def _managed_provider(
+    conn: AsyncConnection, provider_id: uuid.UUID, if_match: str | None, ctx: Context
+) -> store.Row:
+    """Lock a provider the principal manages, at the version the client read."""
+    provider = await read_provider(conn, provider_id, ctx.principal, lock=True)
+    check_if_match(if_match, provider["version"])
+    domain.may_manage_provider(ctx.principal, provider["org"], provider["areas"])
+    return provider
+
+
 async def patch_provider(
     conn: AsyncConnection,
     provider_id: uuid.UUID,
@@ -96,9 +106,7 @@ async def patch_provider(
     ctx: Context,
 ) -> store.Row:
     """Apply a merge patch to the version the client read."""
-    provider = await read_provider(conn, provider_id, ctx.principal, lock=True)
-    check_if_match(if_match, provider["version"])
-    domain.may_manage_provider(ctx.principal, provider["org"], provider["areas"])
+    provider = await _managed_provider(conn, provider_id, if_match, ctx)
     values = change.model_dump(mode="json", exclude_unset=True)
     if "areas" in values:
         values["areas"] = domain.unique_sorted(values["areas"])
@@ -123,9 +131,7 @@ async def deactivate_provider(
     conn: AsyncConnection, provider_id: uuid.UUID, if_match: str | None, ctx: Context
 ) -> store.Row:
     """Take a provider off routing; its open referrals stay with it. Repeating is a no-op."""
-    provider = await read_provider(conn, provider_id, ctx.principal, lock=True)
-    check_if_match(if_match, provider["version"])
-    domain.may_manage_provider(ctx.principal, provider["org"], provider["areas"])
+    provider = await _managed_provider(conn, provider_id, if_match, ctx)
     if not provider["active"]:
         return provider
     updated = await store.update_provider(conn, provider_id, provider["version"], {"active": False})
