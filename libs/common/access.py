@@ -195,6 +195,22 @@ def child_visible_sql(
     return and_(*clauses)
 
 
+def children_visible_sql(
+    principal: Principal, children: Table, shares: ShareColumns
+) -> ColumnElement[bool]:
+    """child_visible_sql over a children table or projection (its commune_code,
+    village_code, owner_org and id): the one form every service's store uses."""
+    c = children.c
+    return child_visible_sql(
+        principal,
+        commune=c.commune_code,
+        village=c.village_code,
+        owner=c.owner_org,
+        child_id=c.id,
+        shares=shares,
+    )
+
+
 def visibility_args(principal: Principal) -> tuple[list[str] | None, str | None]:
     """The two parameters of child_visible_text: the area patterns (None: the whole
     country) and the partner's organisation (None: government)."""

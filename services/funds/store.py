@@ -55,15 +55,7 @@ async def upsert_child(conn: AsyncConnection, row: dict[str, Any]) -> None:
 def child_visible_to(principal: Principal) -> ColumnElement[bool]:
     """Which projected children the principal may read (libs.common.access): its areas
     cover the child's listed place; a partner registered it or holds an active referral."""
-    c = children.c
-    return access.child_visible_sql(
-        principal,
-        commune=c.commune_code,
-        village=c.village_code,
-        owner=c.owner_org,
-        child_id=c.id,
-        shares=access.shares_of(referral_shares),
-    )
+    return access.children_visible_sql(principal, children, access.shares_of(referral_shares))
 
 
 async def get_child(conn: AsyncConnection, child_id: uuid.UUID, principal: Principal) -> Row | None:

@@ -180,15 +180,7 @@ SHARES = access.ShareColumns(
 
 def child_visible_to(principal: Principal) -> ColumnElement[bool]:
     """Which projected children the principal may read (libs.common.access)."""
-    c = children.c
-    return access.child_visible_sql(
-        principal,
-        commune=c.commune_code,
-        village=c.village_code,
-        owner=c.owner_org,
-        child_id=c.id,
-        shares=SHARES,
-    )
+    return access.children_visible_sql(principal, children, SHARES)
 
 
 async def get_child(

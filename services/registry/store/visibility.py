@@ -17,15 +17,7 @@ Child = Mapping[Any, Any]  # a row: SQLAlchemy's RowMapping, or an asyncpg Recor
 
 def visible_to(principal: Principal) -> ColumnElement[bool]:
     """Which children the principal may read (libs.common.access), over this schema."""
-    c = children.c
-    return access.child_visible_sql(
-        principal,
-        commune=c.commune_code,
-        village=c.village_code,
-        owner=c.owner_org,
-        child_id=c.id,
-        shares=access.shares_of(referral_access),
-    )
+    return access.children_visible_sql(principal, children, access.shares_of(referral_access))
 
 
 def visible_sql(areas: str, org: str, child: str = "") -> str:
