@@ -24,7 +24,6 @@ whose seeding takes many minutes.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any
 
 from bench import workflows
 from bench.children import child_bodies
-from bench.infra import BenchInfra, machine, service_env, terminate_as_exit
+from bench.infra import BenchInfra, machine, service_env, terminate_as_exit, write_results
 from bench.measure import (
     CONNECTIONS,
     SECONDS,
@@ -362,10 +361,7 @@ def main() -> int:
     results["ratios"] = ratios(results["targets"]) | workflow_ratios(results)
     results["targets_ratio"] = {"c/a": TARGET_RATIO, "aim": AIM_RATIO}
     results["elapsed_s"] = round(time.monotonic() - started, 1)
-    (ROOT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print()
-    print(report(results))
-    print(f"\nwritten to {ROOT / 'results.json'} in {results['elapsed_s']:.0f} s")
+    write_results(ROOT, results, report(results))
     print("indicators with 10k vs 1M children (seeding takes minutes): make bench-indicators")
     errors = sum(row["errors"] for row in [*rows(results), *workflow_rows(results)])
     missing = any("steps" not in data for data in results["workflows"].values())

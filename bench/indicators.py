@@ -38,7 +38,6 @@ answers and the table.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -61,7 +60,7 @@ from bench.indicators_figures import (
     ratio_rows,
     report,
 )
-from bench.infra import BenchInfra, machine, service_env, terminate_as_exit
+from bench.infra import BenchInfra, machine, service_env, terminate_as_exit, write_results
 from deploy.local.supervisor import REPO_ROOT
 from services.indicators import dates
 
@@ -318,11 +317,7 @@ def main() -> int:
     if "small" in sizes and "large" in sizes:
         results["ratios"] = ratio_rows(sizes["small"], sizes["large"])
     results["elapsed_s"] = round(time.monotonic() - started, 1)
-    ROOT.mkdir(parents=True, exist_ok=True)
-    (ROOT / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print()
-    print(report(results))
-    print(f"\nwritten to {ROOT / 'results.json'} in {results['elapsed_s']:.0f} s")
+    write_results(ROOT, results, report(results))
     return 1 if failed else 0
 
 

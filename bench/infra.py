@@ -3,6 +3,7 @@ processes under a supervisor, and a clean stop however the run ends."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import secrets
@@ -102,6 +103,16 @@ class BenchInfra:
         postmaster = (self.postgres.data_dir / "postmaster.pid").read_text().split()[0]
         nats = self.nats.pid_path.read_text().split()[0]
         return {"postgres": [int(postmaster)], "nats": [int(nats)]}
+
+
+def write_results(root: Path, results: dict[str, Any], table: str) -> None:
+    """Write `results` to root/results.json, then print the table and where they went."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "results.json"
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print()
+    print(table)
+    print(f"\nwritten to {path} in {results['elapsed_s']:.0f} s")
 
 
 def service_env(name: str) -> dict[str, str]:
