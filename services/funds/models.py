@@ -19,7 +19,6 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     ForeignKeyConstraint,
-    Identity,
     Index,
     UniqueConstraint,
     text,
@@ -28,7 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from libs.common.access import referral_shares_table
-from libs.common.tables import clock_column, common_tables, now_column
+from libs.common.tables import clock_column, common_tables, identity_key, now_column
 from services.funds.domain import CATEGORIES, GRANT_STATUSES, LEDGER_KINDS, METHODS, SHOCKS
 
 SCHEMA = "funds"
@@ -186,7 +185,7 @@ class GrantAction(SQLModel, table=True):
         {"schema": SCHEMA},
     )
 
-    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
+    id: int | None = Field(default=None, sa_column=identity_key())
     grant_id: uuid.UUID = Field(foreign_key=f"{SCHEMA}.grants.id")
     action: str = Field(max_length=20)
     actor_sub: str = Field(max_length=200)
@@ -243,7 +242,7 @@ class LedgerEntry(SQLModel, table=True):
         {"schema": SCHEMA},
     )
 
-    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
+    id: int | None = Field(default=None, sa_column=identity_key())
     fund_id: uuid.UUID = Field(sa_column=Column(ForeignKey(f"{SCHEMA}.funds.id"), nullable=False))
     kind: str = Field(max_length=20)
     amount_khr: int = Field(sa_column=_money())

@@ -10,7 +10,6 @@ from sqlalchemy import (
     BigInteger,
     Column,
     ForeignKey,
-    Identity,
     Index,
     LargeBinary,
     Sequence,
@@ -21,7 +20,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
 from libs.common.access import referral_shares_table
-from libs.common.tables import clock_column, common_tables, now_column
+from libs.common.tables import clock_column, common_tables, identity_key, now_column
 
 SCHEMA = "registry"
 metadata = SQLModel.metadata
@@ -100,7 +99,7 @@ class ChildChange(SQLModel, table=True):
     __tablename__ = "child_history"
     __table_args__ = (Index("ix_registry_history_child", "child_id", "version"), {"schema": SCHEMA})
 
-    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
+    id: int | None = Field(default=None, sa_column=identity_key())
     child_id: uuid.UUID
     version: int
     action: str = Field(max_length=20)
@@ -121,9 +120,7 @@ class AuditEntry(SQLModel, table=True):
         {"schema": SCHEMA},
     )
 
-    seq: int | None = Field(
-        default=None, sa_column=Column(BigInteger, Identity(), primary_key=True)
-    )
+    seq: int | None = Field(default=None, sa_column=identity_key())
     at: datetime = Field(sa_column=clock_column())
     actor_sub: str = Field(max_length=200)
     actor_org: str = Field(max_length=100)
