@@ -64,6 +64,13 @@ async def write_record(
     return await rt.write(request, principal, work)
 
 
+# The answers a PATCH adds to its record's: it must send the ETag it read as If-Match.
+PATCH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    412: {"description": "Stale If-Match"},
+    428: {"description": "If-Match missing"},
+}
+
+
 async def patch_record(rt: ServiceRuntime, use_case: UseCase[Record], out: Out[Record]) -> Response:
     """A PATCH of one record: `use_case` in one transaction, then the relay woken for the
     events it wrote; the answer is the record it returns."""

@@ -339,6 +339,8 @@ GrantAction = Callable[[AsyncConnection, uuid.UUID, Context], Awaitable[Any]]
 async def _act(
     grant_id: str, request: Request, principal: Principal, rt: ServiceRuntime, action: GrantAction
 ) -> Response:
+    """`routes.write_record` for a grant action: a grant's answer also reads its approvals
+    and history in the transaction (`grant_response`)."""
     gid = parse_id(grant_id, "grant")
     ctx = context(request, principal)
 

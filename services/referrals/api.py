@@ -17,7 +17,7 @@ from libs.common.context import Context
 from libs.common.errors import invalid
 from libs.common.events.referrals_events import ServiceType
 from libs.common.http import PageDep, json_response, parse_id, require_if_match
-from libs.common.routes import list_page, patch_record, read_record, write_record
+from libs.common.routes import PATCH_RESPONSES, list_page, patch_record, read_record, write_record
 from services.referrals import SERVICE, service, store
 from services.referrals.schemas import (
     AcceptIn,
@@ -186,8 +186,7 @@ async def read_provider(provider_id: str, principal: PrincipalDep, rt: RuntimeDe
     responses={
         **PROVIDER_RESPONSES,
         409: {"description": "Capacity below the open referrals"},
-        412: {"description": "Stale If-Match"},
-        428: {"description": "If-Match missing"},
+        **PATCH_RESPONSES,
     },
 )
 async def patch_provider(

@@ -22,7 +22,7 @@ from libs.common.http import (
     time_cursor,
     updated_key,
 )
-from libs.common.routes import patch_record, record_response, write_record
+from libs.common.routes import PATCH_RESPONSES, patch_record, record_response, write_record
 from services.registry import SERVICE, service, store
 from services.registry.runtime import RegistryRuntime
 from services.registry.schemas import (
@@ -185,11 +185,7 @@ async def read_child(
 @router.patch(
     "/children/{child_id}",
     response_model=ChildOut,
-    responses={
-        **CHILD_RESPONSES,
-        412: {"description": "Stale If-Match"},
-        428: {"description": "If-Match missing"},
-    },
+    responses={**CHILD_RESPONSES, **PATCH_RESPONSES},
 )
 async def patch_child(
     child_id: str,
