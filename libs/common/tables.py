@@ -1,4 +1,5 @@
-"""What every service's schema shares: its plumbing tables and its timestamp columns.
+"""What every service's schema shares: its plumbing tables and the columns its own tables
+repeat (timestamps, the identity key of an append-only log).
 
 Each service's `models.py` defines its own tables and, with `common_tables(metadata, SCHEMA)`,
 the four its `ServiceRuntime` runs on. The definitions are those the services' first
