@@ -11,19 +11,15 @@ import pytest
 from sqlalchemy import MetaData, text
 
 from libs.common.db import Database
-from libs.common.events.consumer import inbox_table
-from libs.common.events.outbox import outbox_table
-from libs.common.http import idempotency_table
-from libs.common.jobs import claim_tick, job_runs_table, seconds_to_next_tick, tick_of
+from libs.common.jobs import claim_tick, seconds_to_next_tick, tick_of
 from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings
+from libs.common.tables import common_tables
 
 SCHEMA = "jobs_test"
 metadata = MetaData()
-job_runs = job_runs_table(metadata, SCHEMA)
-outbox = outbox_table(metadata, SCHEMA)
-inbox = inbox_table(metadata, SCHEMA)
-idempotency = idempotency_table(metadata, SCHEMA)
+tables = common_tables(metadata, SCHEMA)
+job_runs = tables.job_runs
 
 
 @pytest.fixture(scope="module")
@@ -90,15 +86,7 @@ async def test_two_replicas_run_a_job_once_per_tick(
     ran: list[tuple[str, int]] = []
 
     def replica(name: str) -> ServiceRuntime:
-        rt = ServiceRuntime(
-            "jobs_test",
-            settings,
-            outbox=outbox,
-            inbox=inbox,
-            idempotency=idempotency,
-            jobs=job_runs,
-            streams={},
-        )
+        rt = ServiceRuntime("jobs_test", settings, tables, streams={})
 
         async def work() -> None:
             ran.append((name, tick_of(interval)))
