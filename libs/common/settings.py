@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +55,17 @@ class Settings(BaseSettings):
     # Published outbox rows are kept this long (the streams keep the events), purged hourly.
     outbox_retention_s: float = Field(default=7 * 86400.0, gt=0)
     outbox_purge_s: float = Field(default=3600.0, gt=0)
+
+
+S = TypeVar("S", bound="Settings")
+
+
+def settings_as(cls: type[S], settings: Settings | None) -> S:
+    """`settings` as the service's own Settings subclass `cls` (its fields kept, the
+    subclass's own from the environment or their defaults)."""
+    if isinstance(settings, cls):
+        return settings
+    return cls(**(settings.model_dump() if settings else {}))
 
 
 def load_or_create_admin_secret(data_dir: Path) -> tuple[str, bool]:

@@ -15,7 +15,7 @@ from libs.common.errors import Conflict
 from libs.common.events.catalog import STREAMS
 from libs.common.logging import get_logger
 from libs.common.runtime import ServiceRuntime
-from libs.common.settings import Settings
+from libs.common.settings import Settings, settings_as
 from services.indicators import SERVICE, models, replay, service
 from services.indicators.api import router
 from services.indicators.handlers import STREAM_HANDLERS
@@ -89,9 +89,7 @@ def create_app(
     settings: Settings | None = None, *, jwks_fetcher: JwksFetcher | None = None
 ) -> FastAPI:
     """The indicators ASGI app."""
-    if not isinstance(settings, IndicatorsSettings):
-        settings = IndicatorsSettings(**(settings.model_dump() if settings else {}))
-    rt = create_runtime(settings, jwks_fetcher)
+    rt = create_runtime(settings_as(IndicatorsSettings, settings), jwks_fetcher)
     rebuilds = Rebuilds(rt)
     app = service_app(
         rt,

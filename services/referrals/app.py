@@ -8,7 +8,7 @@ from libs.common.app import service_app
 from libs.common.auth import JwksFetcher
 from libs.common.events.catalog import STREAMS
 from libs.common.runtime import ServiceRuntime
-from libs.common.settings import Settings
+from libs.common.settings import Settings, settings_as
 from services.referrals import SERVICE, handlers, models, service
 from services.referrals.api import router
 
@@ -54,9 +54,7 @@ def create_app(
     settings: Settings | None = None, *, jwks_fetcher: JwksFetcher | None = None
 ) -> FastAPI:
     """The referrals ASGI app."""
-    if not isinstance(settings, ReferralsSettings):
-        settings = ReferralsSettings(**(settings.model_dump() if settings else {}))
-    rt = create_runtime(settings, jwks_fetcher)
+    rt = create_runtime(settings_as(ReferralsSettings, settings), jwks_fetcher)
     return service_app(
         rt,
         title="Komar referrals",
