@@ -24,6 +24,7 @@ from libs.common.http import (
     time_cursor,
     updated_key,
 )
+from libs.common.inputs import FUND_PLACE_PATTERN
 from libs.common.routes import list_page, read_record, write_record
 from libs.common.runtime import ServiceRuntime
 from services.funds import SERVICE, domain, service, store
@@ -203,7 +204,7 @@ async def list_funds(
     principal: PrincipalDep,
     rt: RuntimeDep,
     page: PageDep,
-    commune_code: Annotated[str | None, Query(pattern=r"^[0-9]{2}(?:[0-9]{2}){0,2}$")] = None,
+    commune_code: Annotated[str | None, Query(pattern=FUND_PLACE_PATTERN)] = None,
     fiscal_year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
 ) -> Response:
     """Funds whose area overlaps yours, oldest change first."""

@@ -17,12 +17,12 @@ from libs.common.context import Context
 from libs.common.errors import invalid
 from libs.common.events.referrals_events import ServiceType
 from libs.common.http import PageDep, json_response, parse_id, require_if_match
+from libs.common.inputs import CommuneCode
 from libs.common.routes import PATCH_RESPONSES, list_page, patch_record, read_record, write_record
 from services.referrals import SERVICE, service, store
 from services.referrals.schemas import (
     AcceptIn,
     CancelIn,
-    CommuneCode,
     CompleteIn,
     DeactivateIn,
     DeclinedOut,

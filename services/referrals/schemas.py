@@ -18,7 +18,6 @@ from pydantic import (
 from libs.common import places
 from libs.common.events.referrals_events import ServiceType
 from libs.common.inputs import MULTI_LINE, Input, check_merge_patch
-from libs.common.inputs import CommuneCode as CommuneCode  # for the api's query
 
 
 class Urgency(StrEnum):

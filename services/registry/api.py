@@ -22,6 +22,7 @@ from libs.common.http import (
     time_cursor,
     updated_key,
 )
+from libs.common.inputs import COMMUNE_PATTERN
 from libs.common.routes import PATCH_RESPONSES, patch_record, record_response, write_record
 from services.registry import SERVICE, service, store
 from services.registry.runtime import RegistryRuntime
@@ -145,7 +146,7 @@ async def list_children(
     principal: PrincipalDep,
     rt: RuntimeDep,
     page: PageDep,
-    commune_code: Annotated[str | None, Query(pattern=r"^[0-9]{6}$")] = None,
+    commune_code: Annotated[str | None, Query(pattern=COMMUNE_PATTERN)] = None,
     status: Status | None = None,
     risk_level: RiskLevel | None = None,
     vulnerability: Vulnerability | None = None,
