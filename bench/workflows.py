@@ -103,7 +103,10 @@ GRANT_ROLES = {
 # The durable consumers that must have caught up before a workflow is measured:
 # (stream, durable) as services/*/app.py and handlers.py declare them.
 CHILD_CONSUMERS = [("REGISTRY", "referrals-children"), ("REGISTRY", "funds-children")]
-REFERRAL_CONSUMERS = [("REFERRALS", "registry-referral-access")]
+REFERRAL_CONSUMERS = [
+    ("REFERRALS", "registry-referral-access"),
+    ("REFERRALS", "funds-referral-shares"),
+]
 
 
 def check(response: httpx.Response, what: str) -> Any:
