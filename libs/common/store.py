@@ -79,6 +79,16 @@ class ListPage(KeysetPage, Protocol):
     def updated_since(self) -> datetime | None: ...
 
 
+def where_given(query: Select[Any], *filters: tuple[ColumnElement[Any], Any]) -> Select[Any]:
+    """A list's equality filters: `query` kept to the rows whose column equals each
+    (column, value) the request gives (None or empty: not given)."""
+    for column, value in filters:
+        if value is None or value == "":
+            continue
+        query = query.where(column.is_(value) if isinstance(value, bool) else column == value)
+    return query
+
+
 async def read_page(
     conn: AsyncConnection,
     query: Select[Any],

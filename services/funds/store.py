@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from libs.common import access
 from libs.common.auth import Principal
 from libs.common.http import Page
-from libs.common.store import read_page, versioned_update
+from libs.common.store import read_page, versioned_update, where_given
 from services.funds import domain
 from services.funds.models import children, funds, grant_actions, grants, ledger, referral_shares
 
@@ -137,10 +137,7 @@ async def list_funds(
     """Visible funds in (updated_at, id) order, one more than the page."""
     f = funds.c
     query = select(funds).where(fund_visible_to(principal))
-    if flt.commune_code:
-        query = query.where(f.commune_code == flt.commune_code)
-    if flt.fiscal_year is not None:
-        query = query.where(f.fiscal_year == flt.fiscal_year)
+    query = where_given(query, (f.commune_code, flt.commune_code), (f.fiscal_year, flt.fiscal_year))
     return await read_page(conn, query, page, key=(f.updated_at, f.id), changed_at=f.updated_at)
 
 
@@ -248,14 +245,13 @@ async def list_grants(
     """Visible grants in (updated_at, id) order, one more than the page."""
     g = grants.c
     query = _visible_grants(principal)
-    if flt.fund_id is not None:
-        query = query.where(g.fund_id == flt.fund_id)
-    if flt.child_id is not None:
-        query = query.where(g.child_id == flt.child_id)
-    if flt.status:
-        query = query.where(g.status == flt.status)
-    if flt.category:
-        query = query.where(g.category == flt.category)
+    query = where_given(
+        query,
+        (g.fund_id, flt.fund_id),
+        (g.child_id, flt.child_id),
+        (g.status, flt.status),
+        (g.category, flt.category),
+    )
     return await read_page(conn, query, page, key=(g.updated_at, g.id), changed_at=g.updated_at)
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from libs.common import access, places
 from libs.common.auth import Principal
 from libs.common.http import Page
-from libs.common.store import read_page, versioned_update
+from libs.common.store import read_page, versioned_update, where_given
 from services.referrals.models import children, providers, referrals
 
 Row = RowMapping
@@ -123,8 +123,7 @@ async def list_providers(
         query = query.where(c.service_types.contains(_codes([flt.service_type])))
     if flt.commune_code:
         query = query.where(c.areas.overlap(_codes(places.parents(flt.commune_code))))
-    if flt.active is not None:
-        query = query.where(c.active.is_(flt.active))
+    query = where_given(query, (c.active, flt.active))
     return await read_page(conn, query, page, key=(c.updated_at, c.id), changed_at=c.updated_at)
 
 
@@ -261,16 +260,14 @@ async def list_referrals(
     """Visible referrals in (updated_at, id) order, one more than the page."""
     c = referrals.c
     query = select(referrals).where(referral_visible_to(principal))
-    if flt.child_id is not None:
-        query = query.where(c.child_id == flt.child_id)
-    if flt.provider_id is not None:
-        query = query.where(c.provider_id == flt.provider_id)
-    if flt.status:
-        query = query.where(c.status == flt.status)
-    if flt.overdue is not None:
-        query = query.where(c.overdue.is_(flt.overdue))
-    if flt.service_type:
-        query = query.where(c.service_type == flt.service_type)
+    query = where_given(
+        query,
+        (c.child_id, flt.child_id),
+        (c.provider_id, flt.provider_id),
+        (c.status, flt.status),
+        (c.overdue, flt.overdue),
+        (c.service_type, flt.service_type),
+    )
     return await read_page(conn, query, page, key=(c.updated_at, c.id), changed_at=c.updated_at)
 
 
