@@ -1,4 +1,4 @@
-"""Durable JetStream consumers that apply every event exactly once, checked.
+"""Durable JetStream consumers that apply every event exactly once, checked, in batches.
 
 A consumer applies an event type through its `EventHandler`: the data model its events
 carry and the function that applies them, which receives the event's data already
@@ -6,10 +6,14 @@ validated against that model (`handle` declares one over catalogued types). An e
 cannot be read, or whose data is not its model, is copied to
 `deadletter.<durable>.<type>` and terminated at once: no retry would change it.
 
-Each event's id goes into the service's `processed_events` table in the same transaction
-as its effect, so a redelivered event is skipped. Ack after commit; nak with a delay on
-an error; after `max_deliveries` the message is copied to `deadletter.<durable>.<type>`
-and terminated.
+The messages of one fetch are applied in stream order in ONE transaction: their ids go
+into the service's `processed_events` table in one statement, and only the new ones are
+applied, by their handler's `batch` function when it has one (one call for a run of
+events, as a rebuild does) or one call each. Commit, then ack. When the batch fails, it is
+applied again one transaction per event, so a bad event fails alone: nak with a delay,
+and after `max_deliveries` the message is copied to `deadletter.<durable>.<type>` and
+terminated. After each commit the delay from an event's `time` to its application is
+observed in `komar_events_lag_seconds`.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from nats.aio.msg import Msg
@@ -35,20 +40,26 @@ from libs.common.events.bus import EventBus
 from libs.common.events.catalog import model_for
 from libs.common.events.envelope import CloudEvent
 from libs.common.logging import get_logger
-from libs.common.metrics import EVENTS_APPLIED, EVENTS_DUPLICATE
+from libs.common.metrics import EVENTS_APPLIED, EVENTS_DUPLICATE, EVENTS_LAG
 
 log = get_logger(__name__)
 
 D = TypeVar("D", bound=EventData)
 
+# Applies a run of new, checked events (event, data), in stream order, in the caller's
+# transaction: the batch form of a handler's `apply`, with the same effect.
+BatchApply = Callable[[AsyncConnection, Sequence[tuple[CloudEvent, Any]]], Awaitable[None]]
+
 
 @dataclass(frozen=True)
 class EventHandler(Generic[D]):
     """How a consumer applies one event type: `apply` receives the event and its data,
-    validated against `model` before the transaction begins."""
+    validated against `model` before the transaction begins; `batch`, when given, applies
+    a run of consecutive events that share it in one call instead."""
 
     model: type[D]
     apply: Callable[[AsyncConnection, CloudEvent, D], Awaitable[None]]
+    batch: BatchApply | None = None
 
     def check(self, event: CloudEvent) -> D:
         """The event's data as its model (pydantic's ValidationError when it is not)."""
@@ -62,8 +73,11 @@ def handle(
     types: Iterable[str],
     model: type[D],
     apply: Callable[[AsyncConnection, CloudEvent, D], Awaitable[None]],
+    *,
+    batch: BatchApply | None = None,
 ) -> Handlers:
-    """Apply each of the catalogued `types` with `apply`, which takes their data as `model`.
+    """Apply each of the catalogued `types` with `apply`, which takes their data as `model`
+    (or with `batch`, a run of them at once).
 
     Refused when the catalogue gives one of the types data that is not a `model`, so a
     mismatch shows when the service is built, not when an event arrives.
@@ -74,7 +88,7 @@ def handle(
         if not issubclass(carried, model):
             raise TypeError(f"{type_} carries {carried.__name__}, not {model.__name__}")
         # Checked against the type's own model (a subclass may add fields, as an update does).
-        handlers[type_] = EventHandler(carried, apply)
+        handlers[type_] = EventHandler(carried, apply, batch)
     return handlers
 
 
@@ -91,21 +105,62 @@ def inbox_table(metadata: MetaData, schema: str) -> Table:
     )
 
 
-async def apply_once(
-    conn: AsyncConnection,
-    inbox: Table,
-    consumer: str,
-    event: CloudEvent,
-    handler: EventHandler[D],
-    data: D,
-) -> bool:
-    """Apply a checked event inside the caller's transaction unless already applied."""
-    if not await store.record_applied(
-        conn, inbox, event_id=event.id, type_=event.type, consumer=consumer
-    ):
-        return False
-    await handler.apply(conn, event, data)
-    return True
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A fetched message that could be read: its event, handler (None: not an event this
+    consumer applies) and checked data."""
+
+    msg: Msg
+    event: CloudEvent
+    handler: EventHandler[Any] | None
+    data: Any
+
+
+async def apply_batch(
+    conn: AsyncConnection, inbox: Table, consumer: str, items: Sequence[Checked]
+) -> list[Checked]:
+    """Apply checked events, in order, inside the caller's transaction, each unless already
+    applied; return those applied now (an id met twice is applied at its first place)."""
+    new = await store.record_applied_batch(
+        conn, inbox, consumer, [(i.event.id, i.event.type) for i in items]
+    )
+    fresh: list[Checked] = []
+    for item in items:
+        if item.event.id in new:
+            new.discard(item.event.id)
+            fresh.append(item)
+    start = 0
+    while start < len(fresh):
+        handler = fresh[start].handler
+        assert handler is not None  # items are events this consumer applies
+        end = start + 1
+        if handler.batch is not None:
+            while end < len(fresh) and _batch_of(fresh[end]) is handler.batch:
+                end += 1
+        try:
+            if handler.batch is None:
+                await handler.apply(conn, fresh[start].event, fresh[start].data)
+            else:
+                await handler.batch(conn, [(i.event, i.data) for i in fresh[start:end]])
+        except Exception as exc:
+            if end - start == 1:  # the one event that failed is known
+                raise EventFailed(fresh[start], exc) from exc
+            raise
+        start = end
+    return fresh
+
+
+class EventFailed(Exception):
+    """The handler of one known event of a batch failed (`error`)."""
+
+    def __init__(self, item: Checked, error: Exception) -> None:
+        super().__init__(type(error).__name__)
+        self.item = item
+        self.error = error
+
+
+def _batch_of(item: Checked) -> BatchApply | None:
+    return item.handler.batch if item.handler is not None else None
 
 
 class DurableConsumer:
@@ -122,7 +177,7 @@ class DurableConsumer:
         subject: str,
         handlers: Handlers,
         max_deliveries: int = 5,
-        batch: int = 100,
+        batch: int = 200,
         service: str | None = None,
     ) -> None:
         self.db = db
@@ -140,6 +195,7 @@ class DurableConsumer:
         self._stopping = False
         self.service = service or str(inbox.schema)
         self._duplicates = EVENTS_DUPLICATE.labels(self.service, durable)
+        self._lag = EVENTS_LAG.labels(self.service, durable)
         self._applied: dict[str, Any] = {}
 
     def start(self) -> None:
@@ -153,7 +209,7 @@ class DurableConsumer:
             ack_wait=30,
             max_deliver=-1,
             filter_subject=self.subject,
-            max_ack_pending=1000,
+            max_ack_pending=max(1000, 2 * self.batch),
         )
         return await self.bus.js.pull_subscribe(
             self.subject, durable=self.durable, stream=self.stream, config=config
@@ -169,8 +225,7 @@ class DurableConsumer:
                     msgs = await self._sub.fetch(self.batch, timeout=1.0)
                 except TimeoutError:  # nats-py raises its own subclass or asyncio's: no news
                     continue
-                for msg in msgs:
-                    await self.handle(msg)
+                await self.handle_batch(msgs)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -180,32 +235,91 @@ class DurableConsumer:
 
     async def handle(self, msg: Msg) -> None:
         """Apply one message exactly once, then ack; nak or dead-letter on failure."""
-        meta = msg.metadata
+        await self.handle_batch([msg])
+
+    async def handle_batch(self, msgs: Sequence[Msg]) -> None:
+        """Apply fetched messages, in stream order, in one transaction, then ack them.
+
+        Unreadable or invalid ones are dead-lettered first. When the handler of a known
+        event fails, the ones before it are applied again without it, it is retried or
+        dead-lettered, and the rest go on; when a batch fails otherwise, its events are
+        applied one transaction each (`_handle_one`), so only a bad one fails.
+        """
+        await self._settle([c for c in [await self._check(m) for m in msgs] if c is not None])
+
+    async def _settle(self, checked: list[Checked]) -> None:
+        while checked:
+            ours = [c for c in checked if c.handler is not None]
+            try:
+                fresh = []
+                if ours:
+                    async with self.db.transaction() as conn:
+                        fresh = await apply_batch(conn, self.inbox, self.durable, ours)
+            except EventFailed as failed:
+                at = checked.index(failed.item)
+                await self._settle(checked[:at])
+                await self._retry_or_dead_letter(failed.item.msg, failed.item.event, failed.error)
+                checked = checked[at + 1 :]
+                continue
+            except Exception as exc:
+                log.warning(
+                    "consumer.batch_failed",
+                    consumer=self.durable,
+                    size=len(ours),
+                    error=type(exc).__name__,
+                )
+                for item in checked:
+                    await self._handle_one(item)
+                return
+            self._committed(fresh)
+            if len(fresh) < len(ours):
+                self._duplicates.inc(len(ours) - len(fresh))
+            for item in checked:
+                await self._ack(item.msg)
+            return
+
+    async def _check(self, msg: Msg) -> Checked | None:
+        """The message read and its data checked; None when it was dead-lettered."""
         try:
             event = CloudEvent.model_validate(json.loads(msg.data))
         except ValueError:
             await self._dead_letter(msg, "unparseable", "malformed")
-            return
+            return None
         handler = self.handlers.get(event.type)
-        applied: bool | None = None  # None: not an event this consumer applies
-        if handler is not None:
-            try:
-                data = handler.check(event)
-            except ValidationError:
-                await self._dead_letter(msg, event.type, "invalid")
-                return
+        if handler is None:
+            return Checked(msg, event, None, None)
+        try:
+            return Checked(msg, event, handler, handler.check(event))
+        except ValidationError:
+            await self._dead_letter(msg, event.type, "invalid")
+            return None
+
+    async def _handle_one(self, item: Checked) -> None:
+        """Apply one checked message in its own transaction, then ack; nak or
+        dead-letter it when it fails."""
+        if item.handler is not None:
             try:
                 async with self.db.transaction() as conn:
-                    applied = await apply_once(conn, self.inbox, self.durable, event, handler, data)
+                    fresh = await apply_batch(conn, self.inbox, self.durable, [item])
             except Exception as exc:
-                await self._retry_or_dead_letter(msg, event, exc)
+                error = exc.error if isinstance(exc, EventFailed) else exc
+                await self._retry_or_dead_letter(item.msg, item.event, error)
                 return
-        if applied:  # committed: count it now, before the ack (which may still fail)
-            self._count_applied(event.type)
-        elif applied is not None:
-            self._duplicates.inc()
+            self._committed(fresh)
+            if not fresh:
+                self._duplicates.inc()
+        await self._ack(item.msg)
+
+    def _committed(self, fresh: Sequence[Checked]) -> None:
+        """Count what a commit applied, and its lag (before the acks, which may fail)."""
+        now = datetime.now(UTC)
+        for item in fresh:
+            self._count_applied(item.event.type)
+            self._lag.observe(max(0.0, (now - _aware(item.event.time)).total_seconds()))
+
+    async def _ack(self, msg: Msg) -> None:
         await msg.ack()
-        self.last_sequence = meta.sequence.stream
+        self.last_sequence = max(self.last_sequence, msg.metadata.sequence.stream)
 
     async def _retry_or_dead_letter(self, msg: Msg, event: CloudEvent, exc: Exception) -> None:
         """Nak with a growing delay, or dead-letter once `max_deliveries` is reached."""
@@ -255,3 +369,7 @@ class DurableConsumer:
         if sub is not None:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

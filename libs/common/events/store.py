@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, Table, delete, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as upsert
+from sqlalchemy import Row, Table, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 # ---------------------------------------------------------------- the outbox
@@ -67,14 +66,23 @@ async def count_unpublished(conn: AsyncConnection, table: Table) -> int:
 # ---------------------------------------------------------------- the inbox
 
 
-async def record_applied(
-    conn: AsyncConnection, inbox: Table, *, event_id: str, type_: str, consumer: str
-) -> bool:
-    """Record that the event is applied; False when it already was (nothing written)."""
-    inserted = await conn.scalar(
-        upsert(inbox)
-        .values(event_id=event_id, type=type_, consumer=consumer)
-        .on_conflict_do_nothing()
-        .returning(inbox.c.event_id)
+async def record_applied_batch(
+    conn: AsyncConnection, inbox: Table, consumer: str, events: Sequence[tuple[str, str]]
+) -> set[str]:
+    """Record events (id, type) as applied, in one statement; return the ids that were not
+    recorded before (an id given twice is new once)."""
+    if not events:
+        return set()
+    table = f'"{inbox.schema}"."{inbox.name}"' if inbox.schema else f'"{inbox.name}"'
+    rows = await conn.execute(
+        text(
+            f"""
+            INSERT INTO {table} (event_id, type, consumer)
+            SELECT e, t, :c FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[])) AS d(e, t)
+            ON CONFLICT DO NOTHING
+            RETURNING event_id
+            """
+        ),
+        {"c": consumer, "ids": [e for e, _ in events], "types": [t for _, t in events]},
     )
-    return inserted is not None
+    return {str(r.event_id) for r in rows}
