@@ -62,14 +62,33 @@ async def apply_events(
     await counting.insert_provider_versions(conn, g, providers)
     if target.stock_through is None:
         await counting.insert_child_versions(conn, g, children)
-    else:
-        for child in children:
-            await bookkeeping.lock_child(conn, child.child_id)
-            known = await counting.child_history(conn, g, child.child_id)
-            if await counting.insert_child_versions(conn, g, [child]):
-                deltas.update(stocks.stock_deltas(known, child, target.stock_through))
+    elif children:
+        deltas.update(await _child_stock_deltas(conn, g, children, target.stock_through))
     await counting.add_to_cells(conn, g, deltas)
     return applied
+
+
+async def _child_stock_deltas(
+    conn: AsyncConnection, generation: int, children: Sequence[stocks.ChildVersion], through: int
+) -> Counter[catalogue.CellKey]:
+    """Record child versions and return their stock deltas, as if each were applied alone
+    in turn: the children are locked, their histories read, and the versions inserted, each
+    in one statement; every new version then changes the cells against the history so far.
+    """
+    ids = sorted({c.child_id for c in children})
+    await bookkeeping.lock_children(conn, ids)
+    known = await counting.child_histories(conn, generation, ids)
+    new = await counting.insert_child_versions(conn, generation, children)
+    deltas: Counter[catalogue.CellKey] = Counter()
+    for child in children:
+        key = (child.child_id, child.version)
+        if key not in new:
+            continue  # known before, or met earlier in this batch
+        new.discard(key)
+        history = known.setdefault(child.child_id, [])
+        deltas.update(stocks.stock_deltas(history, child, through))
+        history.append(child)
+    return deltas
 
 
 async def live_target(conn: AsyncConnection) -> Target:
@@ -78,9 +97,9 @@ async def live_target(conn: AsyncConnection) -> Target:
     return await bookkeeping.active_target(conn)
 
 
-async def apply_live(conn: AsyncConnection, event: CloudEvent) -> None:
-    """The consumers' handler: apply one event to the answering generation."""
-    await apply_events(conn, await live_target(conn), [event], skip_invalid=False)
+async def apply_live(conn: AsyncConnection, events: Sequence[CloudEvent]) -> None:
+    """The consumers' handler: apply events, in order, to the answering generation."""
+    await apply_events(conn, await live_target(conn), events, skip_invalid=False)
 
 
 # ---------------------------------------------------------------- monthly stocks

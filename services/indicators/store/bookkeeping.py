@@ -53,9 +53,20 @@ async def lock_switch(conn: AsyncConnection) -> None:
     await conn.execute(text("SELECT pg_advisory_xact_lock(:n, :k)"), {"n": LOCKS, "k": SWITCH})
 
 
-async def lock_child(conn: AsyncConnection, child_id: str) -> None:
+async def lock_children(conn: AsyncConnection, child_ids: Sequence[str]) -> None:
+    """One change of a child at a time: lock children in one statement, in the order of
+    their lock keys (so two writers never wait on each other in a cycle)."""
+    if not child_ids:
+        return
     await conn.execute(
-        text("SELECT pg_advisory_xact_lock(:n, hashtext(:c))"), {"n": CHILD_NS, "c": child_id}
+        text(
+            """
+            SELECT pg_advisory_xact_lock(:n, h)
+            FROM (SELECT DISTINCT hashtext(c) AS h
+                  FROM unnest(CAST(:ids AS text[])) AS c ORDER BY h) AS k
+            """
+        ),
+        {"n": CHILD_NS, "ids": list(child_ids)},
     )
 
 

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -54,32 +55,37 @@ async def insert_child_versions(
     return {(str(r.child_id), r.version) for r in rows}
 
 
-async def child_history(
-    conn: AsyncConnection, generation: int, child_id: str
-) -> list[stocks.ChildVersion]:
-    """Every known version of a child."""
+async def child_histories(
+    conn: AsyncConnection, generation: int, child_ids: Sequence[str]
+) -> dict[str, list[stocks.ChildVersion]]:
+    """Every known version of each of some children (those with none are absent)."""
     rows = await conn.execute(
         select(child_versions).where(
             child_versions.c.generation == generation,
-            child_versions.c.child_id == uuid.UUID(child_id),
+            child_versions.c.child_id.in_([uuid.UUID(c) for c in child_ids]),
         )
     )
-    return [
-        stocks.ChildVersion(
-            child_id=str(r.child_id),
-            version=r.version,
-            effective=r.effective_month,
-            state=stocks.ChildState(
-                commune=r.commune,
-                sex=r.sex,
-                birth_month=r.birth_month,
-                status=r.status,
-                risk=r.risk,
-                vulnerabilities=tuple(r.vulnerabilities),
-            ),
-        )
-        for r in rows
-    ]
+    out: dict[str, list[stocks.ChildVersion]] = {}
+    for r in rows:
+        version = _child_version(r)
+        out.setdefault(version.child_id, []).append(version)
+    return out
+
+
+def _child_version(r: Any) -> stocks.ChildVersion:
+    return stocks.ChildVersion(
+        child_id=str(r.child_id),
+        version=r.version,
+        effective=r.effective_month,
+        state=stocks.ChildState(
+            commune=r.commune,
+            sex=r.sex,
+            birth_month=r.birth_month,
+            status=r.status,
+            risk=r.risk,
+            vulnerabilities=tuple(r.vulnerabilities),
+        ),
+    )
 
 
 async def first_child_month(conn: AsyncConnection, generation: int) -> int | None:
