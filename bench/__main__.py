@@ -1,78 +1,58 @@
-"""`python -m bench` (`make bench`): what the registry and the gateway cost against a bare ceiling.
+"""`python -m bench` (`make bench`): the whole platform against a bare ceiling, in one run.
 
-One run on this machine, each target alone in turn, the load generator in its own process:
+The load generator runs in its own process (bench/loadgen.py). First, alone on the machine
+with PostgreSQL:
   (a) ceiling   FastAPI + asyncpg, one INSERT / one SELECT (bench/ceiling.py)
-  (b) registry  `python -m services.registry`, called directly with a gateway-issued token
-  (c) gateway   the registry through `python -m gateway`
-each for create (POST) and read-by-id (GET); then two workflows through the gateway, each
-worker running one workflow after the other (bench/workflows.py):
-  (d) referral  create a referral, the provider it was routed to accepts it
-  (e) grant     request a grant, another principal approves it, a disburser pays it
-Prints a table and the ratios b/a, c/a and, per workflow, its request rate over the ceiling's
-create rate; writes everything to var/bench/results.json.
+then the whole platform as `make run` runs it (bench/platform.py: every service, every
+consumer, the gateway), every scenario through the gateway and each counted only once every
+durable consumer has applied its events (bench/scenarios.py):
+  spread        registrations spread over every commune: accepted and *sustained* (children
+                / time until the last event is applied everywhere); then reads by id
+  crowded       registrations into one commune already holding 20,000 children
+  workflows     referral create + accept, grant request + approve + disburse, per step
+                (bench/workflows.py), the consumers' catch-up counted
+  lag           commit-to-applied lag per consumer, p50/p99, registrations paced at 80 % of
+                the spread maximum (the services' komar_events_lag_seconds histogram)
+  bulk          100,000 children through children:batch from one client, children/s
+  memory        peak RSS per process
+Prints a table with every ratio to (a) and writes everything to var/bench/results.json.
 
-Environment: BENCH_SECONDS, BENCH_WARMUP, BENCH_CONNECTIONS (bench/measure.py).
-The modules: infra.py starts things, children.py makes the workload, measure.py runs the
-load generator and draws the figures, report.py turns them into ratios and the table.
-loadgen.py is the generator process (templates.py fills its workflow steps, trivial.py is
-the responder that measures its ceiling, cpu.py reads who used the CPU).
-
-`python -m bench indicators` (`make bench-indicators`, bench/indicators.py) is a separate
-phase, not run here: a month of indicators pulled with 10,000 and with 1,000,000 children,
-whose seeding takes many minutes.
+Environment: BENCH_SECONDS, BENCH_WARMUP, BENCH_CONNECTIONS (bench/measure.py),
+BENCH_CROWDED_CHILDREN, BENCH_BULK_CHILDREN (bench/scenarios.py); BENCH_SMALL=1 shrinks every
+scenario for a try. `python -m bench indicators` (`make bench-indicators`, bench/indicators.py)
+is a separate phase; `python -m bench.soak` (`make soak`) the soak run (bench/soak.py).
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import workflows
+from bench import scenarios, workflows
 from bench.children import child_bodies
-from bench.infra import BenchInfra, machine, service_env, terminate_as_exit, write_results
+from bench.infra import machine, terminate_as_exit, write_results
 from bench.measure import (
     CONNECTIONS,
     SECONDS,
+    SMALL,
     WARMUP,
     LoadGenerator,
     request_figures,
     workflow_figures,
 )
-from bench.report import (
-    AIM_RATIO,
-    TARGET_RATIO,
-    TARGETS,
-    WORKFLOWS,
-    ratios,
-    report,
-    rows,
-    workflow_ratios,
-    workflow_rows,
-)
+from bench.platform import WholePlatform, memory_mib
+from bench.report import WORKFLOWS, ratios, report
 from deploy.local.infra import free_port
 from deploy.local.supervisor import REPO_ROOT
 
 ROOT = REPO_ROOT / "var" / "bench"
 CALIBRATION_SECONDS = 3.0
-BODIES_PER_TARGET = 8192
 CHILDREN_PER_WORKER = 16  # children registered for the workflows, per connection
-SETUP_TIMEOUT = 180.0  # for the referrals and funds services to learn the children
-# Modules the bench runs under the supervisor: (log name, module).
-PROCESSES = [
-    ("trivial", "bench.loadgen"),
-    ("ceiling", "bench.ceiling"),
-    ("registry-migrate", "services.registry"),
-    ("gateway-migrate", "gateway"),
-    ("registry", "services.registry"),
-    ("gateway", "gateway"),
-    ("referrals-migrate", "services.referrals"),
-    ("funds-migrate", "services.funds"),
-    ("referrals", "services.referrals"),
-    ("funds", "services.funds"),
-]
-SERVICES = ["registry", "referrals", "funds"]
+SETUP_TIMEOUT = 600.0  # for the referrals and funds services to learn the children
+EXTRA = [("trivial", "bench.loadgen"), ("ceiling", "bench.ceiling")]
 
 
 def say(message: str) -> None:
@@ -80,40 +60,42 @@ def say(message: str) -> None:
     print(f"bench | {message}", flush=True)
 
 
-class Bench(BenchInfra):
+class Bench(WholePlatform):
     """The infrastructure, the load generator and the figures of one run."""
 
     def __init__(self, root: Path) -> None:
-        super().__init__(root, PROCESSES, ready_timeout=90.0, stop_timeout=5.0)
+        super().__init__(root, EXTRA, ready_timeout=120.0)
         self.jobs = root / "jobs"
         self.loadgen = LoadGenerator(self.jobs)
         self.results: dict[str, Any] = {
             "machine": machine(),
-            "settings": {"connections": CONNECTIONS, "warmup_s": WARMUP, "duration_s": SECONDS},
+            "settings": {
+                "connections": CONNECTIONS,
+                "warmup_s": WARMUP,
+                "duration_s": SECONDS,
+                "small": SMALL,
+                "crowded_children": scenarios.CROWDED_CHILDREN,
+                "bulk_children": scenarios.BULK_CHILDREN,
+            },
             "generator_ceiling": None,
-            "targets": {name: {} for name in TARGETS},
+            "ceiling": {},
+            "spread": {},
             "workflows": {name: {} for name in WORKFLOWS},
         }
-
-    # -------------------------------------------------------------- lifecycle
 
     def wipe(self) -> None:
         """Start from an empty folder, with a place for the generator's jobs."""
         super().wipe()
         self.jobs.mkdir()
 
-    def start(self) -> None:
-        """Start PostgreSQL and NATS on fresh ports and fix the services' environment."""
-        services = service_env("registry") | service_env("referrals") | service_env("funds")
-        say(self.start_infra(services))
-
     def stop_all(self) -> None:
-        """Stop the generator, every supervised process, NATS and PostgreSQL (shutdown is not
-        what is measured here: SIGKILL whatever has not stopped after 5 s)."""
+        """Stop the generator, every supervised process, NATS and PostgreSQL."""
         self.loadgen.kill()
         super().stop_all()
 
-    # -------------------------------------------------------------- measuring
+    def platform_progress_size(self, stream: str) -> int:
+        """The stream's last sequence now."""
+        return self.stream_sizes()[stream]
 
     def drive(self, label: str, job: dict[str, Any], watch: dict[str, list[int]]) -> dict[str, Any]:
         """Run the generator on a single-request job; its figures and who used the CPU."""
@@ -127,165 +109,110 @@ class Bench(BenchInfra):
             "trivial", "bench.loadgen", "serve-trivial", env={"BENCH_PORT": str(port)}, port=port
         )
         try:
-            figures = self.drive(
-                "generator",
-                {
-                    "base_url": f"http://127.0.0.1:{port}",
-                    "method": "GET",
-                    "paths": ["/ping"],
-                    "warmup_s": 1.0,
-                    "duration_s": CALIBRATION_SECONDS,
-                },
-                {"responder": [self.pid("trivial")]},
-            )
+            job = {
+                "base_url": f"http://127.0.0.1:{port}",
+                "paths": ["/ping"],
+                "warmup_s": 1.0,
+                "duration_s": CALIBRATION_SECONDS,
+            }
+            figures = self.drive("generator", job, {"responder": [self.pid("trivial")]})
         finally:
             self.supervisor.stop("trivial")
         figures.pop("ids")
         self.results["generator_ceiling"] = figures
         say(f"generator ceiling: {figures['rps']:,.0f} req/s")
 
-    def measure(
-        self,
-        target: str,
-        base_url: str,
-        collection: str,
-        headers: dict[str, str],
-        watch: dict[str, list[int]],
-        seed: int,
-    ) -> None:
-        """Create, then read random created ids, against one target."""
-        figures = self.results["targets"][target]
-        say(f"{TARGETS[target]}: create")
+    def create_then_read(
+        self, label: str, base_url: str, collection: str, token: str | None, watch: Any
+    ) -> dict[str, Any]:
+        """(a): create, then read random created ids."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        job = {"base_url": base_url, "paths": [collection], "headers": headers}
+        say(f"{label}: create")
         create = self.drive(
-            f"{target}-create",
-            {
-                "base_url": base_url,
-                "method": "POST",
-                "paths": [collection],
-                "bodies": child_bodies(BODIES_PER_TARGET, seed),
-                "headers": headers,
-                "expect": [201],
-                "collect_ids": True,
-            },
+            f"{label}-create",
+            job
+            | {"method": "POST", "bodies": child_bodies(8192, 1), "expect": [201]}
+            | {"collect_ids": True},
             watch,
         )
         ids = create.pop("ids")
-        figures["create"] = create
         if not ids:
-            raise RuntimeError(f"{target}: no record was created: {create['error_samples']}")
-        say(f"{TARGETS[target]}: read ({len(ids)} ids to choose from)")
+            raise RuntimeError(f"{label}: no record was created: {create['error_samples']}")
+        say(f"{label}: read ({len(ids)} ids to choose from)")
         read = self.drive(
-            f"{target}-read",
-            {
-                "base_url": base_url,
-                "method": "GET",
-                "paths": [f"{collection}/{i}" for i in ids],
-                "headers": headers,
-                "expect": [200],
-            },
-            watch,
+            f"{label}-read", job | {"paths": [f"{collection}/{i}" for i in ids]}, watch
         )
         read.pop("ids")
-        figures["read"] = read
+        return {"create": create, "read": read}
 
     def run_ceiling(self) -> None:
-        """(a): the bare app, alone on the machine with PostgreSQL."""
         port = free_port()
         env = {"DATABASE_URL": self.env["DATABASE_URL"], "BENCH_CEILING_PORT": str(port)}
         self.supervisor.start("ceiling", "bench.ceiling", env=env, port=port)
         try:
-            self.measure(
-                "ceiling",
-                f"http://127.0.0.1:{port}",
-                "/children",
-                {},
-                {"app": [self.pid("ceiling")], **self.infra_pids()},
-                seed=1,
+            watch = {"app": [self.pid("ceiling")], **self.infra_pids()}
+            base = f"http://127.0.0.1:{port}"
+            self.results["ceiling"] = self.create_then_read(
+                "ceiling", base, "/children", None, watch
             )
         finally:
             self.supervisor.stop("ceiling")
 
-    def start_platform(self) -> str:
-        """Migrate and start the registry and the gateway; return a bench client's token."""
-        say("migrating and starting the registry and the gateway")
-        self.supervisor.run("registry-migrate", "services.registry", "migrate", env=self.env)
-        self.supervisor.run("gateway-migrate", "gateway", "migrate", env=self.env)
-        registry_port = int(self.env["KOMAR_REGISTRY_PORT"])
-        gateway_port = int(self.env["KOMAR_GATEWAY_PORT"])
-        self.supervisor.start("registry", "services.registry", env=self.env, port=registry_port)
-        self.supervisor.start("gateway", "gateway", env=self.env, port=gateway_port)
-        return self.bench_token(self.gateway)
-
-    def bench_token(self, gateway: str) -> str:
-        """Create a national registry client through the admin API and get its token."""
-        platform = workflows.Platform(gateway, self.admin_secret)
+    def bench_client(self) -> None:
+        """A national registry client through the admin API."""
+        platform = workflows.Platform(self.gateway, self.admin_secret)
         try:
-            return platform.client(
-                "bench", "bench-moswvy", "government", ["registry:read", "registry:write"], ["KH"]
-            )
+            scopes = ["registry:read", "registry:write"]
+            value = platform.client("bench", "bench-moswvy", "government", scopes, ["KH"])
+            self.credentials = platform.credentials[value]
         finally:
             platform.close()
 
-    def run_services(self, token: str) -> None:
-        """(b) the registry directly, then (c) through the gateway, one after the other."""
+    def token(self) -> str:
+        """A fresh token of the bench's client (tokens live 15 minutes, a run longer)."""
+        return workflows.fresh_token(self.gateway, self.credentials)
+
+    def run_spread(self, token: str) -> None:
+        say("spread: registrations through the gateway, then the consumers' catch-up")
+        figures = scenarios.spread(self, token)
+        say(f"  accepted {figures['rps']:,.0f}/s, sustained {figures['sustained_rps']}/s")
+        watch = self.watch("registry")
+        ids = [c["id"] for c in self._some_children(token)]
+        say("spread: reads by id through the gateway")
         headers = {"Authorization": f"Bearer {token}"}
-        registry, gateway = self.pid("registry"), self.pid("gateway")
-        infra = self.infra_pids()
-        self.measure(
-            "registry",
-            self.env["KOMAR_REGISTRY_URL"],
-            "/v1/registry/children",
-            headers,
-            {"app": [registry], **infra},
-            seed=2,
+        paths = [f"{scenarios.COLLECTION}/{i}" for i in ids]
+        read = self.drive(
+            "spread-read", {"base_url": self.gateway, "paths": paths, "headers": headers}, watch
         )
-        self.measure(
-            "gateway",
-            self.gateway,
-            "/v1/registry/children",
-            headers,
-            {"gateway": [gateway], "app": [registry], **infra},
-            seed=3,
-        )
+        read.pop("ids")
+        self.results["spread"] = {"create": figures, "read": read}
 
-    # -------------------------------------------------------------- workflows
+    def _some_children(self, token: str) -> list[dict[str, Any]]:
+        import httpx
 
-    def drive_workflow(
-        self, label: str, job: dict[str, Any], watch: dict[str, list[int]]
-    ) -> dict[str, Any]:
-        """Run the generator on a workflow job; figures per workflow and per step."""
-        return workflow_figures(self.loadgen.run(label, job, watch), watch)
-
-    def start_workflow_services(self) -> None:
-        """Migrate and start the referrals and funds services (the gateway already routes to
-        their ports)."""
-        say("migrating and starting the referrals and funds services")
-        self.supervisor.run("referrals-migrate", "services.referrals", "migrate", env=self.env)
-        self.supervisor.run("funds-migrate", "services.funds", "migrate", env=self.env)
-        for name in ("referrals", "funds"):
-            port = int(self.env[f"KOMAR_{name.upper()}_PORT"])
-            self.supervisor.start(name, f"services.{name}", env=self.env, port=port)
-
-    def backlog(self, consumers: list[tuple[str, str]]) -> bool:
-        """Whether the durable consumers have applied every event published so far."""
-        return workflows.consumer_backlog(self.env["NATS_URL"], consumers) == 0
+        with httpx.Client(base_url=self.gateway, timeout=60.0) as http:
+            answer = http.get(
+                scenarios.COLLECTION,
+                params={"limit": 500},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        items: list[dict[str, Any]] = workflows.check(answer, "listing children")["items"]
+        return items
 
     def run_workflows(self) -> None:
-        """(d) and (e): set both up through the gateway, then measure one after the other."""
-        self.start_workflow_services()
-        gateway = self.gateway
+        """Both workflows through the gateway, each counted until the consumers caught up."""
         count = CONNECTIONS * CHILDREN_PER_WORKER
         say(f"setting up the workflows: clients, providers, funds, {count} children")
         setup = workflows.set_up(
-            gateway,
+            self.gateway,
             self.admin_secret,
             child_bodies(count, seed=4),
-            caught_up=lambda: self.backlog(workflows.CHILD_CONSUMERS),
+            caught_up=self.caught_up,
             timeout=SETUP_TIMEOUT,
             say=lambda line: say(f"  set-up: {line}"),
         )
         self.results["workflow_setup_s"] = setup.seconds
-        say(f"workflow set-up done in {setup.seconds:.0f} s")
         jobs: dict[str, dict[str, Any]] = {
             "referral": {"items": setup.referral_items, "tokens": setup.referral_tokens},
             "grant": {
@@ -294,78 +221,94 @@ class Bench(BenchInfra):
                 "partition_items": True,  # one open grant per child and category
             },
         }
-        infra = self.infra_pids()
         for name, (label, service, steps) in WORKFLOWS.items():
-            # Nothing left over from the set-up or the previous workflow: the registry has
-            # applied every referral event (access follows referrals) before this one starts.
-            workflows.wait_until(
-                lambda: self.backlog(workflows.CHILD_CONSUMERS + workflows.REFERRAL_CONSUMERS),
-                SETUP_TIMEOUT,
-                "the consumers to catch up",
-            )
+            self.wait_caught_up(SETUP_TIMEOUT)
             say(label)
-            watch = {
-                "gateway": [self.pid("gateway")],
-                "app": [self.pid(service)],
-                "services": [self.pid(s) for s in SERVICES if s != service],
-                **infra,
-            }
+            watch = self.watch(service)
             try:
-                figures = self.drive_workflow(
-                    f"workflow-{name}",
-                    {"base_url": gateway, "workflow": steps, **jobs[name]},
-                    watch,
-                )
+                job = {"base_url": self.gateway, "workflow": steps, **jobs[name]}
+                raw = self.loadgen.run(f"workflow-{name}", job, watch)
+                figures = workflow_figures(raw, watch)
+                caught_up = self.wait_caught_up(scenarios.CATCH_UP_TIMEOUT)
             except Exception as exc:
                 say(f"{label} failed: {exc}")
                 self.results["workflows"][name] = {"error": str(exc).splitlines()[0]}
                 continue
+            catch_up = max(0.0, caught_up - figures["ended_at"])
+            figures["catch_up_s"] = round(catch_up, 2)
+            # Requests of the window over the window plus the catch-up after it.
+            figures["sustained_step_rps"] = round(figures["requests"] / (SECONDS + catch_up), 1)
             self.results["workflows"][name] = figures
             say(
                 f"{label}: {figures['workflows_per_s']:,.1f} workflows/s, "
-                f"{figures['errors']} errors"
+                f"{figures['errors']} errors, catch-up {catch_up:.1f} s"
             )
+
+    def memory(self) -> None:
+        pids = {name: [pid] for name, pid in self.component_pids().items()}
+        self.results["memory"] = memory_mib(pids | self.infra_pids())
+
+
+def step(name: str, action: Callable[[], None], failures: list[str]) -> None:
+    """Run one scenario; a failure is recorded and the run goes on."""
+    try:
+        action()
+    except Exception as exc:
+        failures.append(f"{name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        say(f"{name} failed: {failures[-1]}")
 
 
 def main() -> int:
     """Run every measurement, print the table, write var/bench/results.json."""
     bench = Bench(ROOT)
-    failed = False
+    failures: list[str] = []
     started = time.monotonic()
+    results = bench.results
     with terminate_as_exit():
         bench.wipe()
         try:
-            bench.start()
+            say(bench.start())
             bench.calibrate()
             bench.run_ceiling()
-            try:
-                token = bench.start_platform()
-                bench.run_services(token)
-            except Exception as exc:
-                failed = True
-                say(f"registry/gateway measurement failed: {exc}")
-                for target in ("registry", "gateway"):
-                    bench.results["targets"][target].setdefault("error", str(exc).splitlines()[0])
-            try:
-                bench.run_workflows()
-            except Exception as exc:
-                failed = True
-                say(f"workflow measurement failed: {exc}")
-                for name in WORKFLOWS:
-                    if not bench.results["workflows"][name]:
-                        bench.results["workflows"][name] = {"error": str(exc).splitlines()[0]}
+            say("migrating and starting the whole platform")
+            bench.start_platform(say)
+            bench.bench_client()
+            step("spread", lambda: bench.run_spread(bench.token()), failures)
+            step(
+                "crowded",
+                lambda: results.update(crowded=scenarios.crowded(bench, bench.token(), say)),
+                failures,
+            )
+            step("workflows", bench.run_workflows, failures)
+            spread_max = results["spread"].get("create", {}).get("rps", 0.0)
+            if spread_max:
+                say(f"event lag at {scenarios.LAG_LOAD:.0%} of {spread_max:,.0f} registrations/s")
+                step(
+                    "lag",
+                    lambda: results.update(lag=scenarios.lag(bench, bench.token(), spread_max)),
+                    failures,
+                )
+            step(
+                "bulk",
+                lambda: results.update(bulk=scenarios.bulk(bench, bench.token(), say)),
+                failures,
+            )
+            bench.memory()
         finally:
             say("stopping every process")
             bench.stop_all()
-    results = bench.results
-    results["ratios"] = ratios(results["targets"]) | workflow_ratios(results)
-    results["targets_ratio"] = {"c/a": TARGET_RATIO, "aim": AIM_RATIO}
+    results["failures"] = failures
+    results["ratios"] = ratios(results)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     write_results(ROOT, results, report(results))
     print("indicators with 10k vs 1M children (seeding takes minutes): make bench-indicators")
-    errors = sum(row["errors"] for row in [*rows(results), *workflow_rows(results)])
+    errors = sum(
+        row.get("errors", 0)
+        for row in [*results["ceiling"].values(), *results["spread"].values()]
+        if isinstance(row, dict)
+    ) + sum(w.get("errors", 0) for w in results["workflows"].values())
     missing = any("steps" not in data for data in results["workflows"].values())
-    return 1 if failed or errors or missing else 0
+    return 1 if failures or errors or missing else 0
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ SYLLABLES = ["ra", "ny", "tha", "vy", "ka", "mon", "lis", "sa", "vath", "rith", 
 VULNERABILITIES = ["poor_household", "out_of_school", "disability", "neglect", "child_labour"]
 
 
-def child_bodies(count: int, seed: int) -> list[dict[str, Any]]:
-    """Distinct, valid children spread over every commune (as a national partner sync would)."""
+def child_bodies(count: int, seed: int, commune: str | None = None) -> list[dict[str, Any]]:
+    """Distinct, valid children spread over every commune (as a national partner sync would),
+    or all in `commune` (as a commune worker registering their own commune's children)."""
     from libs.common.places import all_communes
 
     rng = random.Random(seed)
@@ -28,7 +29,7 @@ def child_bodies(count: int, seed: int) -> list[dict[str, Any]]:
                 "family_name": rng.choice(FAMILY),
                 "sex": rng.choice(["female", "male"]),
                 "birth_date": (today - dt.timedelta(days=rng.randint(365, 16 * 365))).isoformat(),
-                "commune_code": rng.choice(communes),
+                "commune_code": commune or rng.choice(communes),
                 "caregiver": {
                     "name": "Dara Chan",
                     "relationship": "mother",

@@ -15,7 +15,14 @@ step created) and `<step>.<field>` (a field of an earlier step's JSON answer). A
 that is a whole JSON string keeps the value's JSON type. `auth` names an entry of `tokens`,
 sent as `Authorization: Bearer`. A step answered outside `expect` ends the iteration as a
 failed workflow. With `partition_items`, worker `w` draws only `items[w::connections]`, so
-no two workers ever act on the same item at once.
+no two workers ever act on the same item at once (bench/loadgen_workflow.py).
+
+Pacing: a job with `rate` > 0 sends at most that many requests (or workflows) per second,
+shared by its workers (open loop as long as the target keeps up; latency is measured from
+the send, so a target that falls behind shows it in the rate, not in the latencies). A job
+with `parts` (a list of jobs, each with a `name`) is a mix: every part runs at once over
+the same window, and the result holds each part's figures under `parts`. Every recorded
+answer keeps its time in the window (`at_s`), for figures per minute.
 
 `python -m bench.loadgen serve-trivial` (port from $BENCH_PORT): a raw asyncio responder that
 answers every request with a fixed 200, used once to measure the generator's own ceiling.
@@ -30,16 +37,15 @@ import os
 import random
 import sys
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
 from bench.cpu import cpu_snapshot, cpu_used
-from bench.templates import TemplateError, render
+from bench.loadgen_workflow import WorkflowTally, item_streams, workflow_result, workflow_worker
 from bench.trivial import serve_trivial
 
 
@@ -64,6 +70,29 @@ class Job:
     items: list[dict[str, Any]] = field(default_factory=list)
     partition_items: bool = False
     tokens: dict[str, str] = field(default_factory=dict)
+    # Requests (or workflows) per second for the whole job; 0: every worker back to back.
+    rate: float = 0.0
+    # A mix: each entry a job of its own (`name`, and whatever differs from this one).
+    parts: list[dict[str, Any]] = field(default_factory=list)
+    name: str = ""
+
+
+class Pacer:
+    """Hands out send slots `1/rate` apart to the workers of one job (none when rate is 0);
+    a worker that comes late takes the next slot at once, without a burst to catch up."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next = time.perf_counter()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.perf_counter()
+        slot = max(self.next, now)
+        self.next = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
 
 @dataclass
@@ -72,13 +101,16 @@ class Outcomes:
     job, or of one step of a workflow)."""
 
     latencies_ms: list[float] = field(default_factory=list)
+    at_s: list[float] = field(default_factory=list)  # when each was answered in the window
     statuses: Counter[str] = field(default_factory=Counter)
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
 
-    def record(self, status: int, ok: bool, payload: bytes, seconds: float) -> None:
-        """One request answered inside the window, in `seconds`; `ok`: an expected status."""
+    def record(self, status: int, ok: bool, payload: bytes, seconds: float, at: float) -> None:
+        """One request answered inside the window, in `seconds`, `at` s after it opened;
+        `ok`: an expected status."""
         self.latencies_ms.append(seconds * 1000.0)
+        self.at_s.append(round(at, 3))
         self.statuses[str(status)] += 1
         if not ok:
             self.errors += 1
@@ -90,6 +122,7 @@ class Outcomes:
         return {
             "requests": len(self.latencies_ms),
             "latencies_ms": [round(v, 3) for v in self.latencies_ms],
+            "at_s": self.at_s,
             "statuses": dict(self.statuses),
             "errors": self.errors,
             "error_samples": self.error_samples,
@@ -141,15 +174,20 @@ async def _worker(
     requests: itertools.cycle[tuple[str, bytes | None]],
     clock: dict[str, float],
     tally: Tally,
+    pace: Callable[[], Awaitable[None]],
 ) -> None:
-    """Send requests back to back until the window closes; record those answered inside it."""
+    """Send requests back to back (or at the job's pace) until the window closes; record
+    those answered inside it."""
     expect = set(job.expect)
+    headers = {**job.headers, **({"Content-Type": "application/json"} if job.bodies else {})}
     while True:
+        await pace()
         path, body = next(requests)
         started = time.perf_counter()
         if started >= clock["end"]:
             return
-        status, payload, location = await _send(session, job.method, job.base_url + path, body)
+        url = job.base_url + path
+        status, payload, location = await _send(session, job.method, url, body, headers)
         done = time.perf_counter()
         ok = status in expect
         if ok and job.collect_ids:
@@ -158,7 +196,7 @@ async def _worker(
                 tally.ids.append(created)
         if not clock["start"] <= done <= clock["end"]:
             continue  # answered during the warm-up, or after the window closed
-        tally.record(status, ok, payload, done - started)
+        tally.record(status, ok, payload, done - started, done - clock["start"])
 
 
 def _request_stream(job: Job) -> itertools.cycle[tuple[str, bytes | None]]:
@@ -172,117 +210,52 @@ def _request_stream(job: Job) -> itertools.cycle[tuple[str, bytes | None]]:
     )
 
 
-# ------------------------------------------------------------------ workflow mode
-
-
-@dataclass
-class WorkflowTally:
-    """Whole workflows finished (or failed) inside the measured window, and each step's
-    outcomes (in the order of the job's steps)."""
-
-    steps: list[Outcomes]
-    latencies_ms: list[float] = field(default_factory=list)
-    failed: int = 0
-    failed_at: Counter[str] = field(default_factory=Counter)
-
-
-def _item_streams(job: Job) -> list[Iterator[dict[str, Any]]]:
-    """What each worker draws its iterations' items from."""
-    items = list(job.items) or [{}]
-    rng = random.Random(1)
-    if not job.partition_items:
-        rng.shuffle(items)
-        shared = itertools.cycle(items)
-        return [shared] * job.connections
-    if len(items) < job.connections:
-        raise SystemExit(
-            f"partition_items needs at least one item per connection "
-            f"({len(items)} items, {job.connections} connections)"
-        )
-    return [itertools.cycle(items[w :: job.connections]) for w in range(job.connections)]
-
-
-async def _call(
-    session: aiohttp.ClientSession, job: Job, step: dict[str, Any], context: dict[str, Any]
-) -> tuple[int, bytes, str | None]:
-    """Send one step; (status, body, Location). Status 0: no answer, or a bad template."""
-    try:
-        path = render(step["path"], context)
-        headers: dict[str, str] = {}
-        if step.get("auth"):
-            name = render(step["auth"], context)
-            if name not in job.tokens:
-                raise TemplateError(f"no token named {name!r}")
-            headers["Authorization"] = f"Bearer {job.tokens[name]}"
-        data = None
-        if step.get("body") is not None:
-            data = _json_bytes(render(step["body"], context))
-            headers["Content-Type"] = "application/json"
-    except TemplateError as exc:
-        return 0, f"template: {exc}".encode(), None
-    return await _send(session, step["method"], job.base_url + path, data, headers)
-
-
-async def _workflow_worker(
-    session: aiohttp.ClientSession,
-    job: Job,
-    items: Iterator[dict[str, Any]],
-    clock: dict[str, float],
-    tally: WorkflowTally,
-) -> None:
-    """Run the workflow back to back until the window closes; record what ends inside it.
-
-    An iteration the window closes on is abandoned (its remaining steps are not sent)."""
-    while True:
-        began = time.perf_counter()
-        if began >= clock["end"]:
-            return
-        inside = False
-        context: dict[str, Any] = {**next(items), "uuid": uuid.uuid4().hex}
-        for index, (step, outcomes) in enumerate(zip(job.workflow, tally.steps, strict=True)):
-            started = time.perf_counter()
-            if started >= clock["end"]:
-                return
-            status, payload, location = await _call(session, job, step, context)
-            done = time.perf_counter()
-            ok = status in step.get("expect", [200])
-            inside = clock["start"] <= done <= clock["end"]
-            if inside:
-                outcomes.record(status, ok, payload, done - started)
-            if not ok:
-                if inside:
-                    tally.failed += 1
-                    tally.failed_at[step["name"]] += 1
-                break
-            try:
-                answer = json.loads(payload) if payload else None
-            except ValueError:
-                answer = None
-            context[step["name"]] = answer if isinstance(answer, dict) else {}
-            if index == 0:
-                created = _created_id(location, payload)
-                if created:
-                    context["id"] = created
-        else:
-            if inside:
-                tally.latencies_ms.append((time.perf_counter() - began) * 1000.0)
-
-
 # ------------------------------------------------------------------ running a job
+
+
+async def _run_part(
+    session: aiohttp.ClientSession, job: Job, clock: dict[str, float]
+) -> dict[str, Any]:
+    """Run one job's workers over the shared window; its raw figures (without CPU)."""
+    pace = Pacer(job.rate).wait
+    if job.workflow:
+        flow = WorkflowTally([Outcomes() for _ in job.workflow])
+        await asyncio.gather(
+            *(
+                workflow_worker(session, job, items, clock, flow, _send, pace, _created_id)
+                for items in item_streams(job)
+            )
+        )
+        return workflow_result(job, flow)
+    tally = Tally()
+    requests = _request_stream(job)
+    await asyncio.gather(
+        *(_worker(session, job, requests, clock, tally, pace) for _ in range(job.connections))
+    )
+    return {**tally.figures(), "duration_s": job.duration_s, "ids": tally.ids}
+
+
+def _parts(job: Job) -> list[Job]:
+    """The jobs a run drives at once: the job itself, or each part of a mix."""
+    if not job.parts:
+        return [job]
+    shared = {"base_url": job.base_url, "warmup_s": job.warmup_s, "duration_s": job.duration_s}
+    return [Job(**{**shared, **part}) for part in job.parts]
 
 
 async def run_job(job: Job) -> dict[str, Any]:
     """Run one measurement and return its raw figures."""
-    headers = {"Accept": "application/json", **job.headers}
-    if job.bodies:
-        headers["Content-Type"] = "application/json"
-    connector = aiohttp.TCPConnector(limit=job.connections, force_close=False, ttl_dns_cache=None)
-    timeout = aiohttp.ClientTimeout(total=30)
-    tally = Tally()
-    flow = WorkflowTally([Outcomes() for _ in job.workflow])
+    parts = _parts(job)
+    connections = sum(part.connections for part in parts)
+    connector = aiohttp.TCPConnector(limit=connections, force_close=False, ttl_dns_cache=None)
+    timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(
-        connector=connector, headers=headers, timeout=timeout, skip_auto_headers=["User-Agent"]
+        connector=connector,
+        headers={"Accept": "application/json"},
+        timeout=timeout,
+        skip_auto_headers=["User-Agent"],
     ) as session:
+        began_at = time.time()
         now = time.perf_counter()
         clock = {"start": now + job.warmup_s, "end": now + job.warmup_s + job.duration_s}
         snapshots: dict[str, tuple[float, dict[str, float]]] = {}
@@ -292,48 +265,20 @@ async def run_job(job: Job) -> dict[str, Any]:
             snapshots[moment] = (time.perf_counter(), cpu_snapshot(job.watch, "loadgen"))
 
         markers = [asyncio.create_task(snapshot_at(m)) for m in ("start", "end")]
-        if job.workflow:
-            await asyncio.gather(
-                *(
-                    _workflow_worker(session, job, items, clock, flow)
-                    for items in _item_streams(job)
-                )
-            )
-        else:
-            requests = _request_stream(job)
-            await asyncio.gather(
-                *(_worker(session, job, requests, clock, tally) for _ in range(job.connections))
-            )
+        results = await asyncio.gather(*(_run_part(session, part, clock) for part in parts))
         await asyncio.gather(*markers)
+        ended_at = time.time()
     (t0, at_start), (t1, at_end) = snapshots["start"], snapshots["end"]
     # Cores busy on average over the window: each watched group, the generator, the machine,
     # and the rest of the machine ("other").
     used = cpu_used(at_start, at_end)
     cores = {name: round(seconds / (t1 - t0), 3) for name, seconds in used.items()}
-    if job.workflow:
-        return _workflow_result(job, flow, cores)
-    return {**tally.figures(), "duration_s": job.duration_s, "ids": tally.ids, "cores": cores}
-
-
-def _workflow_result(job: Job, flow: WorkflowTally, cores: dict[str, float]) -> dict[str, Any]:
-    """The raw figures of a workflow run: whole workflows, then each step."""
-    return {
-        "mode": "workflow",
-        "requests": sum(len(s.latencies_ms) for s in flow.steps),
-        "duration_s": job.duration_s,
-        "workflows": {
-            "completed": len(flow.latencies_ms),
-            "failed": flow.failed,
-            "failed_at": dict(flow.failed_at),
-            "latencies_ms": [round(v, 3) for v in flow.latencies_ms],
-        },
-        "steps": [
-            {"name": step["name"], **outcomes.figures()}
-            for step, outcomes in zip(job.workflow, flow.steps, strict=True)
-        ],
-        "errors": flow.failed,
-        "cores": cores,
-    }
+    # Wall-clock times (epoch s) of the first request sent and the last answer received.
+    times = {"began_at": began_at, "ended_at": ended_at, "cores": cores}
+    if job.parts:
+        named = {part.name: result for part, result in zip(parts, results, strict=True)}
+        return {"mode": "mix", "parts": named, "duration_s": job.duration_s, **times}
+    return {**results[0], **times}
 
 
 def _event_loop_policy() -> None:

@@ -2,7 +2,8 @@
 from them: request rate, latency quantiles, and serving CPU per request or workflow.
 
 Environment: BENCH_SECONDS (measured window, default 10), BENCH_WARMUP (default 2),
-BENCH_CONNECTIONS (default 32; also the workers of a workflow).
+BENCH_CONNECTIONS (default 32; also the workers of a workflow); BENCH_SMALL=1 shrinks them
+(4 s, 1 s, 8 connections).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import Any
 
 from deploy.local.supervisor import REPO_ROOT
 
-SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
-WARMUP = float(os.environ.get("BENCH_WARMUP", "2"))
-CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+# BENCH_SMALL=1: a try at small sizes (every scenario shrinks; see bench/scenarios.py).
+SMALL = os.environ.get("BENCH_SMALL", "") not in ("", "0")
+SECONDS = float(os.environ.get("BENCH_SECONDS", "4" if SMALL else "10"))
+WARMUP = float(os.environ.get("BENCH_WARMUP", "1" if SMALL else "2"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "8" if SMALL else "32"))
 
 
 def quantile(ordered: list[float], q: float) -> float:
@@ -35,6 +38,11 @@ def _latencies(ordered: list[float]) -> dict[str, float]:
         "p50_ms": round(quantile(ordered, 0.50), 2),
         "p99_ms": round(quantile(ordered, 0.99), 2),
     }
+
+
+def latencies(ordered: list[float]) -> dict[str, float]:
+    """The median and the 99th percentile of sorted latencies, in ms."""
+    return _latencies(ordered)
 
 
 def _outcomes(raw: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +72,7 @@ class LoadGenerator:
             [sys.executable, "-m", "bench.loadgen", "run", str(job_path), str(result_path)],
             cwd=REPO_ROOT,
         )
-        code = self.process.wait(timeout=job["warmup_s"] + job["duration_s"] + 120)
+        code = self.process.wait(timeout=job["warmup_s"] + job["duration_s"] + 300)
         self.process = None
         if code != 0:
             raise RuntimeError(f"load generator failed on {label} (exit code {code})")
@@ -94,6 +102,7 @@ def request_figures(raw: dict[str, Any], watch: dict[str, list[int]]) -> dict[st
         # unlike req/s, barely moved by whatever else runs on the machine.
         "server_cpu_ms_per_request": round(server / rps * 1000, 3) if rps else None,
         "ids": raw["ids"],
+        **_times(raw),
     }
 
 
@@ -133,4 +142,10 @@ def workflow_figures(raw: dict[str, Any], watch: dict[str, list[int]]) -> dict[s
         # NATS) per whole workflow, and per request of it.
         "server_cpu_ms_per_workflow": round(server / wps * 1000, 3) if wps else None,
         "server_cpu_ms_per_request": round(server / step_rps * 1000, 3) if step_rps else None,
+        **_times(raw),
     }
+
+
+def _times(raw: dict[str, Any]) -> dict[str, float]:
+    """When the generator sent its first request and received its last answer (epoch s)."""
+    return {"began_at": raw["began_at"], "ended_at": raw["ended_at"]}

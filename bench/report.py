@@ -1,208 +1,189 @@
-"""The figures of `python -m bench` as ratios and as the table it prints."""
+"""The figures of `python -m bench` as ratios to the ceiling and as the table it prints."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from bench import workflows
 
-TARGETS = {
-    "ceiling": "(a) ceiling: FastAPI + asyncpg",
-    "registry": "(b) registry, direct",
-    "gateway": "(c) registry via gateway",
-}
 # name -> (label, service under test, steps)
 WORKFLOWS = {
-    "referral": ("(d) referral: create, accept", "referrals", workflows.REFERRAL_STEPS),
-    "grant": ("(e) grant: request, approve, disburse", "funds", workflows.GRANT_STEPS),
+    "referral": ("referral: create, accept", "referrals", workflows.REFERRAL_STEPS),
+    "grant": ("grant: request, approve, disburse", "funds", workflows.GRANT_STEPS),
 }
-TARGET_RATIO, AIM_RATIO = 0.5, 0.7
+# Issue 12's targets, printed beside each ratio.
+TARGETS = {
+    "spread sustained / ceiling create": 0.5,
+    "crowded sustained / spread sustained": 0.9,
+    "workflow step / ceiling create": 0.4,
+}
 BUSY_OTHER_CORES = 0.25  # outside load above which the table warns that req/s is distorted
 
 
-def rows(results: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every measured row (target x operation)."""
-    for data in results["targets"].values():
-        for op in ("create", "read"):
-            if isinstance(data.get(op), dict):
-                yield data[op]
+def _div(top: float | None, bottom: float | None) -> float | None:
+    return round(top / bottom, 3) if top and bottom else None
 
 
-def workflow_rows(results: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every measured workflow."""
-    for data in results.get("workflows", {}).values():
+def ratios(results: dict[str, Any]) -> dict[str, float | None]:
+    """Every ratio of the run, each of two figures measured in this same run."""
+    ceiling = results.get("ceiling", {})
+    create = ceiling.get("create", {}).get("rps")
+    read = ceiling.get("read", {}).get("rps")
+    spread = results.get("spread", {})
+    crowded = results.get("crowded", {})
+    out = {
+        "spread accepted / ceiling create": _div(spread.get("create", {}).get("rps"), create),
+        "spread sustained / ceiling create": _div(
+            spread.get("create", {}).get("sustained_rps"), create
+        ),
+        "spread read / ceiling read": _div(spread.get("read", {}).get("rps"), read),
+        "crowded sustained / ceiling create": _div(crowded.get("sustained_rps"), create),
+        "crowded sustained / spread sustained": _div(
+            crowded.get("sustained_rps"), spread.get("create", {}).get("sustained_rps")
+        ),
+        "bulk counted / ceiling create": _div(results.get("bulk", {}).get("counted_per_s"), create),
+    }
+    for name, data in results.get("workflows", {}).items():
+        for step, row in data.get("steps", {}).items():
+            row["ratio_to_ceiling_create"] = _div(row["rps"], create)
+            out[f"{name} {step} / ceiling create"] = row["ratio_to_ceiling_create"]
         if "steps" in data:
-            yield data
-
-
-def workflow_ratios(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
-    """Per workflow: its request rate (every step's requests) over the ceiling's create rate,
-    and the inverse ratio of serving CPU per request. Also stored on each step."""
-    base = results["targets"]["ceiling"].get("create")
-    out: dict[str, dict[str, float | None]] = {}
-    for name, (label, _, _) in WORKFLOWS.items():
-        data = results["workflows"].get(name, {})
-        key = f"{label[1]}/a steps"  # "(d) referral…" -> "d/a steps"
-        if not isinstance(base, dict) or not base["rps"] or "steps" not in data:
-            out[key] = {"throughput": None, "cpu_cost": None}
-            continue
-        for step in data["steps"].values():
-            step["ratio_to_ceiling_create"] = round(step["rps"] / base["rps"], 3)
-        cost = data["server_cpu_ms_per_request"]
-        out[key] = {
-            "throughput": round(data["step_rps"] / base["rps"], 3),
-            "cpu_cost": round(base["server_cpu_ms_per_request"] / cost, 3) if cost else None,
-        }
-        data["step_ratio_to_ceiling_create"] = out[key]["throughput"]
-        data["cpu_ratio_to_ceiling_create"] = out[key]["cpu_cost"]
+            out[f"{name} sustained steps / ceiling create"] = _div(
+                data.get("sustained_step_rps"), create
+            )
     return out
 
 
-def ratios(targets: dict[str, Any]) -> dict[str, dict[str, float | None]]:
-    """b/a, c/a (and c/b) per operation: by throughput, and by server CPU per request."""
-    pairs = [("b/a", "registry", "ceiling"), ("c/a", "gateway", "ceiling")]
-    pairs.append(("c/b", "gateway", "registry"))
-    out: dict[str, dict[str, float | None]] = {}
-    for name, top, base in pairs:
-        for op in ("create", "read"):
-            num, den = targets[top].get(op), targets[base].get(op)
-            if not (isinstance(num, dict) and isinstance(den, dict)) or not den["rps"]:
-                out[f"{name} {op}"] = {"throughput": None, "cpu_cost": None}
-                continue
-            cost = num["server_cpu_ms_per_request"]
-            out[f"{name} {op}"] = {
-                "throughput": round(num["rps"] / den["rps"], 3),
-                # The inverse ratio of serving CPU per request: what the throughput ratio
-                # would be on a machine where the serving side had all the CPU.
-                "cpu_cost": round(den["server_cpu_ms_per_request"] / cost, 3) if cost else None,
-            }
-    return out
+def _n(value: Any, width: int, digits: int = 1) -> str:
+    if value is None:
+        return f"{'n/a':>{width}}"
+    if isinstance(value, str):
+        return f"{value:>{width}}"
+    return f"{value:>{width},.{digits}f}"
 
 
 def report(results: dict[str, Any]) -> str:
     """The human-readable table."""
-    lines = []
-    gen = results["generator_ceiling"]
     s = results["settings"]
-    lines.append(
+    lines = [
         f"{results['machine']['cpus']} CPUs, {s['connections']} keep-alive connections, "
         f"{s['warmup_s']:g} s warm-up + {s['duration_s']:g} s measured per row"
-    )
+        + (" (BENCH_SMALL: a try, not a measurement)" if s.get("small") else "")
+    ]
+    gen = results.get("generator_ceiling")
     if gen:
         lines.append(
-            f"load generator ceiling (GET on a trivial responder): {gen['rps']:,.0f} req/s, "
-            f"p50 {gen['p50_ms']:.2f} ms, using {gen['cores']['loadgen']:.2f} core"
+            f"load generator ceiling (GET on a trivial responder): {gen['rps']:,.0f} req/s"
         )
-    lines.append("")
-    header = (
-        f"{'target':<30} {'op':<6} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}"
-        f" {'srv CPU':>8}   cores busy: gw / app / pg / nats / loadgen / other"
+    head = (
+        f"{'scenario':<40} {'req/s':>8} {'sustained':>9} {'catch-up':>8} {'p50 ms':>7}"
+        f" {'p99 ms':>7} {'errors':>6}"
     )
-    lines += [header, f"{'':<30} {'':<6} {'':>7} {'':>7} {'':>7} {'':>6} {'ms/req':>8}"]
-    lines.append("-" * len(header))
-    for target, label in TARGETS.items():
-        data = results["targets"][target]
-        for op in ("create", "read"):
-            row = data.get(op)
-            if row is None:
-                reason = data.get("error", "not measured")
-                lines.append(f"{label:<30} {op:<6} {'-':>7}   {reason[:80]}")
-                continue
-            used = _cores_busy(
-                row["cores"], ("gateway", "app", "postgres", "nats", "loadgen", "other")
+    lines += ["", head, f"{'':<40} {'accepted':>8} {'/s':>9} {'s':>8}", "-" * len(head)]
+
+    def row(label: str, data: dict[str, Any] | None, sustained: str = "sustained_rps") -> None:
+        if not data or "rps" not in data:
+            lines.append(f"{label:<40} {'-':>8}   {(data or {}).get('error', 'not measured')}")
+            return
+        lines.append(
+            f"{label:<40} {_n(data['rps'], 8, 0)} {_n(data.get(sustained), 9)} "
+            f"{_n(data.get('catch_up_s'), 8)} {_n(data['p50_ms'], 7)} {_n(data['p99_ms'], 7)} "
+            f"{data['errors']:>6}"
+        )
+
+    ceiling = results.get("ceiling", {})
+    row("ceiling (FastAPI + asyncpg) create", ceiling.get("create"))
+    row("ceiling (FastAPI + asyncpg) read", ceiling.get("read"))
+    row("spread: registrations via gateway", results.get("spread", {}).get("create"))
+    row("spread: reads by id via gateway", results.get("spread", {}).get("read"))
+    crowded = results.get("crowded")
+    row(f"crowded: +{results['settings']['crowded_children']:,} in one commune", crowded)
+    for name, (label, _, _) in WORKFLOWS.items():
+        data = results.get("workflows", {}).get(name, {})
+        if "steps" not in data:
+            lines.append(f"{label:<40} {'-':>8}   {data.get('error', 'not measured')}")
+            continue
+        lines.append(
+            f"{label:<40} {_n(data['step_rps'], 8, 0)} {_n(data.get('sustained_step_rps'), 9)} "
+            f"{_n(data.get('catch_up_s'), 8)} {_n(data['p50_ms'], 7)} {_n(data['p99_ms'], 7)} "
+            f"{data['errors']:>6}   ({data['workflows_per_s']:,.1f} workflows/s)"
+        )
+        for step, figures in data["steps"].items():
+            row(f"  {step}", figures)
+    lines += _lag(results.get("lag")) + _bulk(results.get("bulk"))
+    lines += _memory(results.get("memory"))
+    lines += ["", "ratios (both figures from this run)"]
+    for name, value in results.get("ratios", {}).items():
+        target = TARGETS.get(name) or (
+            TARGETS["workflow step / ceiling create"]
+            if name.count(" / ceiling create")
+            and name.split()[0] in WORKFLOWS
+            and "sustained" not in name
+            else None
+        )
+        verdict = ""
+        if target is not None:
+            verdict = f"   target >= {target}: " + (
+                "n/a" if value is None else ("ok" if value >= target else "BELOW")
             )
-            lines.append(
-                f"{label:<30} {op:<6} {row['rps']:>7,.0f} {row['p50_ms']:>7.1f} "
-                f"{row['p99_ms']:>7.1f} {row['errors']:>6} "
-                f"{row['server_cpu_ms_per_request']:>8.2f}   {used}"
-            )
-    lines += workflow_report(results)
-    lines += ["", f"{'ratio':<11} {'req/s':>6} {'by CPU/req':>11}"]
-    for name, value in results["ratios"].items():
-        tput, cost = value["throughput"], value["cpu_cost"]
-        note = ""
-        if name.startswith("c/a"):
-            verdict = "n/a" if tput is None else ("ok" if tput >= TARGET_RATIO else "BELOW")
-            note = f"   target >= {TARGET_RATIO} (aim {AIM_RATIO}): {verdict}"
-        shown = [f"{v:.2f}" if v is not None else "n/a" for v in (tput, cost)]
-        if name.endswith(" steps"):
-            note = "   every step's request over the ceiling's create"
-        lines.append(f"{name:<11} {shown[0]:>6} {shown[1]:>11}{note}")
+        lines.append(f"  {name:<42} {_n(value, 6, 2)}{verdict}")
     lines.append(
-        "by CPU/req: the ceiling's serving CPU per request over the target's (what req/s would "
-        "give if\nthe serving side had the machine to itself); 'other' is CPU used by processes "
-        "outside the bench"
+        "accepted: answered by the gateway in the window; sustained: children (or requests) over\n"
+        "the time until every consumer had applied the last event; catch-up: after the last answer"
     )
-    measured = [*rows(results), *workflow_rows(results)]
-    busiest = max((row["cores"]["other"] for row in measured), default=0.0)
+    busiest = max(
+        (r["cores"].get("other", 0.0) for r in _rows(results) if "cores" in r), default=0.0
+    )
     if busiest > BUSY_OTHER_CORES:
         lines.append(
-            f"warning: processes outside the bench used up to {busiest:.2f} of "
-            f"{results['machine']['cpus']} cores during a row;\nreq/s (and its ratios) are "
-            "understated and noisy there, the CPU/req figures much less so"
+            f"warning: processes outside the bench used up to {busiest:.2f} cores during a row: "
+            "req/s and ratios are understated and noisy"
         )
-    fastest = max((row["rps"] for row in rows(results)), default=0.0)
-    fastest = max([fastest, *(row["step_rps"] for row in workflow_rows(results))])
-    if gen and fastest > 0.5 * gen["rps"]:
-        lines.append(
-            f"note: the fastest row ({fastest:,.0f} req/s) is over half the generator's "
-            "ceiling: the generator may be part of the limit there"
-        )
+    for failure in results.get("failures", []):
+        lines.append(f"FAILED {failure}")
     return "\n".join(lines)
 
 
-def workflow_report(results: dict[str, Any]) -> list[str]:
-    """The workflows' part of the table: one line per workflow, then one per step."""
-    if not results.get("workflows"):
-        return []
-    lines = ["", "workflows through the gateway, each worker running one after the other"]
-    header = (
-        f"{'workflow':<38} {'row':<10} {'per s':>6} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}"
-        f" {'srv CPU':>8} {'/ (a)':>6}   cores busy: gw / app / services / pg / nats / "
-        "loadgen / other"
-    )
-    lines += [header, f"{'':<38} {'':<10} {'':>6} {'':>7} {'':>7} {'':>6} {'ms':>8} {'create':>6}"]
-    lines.append("-" * len(header))
-    for name, (label, _, _) in WORKFLOWS.items():
-        data = results["workflows"].get(name, {})
-        if "steps" not in data:
-            reason = data.get("error", "not measured")
-            lines.append(f"{label:<38} {'workflow':<10} {'-':>6}   {reason[:80]}")
-            continue
-        used = _cores_busy(
-            data["cores"], ("gateway", "app", "services", "postgres", "nats", "loadgen", "other")
-        )
-        cpu = data["server_cpu_ms_per_workflow"]
+def _rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    out = [r for r in results.get("ceiling", {}).values() if isinstance(r, dict)]
+    out += [r for r in results.get("spread", {}).values() if isinstance(r, dict)]
+    out += [results["crowded"]] if isinstance(results.get("crowded"), dict) else []
+    return out + [w for w in results.get("workflows", {}).values() if "steps" in w]
+
+
+def _lag(lag: dict[str, Any] | None) -> list[str]:
+    if not lag:
+        return ["", "event lag: not measured"]
+    load = lag["load"]
+    lines = [
+        "",
+        f"event lag, commit to applied, registrations paced at {lag['target_rps']:,.0f}/s "
+        f"(got {load['rps']:,.0f}/s, p99 {load['p99_ms']:.0f} ms, catch-up {load['catch_up_s']} s)",
+    ]
+    if lag["consumers"] is None:
+        return [*lines, "  n/a: the services publish no komar_events_lag_seconds histogram"]
+    for consumer, q in lag["consumers"].items():
         lines.append(
-            f"{label:<38} {'workflow':<10} {data['workflows_per_s']:>6,.1f} "
-            f"{data['p50_ms']:>7.1f} {data['p99_ms']:>7.1f} {data['errors']:>6} "
-            f"{_num(cpu, 8)} {'':>6}   {used}"
+            f"  {consumer:<40} p50 {_n(q['p50_s'], 6, 3)} s  p99 {_n(q['p99_s'], 6, 3)} s"
+            f"  ({q['events']:,} events; bucket upper bounds)"
         )
-        for index, (step, row) in enumerate(data["steps"].items(), 1):
-            lines.append(
-                f"{'':<38} {f'{index} {step}':<10} {row['rps']:>6,.1f} {row['p50_ms']:>7.1f} "
-                f"{row['p99_ms']:>7.1f} {row['errors']:>6} {'':>8} "
-                f"{_num(row.get('ratio_to_ceiling_create'), 6)}"
-            )
-        lines.append(
-            f"{'':<38} {'all steps':<10} {data['step_rps']:>6,.1f} {'':>7} {'':>7} {'':>6} "
-            f"{_num(data['server_cpu_ms_per_request'], 8)} "
-            f"{_num(data.get('step_ratio_to_ceiling_create'), 6)}"
-        )
-    lines.append(
-        "srv CPU: per workflow on its line, per request on 'all steps'; / (a) create: req/s "
-        "over the ceiling's\ncreate req/s; 'services': the other Komar services (their event "
-        "consumers)"
-    )
     return lines
 
 
-def _cores_busy(cores: dict[str, float], groups: tuple[str, ...]) -> str:
-    """The cores each process group kept busy, in the table's column order."""
-    return " / ".join(f"{cores[k]:.2f}" if k in cores else "  - " for k in groups)
+def _bulk(bulk: dict[str, Any] | None) -> list[str]:
+    if not bulk:
+        return ["", "bulk import: not measured"]
+    return [
+        "",
+        f"bulk import, {bulk['children']:,} children via children:batch from one client: "
+        f"accepted {bulk['accepted_per_s']:,.0f}/s ({bulk['accepted_s']} s), counted by every "
+        f"consumer {bulk['counted_per_s']:,.0f}/s ({bulk['catch_up_after_last_s']} s after the "
+        "last answer)",
+    ]
 
 
-def _num(value: float | None, width: int) -> str:
-    """A figure right-aligned in `width`, or n/a."""
-    return f"{value:>{width}.2f}" if value is not None else f"{'n/a':>{width}}"
+def _memory(memory: dict[str, Any] | None) -> list[str]:
+    if not memory:
+        return []
+    parts = [f"{name} {m['peak_mib']:,.0f}" for name, m in memory.items()]
+    return ["", "peak RSS, MiB (postgres: summed over its processes): " + ", ".join(parts)]

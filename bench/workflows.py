@@ -171,6 +171,17 @@ class Setup:
     referral_items: list[dict[str, Any]] = field(default_factory=list)
     grant_items: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    # (client id, secret) of every token above, to get fresh ones (tokens live 15 minutes).
+    credentials: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def refreshed(self, gateway: str) -> tuple[dict[str, str], dict[str, str]]:
+        """New tokens for (referral_tokens, grant_tokens), same names."""
+        with httpx.Client(base_url=gateway, timeout=60.0) as http:
+
+            def renew(tokens: dict[str, str]) -> dict[str, str]:
+                return {name: token(http, *self.credentials[old]) for name, old in tokens.items()}
+
+            return renew(self.referral_tokens), renew(self.grant_tokens)
 
 
 class Platform:
@@ -179,6 +190,7 @@ class Platform:
     def __init__(self, gateway: str, admin_secret: str) -> None:
         self.http = httpx.Client(base_url=gateway, timeout=60.0)
         self.admin = token(self.http, "admin", admin_secret)
+        self.credentials: dict[str, tuple[str, str]] = {}  # token -> (client id, secret)
 
     def close(self) -> None:
         self.http.close()
@@ -190,7 +202,10 @@ class Platform:
         created = create_client(
             self.http, self.admin, name, org, org_type, scopes, areas, RATE_LIMIT
         )
-        return token(self.http, created["client_id"], created["client_secret"])
+        pair = (created["client_id"], created["client_secret"])
+        value = token(self.http, *pair)
+        self.credentials[value] = pair
+        return value
 
     def post(self, path: str, bearer: str, body: Any, what: str) -> Any:
         response = self.http.post(path, headers={"Authorization": f"Bearer {bearer}"}, json=body)
@@ -289,10 +304,17 @@ def set_up(
         await_children(platform, government, out.grant_tokens["requester"], last, timeout)
         say(f"the referrals and funds services know them: {_since(started)}")
         wait_until(caught_up, timeout, "the referrals and funds services catching up")
+        out.credentials = dict(platform.credentials)
     finally:
         platform.close()
     out.seconds = round(time.monotonic() - started, 1)
     return out
+
+
+def fresh_token(gateway: str, credentials: tuple[str, str]) -> str:
+    """A new token of a client (tokens live 15 minutes; a long run asks again)."""
+    with httpx.Client(base_url=gateway, timeout=60.0) as http:
+        return token(http, *credentials)
 
 
 def _since(started: float) -> str:
