@@ -199,6 +199,8 @@ class DurableConsumer:
         self._applied: dict[str, Any] = {}
 
     def start(self) -> None:
+        """Start (or, after `stop`, restart) fetching and applying."""
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.durable}")
 
     async def _subscribe(self) -> Any:

@@ -1,0 +1,234 @@
+"""The live consumers with a backlog: applied in batches, exactly once across a stop in the
+middle of a batch, and the same cells as a rebuild. Prints (never asserts) events/s."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import nats
+import pytest
+from fastapi import FastAPI
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlalchemy import text
+
+from deploy.local.infra import EmbeddedNats
+from libs.common import places
+from libs.common.events import CloudEvent
+from libs.common.events.consumer import DurableConsumer
+from libs.common.settings import Settings
+from services.indicators import jetstream, replay, service
+from services.indicators.app import create_app
+from services.indicators.store import bookkeeping, counting
+from tests.indicators.conftest import (
+    child_event,
+    grant_event,
+    publish,
+    referral_event,
+    uuid_of,
+)
+from tests.support import SigningKeys, migrate
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(scope="module")
+async def indicators_app(
+    own_db: str, own_nats: EmbeddedNats, keys: SigningKeys
+) -> AsyncIterator[FastAPI]:
+    """The app, its durables made beforehand with a 2 s ack wait (it binds to existing
+    ones), so what a stopped consumer had fetched but not acked comes back quickly."""
+    await publish(own_nats.url, [])  # creates the streams
+    nc = await nats.connect(own_nats.url)
+    try:
+        for stream, (durable, subject) in jetstream.CONSUMERS.items():
+            await nc.jetstream().add_consumer(
+                stream,
+                ConsumerConfig(
+                    durable_name=durable,
+                    deliver_policy=DeliverPolicy.ALL,
+                    ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=2,
+                    max_deliver=-1,
+                    filter_subject=subject,
+                    max_ack_pending=1000,
+                ),
+            )
+    finally:
+        await nc.close()
+    await migrate(own_db, "services.indicators")
+    settings = Settings(
+        database_url=own_db, nats_url=own_nats.url, log_json=True, log_level="warning"
+    )
+    app = create_app(settings, jwks_fetcher=keys.fetch)
+    async with app.router.lifespan_context(app):
+        await app.state.runtime.bus.wait_ready(30)
+        await service.roll_forward(app.state.runtime.db)  # stock cells live: the costly path
+        yield app
+
+
+def backlog(n: int, seed: int) -> tuple[list[CloudEvent], int]:
+    """n children registered in 2025, a third closed, with referrals and grants for some:
+    the events and how many registrations."""
+    rng = random.Random(seed)
+    communes = [c for c in places.all_communes() if c[:2] in ("12", "17")]
+    events: list[CloudEvent] = []
+    for i in range(n):
+        cid = uuid_of(f"backlog-{seed}-{i}")
+        month, day = rng.randint(1, 12), rng.randint(1, 28)
+        commune = rng.choice(communes)
+        common: dict[str, Any] = {
+            "commune": commune,
+            "sex": rng.choice(("female", "male")),
+            "birth": f"{rng.randint(2008, 2024)}-{rng.randint(1, month):02d}",
+            "registered_on": f"2025-{month:02d}-{day:02d}",
+        }
+        when = f"2025-{month:02d}-{day:02d}T03:00:00Z"
+        events.append(child_event("registered", cid, version=1, when=when, **common))
+        if rng.random() < 1 / 3:
+            events.append(
+                child_event(
+                    "closed", cid, version=2, status="closed", when="2025-12-30T03:00:00Z", **common
+                )
+            )
+        if rng.random() < 1 / 4:
+            rid = uuid_of(f"backlog-ref-{seed}-{i}")
+            for version, verb in enumerate(("created", "accepted"), start=1):
+                events.append(
+                    referral_event(
+                        verb,
+                        rid,
+                        child_id=cid,
+                        commune=commune,
+                        service_type="health",
+                        version=version,
+                        when=when,
+                    )
+                )
+        if rng.random() < 1 / 8:
+            gid = uuid_of(f"backlog-grant-{seed}-{i}")
+            for version, verb in enumerate(("approved", "disbursed"), start=1):
+                events.append(
+                    grant_event(
+                        verb,
+                        gid,
+                        child_id=cid,
+                        commune=commune,
+                        category="food",
+                        amount=100_000,
+                        version=version,
+                        when=when,
+                    )
+                )
+    return events, n
+
+
+def consumers(app: FastAPI) -> list[DurableConsumer]:
+    return list(app.state.runtime.consumers)
+
+
+async def stream_ends(own_nats: EmbeddedNats) -> dict[str, int]:
+    nc = await nats.connect(own_nats.url)
+    try:
+        js = nc.jetstream()
+        return {s: int((await js.stream_info(s)).state.last_seq) for s in jetstream.CONSUMERS}
+    finally:
+        await nc.close()
+
+
+async def applied_through(app: FastAPI, ends: dict[str, int], timeout: float = 180) -> None:
+    """Wait until every durable's ack floor reaches the stream's end as it was."""
+    js = app.state.runtime.bus.js
+    deadline = time.monotonic() + timeout
+    while True:
+        floors = {
+            s: (await jetstream.stream_status(js, s, durable))["last_applied_sequence"]
+            for s, (durable, _) in jetstream.CONSUMERS.items()
+        }
+        if all(floors[s] >= ends[s] for s in ends):
+            return
+        assert time.monotonic() < deadline, floors
+        await asyncio.sleep(0.05)
+
+
+async def totals(app: FastAPI) -> tuple[int, dict[Any, int], int]:
+    async with app.state.runtime.db.transaction() as conn:
+        target = await bookkeeping.active_target(conn)
+        cells = await counting.nonzero_cells(conn, target.generation)
+        inbox = await conn.scalar(
+            text("SELECT count(*) FROM indicators.applied_events WHERE generation = :g"),
+            {"g": target.generation},
+        )
+        return target.generation, cells, int(inbox or 0)
+
+
+def registrations(cells: dict[Any, int]) -> int:
+    """CP_CHILD_REG over the 2025 year cells."""
+    return sum(
+        v for (ind, period, _, _), v in cells.items() if ind == "CP_CHILD_REG" and period == "2025"
+    )
+
+
+async def test_a_backlog_is_applied_in_batches_then_equals_a_rebuild(
+    indicators_app: FastAPI, own_nats: EmbeddedNats
+) -> None:
+    events, children = backlog(3000, seed=11)
+    for consumer in consumers(indicators_app):
+        await consumer.stop()
+    await publish(own_nats.url, events)
+    ends = await stream_ends(own_nats)
+    by_stream = Counter(e.type.split(".")[0] for e in events)
+    started = time.monotonic()
+    for consumer in consumers(indicators_app):
+        consumer.start()
+    await applied_through(indicators_app, ends)
+    seconds = time.monotonic() - started
+    print(
+        f"\nindicators backlog: {len(events)} events {by_stream} in {seconds:.2f} s:"
+        f" {len(events) / seconds:.0f} events/s (2 shared cores: noisy)"
+    )
+    generation, live, inbox = await totals(indicators_app)
+    assert inbox == len(events)
+    assert registrations(live) == children
+    result = await replay.rebuild(
+        indicators_app.state.runtime.db, indicators_app.state.runtime.bus.js
+    )
+    assert result.generation == generation + 1
+    rebuilt_generation, rebuilt, _ = await totals(indicators_app)
+    assert rebuilt_generation == generation + 1
+    assert rebuilt == live
+
+
+async def test_stopped_in_the_middle_of_a_batch_and_restarted_each_event_counts_once(
+    indicators_app: FastAPI, own_nats: EmbeddedNats
+) -> None:
+    _, before, before_inbox = await totals(indicators_app)
+    events, children = backlog(2000, seed=12)
+    registry = next(c for c in consumers(indicators_app) if c.stream == "REGISTRY")
+    start_seq = registry.last_sequence
+    for consumer in consumers(indicators_app):
+        await consumer.stop()
+    await publish(own_nats.url, events)
+    ends = await stream_ends(own_nats)
+    for consumer in consumers(indicators_app):
+        consumer.start()
+    deadline = time.monotonic() + 60
+    while registry.last_sequence < start_seq + 300:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.001)
+    for consumer in consumers(indicators_app):
+        await consumer.stop()  # cancelled wherever it is: in a batch's transaction or its acks
+    assert registry.last_sequence < ends["REGISTRY"], "it finished before it could be stopped"
+    for consumer in consumers(indicators_app):
+        consumer.start()
+    await applied_through(indicators_app, ends)
+    _, live, inbox = await totals(indicators_app)
+    assert inbox == before_inbox + len(events)
+    assert registrations(live) == registrations(before) + children
+    await replay.rebuild(indicators_app.state.runtime.db, indicators_app.state.runtime.bus.js)
+    _, rebuilt, _ = await totals(indicators_app)
+    assert rebuilt == live
