@@ -14,7 +14,7 @@ ARGS ?=
 # Processes of every service for `make run` (KOMAR_REPLICAS); unset keeps the environment's.
 REPLICAS ?=
 
-.PHONY: venv run test lint bench clean
+.PHONY: venv run test lint bench bench-indicators soak clean
 
 venv: $(STAMP)
 
@@ -42,6 +42,11 @@ bench: venv
 
 bench-indicators: venv
 	$(PY) -m bench indicators $(ARGS)
+
+# Ten minutes of mixed load on 100,000 children, then the lost-or-doubled checks
+# (SOAK_SECONDS, SOAK_CHILDREN shrink it; see bench/soak.py).
+soak: venv
+	$(PY) -m bench.soak $(ARGS)
 
 clean:
 	rm -rf var

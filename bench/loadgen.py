@@ -102,6 +102,7 @@ class Outcomes:
 
     latencies_ms: list[float] = field(default_factory=list)
     at_s: list[float] = field(default_factory=list)  # when each was answered in the window
+    error_at_s: list[float] = field(default_factory=list)  # when each error was answered
     statuses: Counter[str] = field(default_factory=Counter)
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
@@ -114,6 +115,7 @@ class Outcomes:
         self.statuses[str(status)] += 1
         if not ok:
             self.errors += 1
+            self.error_at_s.append(round(at, 3))
             if len(self.error_samples) < 5:
                 self.error_samples.append(f"{status}: {payload[:200].decode(errors='replace')}")
 
@@ -123,6 +125,7 @@ class Outcomes:
             "requests": len(self.latencies_ms),
             "latencies_ms": [round(v, 3) for v in self.latencies_ms],
             "at_s": self.at_s,
+            "error_at_s": self.error_at_s,
             "statuses": dict(self.statuses),
             "errors": self.errors,
             "error_samples": self.error_samples,

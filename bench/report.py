@@ -97,7 +97,7 @@ def report(results: dict[str, Any]) -> str:
     row("spread: registrations via gateway", results.get("spread", {}).get("create"))
     row("spread: reads by id via gateway", results.get("spread", {}).get("read"))
     crowded = results.get("crowded")
-    row(f"crowded: +{results['settings']['crowded_children']:,} in one commune", crowded)
+    row(f"crowded: {results['settings']['crowded_children']:,} already in a commune", crowded)
     for name, (label, _, _) in WORKFLOWS.items():
         data = results.get("workflows", {}).get(name, {})
         if "steps" not in data:
@@ -163,6 +163,9 @@ def _lag(lag: dict[str, Any] | None) -> list[str]:
     if lag["consumers"] is None:
         return [*lines, "  n/a: the services publish no komar_events_lag_seconds histogram"]
     for consumer, q in lag["consumers"].items():
+        if not q["events"]:
+            lines.append(f"  {consumer:<40} no events in the window")
+            continue
         lines.append(
             f"  {consumer:<40} p50 {_n(q['p50_s'], 6, 3)} s  p99 {_n(q['p99_s'], 6, 3)} s"
             f"  ({q['events']:,} events; bucket upper bounds)"
