@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import time
@@ -342,7 +343,7 @@ class LeanRoute(Route):
         if self._body is not None:
             raw = await request.body()
             body = self._valid_body(request, raw)
-            if body is None:
+            if body is _HAND_ON:
                 await self._fastapi.handle(scope, _replaying(raw, receive), send)
                 return
             arguments[self._body] = body
@@ -352,26 +353,31 @@ class LeanRoute(Route):
         await response(scope, receive, send)
 
     def _valid_body(self, request: Request, raw: bytes) -> Any:
-        """The body as the FastAPI route would validate it; None when FastAPI would
-        answer for it (missing, not declared JSON, not parsing, not validating)."""
-        assert self._body_field is not None
+        """The body as the FastAPI route would validate it (an optional one's default when
+        none is sent); `_HAND_ON` when FastAPI answers for it (bad, missing or not JSON)."""
+        field = self._body_field
+        assert field is not None
+        if not raw:
+            if field.field_info.is_required() or field.field_info.validate_default:
+                return _HAND_ON
+            return copy.deepcopy(field.default)
         content_type = request.headers.get("content-type", "")
-        if not raw or not (
-            content_type == "application/json" or content_type.startswith("application/json;")
-        ):
-            return None
+        if not (content_type == "application/json" or content_type.startswith("application/json;")):
+            return _HAND_ON
         try:
-            document = json.loads(raw)
+            body, errors = field.validate(json.loads(raw))
         except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
-            return None
-        body, errors = self._body_field.validate(document)
-        return None if errors else body
+            return _HAND_ON
+        return _HAND_ON if errors else body
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         match, child = super().matches(scope)
         if match != Match.NONE:
             child["route"] = self  # the route template for metrics and the access log
         return match, child
+
+
+_HAND_ON: Any = object()  # `LeanRoute._valid_body`: the FastAPI route answers for this body
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:

@@ -367,3 +367,14 @@ async def cancel_referral(
         lambda conn: service.cancel(conn, rid, body.reason, if_match, ctx),
         referral_out,
     )
+
+
+# The referral workflow's steps, also LeanRoutes (libs.common.app): no route declared
+# before one of them matches its path (GET /{referral_id} would: /providers is earlier).
+LEAN_ENDPOINTS = (
+    create_referral,
+    accept_referral,
+    decline_referral,
+    complete_referral,
+    cancel_referral,
+)

@@ -10,7 +10,7 @@ from libs.common.events.catalog import STREAMS
 from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings, settings_as
 from services.referrals import SERVICE, handlers, models, service
-from services.referrals.api import router
+from services.referrals.api import LEAN_ENDPOINTS, router
 
 
 class ReferralsSettings(Settings):
@@ -60,4 +60,5 @@ def create_app(
         title="Komar referrals",
         description="The social services map, and referrals followed to their outcome.",
         router=router,
+        lean_endpoints=LEAN_ENDPOINTS,
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -151,13 +150,20 @@ async def _route(
     release: uuid.UUID | None = None,
 ) -> store.Row | None:
     """Assign the best provider for the service at the place (domain.path_of) and count
-    the referral in its load; None when none is left. `release` is a provider giving a
-    referral back in the same transaction (a decline): both rows are locked in id order,
-    so routers never deadlock, and an attempt that finds its choice taken meanwhile is
-    rolled back whole."""
+    the referral in its load; None when none is left. A provider found unable to take it
+    once locked (full, deactivated meanwhile) is skipped. Alone, each choice is claimed in
+    one statement (`store.claim_provider`); with `release`, a provider giving a referral
+    back in the same transaction (a decline), both rows are locked in id order, so routers
+    never deadlock, and an attempt that finds its choice taken meanwhile is rolled back
+    whole."""
     rows = await store.routing_candidates(conn, service_type, place, exclude)
     ranked = domain.rank_providers([Candidate.of(r) for r in rows], service_type, place, exclude)
     for candidate in ranked:
+        if release is None:  # one statement: lock, check again and count, or nothing
+            claimed = await store.claim_provider(conn, candidate.id, service_type, place)
+            if claimed is not None:
+                return claimed
+            continue
         attempt = await conn.begin_nested()
         ids = [candidate.id] if release is None else [candidate.id, release]
         locked = await store.lock_providers(conn, ids)
@@ -218,7 +224,6 @@ async def create_referral(conn: AsyncConnection, body: ReferralIn, ctx: Context)
         provider = await _route(conn, service_type, path, [])
         if provider is None:
             raise domain.no_provider(service_type, place)
-    now = await store.now(conn)
     referral = await store.insert_referral(
         conn,
         {
@@ -230,7 +235,6 @@ async def create_referral(conn: AsyncConnection, body: ReferralIn, ctx: Context)
             "provider_id": provider["id"],
             "provider_org": provider["org"],
             "status": "pending",
-            "due_at": domain.due_at(now, body.urgency.value),
             "commune_code": child["commune_code"],
             "village_code": child["village_code"],
             "place_code": place,
@@ -241,6 +245,7 @@ async def create_referral(conn: AsyncConnection, body: ReferralIn, ctx: Context)
             "override_by_sub": principal.sub if override else None,
             "override_by_org": principal.org if override else None,
         },
+        domain.DEADLINES[body.urgency.value],
     )
     _referral_changed(ctx, "created", referral)
     await ctx.write_events(conn, outbox)
@@ -261,13 +266,19 @@ async def read_referral(
 
 
 async def _save(
-    conn: AsyncConnection, referral: store.Row, verb: str, changes: dict[str, Any], ctx: Context
+    conn: AsyncConnection,
+    referral: store.Row,
+    verb: str,
+    changes: dict[str, Any],
+    ctx: Context,
+    stamped: str,
 ) -> store.Row:
-    """Write the principal's change of a locked referral (and who acted) and emit
+    """Write the principal's change of a locked referral (and who acted), `stamped` (a
+    column: accepted_at, closed_at) set to the transaction's clock, and emit
     `referrals.referral.<verb>.v1` with it."""
     acted = {"acted_by_sub": ctx.principal.sub, "acted_by_org": ctx.principal.org}
     updated = await store.update_referral(
-        conn, referral["id"], referral["version"], {**changes, **acted}
+        conn, referral["id"], referral["version"], {**changes, **acted}, (stamped,)
     )
     _referral_changed(ctx, verb, updated)
     return updated
@@ -288,8 +299,7 @@ async def accept(
 ) -> store.Row:
     """The provider takes the child on."""
     referral, status = await _respond(conn, referral_id, "accept", if_match, ctx)
-    now = await store.now(conn)
-    updated = await _save(conn, referral, "accepted", {"status": status, "accepted_at": now}, ctx)
+    updated = await _save(conn, referral, "accepted", {"status": status}, ctx, "accepted_at")
     await ctx.write_events(conn, outbox)
     return updated
 
@@ -305,13 +315,8 @@ async def decline(
 ) -> Declined:
     """The provider declines; the referral goes on to the next provider when one is left."""
     referral, status = await _respond(conn, referral_id, "decline", if_match, ctx)
-    now = await store.now(conn)
     declined = await _save(
-        conn,
-        referral,
-        "declined",
-        {"status": status, "decline_reason": reason, "closed_at": now},
-        ctx,
+        conn, referral, "declined", {"status": status, "decline_reason": reason}, ctx, "closed_at"
     )
     rerouted = None
     child = await store.get_child(conn, referral["child_id"])
@@ -328,7 +333,7 @@ async def decline(
         )
         if provider is not None:
             rerouted = await store.insert_referral(
-                conn, _rerouted_row(referral, provider, domain.due_at(now, referral["urgency"]))
+                conn, _rerouted_row(referral, provider), domain.DEADLINES[referral["urgency"]]
             )
             _referral_changed(ctx, "created", rerouted)
     await ctx.write_events(conn, outbox)
@@ -340,7 +345,7 @@ async def decline(
     return Declined(declined, rerouted)
 
 
-def _rerouted_row(referral: store.Row, provider: store.Row, due_at: datetime) -> dict[str, Any]:
+def _rerouted_row(referral: store.Row, provider: store.Row) -> dict[str, Any]:
     """The next referral of a chain: the same child, service, reason and referrer."""
     copied = (
         "child_id",
@@ -363,7 +368,6 @@ def _rerouted_row(referral: store.Row, provider: store.Row, due_at: datetime) ->
         "provider_id": provider["id"],
         "provider_org": provider["org"],
         "status": "pending",
-        "due_at": due_at,
         "previous_referral_id": referral["id"],
     }
 
@@ -378,13 +382,13 @@ async def complete(
 ) -> store.Row:
     """The provider reports the outcome of an accepted referral."""
     referral, status = await _respond(conn, referral_id, "complete", if_match, ctx)
-    now = await store.now(conn)
     updated = await _save(
         conn,
         referral,
         "completed",
-        {"status": status, "outcome_code": outcome_code, "outcome_note": note, "closed_at": now},
+        {"status": status, "outcome_code": outcome_code, "outcome_note": note},
         ctx,
+        "closed_at",
     )
     await _release(conn, referral["provider_id"])
     await ctx.write_events(conn, outbox)
@@ -399,13 +403,13 @@ async def cancel(
     domain.may_cancel(ctx.principal, referral)
     check_if_match(if_match, referral["version"])
     status = domain.transition(referral["status"], "cancel")
-    now = await store.now(conn)
     updated = await _save(
         conn,
         referral,
         "cancelled",
-        {"status": status, "cancel_reason": reason, "closed_at": now},
+        {"status": status, "cancel_reason": reason},
         ctx,
+        "closed_at",
     )
     await _release(conn, referral["provider_id"])
     await ctx.write_events(conn, outbox)

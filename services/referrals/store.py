@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Float,
     String,
     and_,
     cast,
@@ -94,6 +95,28 @@ async def lock_providers(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> dic
         )
     ).mappings()
     return {r["id"]: r for r in rows}
+
+
+async def claim_provider(
+    conn: AsyncConnection, provider_id: uuid.UUID, service_type: str, path: Sequence[str]
+) -> Row | None:
+    """Count a referral in a provider's load if it can still take one (active, offering the
+    service, serving the place, with room left), in one statement: the row is locked and the
+    conditions checked again on its latest version; None (nothing changed) when it cannot."""
+    c = providers.c
+    result = await conn.execute(
+        update(providers)
+        .where(
+            c.id == provider_id,
+            c.active.is_(True),
+            c.service_types.contains(_codes([service_type])),
+            c.areas.overlap(_codes(path)),
+            c.open_referrals < c.capacity,
+        )
+        .values(open_referrals=c.open_referrals + 1)
+        .returning(*providers.c)
+    )
+    return result.mappings().first()
 
 
 async def change_open_referrals(conn: AsyncConnection, provider_id: uuid.UUID, delta: int) -> None:
@@ -205,8 +228,13 @@ def referral_visible_to(principal: Principal) -> ColumnElement[bool]:
     return and_(*clauses) if clauses else true()
 
 
-async def insert_referral(conn: AsyncConnection, row: dict[str, Any]) -> Row:
-    result = await conn.execute(insert(referrals).values(**row).returning(*referrals.c))
+async def insert_referral(conn: AsyncConnection, row: dict[str, Any], due_in: timedelta) -> Row:
+    """Insert a referral due `due_in` after the transaction's clock (the database's)."""
+    # Whole seconds, not days: `now() + interval '7 days'` would follow the session time
+    # zone's daylight-saving shifts, which Python's `now + timedelta(days=7)` never did.
+    seconds = literal(due_in.total_seconds(), Float)
+    values = {**row, "due_at": func.now() + func.make_interval(0, 0, 0, 0, 0, 0, seconds)}
+    result = await conn.execute(insert(referrals).values(**values).returning(*referrals.c))
     return result.mappings().one()
 
 
@@ -221,9 +249,15 @@ async def get_referral(
 
 
 async def update_referral(
-    conn: AsyncConnection, referral_id: uuid.UUID, version: int, values: dict[str, Any]
+    conn: AsyncConnection,
+    referral_id: uuid.UUID,
+    version: int,
+    values: dict[str, Any],
+    stamped: Sequence[str] = (),
 ) -> Row:
-    """Write new values and bump the version (the row is already locked by the caller)."""
+    """Write new values, the `stamped` columns set to the transaction's clock, and bump the
+    version (the row is already locked by the caller)."""
+    values = {**values, **{column: func.now() for column in stamped}}
     result = await conn.execute(versioned_update(referrals, referral_id, version, values))
     return result.mappings().one()
 
