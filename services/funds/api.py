@@ -155,13 +155,12 @@ def grant_out(grant: Mapping[Any, Any], actions: Sequence[Mapping[Any, Any]]) ->
     }
 
 
-async def grant_response(
-    conn: AsyncConnection, grant: Mapping[Any, Any], status: int = 200
-) -> Response:
-    actions = (await store.actions_of(conn, [grant["id"]]))[grant["id"]]
+def grant_response(granted: service.Granted, status: int = 200) -> Response:
+    """A grant's answer: the grant with its actions, its ETag (and Location when new)."""
+    grant = granted.grant
     location = f"/v1/funds/grants/{grant['id']}" if status == 201 else None
     return json_response(
-        grant_out(grant, actions), status, version=grant["version"], location=location
+        grant_out(grant, granted.actions), status, version=grant["version"], location=location
     )
 
 
@@ -288,8 +287,7 @@ async def request_grant(
     ctx = context(request, principal)
 
     async def work(conn: AsyncConnection) -> Response:
-        grant = await service.request_grant(conn, body, ctx)
-        return await grant_response(conn, grant, 201)
+        return grant_response(await service.request_grant(conn, body, ctx), 201)
 
     return await rt.write(request, principal, work)
 
@@ -331,22 +329,22 @@ async def read_grant(
     ctx = context(request, principal)
     async with rt.db.transaction() as conn:
         grant = await service.read_grant(conn, parse_id(grant_id, "grant"), ctx)
-        return await grant_response(conn, grant)
+        return grant_response(await service.with_actions(conn, grant))
 
 
-GrantAction = Callable[[AsyncConnection, uuid.UUID, Context], Awaitable[Any]]
+GrantAction = Callable[[AsyncConnection, uuid.UUID, Context], Awaitable[service.Granted]]
 
 
 async def _act(
     grant_id: str, request: Request, principal: Principal, rt: ServiceRuntime, action: GrantAction
 ) -> Response:
-    """`routes.write_record` for a grant action: a grant's answer also reads its approvals
-    and history in the transaction (`grant_response`)."""
+    """`routes.write_record` for a grant action: a grant's answer also shows its approvals
+    and history (`grant_response`)."""
     gid = parse_id(grant_id, "grant")
     ctx = context(request, principal)
 
     async def work(conn: AsyncConnection) -> Response:
-        return await grant_response(conn, await action(conn, gid, ctx))
+        return grant_response(await action(conn, gid, ctx))
 
     return await rt.write(request, principal, work)
 
@@ -440,3 +438,14 @@ async def reverse_grant(
         rt,
         lambda conn, gid, ctx: service.reverse(conn, gid, body.reason, if_match, ctx),
     )
+
+
+# The grant workflow's steps, also LeanRoutes (libs.common.app): no earlier route matches them.
+LEAN_ENDPOINTS = (
+    request_grant,
+    approve_grant,
+    reject_grant,
+    disburse_grant,
+    cancel_grant,
+    reverse_grant,
+)

@@ -10,7 +10,7 @@ from libs.common.events.catalog import STREAMS
 from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings
 from services.funds import SERVICE, models
-from services.funds.api import router
+from services.funds.api import LEAN_ENDPOINTS, router
 from services.funds.handlers import (
     CHILD_HANDLERS,
     CHILDREN_CONSUMER,
@@ -46,4 +46,5 @@ def create_app(
         title="Komar funds",
         description="Commune emergency funds, grants with maker-checker approval, the ledger.",
         router=router,
+        lean_endpoints=LEAN_ENDPOINTS,
     )

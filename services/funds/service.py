@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -109,7 +110,7 @@ async def top_up(
         raise Forbidden("the fund belongs to a place outside your areas")
     check_if_match(if_match, fund["version"])
     with conflicts_as_409():
-        await store.add_entry(
+        fund = await store.book(
             conn,
             {
                 "fund_id": fund_id,
@@ -119,8 +120,8 @@ async def top_up(
                 "request_id": ctx.request_id,
                 **ctx.actor,
             },
+            topped_up_khr=body.amount_khr,
         )
-    fund = await store.move_money(conn, fund_id, topped_up=body.amount_khr)
     _emit_fund(ctx, "topped_up", fund, body.amount_khr)
     await ctx.write_events(conn, outbox)
     return fund
@@ -136,30 +137,54 @@ async def read_grant(
     return found(await store.get_grant(conn, grant_id, ctx.principal, lock=lock), "grant")
 
 
-async def _locked_for(
-    conn: AsyncConnection, grant_id: uuid.UUID, action: str, if_match: str | None, ctx: Context
-) -> tuple[store.Row, str]:
-    """Lock a visible grant at the version the client read; the status `action` leads to
-    (409 when it cannot)."""
+@dataclass
+class Granted:
+    """A grant as a use case leaves it, and every action on it, oldest first (its answer
+    shows them; they are read once, under the grant's lock, and each new one added)."""
+
+    grant: store.Row
+    actions: list[store.Row]
+
+
+async def _locked(
+    conn: AsyncConnection, grant_id: uuid.UUID, if_match: str | None, ctx: Context
+) -> Granted:
+    """Lock a visible grant at the version the client read, and read its actions (every
+    action is written under that lock, so none can be added meanwhile)."""
     grant = await read_grant(conn, grant_id, ctx, lock=True)
     check_if_match(if_match, grant["version"])
-    return grant, domain.next_status(action, grant["status"])
+    return await with_actions(conn, grant)
+
+
+async def with_actions(conn: AsyncConnection, grant: store.Row) -> Granted:
+    """A grant and its actions."""
+    return Granted(grant, (await store.actions_of(conn, [grant["id"]]))[grant["id"]])
+
+
+async def _locked_for(
+    conn: AsyncConnection, grant_id: uuid.UUID, action: str, if_match: str | None, ctx: Context
+) -> tuple[Granted, str]:
+    """`_locked`, and the status `action` leads to (409 when it cannot)."""
+    locked = await _locked(conn, grant_id, if_match, ctx)
+    return locked, domain.next_status(action, locked.grant["status"])
 
 
 async def _save(
-    conn: AsyncConnection, grant: store.Row, verb: str, changes: dict[str, Any], ctx: Context
-) -> store.Row:
+    conn: AsyncConnection, locked: Granted, verb: str, changes: dict[str, Any], ctx: Context
+) -> Granted:
     """Write a change of a locked grant and emit `funds.grant.<verb>.v1` with it."""
-    grant = await store.update_grant(conn, grant["id"], grant["version"], changes)
+    grant = await store.update_grant(conn, locked.grant["id"], locked.grant["version"], changes)
     _emit_grant(ctx, verb, grant)
     await ctx.write_events(conn, outbox)
-    return grant
+    return Granted(grant, locked.actions)
 
 
 async def _record(
-    conn: AsyncConnection, grant: store.Row, action: str, ctx: Context, reason: str | None = None
+    conn: AsyncConnection, locked: Granted, action: str, ctx: Context, reason: str | None = None
 ) -> None:
-    await store.add_action(
+    """Record who did what to the grant, and add it to its actions."""
+    grant = locked.grant
+    stored = await store.add_action(
         conn,
         {
             "grant_id": grant["id"],
@@ -170,11 +195,12 @@ async def _record(
             **ctx.actor,
         },
     )
+    locked.actions.append(stored)
 
 
 async def request_grant(
     conn: AsyncConnection, body: GrantIn, ctx: Context, now: datetime | None = None
-) -> store.Row:
+) -> Granted:
     """Ask a fund for a grant for a visible, open child inside the fund's area."""
     now = now or datetime.now(UTC)
     child = found(await store.get_child(conn, body.child_id, ctx.principal), "child")
@@ -182,11 +208,12 @@ async def request_grant(
     domain.check_child_open(child)
     domain.check_child_in_fund_area(fund["commune_code"], child)
     domain.check_amount(body.amount_khr, fund["max_grant_khr"])
-    if await store.open_grant_exists(conn, child["id"], body.category.value):
-        raise Conflict("the child already has an open grant of this category")
-    repeat = domain.is_repeat(
-        await store.last_disbursed_at(conn, child["id"], body.category.value), now
+    has_open, last_disbursed_at = await store.grants_of_child(
+        conn, child["id"], body.category.value
     )
+    if has_open:
+        raise Conflict("the child already has an open grant of this category")
+    repeat = domain.is_repeat(last_disbursed_at, now)
     domain.check_repeat(repeat, body.justification)
     with conflicts_as_409():
         grant = await store.insert_grant(
@@ -210,37 +237,46 @@ async def request_grant(
                 "requested_org": ctx.principal.org,
             },
         )
-    await _record(conn, grant, "requested", ctx)
+    created = Granted(grant, [])
+    await _record(conn, created, "requested", ctx)
     _emit_grant(ctx, "requested", grant)
     await ctx.write_events(conn, outbox)
-    return grant
+    return created
 
 
 async def approve(
     conn: AsyncConnection, grant_id: uuid.UUID, if_match: str | None, ctx: Context
-) -> store.Row:
+) -> Granted:
     """Record an approval; the one that completes it commits the amount against the fund."""
-    grant = await read_grant(conn, grant_id, ctx, lock=True)
-    check_if_match(if_match, grant["version"])
+    locked = await _locked(conn, grant_id, if_match, ctx)
+    grant = locked.grant
     completes = domain.approve(
         status=grant["status"],
         requester_sub=grant["requested_by"],
         required=grant["approvals_required"],
-        approvals=await store.approvals_of(conn, grant_id),
+        approvals=[
+            domain.Approval(a["actor_sub"], a["district_level"])
+            for a in locked.actions
+            if a["action"] == "approved"
+        ],
         approver=domain.Approval(ctx.principal.sub, ctx.principal.is_district_level),
     )
     with conflicts_as_409():
-        await _record(conn, grant, "approved", ctx)
+        await _record(conn, locked, "approved", ctx)
     if not completes:  # recorded; the grant waits for its second, district-level approval
-        return await store.update_grant(conn, grant_id, grant["version"], {})
-    # The fund row lock serialises every commitment against this fund: the balance read
-    # here cannot change before this transaction commits.
-    fund = await store.lock_fund(conn, grant["fund_id"])
-    domain.check_available(fund["available_khr"], grant["amount_khr"])
+        return Granted(
+            await store.update_grant(conn, grant_id, grant["version"], {}), locked.actions
+        )
+    # The fund row lock (taken by the statement that commits the money) serialises every
+    # commitment against this fund: the balance it checks cannot change before this
+    # transaction commits.
+    amount, entry = grant["amount_khr"], _grant_entry(grant, "commitment", ctx)
     with conflicts_as_409():
-        await store.add_entry(conn, _grant_entry(grant, "commitment", ctx))
-        await store.move_money(conn, fund["id"], committed=grant["amount_khr"])
-    return await _save(conn, grant, "approved", {"status": "approved"}, ctx)
+        if await store.book_if_covered(conn, entry, amount, committed_khr=amount) is None:
+            fund = await store.lock_fund(conn, grant["fund_id"])
+            domain.check_available(fund["available_khr"], amount)
+            await store.book(conn, entry, committed_khr=amount)  # topped up meanwhile
+    return await _save(conn, locked, "approved", {"status": "approved"}, ctx)
 
 
 def _grant_entry(grant: store.Row, kind: str, ctx: Context, **extra: Any) -> dict[str, Any]:
@@ -257,38 +293,33 @@ def _grant_entry(grant: store.Row, kind: str, ctx: Context, **extra: Any) -> dic
 
 async def reject(
     conn: AsyncConnection, grant_id: uuid.UUID, reason: str, if_match: str | None, ctx: Context
-) -> store.Row:
+) -> Granted:
     """Refuse a requested grant (no money has moved)."""
-    grant, status = await _locked_for(conn, grant_id, "reject", if_match, ctx)
-    await _record(conn, grant, "rejected", ctx, reason)
-    return await _save(conn, grant, "rejected", {"status": status}, ctx)
+    locked, status = await _locked_for(conn, grant_id, "reject", if_match, ctx)
+    await _record(conn, locked, "rejected", ctx, reason)
+    return await _save(conn, locked, "rejected", {"status": status}, ctx)
 
 
 async def disburse(
     conn: AsyncConnection, grant_id: uuid.UUID, body: DisburseIn, if_match: str | None, ctx: Context
-) -> store.Row:
+) -> Granted:
     """Pay an approved grant, exactly once: its commitment becomes a disbursement."""
-    grant, status = await _locked_for(conn, grant_id, "disburse", if_match, ctx)
+    locked, status = await _locked_for(conn, grant_id, "disburse", if_match, ctx)
+    grant, amount = locked.grant, locked.grant["amount_khr"]
+    method, reference = body.method.value, body.reference
+    entry = _grant_entry(grant, "disbursement", ctx, method=method, reference=reference)
     with conflicts_as_409():
-        entry = await store.add_entry(
-            conn,
-            _grant_entry(
-                grant, "disbursement", ctx, method=body.method.value, reference=body.reference
-            ),
-        )
-        await store.move_money(
-            conn, grant["fund_id"], committed=-grant["amount_khr"], disbursed=grant["amount_khr"]
-        )
-    await _record(conn, grant, "disbursed", ctx)
+        fund = await store.book(conn, entry, committed_khr=-amount, disbursed_khr=amount)
+    await _record(conn, locked, "disbursed", ctx)
     return await _save(
         conn,
-        grant,
+        locked,
         "disbursed",
         {
             "status": status,
-            "disbursement_method": body.method.value,
-            "disbursement_reference": body.reference,
-            "disbursed_at": entry["at"],
+            "disbursement_method": method,
+            "disbursement_reference": reference,
+            "disbursed_at": fund["entry_at"],
         },
         ctx,
     )
@@ -300,7 +331,7 @@ async def cancel(
     reason: str | None,
     if_match: str | None,
     ctx: Context,
-) -> store.Row:
+) -> Granted:
     """Withdraw a grant before it is paid; an approved one releases its commitment."""
     grant = await read_grant(conn, grant_id, ctx, lock=True)
     p = ctx.principal
@@ -308,24 +339,26 @@ async def cancel(
         raise Forbidden("only the requesting organisation or a fund manager may cancel a grant")
     check_if_match(if_match, grant["version"])
     status = domain.next_status("cancel", grant["status"])
+    locked = await with_actions(conn, grant)
     if grant["status"] == "approved":  # only an approved grant holds a commitment
         with conflicts_as_409():
-            await store.add_entry(conn, _grant_entry(grant, "release", ctx))
-            await store.move_money(conn, grant["fund_id"], committed=-grant["amount_khr"])
-    await _record(conn, grant, "cancelled", ctx, reason)
-    return await _save(conn, grant, "cancelled", {"status": status}, ctx)
+            amount = grant["amount_khr"]
+            await store.book(conn, _grant_entry(grant, "release", ctx), committed_khr=-amount)
+    await _record(conn, locked, "cancelled", ctx, reason)
+    return await _save(conn, locked, "cancelled", {"status": status}, ctx)
 
 
 async def reverse(
     conn: AsyncConnection, grant_id: uuid.UUID, reason: str, if_match: str | None, ctx: Context
-) -> store.Row:
+) -> Granted:
     """Undo a disbursement with a `reversal` entry; the money is available again."""
-    grant, status = await _locked_for(conn, grant_id, "reverse", if_match, ctx)
+    locked, status = await _locked_for(conn, grant_id, "reverse", if_match, ctx)
+    grant = locked.grant
     with conflicts_as_409():
-        await store.add_entry(conn, _grant_entry(grant, "reversal", ctx))
-        await store.move_money(conn, grant["fund_id"], disbursed=-grant["amount_khr"])
-    await _record(conn, grant, "reversed", ctx, reason)
-    return await _save(conn, grant, "reversed", {"status": status}, ctx)
+        amount = grant["amount_khr"]
+        await store.book(conn, _grant_entry(grant, "reversal", ctx), disbursed_khr=-amount)
+    await _record(conn, locked, "reversed", ctx, reason)
+    return await _save(conn, locked, "reversed", {"status": status}, ctx)
 
 
 # ---------------------------------------------------------------- projection

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
@@ -100,29 +100,41 @@ async def lock_fund(conn: AsyncConnection, fund_id: uuid.UUID) -> Row:
     return (await conn.execute(query)).mappings().one()
 
 
-async def move_money(
-    conn: AsyncConnection,
-    fund_id: uuid.UUID,
-    *,
-    topped_up: int = 0,
-    committed: int = 0,
-    disbursed: int = 0,
-) -> Row:
-    """Change a fund's running totals in one statement and bump its version."""
+def _booking(entry: dict[str, Any], moves: dict[str, int], covering: int | None) -> Any:
+    """One statement: the fund's totals moved (version bumped) and, only if they moved, the
+    ledger entry appended; answering the fund as stored and the entry's time (`entry_at`)."""
     f = funds.c
-    result = await conn.execute(
+    moved = (
         update(funds)
-        .where(f.id == fund_id)
+        .where(f.id == entry["fund_id"])
         .values(
-            topped_up_khr=f.topped_up_khr + topped_up,
-            committed_khr=f.committed_khr + committed,
-            disbursed_khr=f.disbursed_khr + disbursed,
+            **{column: f[column] + amount for column, amount in moves.items()},
             version=f.version + 1,
             updated_at=func.now(),
         )
         .returning(*funds.c)
     )
-    return result.mappings().one()
+    if covering is not None:
+        moved = moved.where(f.available_khr >= covering)
+    fund = moved.cte("moved")
+    values = select(*[literal(v, ledger.c[k].type) for k, v in entry.items()]).select_from(fund)
+    written = insert(ledger).from_select(list(entry), values).returning(ledger.c.at).cte("written")
+    return select(*fund.c, written.c.at.label("entry_at")).select_from(fund.join(written, true()))
+
+
+async def book(conn: AsyncConnection, entry: dict[str, Any], **moves: int) -> Row:
+    """Append one ledger entry and move its fund's running totals (`topped_up_khr`,
+    `committed_khr`, `disbursed_khr` by the amounts given) in one statement; the fund as
+    stored, with the entry's time as `entry_at`."""
+    return (await conn.execute(_booking(entry, moves, None))).mappings().one()
+
+
+async def book_if_covered(
+    conn: AsyncConnection, entry: dict[str, Any], covering: int, **moves: int
+) -> Row | None:
+    """`book`, only if the fund's available balance covers `covering` when the statement
+    holds the fund's row lock; None (nothing written) otherwise."""
+    return (await conn.execute(_booking(entry, moves, covering))).mappings().first()
 
 
 @dataclass(frozen=True)
@@ -142,11 +154,6 @@ async def list_funds(
 
 
 # ---------------------------------------------------------------- ledger
-
-
-async def add_entry(conn: AsyncConnection, row: dict[str, Any]) -> Row:
-    """Append one ledger entry."""
-    return (await conn.execute(insert(ledger).values(**row).returning(*ledger.c))).mappings().one()
 
 
 async def list_ledger(conn: AsyncConnection, fund_id: uuid.UUID, page: Page) -> list[Row]:
@@ -203,32 +210,17 @@ async def update_grant(
     return result.mappings().one()
 
 
-async def open_grant_exists(conn: AsyncConnection, child_id: uuid.UUID, category: str) -> bool:
-    """Whether the child holds a requested or approved grant of the category."""
-    g = grants.c
-    found = await conn.scalar(
-        select(g.id)
-        .where(
-            g.child_id == child_id,
-            g.category == category,
-            g.status.in_(("requested", "approved")),
-        )
-        .limit(1)
-    )
-    return found is not None
-
-
-async def last_disbursed_at(
+async def grants_of_child(
     conn: AsyncConnection, child_id: uuid.UUID, category: str
-) -> datetime | None:
-    """When the child last received a (not reversed) grant of the category."""
+) -> tuple[bool, datetime | None]:
+    """Whether the child holds a requested or approved grant of the category, and when it
+    last received a (not reversed) one, in one query."""
     g = grants.c
-    found: datetime | None = await conn.scalar(
-        select(func.max(g.disbursed_at)).where(
-            g.child_id == child_id, g.category == category, g.status == "disbursed"
-        )
-    )
-    return found
+    of_child = and_(g.child_id == child_id, g.category == category)
+    is_open = select(g.id).where(of_child, g.status.in_(("requested", "approved"))).exists()
+    last = select(func.max(g.disbursed_at)).where(of_child, g.status == "disbursed")
+    row = (await conn.execute(select(is_open, last.scalar_subquery()))).one()
+    return bool(row[0]), row[1]
 
 
 @dataclass(frozen=True)
@@ -258,9 +250,10 @@ async def list_grants(
 # ---------------------------------------------------------------- grant actions
 
 
-async def add_action(conn: AsyncConnection, row: dict[str, Any]) -> None:
-    """Record who did what to a grant."""
-    await conn.execute(insert(grant_actions).values(**row))
+async def add_action(conn: AsyncConnection, row: dict[str, Any]) -> Row:
+    """Record who did what to a grant; the action as stored."""
+    query = insert(grant_actions).values(**row).returning(*grant_actions.c)
+    return (await conn.execute(query)).mappings().one()
 
 
 async def actions_of(
@@ -279,17 +272,6 @@ async def actions_of(
     for row in rows:
         out[row["grant_id"]].append(row)
     return out
-
-
-async def approvals_of(conn: AsyncConnection, grant_id: uuid.UUID) -> list[domain.Approval]:
-    """The approvals recorded on a grant so far."""
-    a = grant_actions.c
-    rows = await conn.execute(
-        select(a.actor_sub, a.district_level)
-        .where(a.grant_id == grant_id, a.action == "approved")
-        .order_by(a.id)
-    )
-    return [domain.Approval(r.actor_sub, r.district_level) for r in rows]
 
 
 # ---------------------------------------------------------------- reconciliation
