@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import re
 import time
 import urllib.request
@@ -60,6 +61,10 @@ class WholePlatform(BenchInfra):
             kek=self.env["KOMAR_KEK"],
         )
         self.env |= env
+        # make run's log level (info, one access line per request) unless BENCH_LOG_LEVEL.
+        self.env.pop("KOMAR_LOG_LEVEL", None)
+        if os.environ.get("BENCH_LOG_LEVEL"):
+            self.env["KOMAR_LOG_LEVEL"] = os.environ["BENCH_LOG_LEVEL"]
         self.ports = ports
         return where
 
@@ -271,14 +276,17 @@ def _children(root: int) -> list[int]:
 
 
 def memory_mib(pids: dict[str, list[int]]) -> dict[str, dict[str, float]]:
-    """Per process group: resident memory now and its peak (VmRSS, VmHWM), in MiB. A group
-    of several processes (PostgreSQL's backends) is summed, so shared buffers count more
-    than once there: read it as an upper bound."""
+    """Per process group, in MiB: resident memory now without shared memory (VmRSS minus
+    RssShmem: PostgreSQL's shared buffers would otherwise count once per backend that
+    touched them) and the peak (VmHWM, shared memory included). A group of several
+    processes (PostgreSQL's backends) is summed: read its peak as an upper bound."""
     out = {}
     for name, roots in pids.items():
         tree = [pid for root in roots for pid in _children(root)]
         out[name] = {
-            "rss_mib": round(sum(_status_kib(p, "VmRSS") for p in tree) / 1024, 1),
+            "rss_mib": round(
+                sum(_status_kib(p, "VmRSS") - _status_kib(p, "RssShmem") for p in tree) / 1024, 1
+            ),
             "peak_mib": round(sum(_status_kib(p, "VmHWM") for p in tree) / 1024, 1),
             "processes": len(tree),
         }
