@@ -123,11 +123,10 @@ class Bench(WholePlatform):
         say(f"generator ceiling: {figures['rps']:,.0f} req/s")
 
     def create_then_read(
-        self, label: str, base_url: str, collection: str, token: str | None, watch: Any
+        self, label: str, base_url: str, collection: str, watch: dict[str, list[int]]
     ) -> dict[str, Any]:
-        """(a): create, then read random created ids."""
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        job = {"base_url": base_url, "paths": [collection], "headers": headers}
+        """The ceiling: create, then read random created ids."""
+        job: dict[str, Any] = {"base_url": base_url, "paths": [collection]}
         say(f"{label}: create")
         create = self.drive(
             f"{label}-create",
@@ -147,15 +146,14 @@ class Bench(WholePlatform):
         return {"create": create, "read": read}
 
     def run_ceiling(self) -> None:
+        """The bare app, alone on the machine with PostgreSQL."""
         port = free_port()
         env = {"DATABASE_URL": self.env["DATABASE_URL"], "BENCH_CEILING_PORT": str(port)}
         self.supervisor.start("ceiling", "bench.ceiling", env=env, port=port)
         try:
             watch = {"app": [self.pid("ceiling")], **self.infra_pids()}
             base = f"http://127.0.0.1:{port}"
-            self.results["ceiling"] = self.create_then_read(
-                "ceiling", base, "/children", None, watch
-            )
+            self.results["ceiling"] = self.create_then_read("ceiling", base, "/children", watch)
         finally:
             self.supervisor.stop("ceiling")
 
