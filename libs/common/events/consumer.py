@@ -177,7 +177,7 @@ class DurableConsumer:
         subject: str,
         handlers: Handlers,
         max_deliveries: int = 5,
-        batch: int = 200,
+        batch: int = 500,
         service: str | None = None,
     ) -> None:
         self.db = db
@@ -218,22 +218,39 @@ class DurableConsumer:
         )
 
     async def _run(self) -> None:
-        while not self._stopping:
-            try:
-                await self.bus.wait_ready()
-                if self._sub is None:
-                    self._sub = await self._subscribe()
+        """Fetch and apply batches; the next batch is fetched and checked while the current
+        one is applied (it is applied after the current one's acks, so order holds)."""
+        ahead: asyncio.Task[list[Checked]] | None = None
+        try:
+            while not self._stopping:
                 try:
-                    msgs = await self._sub.fetch(self.batch, timeout=1.0)
-                except TimeoutError:  # nats-py raises its own subclass or asyncio's: no news
-                    continue
-                await self.handle_batch(msgs)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("consumer.failed", consumer=self.durable, error=type(exc).__name__)
-                await self._unsubscribe()
-                await asyncio.sleep(1.0)
+                    await self.bus.wait_ready()
+                    if self._sub is None:
+                        self._sub = await self._subscribe()
+                    checked = await (ahead or self._fetch(self._sub))
+                    ahead = None
+                    if not checked:
+                        continue
+                    ahead = asyncio.create_task(self._fetch(self._sub))
+                    await self._settle(checked)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("consumer.failed", consumer=self.durable, error=type(exc).__name__)
+                    await _cancelled(ahead)
+                    ahead = None
+                    await self._unsubscribe()
+                    await asyncio.sleep(1.0)
+        finally:
+            await _cancelled(ahead)
+
+    async def _fetch(self, sub: Any) -> list[Checked]:
+        """The next messages, read and checked (none when none came within a second)."""
+        try:
+            msgs = await sub.fetch(self.batch, timeout=1.0)
+        except TimeoutError:  # nats-py raises its own subclass or asyncio's: no news
+            return []
+        return [c for c in [await self._check(m) for m in msgs] if c is not None]
 
     async def handle(self, msg: Msg) -> None:
         """Apply one message exactly once, then ack; nak or dead-letter on failure."""
@@ -375,3 +392,11 @@ class DurableConsumer:
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def _cancelled(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a task and wait for it to end, whatever it raised."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
