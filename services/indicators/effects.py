@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from libs.common import places
 from libs.common.events import CloudEvent
 from libs.common.events.catalog import model_for
+from libs.common.events.consumer import UnusableEvent
 from services.indicators.catalogue import (
     GRANT_CATEGORIES,
     SERVICE_TYPES,
@@ -26,8 +27,9 @@ from services.indicators.geography import COMMUNE_LENGTH
 from services.indicators.stocks import ChildState, ChildVersion, ProviderVersion, age_band
 
 
-class InvalidEvent(ValueError):
-    """An event whose data cannot be counted (bad codes, unknown shape): dead-lettered."""
+class InvalidEvent(UnusableEvent):
+    """An event whose data cannot be counted (bad codes, unknown shape): dead-lettered at
+    once by the live consumer, skipped by a rebuild."""
 
 
 @dataclass(frozen=True)

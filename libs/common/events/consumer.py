@@ -4,7 +4,8 @@ A consumer applies an event type through its `EventHandler`: the data model its 
 carry and the function that applies them, which receives the event's data already
 validated against that model (`handle` declares one over catalogued types). An event that
 cannot be read, or whose data is not its model, is copied to
-`deadletter.<durable>.<type>` and terminated at once: no retry would change it.
+`deadletter.<durable>.<type>` and terminated at once: no retry would change it; so is
+one whose handler raises `UnusableEvent`.
 
 The messages of one fetch are applied in stream order in ONE transaction: their ids go
 into the service's `processed_events` table in one statement, and only the new ones are
@@ -67,6 +68,11 @@ class EventHandler(Generic[D]):
 
 
 Handlers = dict[str, EventHandler[Any]]
+
+
+class UnusableEvent(ValueError):
+    """Raised by a handler for an event whose data, though its model, can never be applied
+    (a code no gazetteer knows): dead-lettered at once, as invalid data is."""
 
 
 def handle(
@@ -342,6 +348,9 @@ class DurableConsumer:
 
     async def _retry_or_dead_letter(self, msg: Msg, event: CloudEvent, exc: Exception) -> None:
         """Nak with a growing delay, or dead-letter once `max_deliveries` is reached."""
+        if isinstance(exc, UnusableEvent):
+            await self._dead_letter(msg, event.type, "invalid")
+            return
         delivered = msg.metadata.num_delivered
         if delivered >= self.max_deliveries:
             await self._dead_letter(msg, event.type, type(exc).__name__)
