@@ -14,7 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select, text, true, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
@@ -100,33 +111,58 @@ async def lock_fund(conn: AsyncConnection, fund_id: uuid.UUID) -> Row:
     return (await conn.execute(query)).mappings().one()
 
 
-def _booking(entry: dict[str, Any], moves: dict[str, int], covering: int | None) -> Any:
-    """One statement: the fund's totals moved (version bumped) and, only if they moved, the
-    ledger entry appended; answering the fund as stored and the entry's time (`entry_at`)."""
+# What a ledger entry may say, and the running totals an entry moves.
+_ENTRY = ("fund_id", "grant_id", "kind", "amount_khr", "method", "reference", "request_id")
+_ACTOR = ("actor_sub", "actor_org")
+_TOTALS = ("topped_up_khr", "committed_khr", "disbursed_khr")
+
+
+def _booking(covering: bool) -> Any:
+    """One statement, built once: the fund's totals moved (version bumped) and, only if
+    they moved, the ledger entry appended; answering the fund as stored and the entry's
+    time (`entry_at`). With `covering`, only if the available balance covers :covering."""
     f = funds.c
     moved = (
         update(funds)
-        .where(f.id == entry["fund_id"])
+        .where(f.id == bindparam("e_fund_id", type_=ledger.c.fund_id.type))
         .values(
-            **{column: f[column] + amount for column, amount in moves.items()},
+            **{t: f[t] + bindparam(f"d_{t}", type_=BigInteger()) for t in _TOTALS},
             version=f.version + 1,
             updated_at=func.now(),
         )
         .returning(*funds.c)
     )
-    if covering is not None:
-        moved = moved.where(f.available_khr >= covering)
+    if covering:
+        moved = moved.where(f.available_khr >= bindparam("covering", type_=BigInteger()))
     fund = moved.cte("moved")
-    values = select(*[literal(v, ledger.c[k].type) for k, v in entry.items()]).select_from(fund)
-    written = insert(ledger).from_select(list(entry), values).returning(ledger.c.at).cte("written")
+    columns = [*_ENTRY, *_ACTOR]
+    values = select(*[bindparam(f"e_{c}", type_=ledger.c[c].type) for c in columns])
+    written = (
+        insert(ledger)
+        .from_select(columns, values.select_from(fund))
+        .returning(ledger.c.at)
+        .cte("written")
+    )
     return select(*fund.c, written.c.at.label("entry_at")).select_from(fund.join(written, true()))
+
+
+_BOOK = _booking(covering=False)
+_BOOK_IF_COVERED = _booking(covering=True)
+
+
+def _booked(entry: dict[str, Any], moves: dict[str, int]) -> dict[str, Any]:
+    """The parameters of a booking: every entry column (None when not given) and move."""
+    if not set(entry) <= {*_ENTRY, *_ACTOR} or not set(moves) <= set(_TOTALS):
+        raise ValueError("a ledger entry or a move the booking statement does not know")
+    params = {f"e_{c}": entry.get(c) for c in (*_ENTRY, *_ACTOR)}
+    return params | {f"d_{t}": moves.get(t, 0) for t in _TOTALS}
 
 
 async def book(conn: AsyncConnection, entry: dict[str, Any], **moves: int) -> Row:
     """Append one ledger entry and move its fund's running totals (`topped_up_khr`,
     `committed_khr`, `disbursed_khr` by the amounts given) in one statement; the fund as
     stored, with the entry's time as `entry_at`."""
-    return (await conn.execute(_booking(entry, moves, None))).mappings().one()
+    return (await conn.execute(_BOOK, _booked(entry, moves))).mappings().one()
 
 
 async def book_if_covered(
@@ -134,7 +170,8 @@ async def book_if_covered(
 ) -> Row | None:
     """`book`, only if the fund's available balance covers `covering` when the statement
     holds the fund's row lock; None (nothing written) otherwise."""
-    return (await conn.execute(_booking(entry, moves, covering))).mappings().first()
+    params = _booked(entry, moves) | {"covering": covering}
+    return (await conn.execute(_BOOK_IF_COVERED, params)).mappings().first()
 
 
 @dataclass(frozen=True)
