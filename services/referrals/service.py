@@ -297,9 +297,20 @@ async def _respond(
 async def accept(
     conn: AsyncConnection, referral_id: uuid.UUID, if_match: str | None, ctx: Context
 ) -> store.Row:
-    """The provider takes the child on."""
-    referral, status = await _respond(conn, referral_id, "accept", if_match, ctx)
-    updated = await _save(conn, referral, "accepted", {"status": status}, ctx, "accepted_at")
+    """The provider takes the child on: without If-Match, in one statement when the
+    referral is visible, the principal's organisation's and pending (changing nothing
+    otherwise); else, or when it is not, as every response (`_respond`), which answers why."""
+    updated = None
+    if if_match is None:
+        [(before, after)] = domain.TRANSITIONS["accept"].items()
+        acted = {"acted_by_sub": ctx.principal.sub, "acted_by_org": ctx.principal.org}
+        changes = {"status": after, **acted}
+        updated = await store.accept_at_once(conn, referral_id, ctx.principal, before, changes)
+        if updated is not None:
+            _referral_changed(ctx, "accepted", updated)
+    if updated is None:
+        referral, status = await _respond(conn, referral_id, "accept", if_match, ctx)
+        updated = await _save(conn, referral, "accepted", {"status": status}, ctx, "accepted_at")
     await ctx.write_events(conn, outbox)
     return updated
 

@@ -262,6 +262,32 @@ async def update_referral(
     return result.mappings().one()
 
 
+async def accept_at_once(
+    conn: AsyncConnection,
+    referral_id: uuid.UUID,
+    principal: Principal,
+    status: str,
+    values: dict[str, Any],
+) -> Row | None:
+    """An acceptance in one statement: a referral visible to the principal, of its
+    organisation and in `status`, gets `values`, `accepted_at` now and its version bumped
+    (under the UPDATE's row lock, its conditions checked again on the latest version);
+    None, nothing changed, when it is not such a referral."""
+    r = referrals.c
+    result = await conn.execute(
+        update(referrals)
+        .where(
+            r.id == referral_id,
+            referral_visible_to(principal),
+            r.provider_org == principal.org,
+            r.status == status,
+        )
+        .values(**values, accepted_at=func.now(), version=r.version + 1, updated_at=func.now())
+        .returning(*referrals.c)
+    )
+    return result.mappings().first()
+
+
 async def chain_providers(conn: AsyncConnection, referral_id: uuid.UUID) -> list[uuid.UUID]:
     """Providers of a referral and of every referral it was re-routed from."""
     r = referrals.c
