@@ -16,6 +16,7 @@ from libs.common.events.catalog import ChildUpdatedV1, ChildV1
 CAMBODIA = timezone(timedelta(hours=7))
 MAX_AGE_YEARS = 18
 DUPLICATE_THRESHOLD = 0.55
+MAX_DUPLICATES = 10  # the likely duplicates answered, best first
 _INVISIBLE = {ord(c): None for c in "\u200b\u200c\u200d\u2060\ufeff\u00ad"}
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     LargeBinary,
     Sequence,
     String,
+    Text,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -41,6 +42,13 @@ class Child(SQLModel, table=True):
         Index("ix_registry_children_dupes", "commune_code", "sex", "birth_date"),
         Index("ix_registry_children_owner", "owner_org", "updated_at"),
         Index("ix_registry_children_vuln", "vulnerabilities", postgresql_using="gin"),
+        # Written through at once (no pending list): each registration searches it.
+        Index(
+            "ix_registry_children_name_keys",
+            "name_keys",
+            postgresql_using="gin",
+            postgresql_with={"fastupdate": "off"},
+        ),
         {"schema": SCHEMA},
     )
 
@@ -49,6 +57,8 @@ class Child(SQLModel, table=True):
     given_name: str = Field(max_length=100)
     family_name: str = Field(max_length=100)
     name_search: str = Field(max_length=420)
+    # services.registry.names.name_keys: where likely duplicates are looked for
+    name_keys: list[str] = Field(sa_column=Column(ARRAY(Text), nullable=False))
     sex: str = Field(max_length=6)
     birth_date: date
     birth_date_estimated: bool = False

@@ -18,7 +18,7 @@ from libs.common.db import Database
 from libs.common.errors import Problem, Unprocessable, found, validation_errors
 from libs.common.events import CloudEvent
 from libs.common.http import check_if_match
-from services.registry import domain, store
+from services.registry import domain, names, store
 from services.registry.schemas import ChildIn, ChildPatch
 
 
@@ -45,6 +45,7 @@ def _new_row(item: ChildIn, ctx: Context) -> dict[str, Any]:
         "given_name": item.given_name,
         "family_name": item.family_name,
         "name_search": domain.name_search(item.given_name, item.family_name),
+        "name_keys": names.name_keys(item.given_name, item.family_name, commune, item.sex.value),
         "sex": item.sex.value,
         "birth_date": item.birth_date,
         "birth_date_estimated": item.birth_date_estimated,
@@ -74,12 +75,14 @@ def _check_new(item: ChildIn, ctx: Context) -> None:
 async def likely_duplicates(
     conn: AsyncConnection, child: Any, principal: Principal
 ) -> list[dict[str, Any]]:
-    """Visible children that may be the same child, best first."""
+    """Visible children that may be the same child, best first (at most
+    domain.MAX_DUPLICATES)."""
     return ranked_duplicates(child, await store.duplicate_candidates(conn, child, principal))
 
 
 def ranked_duplicates(child: Any, candidates: Sequence[Any]) -> list[dict[str, Any]]:
-    """The candidates that score as likely duplicates of the child, best first."""
+    """The candidates that score as likely duplicates of the child, best first (equal
+    scores by case number), at most domain.MAX_DUPLICATES."""
     found = []
     for other in candidates:
         score, reasons = domain.duplicate_score(child, other)
@@ -92,7 +95,8 @@ def ranked_duplicates(child: Any, candidates: Sequence[Any]) -> list[dict[str, A
                     "reasons": reasons,
                 }
             )
-    return sorted(found, key=lambda d: -d["score"])
+    found.sort(key=lambda d: (-d["score"], d["case_number"]))
+    return found[: domain.MAX_DUPLICATES]
 
 
 def _registration(item: ChildIn, ctx: Context) -> store.Registration:
@@ -236,10 +240,16 @@ async def read_audited(
     return found(child, "child")
 
 
+# Columns computed from others (the name's search form and keys): never a change of their own.
+_DERIVED = ("name_search", "name_keys")
+# What a child's name columns are computed from.
+_NAMED_BY = ("given_name", "family_name", "commune_code", "sex")
+
+
 async def _write(
     conn: AsyncConnection, child: Any, values: dict[str, Any], action: str, ctx: Context
 ) -> Any:
-    diff = {k: v for k, v in domain.changes(child, values).items() if k != "name_search"}
+    diff = {k: v for k, v in domain.changes(child, values).items() if k not in _DERIVED}
     updated = await store.update_child(conn, child["id"], child["version"], values)
     event = _child_event(ctx, action, updated, sorted(diff) if action == "updated" else None)
     await store.record_change(
@@ -288,11 +298,10 @@ async def patch(
         values.update(village_code=village, commune_code=commune, place_code=village or commune)
     if "birth_date" in values:
         domain.check_registrable(values["birth_date"], child["registered_on"])
-    if "given_name" in values or "family_name" in values:
-        values["name_search"] = domain.name_search(
-            values.get("given_name", child["given_name"]),
-            values.get("family_name", child["family_name"]),
-        )
+    if any(k in values for k in _NAMED_BY):
+        given, family, commune, sex = (values.get(k, child[k]) for k in _NAMED_BY)
+        values["name_search"] = domain.name_search(given, family)
+        values["name_keys"] = names.name_keys(given, family, commune, sex)
     return await _write(conn, child, values, "updated", ctx)
 
 

@@ -134,13 +134,14 @@ async def list_children(
     return await read_page(conn, query, page, key=(c.updated_at, c.id), changed_at=c.updated_at)
 
 
-_DUPLICATES_SQL = candidates_sql("$1", "$2", "$3", "$4", "$6", "$7", other_than="$5")
+_DUPLICATES_SQL = candidates_sql("$1", "$2", "$3", "$4", "$5::text[]", "$7", "$8", other_than="$6")
 
 
 async def duplicate_candidates(
     conn: AsyncConnection, child: dict[str, Any] | Child, principal: Principal
 ) -> list[Child]:
-    """Children of the same sex and commune born within a year, visible to the principal."""
+    """Children of the same sex and commune born within a year that share a name key with
+    the child (see candidates_sql), visible to the principal."""
     pg = await driver_connection(conn)
     born: date = child["birth_date"]
     year = timedelta(days=366)
@@ -150,6 +151,7 @@ async def duplicate_candidates(
         child["sex"],
         born - year,
         born + year,
+        child["name_keys"],
         child.get("id"),
         *visibility_args(principal),
     )

@@ -44,6 +44,7 @@ def candidates_sql(
     sex: str,
     born_from: str,
     born_to: str,
+    keys: str,
     areas: str,
     org: str,
     *,
@@ -51,12 +52,16 @@ def candidates_sql(
     child: str = "",
 ) -> str:
     """The duplicate candidates of a child (columns domain.duplicate_score compares):
-    children of its commune and sex born in the window, visible to the principal (areas,
-    org as in visible_sql), not the child itself; the arguments are SQL expressions."""
+    children of its commune and sex born in the window that share one of its name keys
+    (services.registry.names; the GIN index on name_keys finds them), visible to the
+    principal (areas, org as in visible_sql), not the child itself; the arguments are SQL
+    expressions. No LIMIT: the keys already keep to the names that could score, and a
+    limit would drop true duplicates before they are scored."""
     return (
         "SELECT id, case_number, name_search, sex, commune_code, village_code, birth_date"
-        f" FROM registry.children {child.rstrip('.')} WHERE {child}commune_code = {commune}"
-        f" AND {child}sex = {sex} AND {child}birth_date BETWEEN {born_from} AND {born_to}"
+        f" FROM registry.children {child.rstrip('.')} WHERE {child}name_keys && {keys}"
+        f" AND {child}commune_code = {commune} AND {child}sex = {sex}"
+        f" AND {child}birth_date BETWEEN {born_from} AND {born_to}"
         f" AND ({other_than}::uuid IS NULL OR {child}id <> {other_than})"
-        f" AND {visible_sql(areas, org, child)} LIMIT 200"
+        f" AND {visible_sql(areas, org, child)}"
     )
