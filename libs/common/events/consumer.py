@@ -248,7 +248,17 @@ class DurableConsumer:
                     await self._unsubscribe()
                     await asyncio.sleep(1.0)
         finally:
+            if ahead is not None and ahead.done() and not ahead.cancelled():
+                if ahead.exception() is None:
+                    await self._release(ahead.result())
             await _cancelled(ahead)
+
+    async def _release(self, checked: Sequence[Checked]) -> None:
+        """Hand back fetched messages this consumer will not apply (it is stopping), so
+        another replica need not wait for the ack wait; a duplicate is absorbed by the inbox."""
+        for item in checked:
+            with contextlib.suppress(Exception):
+                await item.msg.nak()
 
     async def _fetch(self, sub: Any) -> list[Checked]:
         """The next messages, read and checked (none when none came within a second)."""
@@ -273,6 +283,13 @@ class DurableConsumer:
         await self._settle([c for c in [await self._check(m) for m in msgs] if c is not None])
 
     async def _settle(self, checked: list[Checked]) -> None:
+        try:
+            await self._settle_all(checked)
+        except asyncio.CancelledError:  # stopping: hand back what may not be acked yet
+            await self._release(checked)
+            raise
+
+    async def _settle_all(self, checked: list[Checked]) -> None:
         while checked:
             ours = [c for c in checked if c.handler is not None]
             try:
@@ -282,7 +299,7 @@ class DurableConsumer:
                         fresh = await apply_batch(conn, self.inbox, self.durable, ours)
             except EventFailed as failed:
                 at = checked.index(failed.item)
-                await self._settle(checked[:at])
+                await self._settle_all(checked[:at])
                 await self._retry_or_dead_letter(failed.item.msg, failed.item.event, failed.error)
                 checked = checked[at + 1 :]
                 continue
