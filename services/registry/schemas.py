@@ -205,7 +205,9 @@ class ChildOut(BaseModel):
     created_at: dt.datetime
     updated_at: dt.datetime
     version: int
-    possible_duplicates: list[DuplicateOut] | None = None
+    possible_duplicates: list[DuplicateOut] | None = Field(
+        default=None, description="A new child's likely duplicates: at most 10, best first."
+    )
 
 
 class ChildPage(BaseModel):
@@ -230,6 +232,8 @@ class BatchOut(BaseModel):
 
 
 class DuplicatesOut(BaseModel):
+    """Likely duplicates of a child: at most 10, best first."""
+
     items: list[DuplicateOut]
 
 
