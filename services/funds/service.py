@@ -9,7 +9,7 @@ disbursement of a grant, a payment reference used twice, a changed ledger row.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,7 +56,7 @@ def _emit_fund(ctx: Context, verb: str, fund: store.Row, amount_khr: int | None 
     ctx.emit(f"funds.fund.{verb}.v1", str(fund["id"]), domain.fund_event(fund, amount_khr))
 
 
-def _emit_grant(ctx: Context, verb: str, grant: store.Row) -> None:
+def _emit_grant(ctx: Context, verb: str, grant: Mapping[Any, Any]) -> None:
     ctx.emit(f"funds.grant.{verb}.v1", str(grant["id"]), domain.grant_event(grant))
 
 
@@ -142,8 +142,8 @@ class Granted:
     """A grant as a use case leaves it, and every action on it, oldest first (its answer
     shows them; they are read once, under the grant's lock, and each new one added)."""
 
-    grant: store.Row
-    actions: list[store.Row]
+    grant: Mapping[Any, Any]
+    actions: list[Mapping[Any, Any]]
 
 
 async def _locked(
@@ -156,9 +156,11 @@ async def _locked(
     return await with_actions(conn, grant)
 
 
-async def with_actions(conn: AsyncConnection, grant: store.Row) -> Granted:
+async def with_actions(conn: AsyncConnection, grant: Mapping[Any, Any]) -> Granted:
     """A grant and its actions."""
-    return Granted(grant, (await store.actions_of(conn, [grant["id"]]))[grant["id"]])
+    actions: list[Mapping[Any, Any]] = []
+    actions.extend((await store.actions_of(conn, [grant["id"]]))[grant["id"]])
+    return Granted(grant, actions)
 
 
 async def _locked_for(
@@ -179,23 +181,23 @@ async def _save(
     return Granted(grant, locked.actions)
 
 
+def _action(action: str, ctx: Context, reason: str | None = None) -> dict[str, Any]:
+    """Who did what to a grant (its id aside)."""
+    return {
+        "action": action,
+        "district_level": ctx.principal.is_district_level,
+        "reason": reason,
+        "request_id": ctx.request_id,
+        **ctx.actor,
+    }
+
+
 async def _record(
     conn: AsyncConnection, locked: Granted, action: str, ctx: Context, reason: str | None = None
 ) -> None:
     """Record who did what to the grant, and add it to its actions."""
-    grant = locked.grant
-    stored = await store.add_action(
-        conn,
-        {
-            "grant_id": grant["id"],
-            "action": action,
-            "district_level": ctx.principal.is_district_level,
-            "reason": reason,
-            "request_id": ctx.request_id,
-            **ctx.actor,
-        },
-    )
-    locked.actions.append(stored)
+    row = {"grant_id": locked.grant["id"], **_action(action, ctx, reason)}
+    locked.actions.append(await store.add_action(conn, row))
 
 
 async def request_grant(
@@ -216,7 +218,7 @@ async def request_grant(
     repeat = domain.is_repeat(last_disbursed_at, now)
     domain.check_repeat(repeat, body.justification)
     with conflicts_as_409():
-        grant = await store.insert_grant(
+        grant, requested = await store.insert_grant(
             conn,
             {
                 "id": uuid.uuid4(),
@@ -236,12 +238,11 @@ async def request_grant(
                 "requested_by": ctx.principal.sub,
                 "requested_org": ctx.principal.org,
             },
+            _action("requested", ctx),
         )
-    created = Granted(grant, [])
-    await _record(conn, created, "requested", ctx)
     _emit_grant(ctx, "requested", grant)
     await ctx.write_events(conn, outbox)
-    return created
+    return Granted(grant, [requested])
 
 
 async def approve(
@@ -279,7 +280,7 @@ async def approve(
     return await _save(conn, locked, "approved", {"status": "approved"}, ctx)
 
 
-def _grant_entry(grant: store.Row, kind: str, ctx: Context, **extra: Any) -> dict[str, Any]:
+def _grant_entry(grant: Mapping[Any, Any], kind: str, ctx: Context, **extra: Any) -> dict[str, Any]:
     return {
         "fund_id": grant["fund_id"],
         "grant_id": grant["id"],

@@ -8,6 +8,7 @@ does not block other transactions inserting rows that merely reference the fund 
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -112,8 +113,8 @@ async def lock_fund(conn: AsyncConnection, fund_id: uuid.UUID) -> Row:
 
 
 # What a ledger entry may say, and the running totals an entry moves.
-_ENTRY = ("fund_id", "grant_id", "kind", "amount_khr", "method", "reference", "request_id")
-_ACTOR = ("actor_sub", "actor_org")
+_ENTRY: tuple[str, ...] = ("fund_id", "grant_id", "kind", "amount_khr", "method", "reference")
+_ENTRY += ("request_id", "actor_sub", "actor_org")
 _TOTALS = ("topped_up_khr", "committed_khr", "disbursed_khr")
 
 
@@ -135,11 +136,10 @@ def _booking(covering: bool) -> Any:
     if covering:
         moved = moved.where(f.available_khr >= bindparam("covering", type_=BigInteger()))
     fund = moved.cte("moved")
-    columns = [*_ENTRY, *_ACTOR]
-    values = select(*[bindparam(f"e_{c}", type_=ledger.c[c].type) for c in columns])
+    values = select(*[bindparam(f"e_{c}", type_=ledger.c[c].type) for c in _ENTRY])
     written = (
         insert(ledger)
-        .from_select(columns, values.select_from(fund))
+        .from_select(list(_ENTRY), values.select_from(fund))
         .returning(ledger.c.at)
         .cte("written")
     )
@@ -152,9 +152,9 @@ _BOOK_IF_COVERED = _booking(covering=True)
 
 def _booked(entry: dict[str, Any], moves: dict[str, int]) -> dict[str, Any]:
     """The parameters of a booking: every entry column (None when not given) and move."""
-    if not set(entry) <= {*_ENTRY, *_ACTOR} or not set(moves) <= set(_TOTALS):
+    if not set(entry) <= set(_ENTRY) or not set(moves) <= set(_TOTALS):
         raise ValueError("a ledger entry or a move the booking statement does not know")
-    params = {f"e_{c}": entry.get(c) for c in (*_ENTRY, *_ACTOR)}
+    params = {f"e_{c}": entry.get(c) for c in _ENTRY}
     return params | {f"d_{t}": moves.get(t, 0) for t in _TOTALS}
 
 
@@ -235,8 +235,48 @@ async def get_grant(
     return (await conn.execute(query)).mappings().first()
 
 
-async def insert_grant(conn: AsyncConnection, row: dict[str, Any]) -> Row:
-    return (await conn.execute(insert(grants).values(**row).returning(*grants.c))).mappings().one()
+@functools.cache
+def _request(grant_columns: tuple[str, ...], action_columns: tuple[str, ...]) -> Any:
+    """One statement, built once per shape: the grant inserted, then its first action (of
+    the inserted grant), answering the grant's columns and the action's as `action_<name>`."""
+    created = (
+        insert(grants)
+        .values({c: bindparam(f"g_{c}", type_=grants.c[c].type) for c in grant_columns})
+        .returning(*grants.c)
+        .cte("created")
+    )
+    first = select(
+        created.c.id, *[bindparam(f"a_{c}", type_=grant_actions.c[c].type) for c in action_columns]
+    ).select_from(created)
+    recorded = (
+        insert(grant_actions)
+        .from_select(["grant_id", *action_columns], first)
+        .returning(*grant_actions.c)
+        .cte("recorded")
+    )
+    answer = [*created.c, *[c.label(f"action_{c.name}") for c in recorded.c]]
+    return select(*answer).select_from(created.join(recorded, true()))
+
+
+def _scalar_defaults(table: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """The Python-side column defaults (a grant's version): a statement in a CTE gets none."""
+    columns = [c for c in table.c if c.name not in given and c.name != "grant_id"]
+    return {c.name: c.default.arg for c in columns if c.default is not None and c.default.is_scalar}
+
+
+async def insert_grant(
+    conn: AsyncConnection, row: dict[str, Any], action: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Insert a grant and its first action (`action`, without its grant) in one statement;
+    both as stored."""
+    row = {**_scalar_defaults(grants, row), **row}
+    action = {**_scalar_defaults(grant_actions, action), **action}
+    query = _request(tuple(row), tuple(action))
+    params = {f"g_{k}": v for k, v in row.items()} | {f"a_{k}": v for k, v in action.items()}
+    stored = (await conn.execute(query, params)).mappings().one()
+    grant = {c.name: stored[c.name] for c in grants.c}
+    recorded = {c.name: stored[f"action_{c.name}"] for c in grant_actions.c}
+    return grant, recorded
 
 
 async def update_grant(
