@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from libs.common import access
 from libs.common.events import CloudEvent
 from libs.common.events.catalog import REGISTRY_EVENTS, ChildV1
-from libs.common.events.consumer import Handlers, handle
+from libs.common.events.consumer import Handlers, handle, newest_only
 from libs.common.events.referrals_events import ReferralV1
 from services.funds import service
 from services.funds.models import referral_shares
@@ -27,5 +27,16 @@ async def referral_changed(conn: AsyncConnection, event: CloudEvent, referral: R
     await access.apply_referral_event(conn, referral_shares, event, referral)
 
 
-CHILD_HANDLERS: Handlers = handle(REGISTRY_EVENTS, ChildV1, child_changed)
-REFERRAL_HANDLERS: Handlers = handle(access.REFERRAL_EVENT_TYPES, ReferralV1, referral_changed)
+# A batch applies only each record's newest version: the state applying them all leaves.
+CHILD_HANDLERS: Handlers = handle(
+    REGISTRY_EVENTS,
+    ChildV1,
+    child_changed,
+    batch=newest_only(lambda c: c.child_id, lambda c: c.version, child_changed),
+)
+REFERRAL_HANDLERS: Handlers = handle(
+    access.REFERRAL_EVENT_TYPES,
+    ReferralV1,
+    referral_changed,
+    batch=newest_only(lambda r: r.referral_id, lambda r: r.version, referral_changed),
+)

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.events import CloudEvent
 from libs.common.events.catalog import REGISTRY_EVENTS, ChildV1
-from libs.common.events.consumer import Handlers, handle
+from libs.common.events.consumer import Handlers, handle, newest_only
 from libs.common.logging import get_logger
 from services.referrals import store
 
@@ -38,4 +38,10 @@ async def apply_child(conn: AsyncConnection, event: CloudEvent, data: ChildV1) -
         log.info("child.stale_event", child_id=data.child_id, version=data.version)
 
 
-CHILD_HANDLERS: Handlers = handle(REGISTRY_EVENTS, ChildV1, apply_child)
+# A batch applies only each child's newest version: the state applying them all leaves.
+CHILD_HANDLERS: Handlers = handle(
+    REGISTRY_EVENTS,
+    ChildV1,
+    apply_child,
+    batch=newest_only(lambda c: c.child_id, lambda c: c.version, apply_child),
+)

@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common import access
 from libs.common.events import CloudEvent
-from libs.common.events.consumer import Handlers, handle
+from libs.common.events.consumer import Handlers, handle, newest_only
 from libs.common.events.referrals_events import ReferralV1
 from services.registry.models import referral_access
 
@@ -17,4 +17,10 @@ async def referral_changed(conn: AsyncConnection, event: CloudEvent, referral: R
     await access.apply_referral_event(conn, referral_access, event, referral)
 
 
-REFERRAL_HANDLERS: Handlers = handle(access.REFERRAL_EVENT_TYPES, ReferralV1, referral_changed)
+# A batch applies only each referral's newest version: the state applying them all leaves.
+REFERRAL_HANDLERS: Handlers = handle(
+    access.REFERRAL_EVENT_TYPES,
+    ReferralV1,
+    referral_changed,
+    batch=newest_only(lambda r: r.referral_id, lambda r: r.version, referral_changed),
+)
