@@ -1,6 +1,7 @@
 """The services' own consumers (referrals and funds keep children, the registry and funds
-keep referrals) with a backlog: each event applied once, in batches. Prints (never asserts)
-events/s of each."""
+keep referrals) with a backlog of two versions per record (registered and updated, created
+and accepted; a batch applies only each record's newest): each event into the inbox once.
+Prints (never asserts) events/s of each."""
 
 from __future__ import annotations
 
@@ -148,7 +149,7 @@ async def measure(
         finally:
             await consumer.stop()
         print(  # the figure is the point; never asserted
-            f"\n{name} backlog: {len(events)} events in {seconds:.2f} s:"
+            f"\n{name} backlog (2 versions per record): {len(events)} events in {seconds:.2f} s:"
             f" {len(events) / seconds:.0f} events/s (2 shared cores: noisy)"
         )
         assert await rows(db, inbox) == before + len(events)
