@@ -39,7 +39,6 @@ from bench.measure import (
     SECONDS,
     SMALL,
     WARMUP,
-    LoadGenerator,
     request_figures,
     workflow_figures,
 )
@@ -65,8 +64,6 @@ class Bench(WholePlatform):
 
     def __init__(self, root: Path) -> None:
         super().__init__(root, EXTRA, ready_timeout=120.0)
-        self.jobs = root / "jobs"
-        self.loadgen = LoadGenerator(self.jobs)
         self.results: dict[str, Any] = {
             "machine": machine(),
             "settings": {
@@ -82,16 +79,6 @@ class Bench(WholePlatform):
             "spread": {},
             "workflows": {name: {} for name in WORKFLOWS},
         }
-
-    def wipe(self) -> None:
-        """Start from an empty folder, with a place for the generator's jobs."""
-        super().wipe()
-        self.jobs.mkdir()
-
-    def stop_all(self) -> None:
-        """Stop the generator, every supervised process, NATS and PostgreSQL."""
-        self.loadgen.kill()
-        super().stop_all()
 
     def platform_progress_size(self, stream: str) -> int:
         """The stream's last sequence now."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.infra import BenchInfra
+from bench.measure import LoadGenerator
 from deploy.local.__main__ import COMPONENTS, component_env, replica_env, replica_layout
 from deploy.local.infra import free_port
 
@@ -45,6 +46,18 @@ class WholePlatform(BenchInfra):
 
     def __init__(self, root: Path, extra: list[tuple[str, str]], ready_timeout: float) -> None:
         super().__init__(root, extra + PROCESSES, ready_timeout=ready_timeout, stop_timeout=10.0)
+        self.jobs = root / "jobs"
+        self.loadgen = LoadGenerator(self.jobs)
+
+    def wipe(self) -> None:
+        """Start from an empty folder, with a place for the generator's jobs."""
+        super().wipe()
+        self.jobs.mkdir()
+
+    def stop_all(self) -> None:
+        """Stop the generator, every supervised process, NATS and PostgreSQL."""
+        self.loadgen.kill()
+        super().stop_all()
 
     def start(self) -> str:
         """Start PostgreSQL and NATS; fix every component's environment as deploy/local does

@@ -29,7 +29,6 @@ from typing import Any
 from bench import soak_checks, workflows
 from bench.children import child_bodies
 from bench.infra import machine, terminate_as_exit, write_results
-from bench.measure import LoadGenerator
 from bench.platform import WholePlatform, memory_mib
 from bench.report import WORKFLOWS
 from bench.scenarios import COLLECTION, CROWDED_COMMUNE, batch_register
@@ -63,8 +62,6 @@ def say(message: str) -> None:
 class Soak(WholePlatform):
     def __init__(self, root: Path) -> None:
         super().__init__(root, [], ready_timeout=120.0)
-        self.jobs = root / "jobs"
-        self.loadgen = LoadGenerator(self.jobs)
         self.results: dict[str, Any] = {
             "machine": machine(),
             "settings": {
@@ -76,14 +73,6 @@ class Soak(WholePlatform):
                 "connections": CONNECTIONS,
             },
         }
-
-    def wipe(self) -> None:
-        super().wipe()
-        self.jobs.mkdir()
-
-    def stop_all(self) -> None:
-        self.loadgen.kill()
-        super().stop_all()
 
     def set_up(self) -> None:
         """Clients, the seeded children, the workflows' providers and funds."""
