@@ -170,43 +170,94 @@ async def register(conn: AsyncConnection, item: ChildIn, ctx: Context) -> Regist
     return _registered(registration, stored)
 
 
+def _prepared(raw: dict[str, Any], ctx: Context) -> store.Registration | dict[str, Any]:
+    """An item of a batch ready to write, or its error result."""
+    try:
+        return _registration(ChildIn.model_validate(raw), ctx)
+    except ValidationError as exc:
+        errors = validation_errors(exc.errors())
+        problem = Unprocessable(
+            "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]), errors=errors
+        )
+        return {"status": "error", "problem": problem.body()}
+    except Problem as exc:
+        return {"status": "error", "problem": exc.body()}
+
+
+def _external_keys(registration: store.Registration) -> list[tuple[str, str]]:
+    return [(e["system"], e["value"]) for e in registration.row["external_ids"]]
+
+
 async def register_batch(
     conn: AsyncConnection, items: Sequence[dict[str, Any]], ctx: Context
 ) -> list[dict[str, Any]]:
-    """Register up to 1,000 children; one result per item, in order."""
+    """Register up to 1,000 children; one result per item, in order.
+
+    An item whose external id an earlier item of the batch or an existing child already
+    holds answers "existing" with that child. The external ids are looked up in one
+    statement and claimed in another; should a concurrent transaction claim one in between,
+    the batch claims them item by item instead. No possible_duplicates are answered (nor
+    looked for): `GET /children/{id}/duplicates` lists them, items of the same batch
+    included. The new children are written in one statement."""
+    prepared = [_prepared(raw, ctx) for raw in items]
+    org = ctx.principal.org
+    keys = [k for p in prepared if isinstance(p, store.Registration) for k in _external_keys(p)]
+    owners = await store.external_id_owners(conn, org, list(dict.fromkeys(keys)))
     results: list[dict[str, Any]] = []
     registrations: list[store.Registration] = []
     seen_ids: dict[tuple[str, str], str] = {}
-    for raw in items:
-        try:
-            registration = _registration(ChildIn.model_validate(raw), ctx)
-        except ValidationError as exc:
-            errors = validation_errors(exc.errors())
-            problem = Unprocessable(
-                "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]), errors=errors
-            )
-            results.append({"status": "error", "problem": problem.body()})
+    for p in prepared:
+        if not isinstance(p, store.Registration):
+            results.append(p)
             continue
-        except Problem as exc:
-            results.append({"status": "error", "problem": exc.body()})
-            continue
-        row = registration.row
-        keys = [(e["system"], e["value"]) for e in row["external_ids"]]
-        earlier = next((seen_ids[k] for k in keys if k in seen_ids), None)
+        item_keys = _external_keys(p)
+        earlier = next((seen_ids[k] for k in item_keys if k in seen_ids), None)
+        if earlier is None:
+            earlier = next((str(owners[k]) for k in item_keys if k in owners), None)
         if earlier is not None:
             results.append({"status": "existing", "id": earlier})
             continue
-        existing = await store.claim_external_ids(
-            conn, ctx.principal.org, row["id"], row["external_ids"]
-        )
-        if existing is not None:
-            results.append({"status": "existing", "id": str(existing)})
+        seen_ids.update(dict.fromkeys(item_keys, str(p.row["id"])))
+        registrations.append(p)
+        results.append({"status": "created", "id": str(p.row["id"])})
+    claims = list(
+        dict.fromkeys((*k, r.row["id"]) for r in registrations for k in _external_keys(r))
+    )
+    if not await store.claim_all_external_ids(conn, org, claims):
+        return await _register_batch_claiming_each(conn, prepared, ctx)
+    if registrations:
+        await store.insert_registrations(conn, registrations, candidates=False)
+    return results
+
+
+async def _register_batch_claiming_each(
+    conn: AsyncConnection, prepared: Sequence[store.Registration | dict[str, Any]], ctx: Context
+) -> list[dict[str, Any]]:
+    """register_batch when a concurrent transaction claimed one of its external ids: each
+    item's ids claimed in turn (waiting for any transaction that holds one)."""
+    results: list[dict[str, Any]] = []
+    registrations: list[store.Registration] = []
+    seen_ids: dict[tuple[str, str], str] = {}
+    for p in prepared:
+        if not isinstance(p, store.Registration):
+            results.append(p)
             continue
-        seen_ids.update(dict.fromkeys(keys, str(row["id"])))
-        registrations.append(registration)
+        row = p.row
+        item_keys = _external_keys(p)
+        earlier = next((seen_ids[k] for k in item_keys if k in seen_ids), None)
+        if earlier is None:
+            existing = await store.claim_external_ids(
+                conn, ctx.principal.org, row["id"], row["external_ids"]
+            )
+            earlier = None if existing is None else str(existing)
+        if earlier is not None:
+            results.append({"status": "existing", "id": earlier})
+            continue
+        seen_ids.update(dict.fromkeys(item_keys, str(row["id"])))
+        registrations.append(p)
         results.append({"status": "created", "id": str(row["id"])})
     if registrations:
-        await store.insert_registrations(conn, registrations)
+        await store.insert_registrations(conn, registrations, candidates=False)
     return results
 
 

@@ -85,7 +85,9 @@ _REGISTRATION_TYPES = {
     "partner_org": "text",
 }
 _CHILD_COLUMNS = ", ".join(_CHILD_TYPES)
-_REGISTER_SQL = (
+# The registrations' statement: without their duplicate candidates (children:batch answers
+# none: see service.register_batch), or with them.
+_REGISTER_HEAD = (
     "WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x("
     + ", ".join(f"{name} {type_}" for name, type_ in _REGISTRATION_TYPES.items())
     + ")),"
@@ -102,8 +104,12 @@ _REGISTER_SQL = (
     " o AS (INSERT INTO registry.outbox (id, type, payload)"
     " SELECT event_id, event_type, jsonb_set(payload, '{data,case_number}', to_jsonb(case_number))"
     " FROM j)"
-    " SELECT j.id, j.case_number, j.created_at, j.updated_at,"
-    " (SELECT json_agg(row_to_json(d)) FROM ("
+    " SELECT j.id, j.case_number, j.created_at, j.updated_at"
+)
+_REGISTER_SQL = _REGISTER_HEAD + " FROM j"
+_REGISTER_FINDING_SQL = (
+    _REGISTER_HEAD
+    + ", (SELECT json_agg(row_to_json(d)) FROM ("
     + candidates_sql(
         "j.commune_code",
         "j.sex",
@@ -134,12 +140,13 @@ class Stored(NamedTuple):
 
 
 async def insert_registrations(
-    conn: AsyncConnection, registrations: Sequence[Registration]
+    conn: AsyncConnection, registrations: Sequence[Registration], *, candidates: bool = True
 ) -> list[Stored]:
     """Insert new children, each numbered `<commune>-<seq>` and with its history, audit and
     outbox rows, in one statement (atomic without a transaction of its own). Per
     registration, in order: the child as stored, and its duplicate candidates (see
-    duplicate_candidates) as of before the statement.
+    duplicate_candidates) as of before the statement; none, and none looked for, when
+    `candidates` is false.
 
     Each event is built before its case number exists; the statement writes it in."""
     records = []
@@ -166,7 +173,10 @@ async def insert_registrations(
     pg = await driver_connection(conn)
     stored = {
         record["id"]: record
-        for record in await pg.fetch(_REGISTER_SQL, json.dumps(records, default=_json_value))
+        for record in await pg.fetch(
+            _REGISTER_FINDING_SQL if candidates else _REGISTER_SQL,
+            json.dumps(records, default=_json_value),
+        )
     }
     results: list[Stored] = []
     for r in registrations:
@@ -178,11 +188,11 @@ async def insert_registrations(
             "created_at": record["created_at"],
             "updated_at": record["updated_at"],
         }
-        candidates = [
-            {**found, "birth_date": date.fromisoformat(found["birth_date"])}
-            for found in record["found"] or ()
+        found = [
+            {**other, "birth_date": date.fromisoformat(other["birth_date"])}
+            for other in (record["found"] if candidates else None) or ()
         ]
-        results.append(Stored(child, candidates))
+        results.append(Stored(child, found))
     return results
 
 
@@ -254,3 +264,45 @@ async def claim_external_ids(
         )
     )
     return existing
+
+
+_OWNERS_SQL = (
+    "SELECT e.system, e.value, e.child_id FROM registry.external_ids e"
+    " JOIN unnest($2::text[], $3::text[]) AS k(system, value)"
+    " ON e.system = k.system AND e.value = k.value WHERE e.org = $1"
+)
+_CLAIM_ALL_SQL = (
+    "INSERT INTO registry.external_ids (org, system, value, child_id)"
+    " SELECT $1, system, value, child_id FROM unnest($2::text[], $3::text[], $4::uuid[])"
+    " AS k(system, value, child_id) ON CONFLICT DO NOTHING RETURNING child_id"
+)
+_UNCLAIM_SQL = "DELETE FROM registry.external_ids WHERE org = $1 AND child_id = ANY($2::uuid[])"
+
+
+async def external_id_owners(
+    conn: AsyncConnection, org: str, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], uuid.UUID]:
+    """The children that an organisation's external ids (system, value) already name, in
+    one statement; a key no child holds is absent."""
+    if not keys:
+        return {}
+    pg = await driver_connection(conn)
+    rows = await pg.fetch(_OWNERS_SQL, org, [k[0] for k in keys], [k[1] for k in keys])
+    return {(r["system"], r["value"]): r["child_id"] for r in rows}
+
+
+async def claim_all_external_ids(
+    conn: AsyncConnection, org: str, claims: Sequence[tuple[str, str, uuid.UUID]]
+) -> bool:
+    """Claim (system, value) for each new child, all in one statement (the keys distinct).
+    True when every one was claimed; otherwise another transaction took one since it was
+    looked up, and none of these claims is kept (False)."""
+    if not claims:
+        return True
+    pg = await driver_connection(conn)
+    columns = [list(column) for column in zip(*claims, strict=True)]
+    claimed = await pg.fetch(_CLAIM_ALL_SQL, org, *columns)
+    if len(claimed) == len(claims):
+        return True
+    await pg.execute(_UNCLAIM_SQL, org, sorted({c[2] for c in claims}))
+    return False
