@@ -10,15 +10,16 @@ only the registering organisation, or government staff covering the place, may c
 close or reopen a child. docs/api-guide.md#access says the same for clients.
 
 Each service keeps the referral shares it learns from `referrals.referral.*` events in a
-table of its own schema (`referral_shares_table`, written by `apply_referral_event`); the
-referrals service reads its own referrals. The Python predicates and the SQL builders below
-take the columns of each service's projection, so the rule is the same everywhere.
+table of its own schema (`referral_shares_table`, written by `apply_referral_event`, or by
+`apply_referral_events` in one statement for a consumer's batch); the referrals service
+reads its own referrals. The Python predicates and the SQL builders below take the columns
+of each service's projection, so the rule is the same everywhere.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -270,16 +271,26 @@ async def apply_referral_event(
 ) -> None:
     """Record a `referrals.referral.*` event in a shares projection (newest version wins);
     a completion is dated by its event."""
-    await store.upsert_referral_share(
-        conn,
-        table,
-        referral_id=uuid.UUID(referral.referral_id),
-        child_id=uuid.UUID(referral.child_id),
-        org=referral.provider_org,
-        status=referral.status,
-        completed_at=_aware(event.time) if referral.status == "completed" else None,
-        version=referral.version,
-    )
+    await apply_referral_events(conn, table, [(event, referral)])
+
+
+async def apply_referral_events(
+    conn: AsyncConnection, table: Table, events: Sequence[tuple[CloudEvent, ReferralV1]]
+) -> None:
+    """`apply_referral_event` for a run of events (in stream order), in one statement: each
+    referral's newest version, unless the stored one is as new (the consumer's `batch=`)."""
+    await store.upsert_referral_shares(conn, table, [_share_row(e, r) for e, r in events])
+
+
+def _share_row(event: CloudEvent, referral: ReferralV1) -> dict[str, Any]:
+    return {
+        "referral_id": uuid.UUID(referral.referral_id),
+        "child_id": uuid.UUID(referral.child_id),
+        "org": referral.provider_org,
+        "status": referral.status,
+        "completed_at": _aware(event.time) if referral.status == "completed" else None,
+        "version": referral.version,
+    }
 
 
 def _aware(at: datetime) -> datetime:

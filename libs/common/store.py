@@ -10,7 +10,8 @@ in `events/store.py`.
 
 from __future__ import annotations
 
-import uuid
+import functools
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Row,
     Select,
     Table,
+    TextClause,
     and_,
     delete,
     func,
@@ -30,6 +32,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as upsert
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningUpdate
@@ -205,38 +208,73 @@ async def claim_job_tick(
     return (await conn.scalar(claim)) is not None
 
 
+# ---------------------------------------------------------------- newest-version projections
+
+
+def newest_rows(rows: Iterable[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """Of rows given in stream order, the one with the highest `version` per `key` (the
+    first of equal versions, as applying them one by one would keep), in `key` order."""
+    kept: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        held = kept.get(row[key])
+        if held is None or held["version"] < row["version"]:
+            kept[row[key]] = row
+    return [kept[k] for k in sorted(kept, key=str)]
+
+
+@functools.cache
+def _upsert_newest(
+    table: Table, columns: tuple[str, ...], key: str, updated: tuple[str, ...], stamped: str | None
+) -> TextClause:
+    """`upsert_newest`'s statement for one shape, built once."""
+    dialect = PGDialect()  # type: ignore[no-untyped-call]
+    name = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
+    arrays = ", ".join(
+        f"CAST(:p{i} AS {table.c[c].type.compile(dialect=dialect)}[])"
+        for i, c in enumerate(columns)
+    )
+    sets = [f"{c} = excluded.{c}" for c in updated] + ([f"{stamped} = now()"] if stamped else [])
+    return text(
+        f"INSERT INTO {name} AS t ({', '.join(columns)})"
+        f" SELECT * FROM unnest({arrays}) AS d({', '.join(columns)}) ORDER BY {key}"
+        f" ON CONFLICT ({key}) DO UPDATE SET {', '.join(sets)}"
+        f" WHERE t.version < excluded.version RETURNING {key}"
+    )
+
+
+async def upsert_newest(
+    conn: AsyncConnection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    key: str = "id",
+    updated: Sequence[str] | None = None,
+    stamped: str | None = None,
+) -> set[Any]:
+    """Write a projection's rows (all of the same columns, in stream order) in ONE
+    statement: each `key`'s newest version is inserted, or updates the stored row (its
+    `updated` columns, all but the key when None, and `stamped` set to now) only when the
+    stored `version` is older. Rows go in `key` order, so two writers never deadlock.
+    Returns the keys written (a key whose stored version was as new is not)."""
+    newest = newest_rows(rows, key)
+    if not newest:
+        return set()
+    columns = tuple(newest[0])
+    changed = tuple(updated if updated is not None else [c for c in columns if c != key])
+    stmt = _upsert_newest(table, columns, key, changed, stamped)
+    params = {f"p{i}": [r[c] for r in newest] for i, c in enumerate(columns)}
+    return {r[0] for r in await conn.execute(stmt, params)}
+
+
 # ---------------------------------------------------------------- referral shares
 
 
-async def upsert_referral_share(
-    conn: AsyncConnection,
-    table: Table,
-    *,
-    referral_id: uuid.UUID,
-    child_id: uuid.UUID,
-    org: str,
-    status: str,
-    completed_at: datetime | None,
-    version: int,
+async def upsert_referral_shares(
+    conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]
 ) -> None:
-    """Insert a referral's share, or update its state when `version` is newer than the
-    stored one."""
-    stmt = upsert(table).values(
-        referral_id=referral_id,
-        child_id=child_id,
-        org=org,
-        status=status,
-        completed_at=completed_at,
-        version=version,
-    )
-    await conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[table.c.referral_id],
-            set_={
-                "status": stmt.excluded.status,
-                "completed_at": stmt.excluded.completed_at,
-                "version": stmt.excluded.version,
-            },
-            where=table.c.version < stmt.excluded.version,
-        )
+    """Write referral shares (referral_id, child_id, org, status, completed_at, version; in
+    stream order) in one statement: a referral's newest version is inserted, or updates the
+    stored state when its `version` is newer (`upsert_newest`)."""
+    await upsert_newest(
+        conn, table, rows, key="referral_id", updated=("status", "completed_at", "version")
     )

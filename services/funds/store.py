@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from libs.common import access
 from libs.common.auth import Principal
 from libs.common.http import Page
-from libs.common.store import read_page, versioned_update, where_given
+from libs.common.store import read_page, upsert_newest, versioned_update, where_given
 from services.funds import domain
 from services.funds.models import children, funds, grant_actions, grants, ledger, referral_shares
 
@@ -54,14 +54,12 @@ def constraint_of(exc: IntegrityError) -> str | None:
 
 async def upsert_child(conn: AsyncConnection, row: dict[str, Any]) -> None:
     """Insert or refresh a projected child; an older version never overwrites a newer one."""
-    stmt = insert(children).values(**row)
-    await conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[children.c.id],
-            set_={k: stmt.excluded[k] for k in row if k != "id"},
-            where=children.c.version < stmt.excluded.version,
-        )
-    )
+    await upsert_children(conn, [row])
+
+
+async def upsert_children(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """`upsert_child` for rows in stream order, in one statement: each child's newest."""
+    await upsert_newest(conn, children, rows)
 
 
 def child_visible_to(principal: Principal) -> ColumnElement[bool]:

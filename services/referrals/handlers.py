@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.events import CloudEvent
 from libs.common.events.catalog import REGISTRY_EVENTS, ChildV1
-from libs.common.events.consumer import Handlers, handle, newest_only
+from libs.common.events.consumer import Handlers, handle
 from libs.common.logging import get_logger
 from services.referrals import store
 
@@ -19,29 +21,37 @@ CHILDREN_STREAM = "REGISTRY"
 CHILDREN_SUBJECT = "registry.child.>"
 
 
+def _child_row(data: ChildV1) -> dict[str, Any]:
+    return {
+        "id": uuid.UUID(data.child_id),
+        "commune_code": data.commune_code,
+        "village_code": data.village_code,
+        "place_code": data.village_code or data.commune_code,
+        "owner_org": data.owner_org,
+        "status": data.status,
+        "data_sharing_consent": data.data_sharing_consent,
+        "version": data.version,
+    }
+
+
+async def apply_children(conn: AsyncConnection, events: Sequence[tuple[CloudEvent, Any]]) -> None:
+    """Keep each child's place, owner, status and consent from a run of events, in one
+    statement: its newest version; an older version than the stored one never wins."""
+    newest: dict[str, ChildV1] = {}
+    for _, data in events:
+        kept = newest.get(data.child_id)
+        if kept is None or kept.version < data.version:
+            newest[data.child_id] = data
+    written = await store.apply_children(conn, [_child_row(d) for d in newest.values()])
+    for data in newest.values():
+        if uuid.UUID(data.child_id) not in written:
+            log.info("child.stale_event", child_id=data.child_id, version=data.version)
+
+
 async def apply_child(conn: AsyncConnection, event: CloudEvent, data: ChildV1) -> None:
-    """Keep the child's place, owner, status and consent; an older version never wins."""
-    applied = await store.apply_child(
-        conn,
-        {
-            "id": uuid.UUID(data.child_id),
-            "commune_code": data.commune_code,
-            "village_code": data.village_code,
-            "place_code": data.village_code or data.commune_code,
-            "owner_org": data.owner_org,
-            "status": data.status,
-            "data_sharing_consent": data.data_sharing_consent,
-            "version": data.version,
-        },
-    )
-    if not applied:
-        log.info("child.stale_event", child_id=data.child_id, version=data.version)
+    """One event: `apply_children` of it alone."""
+    await apply_children(conn, [(event, data)])
 
 
 # A batch applies only each child's newest version: the state applying them all leaves.
-CHILD_HANDLERS: Handlers = handle(
-    REGISTRY_EVENTS,
-    ChildV1,
-    apply_child,
-    batch=newest_only(lambda c: c.child_id, lambda c: c.version, apply_child),
-)
+CHILD_HANDLERS: Handlers = handle(REGISTRY_EVENTS, ChildV1, apply_child, batch=apply_children)

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from libs.common import access, places
 from libs.common.auth import Principal
 from libs.common.http import Page
-from libs.common.store import read_page, versioned_update, where_given
+from libs.common.store import read_page, upsert_newest, versioned_update, where_given
 from services.referrals.models import children, providers, referrals
 
 Row = RowMapping
@@ -178,15 +178,10 @@ async def routing_candidates(
 # ---------------------------------------------------------------- children (projection)
 
 
-async def apply_child(conn: AsyncConnection, values: dict[str, Any]) -> bool:
-    """Insert or update a child unless the stored version is as new; True if applied."""
-    new = insert(children).values(**values)
-    stmt = new.on_conflict_do_update(
-        index_elements=[children.c.id],
-        set_={k: new.excluded[k] for k in values if k != "id"} | {"synced_at": func.now()},
-        where=children.c.version < new.excluded.version,
-    ).returning(children.c.id)
-    return (await conn.scalar(stmt)) is not None
+async def apply_children(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> set[Any]:
+    """Insert or update children (rows in stream order) in one statement: each child's
+    newest version, unless the stored one is as new; the ids written."""
+    return await upsert_newest(conn, children, rows, stamped="synced_at")
 
 
 # Referrals are the shares of this service: the provider's organisation reads the child
