@@ -1,7 +1,8 @@
 """Every SQL statement on the tables libs/common gives each schema: stored Idempotency-Key
 answers, job ticks and referral shares, and the database's health check; and the pieces
 every service's store repeats: `keyset`, the page clause of every list, `read_page`, a
-list's page read, and `versioned_update`, the write of a row its caller holds locked.
+list's page read, `versioned_update`, the write of a row its caller holds locked, and
+`upsert_newest`, a projection's batch of rows where the newest version wins, one statement.
 
 The tables are defined beside the logic that uses them (`http.idempotency_table`,
 `jobs.job_runs_table`, `access.referral_shares_table`); the event tables' statements are

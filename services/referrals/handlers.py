@@ -12,6 +12,7 @@ from libs.common.events import CloudEvent
 from libs.common.events.catalog import REGISTRY_EVENTS, ChildV1
 from libs.common.events.consumer import Handlers, handle
 from libs.common.logging import get_logger
+from libs.common.store import newest_rows
 from services.referrals import store
 
 log = get_logger(__name__)
@@ -37,15 +38,11 @@ def _child_row(data: ChildV1) -> dict[str, Any]:
 async def apply_children(conn: AsyncConnection, events: Sequence[tuple[CloudEvent, Any]]) -> None:
     """Keep each child's place, owner, status and consent from a run of events, in one
     statement: its newest version; an older version than the stored one never wins."""
-    newest: dict[str, ChildV1] = {}
-    for _, data in events:
-        kept = newest.get(data.child_id)
-        if kept is None or kept.version < data.version:
-            newest[data.child_id] = data
-    written = await store.apply_children(conn, [_child_row(d) for d in newest.values()])
-    for data in newest.values():
-        if uuid.UUID(data.child_id) not in written:
-            log.info("child.stale_event", child_id=data.child_id, version=data.version)
+    rows = newest_rows([_child_row(data) for _, data in events], "id")
+    written = await store.apply_children(conn, rows)
+    for row in rows:
+        if row["id"] not in written:
+            log.info("child.stale_event", child_id=str(row["id"]), version=row["version"])
 
 
 async def apply_child(conn: AsyncConnection, event: CloudEvent, data: ChildV1) -> None:
