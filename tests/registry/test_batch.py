@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
@@ -129,3 +131,43 @@ async def test_a_claim_taken_since_the_look_up_keeps_none_of_the_batch_claims(
             text("SELECT count(*) FROM registry.external_ids WHERE child_id = :id"), {"id": new}
         )
         assert left == 0
+
+
+async def test_an_id_claimed_by_another_transaction_during_a_batch_answers_its_child(
+    registry_app: FastAPI,
+    api: httpx.AsyncClient,
+    keys: SigningKeys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    org = unique_org()
+    h = keys.headers(org=org, org_type="partner")
+    other = await register(api, h, external_ids=ext("K"))
+    db = registry_app.state.runtime.db
+    look_up = store.external_id_owners
+
+    async def look_up_then_claimed_elsewhere(*args: Any) -> Any:
+        owners = await look_up(*args)
+        async with db.transaction() as conn:  # another transaction, committed meanwhile
+            await conn.execute(
+                text(
+                    "INSERT INTO registry.external_ids (org, system, value, child_id)"
+                    " VALUES (:org, 'cms', 'R', :child)"
+                ),
+                {"org": org, "child": uuid.UUID(other["id"])},
+            )
+        return owners
+
+    monkeypatch.setattr(store, "external_id_owners", look_up_then_claimed_elsewhere)
+    items = [
+        child_body(given_name="Ess", external_ids=ext("S")),
+        child_body(given_name="Arr", external_ids=ext("R")),
+        child_body(given_name="EssAgain", external_ids=ext("S")),
+    ]
+    r = await api.post(BATCH, json={"items": items}, headers=h)
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["status"] for x in results] == ["created", "existing", "existing"]
+    assert results[1]["id"] == other["id"]
+    assert results[2]["id"] == results[0]["id"]
+    got = await api.get(f"/v1/registry/children/{results[0]['id']}", headers=h)
+    assert got.json()["given_name"] == "Ess"
