@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common import access
 from libs.common.events import CloudEvent
-from libs.common.events.consumer import Handlers, handle, newest_only
+from libs.common.events.consumer import Handlers, handle
 from libs.common.events.referrals_events import ReferralV1
 from services.registry.models import referral_access
 
@@ -17,10 +19,13 @@ async def referral_changed(conn: AsyncConnection, event: CloudEvent, referral: R
     await access.apply_referral_event(conn, referral_access, event, referral)
 
 
-# A batch applies only each referral's newest version: the state applying them all leaves.
+async def referrals_changed(
+    conn: AsyncConnection, events: Sequence[tuple[CloudEvent, ReferralV1]]
+) -> None:
+    """A batch of referral events in one statement: each referral's newest version."""
+    await access.apply_referral_events(conn, referral_access, events)
+
+
 REFERRAL_HANDLERS: Handlers = handle(
-    access.REFERRAL_EVENT_TYPES,
-    ReferralV1,
-    referral_changed,
-    batch=newest_only(lambda r: r.referral_id, lambda r: r.version, referral_changed),
+    access.REFERRAL_EVENT_TYPES, ReferralV1, referral_changed, batch=referrals_changed
 )

@@ -22,7 +22,7 @@ from libs.common.db import Database
 from libs.common.events import CloudEvent
 from libs.common.events.base import EventData
 from libs.common.events.bus import EventBus
-from libs.common.events.consumer import DurableConsumer, EventHandler, inbox_table, newest_only
+from libs.common.events.consumer import DurableConsumer, EventHandler, inbox_table
 
 SCHEMA = "consumer_batches_test"
 metadata = MetaData()
@@ -278,16 +278,3 @@ async def test_a_redelivered_batch_is_counted_once(db: Database, bus: EventBus) 
 
 async def _sequence_reached(c: DurableConsumer, n: int) -> bool:
     return c.last_sequence >= n
-
-
-async def test_newest_only_applies_each_records_newest_version_in_stream_order() -> None:
-    seen: list[tuple[str, int]] = []
-
-    async def keep(conn: AsyncConnection, ev: CloudEvent, data: Step) -> None:
-        seen.append((data.record, data.seq))
-
-    apply = newest_only(lambda d: d.record, lambda d: d.seq, keep)
-    events = [step("s", r, v) for r, v in (("a", 1), ("b", 1), ("a", 3), ("c", 2), ("a", 2))]
-    conn: Any = None  # the test's apply writes nothing
-    await apply(conn, [(e, Step.model_validate(e.data)) for e in events])
-    assert seen == [("b", 1), ("a", 3), ("c", 2)]

@@ -98,28 +98,6 @@ def handle(
     return handlers
 
 
-def newest_only(
-    key: Callable[[Any], Any],
-    version: Callable[[Any], int],
-    apply: Callable[[AsyncConnection, CloudEvent, Any], Awaitable[None]],
-) -> BatchApply:
-    """The batch form of a projection where the newest version of a record wins: of a
-    run's events for one record (`key` of the data) only the one with the highest
-    `version` is applied, in stream order, which leaves the state applying them all would."""
-
-    async def apply_newest(conn: AsyncConnection, events: Sequence[tuple[CloudEvent, Any]]) -> None:
-        newest: dict[Any, int] = {}
-        for i, (_, data) in enumerate(events):
-            k = key(data)
-            kept = newest.get(k)
-            if kept is None or version(events[kept][1]) <= version(data):
-                newest[k] = i
-        for i in sorted(newest.values()):
-            await apply(conn, *events[i])
-
-    return apply_newest
-
-
 def inbox_table(metadata: MetaData, schema: str) -> Table:
     """The ids of events a service has applied, one table per schema."""
     return Table(
