@@ -9,8 +9,9 @@ runs on one replica only.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from libs.common import places
@@ -122,3 +123,13 @@ class ServiceRuntime:
     async def ready(self) -> dict[str, bool]:
         """Readiness checks: database and broker reachable."""
         return {"database": await self.db.ping(), "broker": self.bus.connected}
+
+
+async def runtime_of(request: Request) -> ServiceRuntime:
+    """FastAPI dependency: the service's runtime (pool, bus, relay…); async, so FastAPI
+    does not send it to the thread pool."""
+    rt: ServiceRuntime = request.app.state.runtime
+    return rt
+
+
+RuntimeDep = Annotated[ServiceRuntime, Depends(runtime_of)]

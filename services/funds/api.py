@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.common.app import RuntimeDep, request_id
+from libs.common.app import request_id
 from libs.common.auth import Principal, PrincipalDep
 from libs.common.context import Context
 from libs.common.errors import Forbidden
@@ -26,7 +26,7 @@ from libs.common.http import (
 )
 from libs.common.inputs import FUND_PLACE_PATTERN
 from libs.common.routes import list_page, read_record, write_record
-from libs.common.runtime import ServiceRuntime
+from libs.common.runtime import RuntimeDep, ServiceRuntime
 from services.funds import SERVICE, domain, service, store
 from services.funds.schemas import (
     ApproveIn,

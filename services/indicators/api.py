@@ -11,11 +11,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import StringConstraints
 
-from libs.common.app import RuntimeDep
 from libs.common.auth import Principal, PrincipalDep
 from libs.common.errors import Conflict, Forbidden, invalid
 from libs.common.inputs import COUNTED_PLACE_PATTERN, one_of
-from libs.common.runtime import ServiceRuntime
+from libs.common.runtime import RuntimeDep, ServiceRuntime
 from services.indicators import (
     catalogue,
     dates,

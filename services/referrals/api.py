@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from sqlalchemy.engine import RowMapping
 
 from libs.common import places
-from libs.common.app import RuntimeDep, request_id
+from libs.common.app import request_id
 from libs.common.auth import Principal, PrincipalDep
 from libs.common.context import Context
 from libs.common.errors import invalid
@@ -19,6 +19,7 @@ from libs.common.events.referrals_events import ServiceType
 from libs.common.http import PageDep, json_response, parse_id, require_if_match
 from libs.common.inputs import CommuneCode
 from libs.common.routes import PATCH_RESPONSES, list_page, patch_record, read_record, write_record
+from libs.common.runtime import RuntimeDep
 from services.referrals import SERVICE, service, store
 from services.referrals.schemas import (
     AcceptIn,

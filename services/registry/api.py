@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from libs.common.app import RuntimeDep, request_id, runtime_of
+from libs.common.app import request_id
 from libs.common.auth import Principal, PrincipalDep
 from libs.common.context import Context
 from libs.common.events.registry_events import Vulnerability
@@ -24,6 +24,7 @@ from libs.common.http import (
 )
 from libs.common.inputs import COMMUNE_PATTERN
 from libs.common.routes import PATCH_RESPONSES, patch_record, record_response, write_record
+from libs.common.runtime import RuntimeDep, runtime_of
 from services.registry import SERVICE, service, store
 from services.registry.runtime import RegistryRuntime
 from services.registry.schemas import (

@@ -13,8 +13,9 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
 
-from libs.common.app import LeanRoute, service_app
+from libs.common.app import service_app
 from libs.common.events.bus import EventBus
+from libs.common.lean import LeanRoute
 from services.funds.api import LEAN_ENDPOINTS, router
 from tests.funds.conftest import People, add_children, grant_body, make_fund, make_grant
 

@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
 
-from libs.common.app import LeanRoute, service_app
+from libs.common.app import service_app
+from libs.common.lean import LeanRoute
 from services.referrals.api import LEAN_ENDPOINTS, router
 from tests.referrals.conftest import World
 

@@ -14,9 +14,11 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
 
-from libs.common.app import LeanRoute, RuntimeDep, service_app
+from libs.common.app import service_app
 from libs.common.auth import PrincipalDep
 from libs.common.http import PageDep
+from libs.common.lean import LeanRoute
+from libs.common.runtime import RuntimeDep
 from libs.common.settings import Settings
 from services.registry.api import LEAN_ENDPOINTS, router
 from services.registry.app import create_runtime
