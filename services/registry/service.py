@@ -203,23 +203,11 @@ async def register_batch(
     org = ctx.principal.org
     keys = [k for p in prepared if isinstance(p, store.Registration) for k in _external_keys(p)]
     owners = await store.external_id_owners(conn, org, list(dict.fromkeys(keys)))
-    results: list[dict[str, Any]] = []
-    registrations: list[store.Registration] = []
-    seen_ids: dict[tuple[str, str], str] = {}
-    for p in prepared:
-        if not isinstance(p, store.Registration):
-            results.append(p)
-            continue
-        item_keys = _external_keys(p)
-        earlier = next((seen_ids[k] for k in item_keys if k in seen_ids), None)
-        if earlier is None:
-            earlier = next((str(owners[k]) for k in item_keys if k in owners), None)
-        if earlier is not None:
-            results.append({"status": "existing", "id": earlier})
-            continue
-        seen_ids.update(dict.fromkeys(item_keys, str(p.row["id"])))
-        registrations.append(p)
-        results.append({"status": "created", "id": str(p.row["id"])})
+
+    async def owner(p: store.Registration) -> str | None:
+        return next((str(owners[k]) for k in _external_keys(p) if k in owners), None)
+
+    results, registrations = await _sorted_batch(prepared, owner)
     claims = list(
         dict.fromkeys((*k, r.row["id"]) for r in registrations for k in _external_keys(r))
     )
@@ -235,6 +223,27 @@ async def _register_batch_claiming_each(
 ) -> list[dict[str, Any]]:
     """register_batch when a concurrent transaction claimed one of its external ids: each
     item's ids claimed in turn (waiting for any transaction that holds one)."""
+
+    async def claimant(p: store.Registration) -> str | None:
+        row = p.row
+        existing = await store.claim_external_ids(
+            conn, ctx.principal.org, row["id"], row["external_ids"]
+        )
+        return None if existing is None else str(existing)
+
+    results, registrations = await _sorted_batch(prepared, claimant)
+    if registrations:
+        await store.insert_registrations(conn, registrations, candidates=False)
+    return results
+
+
+async def _sorted_batch(
+    prepared: Sequence[store.Registration | dict[str, Any]],
+    holder: Callable[[store.Registration], Awaitable[str | None]],
+) -> tuple[list[dict[str, Any]], list[store.Registration]]:
+    """A batch's results in order and the registrations to write: an item whose external id
+    an earlier item of the batch holds, or `holder` names a child for, answers "existing"
+    with that child; an error stays as it is; any other is created."""
     results: list[dict[str, Any]] = []
     registrations: list[store.Registration] = []
     seen_ids: dict[tuple[str, str], str] = {}
@@ -242,23 +251,17 @@ async def _register_batch_claiming_each(
         if not isinstance(p, store.Registration):
             results.append(p)
             continue
-        row = p.row
         item_keys = _external_keys(p)
         earlier = next((seen_ids[k] for k in item_keys if k in seen_ids), None)
         if earlier is None:
-            existing = await store.claim_external_ids(
-                conn, ctx.principal.org, row["id"], row["external_ids"]
-            )
-            earlier = None if existing is None else str(existing)
+            earlier = await holder(p)
         if earlier is not None:
             results.append({"status": "existing", "id": earlier})
             continue
-        seen_ids.update(dict.fromkeys(item_keys, str(row["id"])))
+        seen_ids.update(dict.fromkeys(item_keys, str(p.row["id"])))
         registrations.append(p)
-        results.append({"status": "created", "id": str(row["id"])})
-    if registrations:
-        await store.insert_registrations(conn, registrations, candidates=False)
-    return results
+        results.append({"status": "created", "id": str(p.row["id"])})
+    return results, registrations
 
 
 async def read(
