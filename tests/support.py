@@ -7,7 +7,7 @@ import asyncio
 import importlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,13 +16,21 @@ from typing import Any
 
 import httpx
 import nats
-from fastapi import FastAPI
-from nats.js.api import ConsumerConfig, DeliverPolicy
+import pytest
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlalchemy import MetaData, text
+from starlette.types import Receive, Scope, Send
 
 from libs.common import jwt, migrations
+from libs.common.app import service_app
+from libs.common.db import Database
 from libs.common.events import CloudEvent, new_event
+from libs.common.events.bus import EventBus
 from libs.common.events.catalog import ChildUpdatedV1, ChildV1
 from libs.common.events.referrals_events import ReferralV1
+from libs.common.lean import LeanRoute
 from libs.common.settings import Settings
 
 ISSUER = "komar-gateway"
@@ -200,6 +208,99 @@ async def client(app: FastAPI, host: str) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=f"http://{host}") as api:
         yield api
+
+
+@asynccontextmanager
+async def schema_database(pg_url: str, schema: str, metadata: MetaData) -> AsyncIterator[Database]:
+    """A database whose `schema` holds the tables of `metadata` (made when missing)."""
+    database = Database(pg_url)
+    async with database.engine.begin() as conn:
+        await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
+        await conn.run_sync(metadata.create_all)
+    yield database
+    await database.close()
+
+
+@asynccontextmanager
+async def stream_bus(nats_url: str, name: str, letter: str) -> AsyncIterator[EventBus]:
+    """An event bus with a stream of its own (named `letter` + 8 hex digits, its subjects
+    `<stream in lower case>.>`), told as `bus.test_stream`."""
+    stream = f"{letter}{uuid.uuid4().hex[:8].upper()}"
+    bus = EventBus(nats_url, name, {stream: [f"{stream.lower()}.>"]})
+    bus.start()
+    await bus.wait_ready(20)
+    bus.test_stream = stream  # type: ignore[attr-defined]
+    yield bus
+    await bus.close()
+
+
+def short_ack_durable(durable: str, subject: str) -> ConsumerConfig:
+    """A durable to make beforehand with a 2 s ack wait (a consumer binds to an existing
+    one), so what a stopped consumer had fetched but not acked comes back quickly."""
+    return ConsumerConfig(
+        durable_name=durable,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=2,
+        max_deliver=-1,
+        filter_subject=subject,
+        max_ack_pending=1000,
+    )
+
+
+# ------------------------------------------------------- lean routes and their FastAPI routes
+
+ANSWER_HEADERS = ("content-type", "location", "etag", "www-authenticate")
+
+
+def answer_headers(response: httpx.Response) -> dict[str, str | None]:
+    """The headers a lean route and its FastAPI route must answer alike."""
+    return {name: response.headers.get(name) for name in ANSWER_HEADERS}
+
+
+def assert_same_answer(lean: httpx.Response, fastapi: httpx.Response, note: object = "") -> None:
+    """The same status, answer headers and body, byte for byte (`note` told on a failure)."""
+    assert (lean.status_code, answer_headers(lean), lean.content) == (
+        fastapi.status_code,
+        answer_headers(fastapi),
+        fastapi.content,
+    ), note
+
+
+def lean_routes(app: FastAPI) -> list[LeanRoute]:
+    return [route for route in app.router.routes if isinstance(route, LeanRoute)]
+
+
+@asynccontextmanager
+async def fastapi_client(
+    app: FastAPI, router: APIRouter, host: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app's routes on the same runtime without their LeanRoutes: every
+    request answered by FastAPI's own routing and dependency solving."""
+    bare = service_app(
+        app.state.runtime, title=app.title, description=app.description, router=router
+    )
+    async with client(bare, host) as api:
+        yield api
+
+
+def handed_to_fastapi(
+    router: APIRouter, endpoints: Collection[object], monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """The requests ("METHOD path") the lean routes of `endpoints` hand to their FastAPI
+    routes from now on (each FastAPI route's handle recorded, then called)."""
+    handed: list[str] = []
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.endpoint in endpoints:
+
+            async def handle(
+                scope: Scope, receive: Receive, send: Send, fastapi: APIRoute = route
+            ) -> None:
+                handed.append(f"{scope['method']} {scope['path']}")
+                await APIRoute.handle(fastapi, scope, receive, send)
+
+            monkeypatch.setattr(route, "handle", handle)
+    return handed
 
 
 async def stream_events(

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import nats
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.db import Database
@@ -18,6 +18,7 @@ from libs.common.events.base import EventData
 from libs.common.events.bus import EventBus
 from libs.common.events.catalog import REGISTRY_EVENTS, ChildUpdatedV1, ChildV1
 from libs.common.events.consumer import DurableConsumer, EventHandler, handle, inbox_table
+from tests.support import schema_database, stream_bus
 
 SCHEMA = "consumer_test"
 metadata = MetaData()
@@ -33,23 +34,14 @@ effects = Table(
 
 @pytest.fixture(scope="module")
 async def db(pg_url: str) -> AsyncIterator[Database]:
-    database = Database(pg_url)
-    async with database.engine.begin() as conn:
-        await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
-        await conn.run_sync(metadata.create_all)
-    yield database
-    await database.close()
+    async with schema_database(pg_url, SCHEMA, metadata) as database:
+        yield database
 
 
 @pytest.fixture
 async def bus(nats_url: str) -> AsyncIterator[EventBus]:
-    stream = f"T{uuid.uuid4().hex[:8].upper()}"
-    b = EventBus(nats_url, "consumer-test", {stream: [f"{stream.lower()}.>"]})
-    b.start()
-    await b.wait_ready(20)
-    b.test_stream = stream  # type: ignore[attr-defined]
-    yield b
-    await b.close()
+    async with stream_bus(nats_url, "consumer-test", "T") as b:
+        yield b
 
 
 class Thing(EventData):

@@ -13,9 +13,8 @@ from typing import Any
 
 import nats
 import pytest
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import REGISTRY
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.db import Database
@@ -23,6 +22,7 @@ from libs.common.events import CloudEvent
 from libs.common.events.base import EventData
 from libs.common.events.bus import EventBus
 from libs.common.events.consumer import DurableConsumer, EventHandler, inbox_table
+from tests.support import schema_database, short_ack_durable, stream_bus
 
 SCHEMA = "consumer_batches_test"
 metadata = MetaData()
@@ -40,23 +40,14 @@ effects = Table(
 
 @pytest.fixture(scope="module")
 async def db(pg_url: str) -> AsyncIterator[Database]:
-    database = Database(pg_url)
-    async with database.engine.begin() as conn:
-        await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
-        await conn.run_sync(metadata.create_all)
-    yield database
-    await database.close()
+    async with schema_database(pg_url, SCHEMA, metadata) as database:
+        yield database
 
 
 @pytest.fixture
 async def bus(nats_url: str) -> AsyncIterator[EventBus]:
-    stream = f"B{uuid.uuid4().hex[:8].upper()}"
-    b = EventBus(nats_url, "consumer-batches-test", {stream: [f"{stream.lower()}.>"]})
-    b.start()
-    await b.wait_ready(20)
-    b.test_stream = stream  # type: ignore[attr-defined]
-    yield b
-    await b.close()
+    async with stream_bus(nats_url, "consumer-batches-test", "B") as b:
+        yield b
 
 
 class Step(EventData):
@@ -121,18 +112,7 @@ async def short_ack_wait(bus: EventBus, durable: str) -> None:
     """The durable made beforehand with a 2 s ack wait (the consumer binds to it), so what a
     stopped consumer fetched but did not ack comes back quickly."""
     stream = bus.test_stream  # type: ignore[attr-defined]
-    await bus.js.add_consumer(
-        stream,
-        ConsumerConfig(
-            durable_name=durable,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=2,
-            max_deliver=-1,
-            filter_subject=f"{stream.lower()}.>",
-            max_ack_pending=1000,
-        ),
-    )
+    await bus.js.add_consumer(stream, short_ack_durable(durable, f"{stream.lower()}.>"))
 
 
 async def applied(db: Database, ids: Sequence[str]) -> dict[str, int]:

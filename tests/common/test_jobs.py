@@ -15,6 +15,7 @@ from libs.common.jobs import claim_tick, seconds_to_next_tick, tick_of
 from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings
 from libs.common.tables import common_tables
+from tests.support import schema_database
 
 SCHEMA = "jobs_test"
 metadata = MetaData()
@@ -24,12 +25,8 @@ job_runs = tables.job_runs
 
 @pytest.fixture(scope="module")
 async def db(pg_url: str) -> AsyncIterator[Database]:
-    database = Database(pg_url)
-    async with database.engine.begin() as conn:
-        await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
-        await conn.run_sync(metadata.create_all)
-    yield database
-    await database.close()
+    async with schema_database(pg_url, SCHEMA, metadata) as database:
+        yield database
 
 
 def test_ticks_cut_time_by_the_interval() -> None:

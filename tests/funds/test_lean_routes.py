@@ -10,16 +10,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
-from starlette.types import Receive, Scope, Send
 
-from libs.common.app import service_app
 from libs.common.events.bus import EventBus
-from libs.common.lean import LeanRoute
 from services.funds.api import LEAN_ENDPOINTS, router
 from tests.funds.conftest import People, add_children, grant_body, make_fund, make_grant
+from tests.support import assert_same_answer, fastapi_client, handed_to_fastapi, lean_routes
 
-ANSWER_HEADERS = ("content-type", "location", "etag", "www-authenticate")
 # What differs between two grants made alike: their identity, child and times.
 OWN_FIELDS = ("id", "child_id", "created_at", "updated_at")
 
@@ -27,19 +23,8 @@ OWN_FIELDS = ("id", "child_id", "created_at", "updated_at")
 @pytest.fixture
 async def fastapi_api(funds_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """The funds routes on the same runtime without their LeanRoutes."""
-    app = service_app(
-        funds_app.state.runtime,
-        title=funds_app.title,
-        description=funds_app.description,
-        router=router,
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://funds") as client:
+    async with fastapi_client(funds_app, router, "funds") as client:
         yield client
-
-
-def headers_of(response: httpx.Response) -> dict[str, str | None]:
-    return {name: response.headers.get(name) for name in ANSWER_HEADERS}
 
 
 def shape(doc: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +38,7 @@ def shape(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_workflow_routes_are_lean_and_served_first(funds_app: FastAPI) -> None:
-    lean = [route for route in funds_app.router.routes if isinstance(route, LeanRoute)]
+    lean = lean_routes(funds_app)
     assert funds_app.router.routes[: len(lean)] == lean
     assert [route.endpoint for route in lean] == list(LEAN_ENDPOINTS)
 
@@ -65,17 +50,7 @@ async def test_request_approve_and_disburse_take_the_lean_path(
     people: People,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    handed: list[str] = []
-    for route in router.routes:
-        if isinstance(route, APIRoute) and route.endpoint in LEAN_ENDPOINTS:
-
-            async def handle(
-                scope: Scope, receive: Receive, send: Send, fastapi: APIRoute = route
-            ) -> None:
-                handed.append(f"{scope['method']} {scope['path']}")
-                await APIRoute.handle(fastapi, scope, receive, send)
-
-            monkeypatch.setattr(route, "handle", handle)
+    handed = handed_to_fastapi(router, LEAN_ENDPOINTS, monkeypatch)
     fund = await make_fund(api, people)
     [child] = await add_children(funds_app, registry_bus)
     grant = await make_grant(api, people, fund["id"], child)
@@ -177,10 +152,6 @@ async def test_refused_steps_answer_alike(
         lean = await api.post(target, **request)
         fastapi = await fastapi_api.post(target, **request)
         assert lean.status_code == status, (target, request, lean.text)
-        assert (lean.status_code, headers_of(lean), lean.content) == (
-            fastapi.status_code,
-            headers_of(fastapi),
-            fastapi.content,
-        ), (target, request)
+        assert_same_answer(lean, fastapi, (target, request))
     after = await api.get(path, headers=people.approver)
     assert (after.json()["status"], after.json()["approvals"]) == ("requested", [])

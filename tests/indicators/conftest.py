@@ -31,8 +31,8 @@ from libs.common.events.catalog import STREAMS, ChildUpdatedV1, ChildV1
 from libs.common.events.funds_events import FundToppedUpV1, FundV1, GrantDisbursedV1, GrantV1
 from libs.common.events.referrals_events import ProviderUpsertedV1, ReferralV1
 from libs.common.settings import Settings
-from services.indicators.app import create_app
-from tests.support import SigningKeys, migrate
+from services.indicators import jetstream
+from tests.support import SigningKeys, running_service, short_ack_durable
 
 NATIONAL_READ = "indicators:read"
 DETAIL = "indicators:read indicators:read:detail"
@@ -76,13 +76,10 @@ def keys() -> SigningKeys:
 async def indicators_app(
     own_db: str, own_nats: EmbeddedNats, keys: SigningKeys
 ) -> AsyncIterator[FastAPI]:
-    await migrate(own_db, "services.indicators")
     settings = Settings(
         database_url=own_db, nats_url=own_nats.url, log_json=True, log_level="warning"
     )
-    app = create_app(settings, jwks_fetcher=keys.fetch)
-    async with app.router.lifespan_context(app):
-        await app.state.runtime.bus.wait_ready(30)
+    async with running_service("services.indicators", settings, keys) as app:
         yield app
 
 
@@ -313,3 +310,16 @@ async def loaded(
     async with httpx.AsyncClient(transport=transport, base_url="http://indicators") as client:
         await caught_up(client, keys.headers(areas=["KH"], scope=NATIONAL_READ))
     return events
+
+
+async def durables_with_short_ack_wait(nats_url: str) -> None:
+    """The service's durables, made beforehand with a 2 s ack wait (it binds to existing ones),
+    so what a stopped or killed process had fetched but not acked comes back quickly."""
+    await publish(nats_url, [])  # creates the streams
+    nc = await nats.connect(nats_url)
+    try:
+        jsm = nc.jetstream()
+        for stream, (durable, subject) in jetstream.CONSUMERS.items():
+            await jsm.add_consumer(stream, short_ack_durable(durable, subject))
+    finally:
+        await nc.close()

@@ -14,7 +14,6 @@ from typing import Any
 import nats
 import pytest
 from fastapi import FastAPI
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import text
 
 from deploy.local.infra import EmbeddedNats
@@ -23,16 +22,16 @@ from libs.common.events import CloudEvent
 from libs.common.events.consumer import DurableConsumer
 from libs.common.settings import Settings
 from services.indicators import dates, jetstream, replay, service
-from services.indicators.app import create_app
 from services.indicators.store import bookkeeping, counting
 from tests.indicators.conftest import (
     child_event,
+    durables_with_short_ack_wait,
     grant_event,
     publish,
     referral_event,
     uuid_of,
 )
-from tests.support import SigningKeys, migrate
+from tests.support import SigningKeys, running_service
 
 pytestmark = pytest.mark.asyncio
 
@@ -43,31 +42,11 @@ async def indicators_app(
 ) -> AsyncIterator[FastAPI]:
     """The app, its durables made beforehand with a 2 s ack wait (it binds to existing
     ones), so what a stopped consumer had fetched but not acked comes back quickly."""
-    await publish(own_nats.url, [])  # creates the streams
-    nc = await nats.connect(own_nats.url)
-    try:
-        for stream, (durable, subject) in jetstream.CONSUMERS.items():
-            await nc.jetstream().add_consumer(
-                stream,
-                ConsumerConfig(
-                    durable_name=durable,
-                    deliver_policy=DeliverPolicy.ALL,
-                    ack_policy=AckPolicy.EXPLICIT,
-                    ack_wait=2,
-                    max_deliver=-1,
-                    filter_subject=subject,
-                    max_ack_pending=1000,
-                ),
-            )
-    finally:
-        await nc.close()
-    await migrate(own_db, "services.indicators")
+    await durables_with_short_ack_wait(own_nats.url)
     settings = Settings(
         database_url=own_db, nats_url=own_nats.url, log_json=True, log_level="warning"
     )
-    app = create_app(settings, jwks_fetcher=keys.fetch)
-    async with app.router.lifespan_context(app):
-        await app.state.runtime.bus.wait_ready(30)
+    async with running_service("services.indicators", settings, keys) as app:
         await service.roll_forward(app.state.runtime.db)  # stock cells live: the costly path
         yield app
 

@@ -16,18 +16,23 @@ from typing import Any
 
 import dhis2
 import httpx
-import nats
 import pytest
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from deploy.local.infra import EmbeddedNats, free_port
 from deploy.local.supervisor import Supervisor
 from libs.common import places
 from libs.common.db import Database
 from libs.common.events import CloudEvent
-from services.indicators import catalogue, geography, jetstream
+from services.indicators import catalogue, geography
 from services.indicators.store import bookkeeping, counting
-from tests.indicators.conftest import DETAIL, NATIONAL_READ, child_event, publish, uuid_of
+from tests.indicators.conftest import (
+    DETAIL,
+    NATIONAL_READ,
+    child_event,
+    durables_with_short_ack_wait,
+    publish,
+    uuid_of,
+)
 from tests.support import SigningKeys
 
 pytestmark = pytest.mark.asyncio
@@ -76,7 +81,7 @@ async def running(
         "KOMAR_INDICATORS_PORT": str(port),
         "KOMAR_LOG_LEVEL": "warning",
     }
-    await _durables_with_short_ack_wait(own_nats.url)
+    await durables_with_short_ack_wait(own_nats.url)
     supervisor = Supervisor(Path(tmp_path_factory.mktemp("ind-log")), ready_timeout=90)
     await asyncio.to_thread(
         supervisor.run, "indicators-migrate", "services.indicators", "migrate", env=env
@@ -88,30 +93,6 @@ async def running(
         yield Running(supervisor, f"http://127.0.0.1:{port}", env)
     finally:
         await asyncio.to_thread(supervisor.stop_all)
-
-
-async def _durables_with_short_ack_wait(nats_url: str) -> None:
-    """The service's durables, made beforehand with a 2 s ack wait (it binds to existing ones),
-    so what the killed process had fetched but not acked comes back quickly."""
-    await publish(nats_url, [])  # creates the streams
-    nc = await nats.connect(nats_url)
-    try:
-        jsm = nc.jetstream()
-        for stream, (durable, subject) in jetstream.CONSUMERS.items():
-            await jsm.add_consumer(
-                stream,
-                ConsumerConfig(
-                    durable_name=durable,
-                    deliver_policy=DeliverPolicy.ALL,
-                    ack_policy=AckPolicy.EXPLICIT,
-                    ack_wait=2,
-                    max_deliver=-1,
-                    filter_subject=subject,
-                    max_ack_pending=1000,
-                ),
-            )
-    finally:
-        await nc.close()
 
 
 def population(n: int, seed: int) -> tuple[list[CloudEvent], Counter[str], int]:

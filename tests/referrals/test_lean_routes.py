@@ -9,15 +9,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
-from starlette.types import Receive, Scope, Send
 
-from libs.common.app import service_app
-from libs.common.lean import LeanRoute
 from services.referrals.api import LEAN_ENDPOINTS, router
 from tests.referrals.conftest import World
+from tests.support import assert_same_answer, fastapi_client, handed_to_fastapi, lean_routes
 
-ANSWER_HEADERS = ("content-type", "location", "etag", "www-authenticate")
 # What differs between two referrals made alike: their identity, child and times.
 OWN_FIELDS = ("id", "child_id", "created_at", "updated_at", "due_at", "accepted_at")
 
@@ -25,27 +21,8 @@ OWN_FIELDS = ("id", "child_id", "created_at", "updated_at", "due_at", "accepted_
 @pytest.fixture
 async def fastapi_api(referrals_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """The referrals routes on the same runtime without their LeanRoutes."""
-    app = service_app(
-        referrals_app.state.runtime,
-        title=referrals_app.title,
-        description=referrals_app.description,
-        router=router,
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://referrals") as client:
+    async with fastapi_client(referrals_app, router, "referrals") as client:
         yield client
-
-
-def headers_of(response: httpx.Response) -> dict[str, str | None]:
-    return {name: response.headers.get(name) for name in ANSWER_HEADERS}
-
-
-def same_answer(lean: httpx.Response, fastapi: httpx.Response) -> None:
-    assert (lean.status_code, headers_of(lean), lean.content) == (
-        fastapi.status_code,
-        headers_of(fastapi),
-        fastapi.content,
-    )
 
 
 def shape(doc: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +30,7 @@ def shape(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_workflow_routes_are_lean_and_served_first(referrals_app: FastAPI) -> None:
-    lean = [route for route in referrals_app.router.routes if isinstance(route, LeanRoute)]
+    lean = lean_routes(referrals_app)
     assert referrals_app.router.routes[: len(lean)] == lean
     assert [route.endpoint for route in lean] == list(LEAN_ENDPOINTS)
 
@@ -61,17 +38,7 @@ def test_the_workflow_routes_are_lean_and_served_first(referrals_app: FastAPI) -
 async def test_create_and_accept_take_the_lean_path(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    handed: list[str] = []
-    for route in router.routes:
-        if isinstance(route, APIRoute) and route.endpoint in LEAN_ENDPOINTS:
-
-            async def handle(
-                scope: Scope, receive: Receive, send: Send, fastapi: APIRoute = route
-            ) -> None:
-                handed.append(f"{scope['method']} {scope['path']}")
-                await APIRoute.handle(fastapi, scope, receive, send)
-
-            monkeypatch.setattr(route, "handle", handle)
+    handed = handed_to_fastapi(router, LEAN_ENDPOINTS, monkeypatch)
     provider = await world.provider([world.place.commune])
     referral = (await world.refer(await world.child())).json()
     accept = f"/v1/referrals/{referral['id']}/accept"
@@ -139,5 +106,5 @@ async def test_refused_steps_answer_alike(world: World, fastapi_api: httpx.Async
         lean = await world.api.post(path, **request)
         fastapi = await fastapi_api.post(path, **request)
         assert lean.status_code == status, (path, request, lean.text)
-        same_answer(lean, fastapi)
+        assert_same_answer(lean, fastapi)
     assert (await world.get_referral(referral["id"]))["status"] == "pending"

@@ -9,11 +9,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from libs.common.app import service_app
 from libs.common.settings import Settings
 from services.registry.api import router
 from services.registry.app import create_app
-from tests.support import SigningKeys, migrate
+from tests.support import SigningKeys, fastapi_client, migrate
 
 
 @pytest.fixture(scope="session")
@@ -48,14 +47,7 @@ async def api(registry_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 async def fastapi_api(registry_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """The registry's routes on the same runtime without its LeanRoutes: every request
     answered by FastAPI's own routing and dependency solving."""
-    app = service_app(
-        registry_app.state.runtime,
-        title=registry_app.title,
-        description=registry_app.description,
-        router=router,
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://registry") as client:
+    async with fastapi_client(registry_app, router, "registry") as client:
         yield client
 
 

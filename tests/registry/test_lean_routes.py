@@ -12,32 +12,30 @@ import pytest
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
-from starlette.types import Receive, Scope, Send
 
 from libs.common.app import service_app
 from libs.common.auth import PrincipalDep
 from libs.common.http import PageDep
-from libs.common.lean import LeanRoute
 from libs.common.runtime import RuntimeDep
 from libs.common.settings import Settings
 from services.registry.api import LEAN_ENDPOINTS, router
 from services.registry.app import create_runtime
 from tests.registry.conftest import child_body
-from tests.support import SigningKeys
+from tests.support import (
+    SigningKeys,
+    assert_same_answer,
+    handed_to_fastapi,
+    lean_routes,
+)
 
 CHILDREN = "/v1/registry/children"
 # What differs between two records created alike: their identity, number and times.
 CREATED_FIELDS = ("id", "case_number", "created_at", "updated_at")
-ANSWER_HEADERS = ("content-type", "location", "etag", "www-authenticate")
 
 
 def partner(keys: SigningKeys, **token: Any) -> dict[str, str]:
     """A partner of its own: it sees only the children it registers (no duplicates)."""
     return keys.headers(org=f"ngo-{uuid.uuid4().hex[:8]}", org_type="partner", **token)
-
-
-def headers_of(response: httpx.Response) -> dict[str, str | None]:
-    return {name: response.headers.get(name) for name in ANSWER_HEADERS}
 
 
 async def both(
@@ -50,7 +48,7 @@ async def both(
 
 
 def test_lean_routes_are_derived_from_their_fastapi_routes(registry_app: FastAPI) -> None:
-    lean = [route for route in registry_app.router.routes if isinstance(route, LeanRoute)]
+    lean = lean_routes(registry_app)
     declared = {
         route.endpoint: route
         for route in router.routes
@@ -69,17 +67,7 @@ def test_lean_routes_are_derived_from_their_fastapi_routes(registry_app: FastAPI
 async def test_the_lean_routes_hand_only_what_they_do_not_serve_to_fastapi(
     api: httpx.AsyncClient, keys: SigningKeys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    handed: list[str] = []
-    for route in router.routes:
-        if isinstance(route, APIRoute) and route.endpoint in LEAN_ENDPOINTS:
-
-            async def handle(
-                scope: Scope, receive: Receive, send: Send, fastapi: APIRoute = route
-            ) -> None:
-                handed.append(f"{scope['method']} {scope['path']}")
-                await APIRoute.handle(fastapi, scope, receive, send)
-
-            monkeypatch.setattr(route, "handle", handle)
+    handed = handed_to_fastapi(router, LEAN_ENDPOINTS, monkeypatch)
     headers = keys.headers()
     created = await api.post(CHILDREN, json=child_body(), headers=headers)
     assert created.status_code == 201, created.text
@@ -151,11 +139,7 @@ async def test_an_invalid_registration_answers_alike(
     request = {**request_, "headers": {**auth, **request_.get("headers", {})}}
     lean, fastapi = await both(api, fastapi_api, "POST", CHILDREN, **request)
     assert lean.status_code == 422, lean.text
-    assert (lean.status_code, headers_of(lean), lean.content) == (
-        fastapi.status_code,
-        headers_of(fastapi),
-        fastapi.content,
-    )
+    assert_same_answer(lean, fastapi)
 
 
 @pytest.mark.parametrize(
@@ -191,11 +175,7 @@ async def test_a_refused_registration_answers_alike(
         sent["headers"].update(keys.headers(**token))
     lean, fastapi = await both(api, fastapi_api, "POST", CHILDREN, **sent)
     assert lean.status_code == status, lean.text
-    assert (lean.status_code, headers_of(lean), lean.content) == (
-        fastapi.status_code,
-        headers_of(fastapi),
-        fastapi.content,
-    )
+    assert_same_answer(lean, fastapi)
 
 
 async def test_reads_answer_alike(
@@ -216,11 +196,7 @@ async def test_reads_answer_alike(
     for path, headers, status in cases:
         lean, fastapi = await both(api, fastapi_api, "GET", path, headers=headers)
         assert lean.status_code == status, (path, lean.text)
-        assert (lean.status_code, headers_of(lean), lean.content) == (
-            fastapi.status_code,
-            headers_of(fastapi),
-            fastapi.content,
-        ), path
+        assert_same_answer(lean, fastapi, path)
 
 
 # Endpoints a lean route cannot call, each with what the start-up error names.
