@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Table, func, select
 
-from deploy.local.infra import create_database, drop_database
+from deploy.local.infra import create_database
 from libs.common import places
 from libs.common.db import Database
 from libs.common.events import CloudEvent
@@ -30,7 +30,7 @@ from services.referrals import models as referrals_models
 from services.registry import handlers as registry_handlers
 from services.registry import models as registry_models
 from tests.indicators.conftest import child_event, referral_event
-from tests.support import migrate
+from tests.support import drop_test_database, migrate
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ async def db(pg_url: str) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.close()
-        drop_database(pg_url, name)
+        drop_test_database(pg_url, name)
 
 
 @pytest.fixture
@@ -159,76 +159,43 @@ async def measure(
         assert await rows(db, inbox) == before + len(events)
 
 
-async def test_referrals_keep_children(db: Database, nats_url: str, prefix: str) -> None:
-    await measure(
-        db,
-        nats_url,
-        name="referrals-children",
-        inbox=referrals_models.common.inbox,
-        handlers=referrals_handlers.CHILD_HANDLERS,
-        events=children(1500, prefix),
-        prefix=prefix,
-    )
-
-
-async def test_funds_keep_children(db: Database, nats_url: str, prefix: str) -> None:
-    await measure(
-        db,
-        nats_url,
-        name="funds-children",
-        inbox=funds_models.common.inbox,
-        handlers=funds_handlers.CHILD_HANDLERS,
-        events=children(1500, prefix),
-        prefix=prefix,
-    )
-
-
-async def test_funds_keep_referral_shares(db: Database, nats_url: str, prefix: str) -> None:
-    await measure(
-        db,
-        nats_url,
-        name="funds-referral-shares",
-        inbox=funds_models.common.inbox,
-        handlers=funds_handlers.REFERRAL_HANDLERS,
-        events=referrals(1500, prefix),
-        prefix=prefix,
-    )
-
-
-async def test_the_registry_keeps_referral_access(db: Database, nats_url: str, prefix: str) -> None:
-    await measure(
-        db,
-        nats_url,
-        name="registry-referrals",
-        inbox=registry_models.common.inbox,
-        handlers=registry_handlers.REFERRAL_HANDLERS,
-        events=referrals(1500, prefix),
-        prefix=prefix,
-    )
-
-
-ONE_PER_RECORD = [
-    ("referrals-children-1", referrals_models.common.inbox, referrals_handlers.CHILD_HANDLERS),
-    ("funds-children-1", funds_models.common.inbox, funds_handlers.CHILD_HANDLERS),
-    ("funds-referral-shares-1", funds_models.common.inbox, funds_handlers.REFERRAL_HANDLERS),
-    ("registry-referrals-1", registry_models.common.inbox, registry_handlers.REFERRAL_HANDLERS),
+# Each service's consumer of a stream: its name, inbox, handlers and events of that stream.
+CONSUMERS = [
+    ("referrals-children", referrals_models.common.inbox, referrals_handlers.CHILD_HANDLERS),
+    ("funds-children", funds_models.common.inbox, funds_handlers.CHILD_HANDLERS),
+    ("funds-referral-shares", funds_models.common.inbox, funds_handlers.REFERRAL_HANDLERS),
+    ("registry-referrals", registry_models.common.inbox, registry_handlers.REFERRAL_HANDLERS),
 ]
 
 
-@pytest.mark.parametrize(("name", "inbox", "handlers"), ONE_PER_RECORD)
-async def test_a_backlog_of_one_event_per_record(
-    db: Database, nats_url: str, prefix: str, name: str, inbox: Table, handlers: Handlers
-) -> None:
+def events_of(name: str, n: int, prefix: str, versions: int) -> list[CloudEvent]:
     make = referrals if "referral" in name.split("-", 1)[1] else children
+    return make(n, prefix, versions=versions)
+
+
+@pytest.mark.parametrize(("name", "inbox", "handlers"), CONSUMERS)
+@pytest.mark.parametrize(
+    ("per_record", "records"), [(2, 1500), (1, 3000)], ids=["two-versions", "one-version"]
+)
+async def test_a_backlog(
+    db: Database,
+    nats_url: str,
+    prefix: str,
+    name: str,
+    inbox: Table,
+    handlers: Handlers,
+    per_record: int,
+    records: int,
+) -> None:
     await measure(
         db,
         nats_url,
-        name=name,
+        name=name if per_record == 2 else f"{name}-1",
         inbox=inbox,
         handlers=handlers,
-        events=make(3000, prefix, versions=1),
+        events=events_of(name, records, prefix, versions=per_record),
         prefix=prefix,
-        per_record=1,
+        per_record=per_record,
     )
 
 

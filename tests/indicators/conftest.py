@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,14 +23,14 @@ from fastapi import FastAPI
 from nats.js.api import StorageType, StreamConfig
 from pydantic import BaseModel
 
-from deploy.local.infra import EmbeddedNats, create_database, drop_database, free_port
+from deploy.local.infra import EmbeddedNats, create_database, free_port
 from libs.common.events import CloudEvent, new_event
 from libs.common.events.catalog import STREAMS, ChildUpdatedV1, ChildV1
 from libs.common.events.funds_events import FundToppedUpV1, FundV1, GrantDisbursedV1, GrantV1
 from libs.common.events.referrals_events import ProviderUpsertedV1, ReferralV1
 from libs.common.settings import Settings
 from services.indicators import jetstream
-from tests.support import SigningKeys, running_service, short_ack_durable
+from tests.support import SigningKeys, drop_test_database, running_service, short_ack_durable
 
 NATIONAL_READ = "indicators:read"
 DETAIL = "indicators:read indicators:read:detail"
@@ -57,14 +55,7 @@ def own_db(pg_url: str) -> Iterator[str]:
     try:
         yield url
     finally:
-        for attempt in range(3):  # DROP … WITH (FORCE) has been seen to lose its connection
-            try:
-                drop_database(pg_url, name)
-                break
-            except Exception:
-                if attempt == 2:
-                    warnings.warn(f"test database {name} left behind", stacklevel=1)
-                time.sleep(0.5)
+        drop_test_database(pg_url, name)
 
 
 @pytest.fixture(scope="module")
