@@ -91,18 +91,21 @@ def referrals(n: int, tag: str, versions: int = 2) -> list[CloudEvent]:
         rid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tag}-ref-{i}"))
         cid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tag}-child-{i}"))
         for version, verb in enumerate(("created", "accepted")[:versions], start=1):
-            out.append(
-                referral_event(
-                    verb,
-                    rid,
-                    child_id=cid,
-                    commune="120101",
-                    service_type="health",
-                    version=version,
-                    when="2026-01-05T03:00:00Z",
-                )
-            )
+            out.append(health_referral(verb, rid, cid, version, "2026-01-05T03:00:00Z"))
     return out
+
+
+def health_referral(verb: str, rid: str, cid: str, version: int, when: str) -> CloudEvent:
+    """A referral of a Tonle Basak child to a health service."""
+    return referral_event(
+        verb,
+        rid,
+        child_id=cid,
+        commune="120101",
+        service_type="health",
+        version=version,
+        when=when,
+    )
 
 
 async def rows(db: Database, table: Table) -> int:
@@ -270,16 +273,7 @@ async def test_a_batch_of_referral_events_keeps_each_shares_newest_state(db: Dat
     r1, r2, cid = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
 
     def referral(rid: str, verb: str, version: int) -> CloudEvent:
-        when = f"2026-01-0{version}T03:00:00Z"
-        return referral_event(
-            verb,
-            rid,
-            child_id=cid,
-            commune="120101",
-            service_type="health",
-            version=version,
-            when=when,
-        )
+        return health_referral(verb, rid, cid, version, f"2026-01-0{version}T03:00:00Z")
 
     await apply_run(db, handlers, [referral(r2, "accepted", 2)])
     completed = referral(r1, "completed", 3)
