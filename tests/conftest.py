@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +25,28 @@ from tests.support import SigningKeys
 # Embedded servers from the PyPI wheels, unless DATABASE_URL / NATS_URL point
 # at existing ones. Owned by deploy/local; app-level fixtures go further below.
 # ===========================================================================
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A temporary folder of this session's own (`--basetemp`), unless one is given.
+
+    pytest keeps only its three newest numbered folders under one shared root, so a
+    second session started meanwhile (another checkout's `make test`) could delete the
+    data directory of this session's PostgreSQL while it runs.
+    """
+    if config.option.basetemp is None:
+        config.option.basetemp = tempfile.mkdtemp(prefix="komar-tests-")
+        config.stash[_OWN_BASETEMP] = config.option.basetemp
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the session's own folder when every test passed (kept to read otherwise)."""
+    own = session.config.stash.get(_OWN_BASETEMP, None)
+    if own is not None and exitstatus == 0:
+        shutil.rmtree(own, ignore_errors=True)
+
+
+_OWN_BASETEMP = pytest.StashKey[str]()
 
 
 class ExternalNats:
