@@ -265,9 +265,11 @@ def main() -> int:
                 failures,
             )
             step("workflows", bench.run_workflows, failures)
-            spread_max = results["spread"].get("create", {}).get("rps", 0.0)
+            # The maximum the whole platform sustains (its consumers keeping up), not what the
+            # gateway accepts for a while: paced above it, the consumers fall behind by design.
+            spread_max = results["spread"].get("create", {}).get("sustained_rps", 0.0)
             if spread_max:
-                say(f"event lag at {scenarios.LAG_LOAD:.0%} of {spread_max:,.0f} registrations/s")
+                say(f"event lag at {scenarios.LAG_LOAD:.0%} of {spread_max:,.0f} sustained/s")
                 step(
                     "lag",
                     lambda: results.update(lag=scenarios.lag(bench, bench.token(), spread_max)),

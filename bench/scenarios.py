@@ -4,8 +4,8 @@ caught up (bench/__main__.py runs them in order and bench/report.py prints them)
 - spread:   registrations through the gateway, children spread over every commune;
 - crowded:  the same into one commune that already holds CROWDED_CHILDREN children
             (seeded through children:batch first);
-- lag:      registrations paced at LAG_LOAD of the spread maximum, with the services'
-            `komar_events_lag_seconds` histogram read before and after;
+- lag:      registrations paced at LAG_LOAD of the spread case's sustained maximum, with
+            the services' `komar_events_lag_seconds` histogram read before and after;
 - bulk:     BULK_CHILDREN children through children:batch from one client.
 
 A registration figure is *sustained*: children / (time from the first request until every
