@@ -47,6 +47,9 @@ log = get_logger(__name__)
 
 D = TypeVar("D", bound=EventData)
 
+# How long a fetch waits for more messages once one has come (bounds the lag it adds).
+FILL_S = 0.02
+
 # Applies a run of new, checked events (event, data), in stream order, in the caller's
 # transaction: the batch form of a handler's `apply`, with the same effect.
 BatchApply = Callable[[AsyncConnection, Sequence[tuple[CloudEvent, Any]]], Awaitable[None]]
@@ -261,11 +264,20 @@ class DurableConsumer:
                 await item.msg.nak()
 
     async def _fetch(self, sub: Any) -> list[Checked]:
-        """The next messages, read and checked (none when none came within a second)."""
+        """The next messages, read and checked (none when none came within a second).
+
+        A fetch of the whole batch would wait for the batch to fill (up to its timeout) once
+        a message has come, holding each event back up to a second under light load: so
+        the first message is awaited alone, then whatever has already arrived is taken
+        with it, waiting at most `FILL_S` for more.
+        """
         try:
-            msgs = await sub.fetch(self.batch, timeout=1.0)
+            msgs = await sub.fetch(1, timeout=1.0)
         except TimeoutError:  # nats-py raises its own subclass or asyncio's: no news
             return []
+        if self.batch > 1:
+            with contextlib.suppress(TimeoutError):
+                msgs += await sub.fetch(self.batch - 1, timeout=FILL_S)
         return [c for c in [await self._check(m) for m in msgs] if c is not None]
 
     async def handle(self, msg: Msg) -> None:
