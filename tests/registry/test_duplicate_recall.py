@@ -22,6 +22,7 @@ from fastapi import FastAPI
 
 from libs.common.auth import Principal
 from services.registry import domain, names, service, store
+from services.registry.store.visibility import MAX_CANDIDATES
 from tests.registry.conftest import child_body
 from tests.support import SigningKeys
 
@@ -442,3 +443,36 @@ async def test_a_changed_name_is_looked_for_under_its_new_keys(
     assert first.json()["id"] in [d["id"] for d in found]
     history = (await api.get(f"{url}/history", headers=h)).json()["items"]
     assert set(history[-1]["changes"]) == {"given_name", "family_name"}
+
+
+async def test_a_name_shared_by_hundreds_reads_a_bounded_number_births_nearest_first(
+    crowded: Crowded, api: httpx.AsyncClient, keys: SigningKeys, pg_url: str, registry_app: FastAPI
+) -> None:
+    """However many children of a commune share one name, a registration reads at most
+    MAX_CANDIDATES of them, the births nearest its own first, and still answers the twin."""
+    born = date(2013, 2, 10)
+    village = VILLAGES[0]
+    many = [
+        child_row("Dara", "Heng", "male", born + timedelta(days=n % 300 + 1), village)
+        for n in range(MAX_CANDIDATES + 150)
+    ]
+    twin = child_row("Dara", "Heng", "male", born, village)
+    await write_rows(pg_url, [*many, twin])
+    probe = child_row("Darra", "Heng", "male", born, village)
+    async with registry_app.state.runtime.db.connection() as conn:
+        fetched = await store.duplicate_candidates(conn, probe, PRINCIPAL)
+    assert len(fetched) == MAX_CANDIDATES
+    days = [abs((c["birth_date"] - born).days) for c in fetched]
+    assert days == sorted(days)
+    assert days[0] == 0
+    body = child_body(
+        given_name="Darra",
+        family_name="Heng",
+        sex="male",
+        birth_date=born.isoformat(),
+        village_code=village,
+    )
+    registered = await api.post("/v1/registry/children", json=body, headers=headers(keys))
+    assert registered.status_code == 201
+    found = registered.json()["possible_duplicates"]
+    assert found[0]["id"] == str(twin["id"])

@@ -39,6 +39,10 @@ def visibility_args(principal: Principal) -> tuple[list[str] | None, str | None]
     return access.visibility_args(principal)
 
 
+# The most duplicate candidates one registration reads and scores (candidates_sql).
+MAX_CANDIDATES = 500
+
+
 def candidates_sql(
     commune: str,
     sex: str,
@@ -55,8 +59,10 @@ def candidates_sql(
     children of its commune and sex born in the window that share one of its name keys
     (services.registry.names; the GIN index on name_keys finds them), visible to the
     principal (areas, org as in visible_sql), not the child itself; the arguments are SQL
-    expressions. No LIMIT: the keys already keep to the names that could score, and a
-    limit would drop true duplicates before they are scored."""
+    expressions. The keys keep to the names that could score (a few dozen candidates in a
+    commune of 20,000); so that no commune, however many children share one name, makes a
+    registration's work grow, at most MAX_CANDIDATES are read, the births nearest first
+    (what the scorer ranks higher among equal names)."""
     return (
         "SELECT id, case_number, name_search, sex, commune_code, village_code, birth_date"
         f" FROM registry.children {child.rstrip('.')} WHERE {child}name_keys && {keys}"
@@ -64,4 +70,6 @@ def candidates_sql(
         f" AND {child}birth_date BETWEEN {born_from} AND {born_to}"
         f" AND ({other_than}::uuid IS NULL OR {child}id <> {other_than})"
         f" AND {visible_sql(areas, org, child)}"
+        f" ORDER BY abs({child}birth_date - ({born_from}::date + ({born_to}::date"
+        f" - {born_from}::date) / 2)), {child}id LIMIT {MAX_CANDIDATES}"
     )
