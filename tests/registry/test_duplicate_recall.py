@@ -475,4 +475,5 @@ async def test_a_name_shared_by_hundreds_reads_a_bounded_number_births_nearest_f
     registered = await api.post("/v1/registry/children", json=body, headers=headers(keys))
     assert registered.status_code == 201
     found = registered.json()["possible_duplicates"]
-    assert found[0]["id"] == str(twin["id"])
+    twin_score = next(d["score"] for d in found if d["id"] == str(twin["id"]))
+    assert twin_score == found[0]["score"]  # the best (others of the suite may tie with it)
