@@ -82,3 +82,12 @@ async def driver_connection(conn: AsyncConnection) -> Any:
             async with adapter._execute_mutex:
                 await start()
     return raw.driver_connection
+
+
+async def driver_in_transaction(conn: AsyncConnection) -> Any:
+    """`driver_connection` of `conn` inside a transaction: `conn`'s own, begun here when it
+    has none yet (as its next SQLAlchemy statement would begin one), so what the driver
+    writes commits or rolls back with the rest of the unit of work."""
+    if not conn.in_transaction():
+        await conn.begin()
+    return await driver_connection(conn)
