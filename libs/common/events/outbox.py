@@ -46,11 +46,10 @@ def outbox_table(metadata: MetaData, schema: str) -> Table:
 
 
 async def write_events(conn: AsyncConnection, table: Table, events: Sequence[CloudEvent]) -> None:
-    """Add events to the outbox inside the caller's transaction."""
+    """Add events to the outbox inside the caller's transaction, in one statement, in the
+    order given."""
     if not events:
         return
     await store.insert_outbox_rows(
-        conn,
-        table,
-        [{"id": e.id, "type": e.type, "payload": e.model_dump(mode="json")} for e in events],
+        conn, table, [(e.id, e.type, e.model_dump_json()) for e in events]
     )

@@ -1,8 +1,9 @@
-"""The outbox relay: claim unpublished rows, publish with Nats-Msg-Id, mark them published.
+"""The outbox relay: claim unpublished rows (marking them published), publish them with
+Nats-Msg-Id, and commit.
 
 Several relays may run at once (replicas): rows are claimed with FOR UPDATE SKIP LOCKED,
-and a row published but not marked (a crash in between) is published again with the same
-message id, which JetStream's duplicate window discards.
+and a row published before its transaction committed (a crash in between) is published
+again with the same message id, which JetStream's duplicate window discards.
 """
 
 from __future__ import annotations
@@ -71,10 +72,14 @@ class OutboxRelay:
                 self._wake.clear()
 
     async def publish_batch(self) -> int:
-        """Publish up to `batch` rows; return how many were published."""
+        """Publish up to `batch` rows; return how many were published.
+
+        The rows are claimed and marked published in one statement; when a publish fails,
+        it and the rows after it go back unpublished. Nothing is kept unless the
+        transaction commits."""
         async with self.db.transaction() as conn:
-            rows = await store.claim_unpublished(conn, self.table, self.batch)
-            done: list[int] = []
+            rows = await store.claim_for_publishing(conn, self.table, self.batch)
+            done = 0
             error: Exception | None = None
             for row in rows:
                 payload = json.dumps(row.payload, separators=(",", ":")).encode()
@@ -82,22 +87,20 @@ class OutboxRelay:
                     ack = await self.bus.publish(row.type, payload, row.id)
                 except Exception as exc:  # outcome unknown: retried later with the same id
                     error = exc
-                    await store.count_attempt(conn, self.table, row.seq)
+                    await store.unclaim(conn, self.table, row.seq, [r.seq for r in rows[done:]])
                     break
                 if getattr(ack, "duplicate", False):
-                    # Published before (a relay died between publish and mark): JetStream
+                    # Published before (a relay died between publish and commit): JetStream
                     # kept the first copy. Nonzero means a replay, never a double publish.
                     self._duplicate_acks.inc()
-                done.append(row.seq)
-            if done:
-                await store.mark_published(conn, self.table, done)
+                done += 1
         if done:
-            self._published.inc(len(done))
+            self._published.inc(done)
         if error is not None:
             raise error
         if done:
-            log.debug("relay.published", count=len(done))
-        return len(done)
+            log.debug("relay.published", count=done)
+        return done
 
     async def purge_published(self, older_than: timedelta) -> int:
         """Delete rows published longer ago than `older_than` (the stream keeps the events);
