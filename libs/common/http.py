@@ -249,29 +249,32 @@ class Idempotency:
     async def begin(
         self, conn: AsyncConnection, client_id: str, key: str, request_hash: bytes
     ) -> Response | None:
-        """Lock the key for this transaction; return the stored answer to replay, if any."""
+        """Lock the key for this transaction; return the stored answer to replay, if any.
+
+        The lock and the read are one statement, whose read may miss an answer committed
+        by the lock's last holder just before the lock was taken: `record` then finds it."""
         if not key or len(key) > 255 or not key.isprintable():
             raise BadRequest("Idempotency-Key must be 1 to 255 printable characters")
-        if not await store.try_lock_idempotency_key(conn, self.table, client_id, key):
+        locked, stored = await store.lock_key_and_read_answer(conn, self.table, client_id, key)
+        if not locked:
             raise Conflict("a request with this Idempotency-Key is still in progress")
-        row = await store.stored_answer(conn, self.table, client_id, key)
-        if row is None:
+        if stored is None:
             return None
-        if row.created_at < datetime.now(UTC) - IDEMPOTENCY_TTL:
+        if stored.created_at < datetime.now(UTC) - IDEMPOTENCY_TTL:
             await store.delete_answer(conn, self.table, client_id, key)
             return None
-        if row.request_hash != request_hash:
-            raise Unprocessable("this Idempotency-Key was used with a different request body")
-        headers = dict(row.headers)
-        headers["Idempotent-Replayed"] = "true"
-        return Response(row.body, status_code=row.status, headers=headers)
+        return _replay(stored, request_hash)
 
     async def record(
         self, conn: AsyncConnection, client_id: str, key: str, request_hash: bytes, answer: Response
     ) -> None:
-        """Store the answer in the same transaction as the effect."""
+        """Store the answer in the same transaction as the effect.
+
+        When another request stored its answer to the key first (committed after `begin`
+        read, see there), raise `AnsweredBefore` with its replay, or 422 when its body was
+        different: either way this transaction's work must not commit."""
         headers = {k: v for k, v in answer.headers.items() if k.lower() in _REPLAYED_HEADERS}
-        await store.insert_answer(
+        stored = await store.insert_answer(
             conn,
             self.table,
             client_id=client_id,
@@ -281,12 +284,31 @@ class Idempotency:
             headers=headers,
             body=bytes(answer.body),
         )
+        if stored is not None:
+            raise AnsweredBefore(_replay(stored, request_hash))
 
     async def purge_expired(self, conn: AsyncConnection) -> int:
         """Delete answers older than 24 h."""
         return await store.delete_answers_before(
             conn, self.table, datetime.now(UTC) - IDEMPOTENCY_TTL
         )
+
+
+class AnsweredBefore(Exception):
+    """Another request with the same Idempotency-Key stored its answer first: `replay`."""
+
+    def __init__(self, replay: Response) -> None:
+        super().__init__("answered before")
+        self.replay = replay
+
+
+def _replay(stored: store.StoredAnswer, request_hash: bytes) -> Response:
+    """The stored answer, replayed; 422 when it answered another request body."""
+    if stored.request_hash != request_hash:
+        raise Unprocessable("this Idempotency-Key was used with a different request body")
+    headers = dict(stored.headers)
+    headers["Idempotent-Replayed"] = "true"
+    return Response(stored.body, status_code=stored.status, headers=headers)
 
 
 Work = Callable[[AsyncConnection], Awaitable[Response]]
@@ -297,13 +319,16 @@ async def run_idempotent(
 ) -> Response:
     """Run a POST's work in one transaction, honouring Idempotency-Key when sent."""
     key = request.headers.get("idempotency-key")
-    async with db.transaction() as conn:
-        if key is None:
-            return await work(conn)
-        request_hash = await idempotency.request_hash(request)
-        replay = await idempotency.begin(conn, principal.sub, key, request_hash)
-        if replay is not None:
-            return replay
-        answer = await work(conn)
-        await idempotency.record(conn, principal.sub, key, request_hash, answer)
-        return answer
+    try:
+        async with db.transaction() as conn:
+            if key is None:
+                return await work(conn)
+            request_hash = await idempotency.request_hash(request)
+            replay = await idempotency.begin(conn, principal.sub, key, request_hash)
+            if replay is not None:
+                return replay
+            answer = await work(conn)
+            await idempotency.record(conn, principal.sub, key, request_hash, answer)
+            return answer
+    except AnsweredBefore as before:  # the work was rolled back
+        return before.replay

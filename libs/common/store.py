@@ -7,27 +7,28 @@ list's page read, `versioned_update`, the write of a row its caller holds locked
 The tables are defined beside the logic that uses them (`http.idempotency_table`,
 `jobs.job_runs_table`, `access.referral_shares_table`); the event tables' statements are
 in `events/store.py`.
+
+The statements a request or a consumer's batch makes (an Idempotency-Key's lock, read and
+answer, a projection's batch) run on the driver (`db.driver_in_transaction`), their text
+built once per table.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
-    Row,
     Select,
     Table,
-    TextClause,
     and_,
     delete,
     func,
-    insert,
     or_,
-    select,
     text,
     tuple_,
     update,
@@ -38,6 +39,8 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningUpdate
 
+from libs.common import db
+
 # ---------------------------------------------------------------- the connection
 
 
@@ -45,6 +48,11 @@ async def select_one(conn: AsyncConnection) -> None:
     """`SELECT 1`: the cheapest statement, to see that the database answers or to make
     the driver begin its transaction."""
     await conn.execute(text("SELECT 1"))
+
+
+def _qualified(table: Table) -> str:
+    """The table's name as SQL text, schema-qualified when it has a schema."""
+    return f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
 
 
 # ---------------------------------------------------------------- keyset pages
@@ -130,33 +138,74 @@ def versioned_update(
 # ---------------------------------------------------------------- Idempotency-Key answers
 
 
-async def try_lock_idempotency_key(
-    conn: AsyncConnection, table: Table, client_id: str, key: str
-) -> bool:
-    """Take the transaction-scoped advisory lock of (schema, client, key), without
-    waiting: False when another transaction holds it."""
-    locked = await conn.scalar(
-        text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 7))"),
-        {"k": f"{table.schema}|{client_id}|{key}"},
+class StoredAnswer(NamedTuple):
+    """The first answer stored for (client, key), and when it was stored."""
+
+    request_hash: bytes
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    created_at: datetime
+
+
+class _AnswerSQL(NamedTuple):
+    lock_and_read: str
+    insert: str
+
+
+@functools.cache
+def _answer_sql(table: Table) -> _AnswerSQL:
+    """The statements on one schema's Idempotency-Key answers, built once."""
+    name = _qualified(table)
+    answer = "a.request_hash, a.status, a.headers, a.body, a.created_at"
+    return _AnswerSQL(
+        lock_and_read=(
+            f"SELECT l.locked, {answer}"
+            " FROM (SELECT pg_try_advisory_xact_lock(hashtextextended($1, 7)) AS locked) AS l"
+            f" LEFT JOIN {name} AS a ON l.locked AND a.client_id = $2 AND a.key = $3"
+        ),
+        insert=(
+            f"WITH i AS (INSERT INTO {name}"
+            " (client_id, key, request_hash, status, headers, body)"
+            " VALUES ($1, $2, $3, $4, $5::jsonb, $6)"
+            " ON CONFLICT (client_id, key) DO NOTHING RETURNING 1)"
+            f" SELECT {answer} FROM {name} AS a"
+            " WHERE a.client_id = $1 AND a.key = $2 AND NOT EXISTS (SELECT FROM i)"
+        ),
     )
-    return bool(locked)
 
 
-async def stored_answer(
+async def lock_key_and_read_answer(
     conn: AsyncConnection, table: Table, client_id: str, key: str
-) -> Row[Any] | None:
-    """The answer stored for (client, key), if any."""
-    found = await conn.execute(select(table).where(_answer_to(table, client_id, key)))
-    return found.first()
+) -> tuple[bool, StoredAnswer | None]:
+    """In one statement: take the transaction-scoped advisory lock of (schema, client,
+    key) without waiting, and read the answer stored for (client, key). (False, None)
+    when another transaction holds the lock.
+
+    The answer is read as of the statement's start: one that the lock's last holder
+    committed between that start and the lock is not seen (`insert_answer` finds it)."""
+    pg = await db.driver_in_transaction(conn)
+    row = await pg.fetchrow(
+        _answer_sql(table).lock_and_read, f"{table.schema}|{client_id}|{key}", client_id, key
+    )
+    if not row["locked"]:
+        return False, None
+    return True, _stored(row)
+
+
+def _stored(row: Any) -> StoredAnswer | None:
+    if row["status"] is None:
+        return None
+    return StoredAnswer(
+        row["request_hash"], row["status"], row["headers"], row["body"], row["created_at"]
+    )
 
 
 async def delete_answer(conn: AsyncConnection, table: Table, client_id: str, key: str) -> None:
     """Forget the answer stored for (client, key)."""
-    await conn.execute(delete(table).where(_answer_to(table, client_id, key)))
-
-
-def _answer_to(table: Table, client_id: str, key: str) -> ColumnElement[bool]:
-    return and_(table.c.client_id == client_id, table.c.key == key)
+    await conn.execute(
+        delete(table).where(and_(table.c.client_id == client_id, table.c.key == key))
+    )
 
 
 async def insert_answer(
@@ -169,18 +218,21 @@ async def insert_answer(
     status: int,
     headers: dict[str, str],
     body: bytes,
-) -> None:
-    """Store the first answer to (client, key)."""
-    await conn.execute(
-        insert(table).values(
-            client_id=client_id,
-            key=key,
-            request_hash=request_hash,
-            status=status,
-            headers=headers,
-            body=body,
-        )
+) -> StoredAnswer | None:
+    """Store the first answer to (client, key), in one statement: None when stored; else
+    the answer another transaction committed for (client, key) first (this one is not
+    stored)."""
+    pg = await db.driver_in_transaction(conn)
+    row = await pg.fetchrow(
+        _answer_sql(table).insert,
+        client_id,
+        key,
+        request_hash,
+        status,
+        json.dumps(headers),
+        body,
     )
+    return None if row is None else _stored(row)
 
 
 async def delete_answers_before(conn: AsyncConnection, table: Table, moment: datetime) -> int:
@@ -226,17 +278,17 @@ def newest_rows(rows: Iterable[dict[str, Any]], key: str) -> list[dict[str, Any]
 @functools.cache
 def _upsert_newest(
     table: Table, columns: tuple[str, ...], key: str, updated: tuple[str, ...], stamped: str | None
-) -> TextClause:
-    """`upsert_newest`'s statement for one shape, built once."""
+) -> str:
+    """`upsert_newest`'s statement for one shape, built once: one array parameter per
+    column, in `columns` order."""
     dialect = PGDialect()  # type: ignore[no-untyped-call]
-    name = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
     arrays = ", ".join(
-        f"CAST(:p{i} AS {table.c[c].type.compile(dialect=dialect)}[])"
-        for i, c in enumerate(columns)
+        f"CAST(${i} AS {table.c[c].type.compile(dialect=dialect)}[])"
+        for i, c in enumerate(columns, start=1)
     )
     sets = [f"{c} = excluded.{c}" for c in updated] + ([f"{stamped} = now()"] if stamped else [])
-    return text(
-        f"INSERT INTO {name} AS t ({', '.join(columns)})"
+    return (
+        f"INSERT INTO {_qualified(table)} AS t ({', '.join(columns)})"
         f" SELECT * FROM unnest({arrays}) AS d({', '.join(columns)}) ORDER BY {key}"
         f" ON CONFLICT ({key}) DO UPDATE SET {', '.join(sets)}"
         f" WHERE t.version < excluded.version RETURNING {key}"
@@ -262,9 +314,10 @@ async def upsert_newest(
         return set()
     columns = tuple(newest[0])
     changed = tuple(updated if updated is not None else [c for c in columns if c != key])
-    stmt = _upsert_newest(table, columns, key, changed, stamped)
-    params = {f"p{i}": [r[c] for r in newest] for i, c in enumerate(columns)}
-    return {r[0] for r in await conn.execute(stmt, params)}
+    sql = _upsert_newest(table, columns, key, changed, stamped)
+    pg = await db.driver_in_transaction(conn)
+    written = await pg.fetch(sql, *([r[c] for r in newest] for c in columns))
+    return {r[0] for r in written}
 
 
 # ---------------------------------------------------------------- referral shares
