@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -147,37 +148,51 @@ async def _route(
     service_type: str,
     place: tuple[str, ...],
     exclude: list[uuid.UUID],
-    release: uuid.UUID | None = None,
+    release: uuid.UUID,
 ) -> store.Row | None:
-    """Assign the best provider for the service at the place (domain.path_of) and count
-    the referral in its load; None when none is left. A provider found unable to take it
-    once locked (full, deactivated meanwhile) is skipped. Alone, each choice is claimed in
-    one statement (`store.claim_provider`); with `release`, a provider giving a referral
-    back in the same transaction (a decline), both rows are locked in id order, so routers
-    never deadlock, and an attempt that finds its choice taken meanwhile is rolled back
-    whole."""
+    """Pass a referral that `release` gives back in the same transaction (a decline) on to
+    the best provider for the service at the place (domain.path_of): it counts in that
+    provider's load instead of `release`'s. None when none is left (it then only leaves
+    `release`'s load). Both rows are locked in id order, so routers never deadlock; an
+    attempt that finds its choice unable to take it once locked (full, deactivated
+    meanwhile) is rolled back whole and the next provider tried."""
     rows = await store.routing_candidates(conn, service_type, place, exclude)
     ranked = domain.rank_providers([Candidate.of(r) for r in rows], service_type, place, exclude)
     for candidate in ranked:
-        if release is None:  # one statement: lock, check again and count, or nothing
-            claimed = await store.claim_provider(conn, candidate.id, service_type, place)
-            if claimed is not None:
-                return claimed
-            continue
         attempt = await conn.begin_nested()
-        ids = [candidate.id] if release is None else [candidate.id, release]
-        locked = await store.lock_providers(conn, ids)
+        locked = await store.lock_providers(conn, [candidate.id, release])
         chosen = locked.get(candidate.id)
         if chosen is None or domain.ineligibility(Candidate.of(chosen), service_type, place):
             await attempt.rollback()  # releases the locks taken in this attempt
             continue
         await store.change_open_referrals(conn, candidate.id, +1)
-        if release is not None:
-            await store.change_open_referrals(conn, release, -1)
+        await store.change_open_referrals(conn, release, -1)
         await attempt.commit()
         return chosen
-    if release is not None:
-        await _release(conn, release)
+    await _release(conn, release)
+    return None
+
+
+async def _insert_routed(
+    conn: AsyncConnection,
+    row: dict[str, Any],
+    due_in: timedelta,
+    service_type: str,
+    place: tuple[str, ...],
+    candidates: list[dict[str, Any]],
+) -> store.Row | None:
+    """Insert a new referral (`row`, its provider aside, due in `due_in`) with the best of
+    the candidates (providers as store.child_to_refer reads them) for the service at the
+    place (domain.path_of), counted in that provider's load; None when none is left. Each
+    choice is claimed and the referral inserted in one statement; a provider found unable
+    to take it once locked (full, deactivated meanwhile) is skipped."""
+    ranked = domain.rank_providers([Candidate.of(r) for r in candidates], service_type, place)
+    for candidate in ranked:
+        referral = await store.insert_routed_referral(
+            conn, row, due_in, candidate.id, service_type, place
+        )
+        if referral is not None:
+            return referral
     return None
 
 
@@ -207,53 +222,57 @@ async def _release(conn: AsyncConnection, provider_id: uuid.UUID) -> None:
 async def create_referral(conn: AsyncConnection, body: ReferralIn, ctx: Context) -> store.Row:
     """Refer a visible, open child for a service, routed unless a provider is named."""
     principal = ctx.principal
-    child = await store.get_child(conn, body.child_id, principal)
-    if child is None:
+    service_type = body.service_type.value
+    named = body.provider_id is not None
+    found_child = await store.child_to_refer(
+        conn, body.child_id, principal, None if named else service_type
+    )
+    if found_child is None:
         raise NotFound(CHILD_NOT_FOUND)
+    child = found_child.child
     if child["status"] != "open":
         raise Conflict("the child's case is closed; reopen it in the registry to refer the child")
     justification = body.consent_override.justification if body.consent_override else None
     override = domain.consent_override(principal, child["data_sharing_consent"], justification)
     place = domain.place_of(child)
     path = domain.path_of(child)
-    service_type = body.service_type.value
-    provider: store.Row | None
+    row = {
+        "id": uuid.uuid4(),
+        "child_id": child["id"],
+        "service_type": service_type,
+        "urgency": body.urgency.value,
+        "reason": body.reason,
+        "status": "pending",
+        "commune_code": child["commune_code"],
+        "village_code": child["village_code"],
+        "place_code": place,
+        "referrer_sub": principal.sub,
+        "referrer_org": principal.org,
+        "consent_override": override,
+        "override_justification": justification if override else None,
+        "override_by_sub": principal.sub if override else None,
+        "override_by_org": principal.org if override else None,
+    }
+    due_in = domain.DEADLINES[body.urgency.value]
+    referral: store.Row | None
     if body.provider_id is not None:
         provider = await _claim_named(conn, body.provider_id, service_type, path)
+        referral = await store.insert_referral(
+            conn, {**row, "provider_id": provider["id"], "provider_org": provider["org"]}, due_in
+        )
     else:
-        provider = await _route(conn, service_type, path, [])
-        if provider is None:
+        referral = await _insert_routed(
+            conn, row, due_in, service_type, path, found_child.candidates
+        )
+        if referral is None:
             raise domain.no_provider(service_type, place)
-    referral = await store.insert_referral(
-        conn,
-        {
-            "id": uuid.uuid4(),
-            "child_id": child["id"],
-            "service_type": service_type,
-            "urgency": body.urgency.value,
-            "reason": body.reason,
-            "provider_id": provider["id"],
-            "provider_org": provider["org"],
-            "status": "pending",
-            "commune_code": child["commune_code"],
-            "village_code": child["village_code"],
-            "place_code": place,
-            "referrer_sub": principal.sub,
-            "referrer_org": principal.org,
-            "consent_override": override,
-            "override_justification": justification if override else None,
-            "override_by_sub": principal.sub if override else None,
-            "override_by_org": principal.org if override else None,
-        },
-        domain.DEADLINES[body.urgency.value],
-    )
     _referral_changed(ctx, "created", referral)
     await ctx.write_events(conn, outbox)
     log.info(
         "referral.routed",
         referral_id=str(referral["id"]),
-        provider_id=str(provider["id"]),
-        named=body.provider_id is not None,
+        provider_id=str(referral["provider_id"]),
+        named=named,
     )
     return referral
 
@@ -303,9 +322,7 @@ async def accept(
     updated = None
     if if_match is None:
         [(before, after)] = domain.TRANSITIONS["accept"].items()
-        acted = {"acted_by_sub": ctx.principal.sub, "acted_by_org": ctx.principal.org}
-        changes = {"status": after, **acted}
-        updated = await store.accept_at_once(conn, referral_id, ctx.principal, before, changes)
+        updated = await store.accept_at_once(conn, referral_id, ctx.principal, before, after)
         if updated is not None:
             _referral_changed(ctx, "accepted", updated)
     if updated is None:
