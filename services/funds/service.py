@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.context import Context
@@ -45,7 +44,7 @@ def conflicts_as_409() -> Iterator[None]:
     """Turn a known constraint violation into the 409 a client understands."""
     try:
         yield
-    except IntegrityError as exc:
+    except store.INTEGRITY_ERRORS as exc:
         message = CONSTRAINT_CONFLICTS.get(store.constraint_of(exc) or "")
         if message is None:
             raise
@@ -146,6 +145,16 @@ class Granted:
     actions: list[Mapping[Any, Any]]
 
 
+async def _claimed(
+    conn: AsyncConnection, grant_id: uuid.UUID, if_match: str | None, ctx: Context
+) -> Granted:
+    """A visible grant locked at the version the client read, and its actions, in one
+    round trip (see store.lock_grant): for the steps of the grant workflow."""
+    grant, actions = found(await store.lock_grant(conn, grant_id, ctx.principal), "grant")
+    check_if_match(if_match, grant["version"])
+    return Granted(grant, [*actions])
+
+
 async def _locked(
     conn: AsyncConnection, grant_id: uuid.UUID, if_match: str | None, ctx: Context
 ) -> Granted:
@@ -205,17 +214,17 @@ async def request_grant(
 ) -> Granted:
     """Ask a fund for a grant for a visible, open child inside the fund's area."""
     now = now or datetime.now(UTC)
-    child = found(await store.get_child(conn, body.child_id, ctx.principal), "child")
-    fund = await read_fund(conn, body.fund_id, ctx)
+    reads = await store.read_for_request(
+        conn, body.child_id, body.fund_id, body.category.value, ctx.principal
+    )
+    child = found(reads.child, "child")
+    fund = found(reads.fund, "fund")
     domain.check_child_open(child)
     domain.check_child_in_fund_area(fund["commune_code"], child)
     domain.check_amount(body.amount_khr, fund["max_grant_khr"])
-    has_open, last_disbursed_at = await store.grants_of_child(
-        conn, child["id"], body.category.value
-    )
-    if has_open:
+    if reads.has_open:
         raise Conflict("the child already has an open grant of this category")
-    repeat = domain.is_repeat(last_disbursed_at, now)
+    repeat = domain.is_repeat(reads.last_disbursed_at, now)
     domain.check_repeat(repeat, body.justification)
     with conflicts_as_409():
         grant, requested = await store.insert_grant(
@@ -249,7 +258,7 @@ async def approve(
     conn: AsyncConnection, grant_id: uuid.UUID, if_match: str | None, ctx: Context
 ) -> Granted:
     """Record an approval; the one that completes it commits the amount against the fund."""
-    locked = await _locked(conn, grant_id, if_match, ctx)
+    locked = await _claimed(conn, grant_id, if_match, ctx)
     grant = locked.grant
     completes = domain.approve(
         status=grant["status"],
@@ -262,22 +271,27 @@ async def approve(
         ],
         approver=domain.Approval(ctx.principal.sub, ctx.principal.is_district_level),
     )
-    with conflicts_as_409():
-        await _record(conn, locked, "approved", ctx)
+    action = _action("approved", ctx)
     if not completes:  # recorded; the grant waits for its second, district-level approval
-        return Granted(
-            await store.update_grant(conn, grant_id, grant["version"], {}), locked.actions
-        )
+        with conflicts_as_409():
+            waiting, recorded = await store.record_approval(conn, grant, action)
+        return Granted(waiting, [*locked.actions, recorded])
     # The fund row lock (taken by the statement that commits the money) serialises every
     # commitment against this fund: the balance it checks cannot change before this
     # transaction commits.
     amount, entry = grant["amount_khr"], _grant_entry(grant, "commitment", ctx)
+    approved: Mapping[Any, Any] | None
     with conflicts_as_409():
-        if await store.book_if_covered(conn, entry, amount, committed_khr=amount) is None:
+        approved, recorded = await store.commit_approval(conn, grant, action, entry, "approved")
+        if approved is None:  # the fund did not cover it: only the approval is recorded
             fund = await store.lock_fund(conn, grant["fund_id"])
             domain.check_available(fund["available_khr"], amount)
             await store.book(conn, entry, committed_khr=amount)  # topped up meanwhile
-    return await _save(conn, locked, "approved", {"status": "approved"}, ctx)
+            values = {"status": "approved"}
+            approved = await store.update_grant(conn, grant_id, grant["version"], values)
+    _emit_grant(ctx, "approved", approved)
+    await ctx.write_events(conn, outbox)
+    return Granted(approved, [*locked.actions, recorded])
 
 
 def _grant_entry(grant: Mapping[Any, Any], kind: str, ctx: Context, **extra: Any) -> dict[str, Any]:
@@ -305,25 +319,18 @@ async def disburse(
     conn: AsyncConnection, grant_id: uuid.UUID, body: DisburseIn, if_match: str | None, ctx: Context
 ) -> Granted:
     """Pay an approved grant, exactly once: its commitment becomes a disbursement."""
-    locked, status = await _locked_for(conn, grant_id, "disburse", if_match, ctx)
-    grant, amount = locked.grant, locked.grant["amount_khr"]
+    locked = await _claimed(conn, grant_id, if_match, ctx)
+    grant = locked.grant
+    status = domain.next_status("disburse", grant["status"])
     method, reference = body.method.value, body.reference
     entry = _grant_entry(grant, "disbursement", ctx, method=method, reference=reference)
     with conflicts_as_409():
-        fund = await store.book(conn, entry, committed_khr=-amount, disbursed_khr=amount)
-    await _record(conn, locked, "disbursed", ctx)
-    return await _save(
-        conn,
-        locked,
-        "disbursed",
-        {
-            "status": status,
-            "disbursement_method": method,
-            "disbursement_reference": reference,
-            "disbursed_at": fund["entry_at"],
-        },
-        ctx,
-    )
+        paid, recorded = await store.disburse_grant(
+            conn, grant, _action("disbursed", ctx), entry, status
+        )
+    _emit_grant(ctx, "disbursed", paid)
+    await ctx.write_events(conn, outbox)
+    return Granted(paid, [*locked.actions, recorded])
 
 
 async def cancel(

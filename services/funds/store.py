@@ -8,13 +8,14 @@ does not block other transactions inserting rows that merely reference the fund 
 
 from __future__ import annotations
 
-import functools
+import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -34,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common import access
 from libs.common.auth import Principal
+from libs.common.db import driver_connection
 from libs.common.http import Page
 from libs.common.store import read_page, upsert_newest, versioned_update, where_given
 from services.funds import domain
@@ -42,9 +44,13 @@ from services.funds.models import children, funds, grant_actions, grants, ledger
 Row = RowMapping
 
 
-def constraint_of(exc: IntegrityError) -> str | None:
+# A violated constraint, as SQLAlchemy raises it and as asyncpg does (driver_connection).
+INTEGRITY_ERRORS = (IntegrityError, asyncpg.IntegrityConstraintViolationError)
+
+
+def constraint_of(exc: Exception) -> str | None:
     """The name of the constraint a failed statement violated, when PostgreSQL says."""
-    cause = getattr(exc.orig, "__cause__", None)
+    cause = getattr(exc.orig, "__cause__", None) if isinstance(exc, IntegrityError) else exc
     name = getattr(cause, "constraint_name", None)
     return str(name) if name else None
 
@@ -66,12 +72,6 @@ def child_visible_to(principal: Principal) -> ColumnElement[bool]:
     """Which projected children the principal may read (libs.common.access): its areas
     cover the child's listed place; a partner registered it or holds an active referral."""
     return access.children_visible_sql(principal, children, access.shares_of(referral_shares))
-
-
-async def get_child(conn: AsyncConnection, child_id: uuid.UUID, principal: Principal) -> Row | None:
-    """A projected child visible to the principal (None when absent or not visible)."""
-    query = select(children).where(children.c.id == child_id, child_visible_to(principal))
-    return (await conn.execute(query)).mappings().first()
 
 
 # ---------------------------------------------------------------- funds
@@ -116,12 +116,11 @@ _ENTRY += ("request_id", "actor_sub", "actor_org")
 _TOTALS = ("topped_up_khr", "committed_khr", "disbursed_khr")
 
 
-def _booking(covering: bool) -> Any:
-    """One statement, built once: the fund's totals moved (version bumped) and, only if
-    they moved, the ledger entry appended; answering the fund as stored and the entry's
-    time (`entry_at`). With `covering`, only if the available balance covers :covering."""
+def _booking() -> Any:
+    """One statement, built once: the fund's totals moved (version bumped) and the ledger
+    entry appended; answering the fund as stored and the entry's time (`entry_at`)."""
     f = funds.c
-    moved = (
+    fund = (
         update(funds)
         .where(f.id == bindparam("e_fund_id", type_=ledger.c.fund_id.type))
         .values(
@@ -130,10 +129,8 @@ def _booking(covering: bool) -> Any:
             updated_at=func.now(),
         )
         .returning(*funds.c)
+        .cte("moved")
     )
-    if covering:
-        moved = moved.where(f.available_khr >= bindparam("covering", type_=BigInteger()))
-    fund = moved.cte("moved")
     values = select(*[bindparam(f"e_{c}", type_=ledger.c[c].type) for c in _ENTRY])
     written = (
         insert(ledger)
@@ -144,8 +141,7 @@ def _booking(covering: bool) -> Any:
     return select(*fund.c, written.c.at.label("entry_at")).select_from(fund.join(written, true()))
 
 
-_BOOK = _booking(covering=False)
-_BOOK_IF_COVERED = _booking(covering=True)
+_BOOK = _booking()
 
 
 def _booked(entry: dict[str, Any], moves: dict[str, int]) -> dict[str, Any]:
@@ -161,15 +157,6 @@ async def book(conn: AsyncConnection, entry: dict[str, Any], **moves: int) -> Ro
     `committed_khr`, `disbursed_khr` by the amounts given) in one statement; the fund as
     stored, with the entry's time as `entry_at`."""
     return (await conn.execute(_BOOK, _booked(entry, moves))).mappings().one()
-
-
-async def book_if_covered(
-    conn: AsyncConnection, entry: dict[str, Any], covering: int, **moves: int
-) -> Row | None:
-    """`book`, only if the fund's available balance covers `covering` when the statement
-    holds the fund's row lock; None (nothing written) otherwise."""
-    params = _booked(entry, moves) | {"covering": covering}
-    return (await conn.execute(_BOOK_IF_COVERED, params)).mappings().first()
 
 
 @dataclass(frozen=True)
@@ -233,69 +220,12 @@ async def get_grant(
     return (await conn.execute(query)).mappings().first()
 
 
-@functools.cache
-def _request(grant_columns: tuple[str, ...], action_columns: tuple[str, ...]) -> Any:
-    """One statement, built once per shape: the grant inserted, then its first action (of
-    the inserted grant), answering the grant's columns and the action's as `action_<name>`."""
-    created = (
-        insert(grants)
-        .values({c: bindparam(f"g_{c}", type_=grants.c[c].type) for c in grant_columns})
-        .returning(*grants.c)
-        .cte("created")
-    )
-    first = select(
-        created.c.id, *[bindparam(f"a_{c}", type_=grant_actions.c[c].type) for c in action_columns]
-    ).select_from(created)
-    recorded = (
-        insert(grant_actions)
-        .from_select(["grant_id", *action_columns], first)
-        .returning(*grant_actions.c)
-        .cte("recorded")
-    )
-    answer = [*created.c, *[c.label(f"action_{c.name}") for c in recorded.c]]
-    return select(*answer).select_from(created.join(recorded, true()))
-
-
-def _scalar_defaults(table: Any, given: dict[str, Any]) -> dict[str, Any]:
-    """The Python-side column defaults (a grant's version): a statement in a CTE gets none."""
-    columns = [c for c in table.c if c.name not in given and c.name != "grant_id"]
-    return {c.name: c.default.arg for c in columns if c.default is not None and c.default.is_scalar}
-
-
-async def insert_grant(
-    conn: AsyncConnection, row: dict[str, Any], action: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Insert a grant and its first action (`action`, without its grant) in one statement;
-    both as stored."""
-    row = {**_scalar_defaults(grants, row), **row}
-    action = {**_scalar_defaults(grant_actions, action), **action}
-    query = _request(tuple(row), tuple(action))
-    params = {f"g_{k}": v for k, v in row.items()} | {f"a_{k}": v for k, v in action.items()}
-    stored = (await conn.execute(query, params)).mappings().one()
-    grant = {c.name: stored[c.name] for c in grants.c}
-    recorded = {c.name: stored[f"action_{c.name}"] for c in grant_actions.c}
-    return grant, recorded
-
-
 async def update_grant(
     conn: AsyncConnection, grant_id: uuid.UUID, version: int, values: dict[str, Any]
 ) -> Row:
     """Write new values and bump the version (the caller holds the row lock)."""
     result = await conn.execute(versioned_update(grants, grant_id, version, values))
     return result.mappings().one()
-
-
-async def grants_of_child(
-    conn: AsyncConnection, child_id: uuid.UUID, category: str
-) -> tuple[bool, datetime | None]:
-    """Whether the child holds a requested or approved grant of the category, and when it
-    last received a (not reversed) one, in one query."""
-    g = grants.c
-    of_child = and_(g.child_id == child_id, g.category == category)
-    is_open = select(g.id).where(of_child, g.status.in_(("requested", "approved"))).exists()
-    last = select(func.max(g.disbursed_at)).where(of_child, g.status == "disbursed")
-    row = (await conn.execute(select(is_open, last.scalar_subquery()))).one()
-    return bool(row[0]), row[1]
 
 
 @dataclass(frozen=True)
@@ -347,6 +277,328 @@ async def actions_of(
     for row in rows:
         out[row["grant_id"]].append(row)
     return out
+
+
+# ---------------------------------------------------------------- the grant workflow
+#
+# A grant's request, approval and payment run these statements on asyncpg directly
+# (libs.common.db.driver_connection): each prepared once per connection, one round trip.
+# They answer dicts of their columns, holding the Python values SQLAlchemy's rows would.
+
+_CHILD = tuple(c.name for c in children.c)
+_FUND = tuple(c.name for c in funds.c)
+_GRANT = tuple(c.name for c in grants.c)
+_ACTION = tuple(c.name for c in grant_actions.c)
+# The columns a request writes (the rest are the database's or the later steps'), the
+# Python-side defaults among them, and an action's own columns with their types.
+_NEW_GRANT = (
+    "id",
+    "fund_id",
+    "child_id",
+    "commune_code",
+    "category",
+    "shock",
+    "items",
+    "amount_khr",
+    "justification",
+    "status",
+    "repeat_within_30_days",
+    "approvals_required",
+    "requested_by",
+    "requested_org",
+    "version",
+)
+_GRANT_DEFAULTS = {
+    c.name: c.default.arg for c in grants.c if c.default is not None and c.default.is_scalar
+}
+_NEW_ACTION = {
+    "action": "text",
+    "district_level": "boolean",
+    "reason": "text",
+    "request_id": "text",
+    "actor_sub": "text",
+    "actor_org": "text",
+}
+_ENTRY_TYPES = dict(zip(_ENTRY, ("uuid", "uuid", "text", "bigint", *["text"] * 5), strict=True))
+
+
+def _columns(alias: str, names: Sequence[str], prefix: str = "") -> str:
+    return ", ".join(f"{alias}.{n} AS {prefix}{n}" for n in names)
+
+
+def _params(first: int, types: Sequence[str]) -> str:
+    return ", ".join(f"${first + i}::{t}" for i, t in enumerate(types))
+
+
+def _part(row: Any, prefix: str, names: Sequence[str]) -> dict[str, Any] | None:
+    """The columns `names` of a joined row, read as `<prefix><name>`; None when the joined
+    row is absent (its id is NULL)."""
+    if row[f"{prefix}id"] is None:
+        return None
+    return {n: row[prefix + n] for n in names}
+
+
+def _child_visible(patterns: str, org: str) -> str:
+    """access.child_visible_text over the projected children aliased `c`."""
+    return access.child_visible_text(
+        patterns,
+        org,
+        shares=referral_shares.fullname,
+        commune="c.commune_code",
+        village="c.village_code",
+        owner="c.owner_org",
+        child_id="c.id",
+    )
+
+
+# grant_visible_to, as text: $2 and $3 are access.visibility_args. With NULL for the
+# organisation (a government principal's) the rule is its place test alone.
+_GRANT_VISIBLE = (
+    f"(({_child_visible('$2', '$3')}) OR ($3::text IS NOT NULL"
+    f" AND {_child_visible('$2', 'NULL')} AND g.requested_org = $3))"
+)
+
+
+def _action_cte(grant_id: str, first: int, source: str = "") -> str:
+    """The CTE `a`: an action of the grant `grant_id` (an SQL expression over `source`), its
+    columns (_NEW_ACTION's) the parameters from $`first` on; it answers the action."""
+    return (
+        f"a AS (INSERT INTO funds.grant_actions (grant_id, {', '.join(_NEW_ACTION)})"
+        f" SELECT {grant_id}, {_params(first, list(_NEW_ACTION.values()))}{source}"
+        f" RETURNING {', '.join(_ACTION)})"
+    )
+
+
+def _booking_ctes(first: int, moves: str, *, covering: bool = False) -> str:
+    """The CTEs `f` and `l`: the fund's totals moved by `moves` (SQL SET items, `{amount}`
+    standing for the entry's amount) and its version bumped; only if they moved, the ledger
+    entry appended, answering its time. The entry's columns (_ENTRY's, the fund's id first)
+    are the parameters from $`first` on. With `covering`, only if the fund's available
+    balance covers the amount when the statement holds the fund's row lock."""
+    fund, amount = f"${first}::uuid", f"${first + 3}::bigint"
+    covered = f" AND available_khr >= {amount}" if covering else ""
+    return (
+        f"f AS (UPDATE funds.funds SET {moves.format(amount=amount)}, version = version + 1,"
+        " updated_at = now()"
+        f" WHERE id = {fund}{covered} RETURNING id),"
+        f" l AS (INSERT INTO funds.ledger ({', '.join(_ENTRY)})"
+        f" SELECT f.id, {_params(first + 1, list(_ENTRY_TYPES.values())[1:])} FROM f RETURNING at)"
+    )
+
+
+def _entry_params(entry: dict[str, Any]) -> list[Any]:
+    if not set(entry) <= set(_ENTRY):
+        raise ValueError("a ledger entry the booking statement does not know")
+    return [entry.get(c) for c in _ENTRY]
+
+
+def _action_params(action: dict[str, Any]) -> list[Any]:
+    if action.keys() != _NEW_ACTION.keys():
+        raise ValueError(f"a grant action has the columns {sorted(_NEW_ACTION)}")
+    return [action[c] for c in _NEW_ACTION]
+
+
+_REQUEST_READS_SQL = (
+    f"SELECT {_columns('c', _CHILD, 'child_')}, {_columns('f', _FUND, 'fund_')},"
+    " EXISTS (SELECT FROM funds.grants g WHERE g.child_id = $1 AND g.category = $3"
+    " AND g.status IN ('requested', 'approved')) AS has_open,"
+    " (SELECT max(g.disbursed_at) FROM funds.grants g WHERE g.child_id = $1"
+    " AND g.category = $3 AND g.status = 'disbursed') AS last_disbursed_at"
+    " FROM (SELECT) AS one"
+    f" LEFT JOIN funds.children c ON c.id = $1 AND {_child_visible('$4', '$5')}"
+    " LEFT JOIN funds.funds f ON f.id = $2"
+)
+
+
+@dataclass(frozen=True)
+class RequestReads:
+    """What a grant request is checked against: the child and the fund (None when absent
+    or not visible), whether the child holds a requested or approved grant of the
+    category, and when it last received a (not reversed) one."""
+
+    child: dict[str, Any] | None
+    fund: dict[str, Any] | None
+    has_open: bool
+    last_disbursed_at: datetime | None
+
+
+async def read_for_request(
+    conn: AsyncConnection,
+    child_id: uuid.UUID,
+    fund_id: uuid.UUID,
+    category: str,
+    principal: Principal,
+) -> RequestReads:
+    """The child, the fund and the child's grants of the category, in one query."""
+    pg = await driver_connection(conn)
+    row = await pg.fetchrow(
+        _REQUEST_READS_SQL, child_id, fund_id, category, *access.visibility_args(principal)
+    )
+    fund = _part(row, "fund_", _FUND)
+    if fund is not None and not domain.fund_visible(principal, fund["commune_code"]):
+        fund = None
+    return RequestReads(
+        _part(row, "child_", _CHILD), fund, row["has_open"], row["last_disbursed_at"]
+    )
+
+
+_REQUEST_SQL = (
+    f"WITH g AS (INSERT INTO funds.grants ({', '.join(_NEW_GRANT)})"
+    f" VALUES ({', '.join(f'${i}' for i in range(1, len(_NEW_GRANT) + 1))})"
+    f" RETURNING {', '.join(_GRANT)}),"
+    f" {_action_cte('g.id', len(_NEW_GRANT) + 1, ' FROM g')}"
+    f" SELECT {_columns('g', _GRANT)}, {_columns('a', _ACTION, 'action_')} FROM g, a"
+)
+
+
+async def insert_grant(
+    conn: AsyncConnection, row: dict[str, Any], action: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Insert a grant and its first action (`action`, without its grant) in one statement;
+    both as stored."""
+    row = {**_GRANT_DEFAULTS, **row}
+    if row.keys() != set(_NEW_GRANT):
+        raise ValueError(f"a new grant has the columns {sorted(_NEW_GRANT)}")
+    params = [json.dumps(row[c]) if c == "items" else row[c] for c in _NEW_GRANT]
+    pg = await driver_connection(conn)
+    stored = await pg.fetchrow(_REQUEST_SQL, *params, *_action_params(action))
+    return {c: stored[c] for c in _GRANT}, {c: stored[f"action_{c}"] for c in _ACTION}
+
+
+_LOCK_SQL = (
+    f"SELECT {_columns('g', _GRANT)}, {_columns('a', _ACTION, 'action_')},"
+    " (SELECT seen.version FROM funds.grants seen WHERE seen.id = $1) AS seen_version"
+    " FROM funds.grants g JOIN funds.children c ON c.id = g.child_id"
+    " LEFT JOIN funds.grant_actions a ON a.grant_id = g.id"
+    f" WHERE g.id = $1 AND {_GRANT_VISIBLE}"
+    " ORDER BY a.id FOR NO KEY UPDATE OF g"
+)
+_ACTIONS_SQL = (
+    f"SELECT {', '.join(_ACTION)} FROM funds.grant_actions WHERE grant_id = $1 ORDER BY id"
+)
+
+
+async def lock_grant(
+    conn: AsyncConnection, grant_id: uuid.UUID, principal: Principal
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """A grant visible to the principal, locked for an action, and every action on it,
+    oldest first; None when there is none.
+
+    The actions are read in the statement's snapshot, taken before the lock is granted.
+    Every action is written under the grant's lock together with a bump of its version, so
+    while the version seen in the snapshot is the one locked they are complete; else they
+    are read again."""
+    pg = await driver_connection(conn)
+    rows = await pg.fetch(_LOCK_SQL, grant_id, *access.visibility_args(principal))
+    if not rows:
+        return None
+    grant = {c: rows[0][c] for c in _GRANT}
+    if rows[0]["seen_version"] == grant["version"]:
+        actions = [a for a in (_part(r, "action_", _ACTION) for r in rows) if a is not None]
+    else:  # changed while the statement waited for the lock
+        actions = [dict(r) for r in await pg.fetch(_ACTIONS_SQL, grant_id)]
+    return grant, actions
+
+
+# The steps after a request, on a grant the caller holds locked. Their parameters: $1 the
+# grant's id, $2 its version as locked, the new action's columns, then (when money moves)
+# the ledger entry's columns and the grant's new status. Each answers the grant as changed
+# (NULL columns when it is not) and the action as stored.
+_STEP_ENTRY = 3 + len(_NEW_ACTION)
+_STEP_STATUS = f"${_STEP_ENTRY + len(_ENTRY)}::text"
+
+
+def _step_entry(column: str) -> str:
+    """The parameter of a step's ledger entry column."""
+    return f"${_STEP_ENTRY + _ENTRY.index(column)}::{_ENTRY_TYPES[column]}"
+
+
+_STEP_GRANT = "id = $1::uuid AND version = $2::integer"
+_STEP_ANSWER = (
+    f" SELECT {_columns('g', _GRANT)}, {_columns('a', _ACTION, 'action_')}"
+    " FROM a LEFT JOIN g ON true"
+)
+_APPROVAL_SQL = (
+    f"WITH {_action_cte('$1::uuid', 3)},"
+    " g AS (UPDATE funds.grants SET version = version + 1, updated_at = now()"
+    f" WHERE {_STEP_GRANT} RETURNING {', '.join(_GRANT)})" + _STEP_ANSWER
+)
+_COMMITMENT_SQL = (
+    f"WITH {_action_cte('$1::uuid', 3)},"
+    f" {_booking_ctes(_STEP_ENTRY, 'committed_khr = committed_khr + {amount}', covering=True)},"
+    f" g AS (UPDATE funds.grants SET status = {_STEP_STATUS}, version = version + 1,"
+    f" updated_at = now() WHERE {_STEP_GRANT} AND EXISTS (SELECT FROM l)"
+    f" RETURNING {', '.join(_GRANT)})" + _STEP_ANSWER
+)
+_PAID = "committed_khr = committed_khr - {amount}, disbursed_khr = disbursed_khr + {amount}"
+_DISBURSEMENT_SQL = (
+    f"WITH {_booking_ctes(_STEP_ENTRY, _PAID)}, {_action_cte('$1::uuid', 3)},"
+    f" g AS (UPDATE funds.grants SET status = {_STEP_STATUS},"
+    f" disbursement_method = {_step_entry('method')},"
+    f" disbursement_reference = {_step_entry('reference')}, disbursed_at = l.at,"
+    f" version = version + 1, updated_at = now() FROM l WHERE {_STEP_GRANT}"
+    f" RETURNING {', '.join(_GRANT)})" + _STEP_ANSWER
+)
+
+
+async def _step(
+    conn: AsyncConnection, sql: str, grant: Mapping[Any, Any], *params: Any
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    pg = await driver_connection(conn)
+    row = await pg.fetchrow(sql, grant["id"], grant["version"], *params)
+    return _part(row, "", _GRANT), {c: row[f"action_{c}"] for c in _ACTION}
+
+
+def _changed(grant: dict[str, Any] | None) -> dict[str, Any]:
+    if grant is None:  # the caller's lock keeps its id and version
+        raise RuntimeError("the locked grant was not found at its version")
+    return grant
+
+
+async def record_approval(
+    conn: AsyncConnection, grant: Mapping[Any, Any], action: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Record an approval (`action`) that leaves the grant waiting for another, and bump
+    the grant's version, in one statement; the grant and the action as stored."""
+    changed, recorded = await _step(conn, _APPROVAL_SQL, grant, *_action_params(action))
+    return _changed(changed), recorded
+
+
+async def commit_approval(
+    conn: AsyncConnection,
+    grant: Mapping[Any, Any],
+    action: dict[str, Any],
+    entry: dict[str, Any],
+    status: str,
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Record the approval (`action`) that completes the grant's and, only if the fund's
+    available balance covers the `entry` (its commitment) when the statement holds the
+    fund's row lock, book the entry and give the grant `status`, in one statement. The
+    grant as changed (None when the fund did not cover it) and the action as stored."""
+    return await _step(
+        conn,
+        _COMMITMENT_SQL,
+        grant,
+        *_action_params(action),
+        *_entry_params(entry),
+        status,
+    )
+
+
+async def disburse_grant(
+    conn: AsyncConnection,
+    grant: Mapping[Any, Any],
+    action: dict[str, Any],
+    entry: dict[str, Any],
+    status: str,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pay the grant in one statement: book the `entry` (its disbursement, moving the amount
+    from committed to disbursed), record the `action`, and give the grant `status`, the
+    entry's method and reference and its time as `disbursed_at`; the grant and the action
+    as stored."""
+    params = (*_action_params(action), *_entry_params(entry), status)
+    changed, recorded = await _step(conn, _DISBURSEMENT_SQL, grant, *params)
+    return _changed(changed), recorded
 
 
 # ---------------------------------------------------------------- reconciliation
