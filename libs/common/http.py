@@ -28,6 +28,7 @@ from libs.common.errors import (
     NotFound,
     PreconditionFailed,
     PreconditionRequired,
+    Problem,
     Unprocessable,
     invalid,
 )
@@ -252,7 +253,8 @@ class Idempotency:
         """Lock the key for this transaction; return the stored answer to replay, if any.
 
         The lock and the read are one statement, whose read may miss an answer committed
-        by the lock's last holder just before the lock was taken: `record` then finds it."""
+        by the lock's last holder just before the lock was taken: `record` then finds it, or,
+        when the work fails, `answered_meanwhile`."""
         if not key or len(key) > 255 or not key.isprintable():
             raise BadRequest("Idempotency-Key must be 1 to 255 printable characters")
         locked, stored = await store.lock_key_and_read_answer(conn, self.table, client_id, key)
@@ -262,6 +264,17 @@ class Idempotency:
             return None
         if stored.created_at < datetime.now(UTC) - IDEMPOTENCY_TTL:
             await store.delete_answer(conn, self.table, client_id, key)
+            return None
+        return _replay(stored, request_hash)
+
+    async def answered_meanwhile(
+        self, db: Database, client_id: str, key: str, request_hash: bytes
+    ) -> Response | None:
+        """After this request's work failed: the replay of an answer stored to the key that
+        `begin` missed, or None (none, or the key is in use again)."""
+        async with db.transaction() as conn:
+            locked, stored = await store.lock_key_and_read_answer(conn, self.table, client_id, key)
+        if not locked or stored is None or stored.created_at < datetime.now(UTC) - IDEMPOTENCY_TTL:
             return None
         return _replay(stored, request_hash)
 
@@ -319,6 +332,7 @@ async def run_idempotent(
 ) -> Response:
     """Run a POST's work in one transaction, honouring Idempotency-Key when sent."""
     key = request.headers.get("idempotency-key")
+    request_hash, working = b"", False
     try:
         async with db.transaction() as conn:
             if key is None:
@@ -327,8 +341,19 @@ async def run_idempotent(
             replay = await idempotency.begin(conn, principal.sub, key, request_hash)
             if replay is not None:
                 return replay
+            working = True
             answer = await work(conn)
+            working = False
             await idempotency.record(conn, principal.sub, key, request_hash, answer)
             return answer
     except AnsweredBefore as before:  # the work was rolled back
         return before.replay
+    except Problem:
+        # The work may have failed because it saw the effects of the key's earlier request,
+        # whose answer `begin`'s read missed (see there): that answer, not this error.
+        if not working or key is None:
+            raise
+        replay = await idempotency.answered_meanwhile(db, principal.sub, key, request_hash)
+        if replay is None:
+            raise
+        return replay

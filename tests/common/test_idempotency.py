@@ -168,3 +168,57 @@ async def test_an_answer_stored_while_the_work_ran_wins_and_the_work_is_undone(
         with pytest.raises(Unprocessable):
             await run_idempotent(db, idempotency, request, CLIENT, work_while_another_answers)
     assert await made(db, n) == []
+
+
+@pytest.mark.parametrize(("body", "replayed"), [(b"{}", True), (b"[]", False)])
+async def test_work_refused_for_what_the_first_request_did_gives_that_answer(
+    db: Database, body: bytes, replayed: bool
+) -> None:
+    """The same race, but this request's work fails because it sees the first request's
+    effect (a record that already exists: 409): the first answer is given, not the 409; a
+    different body is still 422."""
+    key = uuid.uuid4().hex
+    idempotency = Idempotency(answers)
+    digest = await idempotency.request_hash(post(key, b"{}"))
+
+    async def work_refused_after_another_answered(conn: AsyncConnection) -> Response:
+        async with db.transaction() as other:
+            await other.execute(
+                insert(answers).values(
+                    client_id=CLIENT.sub,
+                    key=key,
+                    request_hash=digest,
+                    status=201,
+                    headers={"etag": '"8"'},
+                    body=b"first",
+                )
+            )
+        raise Conflict("the thing exists already")
+
+    request = post(key, body)
+    if replayed:
+        answer = await run_idempotent(
+            db, idempotency, request, CLIENT, work_refused_after_another_answered
+        )
+        assert (answer.status_code, answer.body) == (201, b"first")
+        assert answer.headers["idempotent-replayed"] == "true"
+    else:
+        with pytest.raises(Unprocessable):
+            await run_idempotent(
+                db, idempotency, request, CLIENT, work_refused_after_another_answered
+            )
+
+
+async def test_work_refused_without_a_stored_answer_is_that_refusal(db: Database) -> None:
+    """A keyed request whose work fails, with no answer stored: its own error, nothing kept."""
+    key = uuid.uuid4().hex
+    idempotency = Idempotency(answers)
+
+    async def refused(conn: AsyncConnection) -> Response:
+        raise Conflict("no")
+
+    with pytest.raises(Conflict):
+        await run_idempotent(db, idempotency, post(key, b"{}"), CLIENT, refused)
+    answer = await run_idempotent(db, idempotency, post(key, b"{}"), CLIENT, make(41))
+    assert answer.status_code == 201
+    assert "idempotent-replayed" not in answer.headers
