@@ -39,7 +39,6 @@ class Child(SQLModel, table=True):
         ),
         # and ix_registry_children_place_key on libs.common.access's place key (migration 0004)
         Index("ix_registry_children_updated", "updated_at", "id"),
-        Index("ix_registry_children_dupes", "commune_code", "sex", "birth_date"),
         Index("ix_registry_children_owner", "owner_org", "updated_at"),
         Index("ix_registry_children_vuln", "vulnerabilities", postgresql_using="gin"),
         # Written through at once (no pending list): each registration searches it.
