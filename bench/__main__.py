@@ -20,11 +20,14 @@ Prints a table with every ratio to (a) and writes everything to var/bench/result
 Environment: BENCH_SECONDS, BENCH_WARMUP, BENCH_CONNECTIONS (bench/measure.py),
 BENCH_CROWDED_CHILDREN, BENCH_BULK_CHILDREN (bench/scenarios.py); BENCH_SMALL=1 shrinks every
 scenario for a try. `python -m bench indicators` (`make bench-indicators`, bench/indicators.py)
-is a separate phase; `python -m bench.soak` (`make soak`) the soak run (bench/soak.py).
+is a separate phase; `python -m bench capacity` the national capacity plan from the last
+run's figures (bench/capacity.py); `python -m bench.soak` (`make soak`) the soak run
+(bench/soak.py).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +47,7 @@ from bench.measure import (
 )
 from bench.platform import WholePlatform, memory_mib
 from bench.report import WORKFLOWS, ratios, report
+from bench.soak_checks import CAMBODIA
 from deploy.local.infra import free_port
 from deploy.local.supervisor import REPO_ROOT
 
@@ -151,6 +155,10 @@ class Bench(WholePlatform):
             scopes = ["registry:read", "registry:write"]
             value = platform.client("bench", "bench-moswvy", "government", scopes, ["KH"])
             self.credentials = platform.credentials[value]
+            value = platform.client(
+                "bench-ministry", "bench-moswvy", "government", ["indicators:read"], ["KH"]
+            )
+            self.reader_credentials = platform.credentials[value]
         finally:
             platform.close()
 
@@ -171,7 +179,37 @@ class Bench(WholePlatform):
             "spread-read", {"base_url": self.gateway, "paths": paths, "headers": headers}, watch
         )
         read.pop("ids")
-        self.results["spread"] = {"create": figures, "read": read}
+        say("spread: name searches through the gateway")
+        names = sorted({body["given_name"] for body in child_bodies(8192, seed=3)})
+        search = self.drive(
+            "spread-search",
+            {
+                "base_url": self.gateway,
+                "paths": [f"{scenarios.COLLECTION}?q={name}&limit=20" for name in names],
+                "headers": headers,
+            },
+            watch,
+        )
+        search.pop("ids")
+        self.results["spread"] = {"create": figures, "read": read, "search": search}
+
+    def run_indicator_pulls(self) -> None:
+        """A dashboard's pulls: this month's value of an indicator in every province."""
+        token = workflows.fresh_token(self.gateway, self.reader_credentials)
+        month = dt.datetime.now(CAMBODIA).strftime("%Y%m")
+        codes = ("CP_CHILD_REG", "CP_CASE_OPEN", "CP_REF_MADE", "CP_GRANT_APPROVED")
+        say("indicator pulls through the gateway (every province, this month)")
+        job = {
+            "base_url": self.gateway,
+            "paths": [
+                f"/v1/indicators/values?indicator={code}&period={month}&area=KH&level=province"
+                for code in codes
+            ],
+            "headers": {"Authorization": f"Bearer {token}"},
+        }
+        pulls = self.drive("indicator-pulls", job, self.watch("indicators"))
+        pulls.pop("ids")
+        self.results["indicator_pulls"] = pulls
 
     def _some_children(self, token: str) -> list[dict[str, Any]]:
         import httpx
@@ -232,6 +270,7 @@ class Bench(WholePlatform):
     def memory(self) -> None:
         pids = {name: [pid] for name, pid in self.component_pids().items()}
         self.results["memory"] = memory_mib(pids | self.infra_pids())
+        self.results["storage"] = self.storage()
 
 
 def step(name: str, action: Callable[[], None], failures: list[str]) -> None:
@@ -265,6 +304,7 @@ def main() -> int:
                 failures,
             )
             step("workflows", bench.run_workflows, failures)
+            step("indicator pulls", bench.run_indicator_pulls, failures)
             # The maximum the whole platform sustains (its consumers keeping up), not what the
             # gateway accepts for a while: paced above it, the consumers fall behind by design.
             spread_max = results["spread"].get("create", {}).get("sustained_rps", 0.0)
@@ -291,7 +331,11 @@ def main() -> int:
     print("indicators with 10k vs 1M children (seeding takes minutes): make bench-indicators")
     errors = sum(
         row.get("errors", 0)
-        for row in [*results["ceiling"].values(), *results["spread"].values()]
+        for row in [
+            *results["ceiling"].values(),
+            *results["spread"].values(),
+            results.get("indicator_pulls", {}),
+        ]
         if isinstance(row, dict)
     ) + sum(w.get("errors", 0) for w in results["workflows"].values())
     missing = any("steps" not in data for data in results["workflows"].values())
@@ -299,6 +343,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["capacity"]:
+        from bench import capacity
+
+        sys.exit(capacity.main())
     if sys.argv[1:2] == ["indicators"]:
         from bench import indicators
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.cpu import tree_cpu_seconds
 from bench.infra import BenchInfra
 from bench.measure import LoadGenerator
 from deploy.local.__main__ import COMPONENTS, component_env, replica_env, replica_layout
@@ -101,6 +102,12 @@ class WholePlatform(BenchInfra):
         """Every running Komar process by name."""
         return {name: self.pid(name) for name, _, _, _ in COMPONENTS}
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by each Komar process, PostgreSQL (its backends
+        included) and NATS."""
+        groups = {name: [pid] for name, pid in self.component_pids().items()}
+        return {name: tree_cpu_seconds(pids) for name, pids in (groups | self.infra_pids()).items()}
+
     def watch(self, app: str | None = None) -> dict[str, list[int]]:
         """CPU groups for the generator: the gateway, `app`, the other services, PG, NATS."""
         pids = self.component_pids()
@@ -139,6 +146,11 @@ class WholePlatform(BenchInfra):
                 return time.time()
             time.sleep(poll)
         raise RuntimeError(f"the consumers did not catch up within {timeout:.0f} s")
+
+    def storage(self) -> dict[str, Any]:
+        """Bytes on disk per schema (tables, indexes and TOAST), the registry's children, and
+        each JetStream stream's bytes: what the capacity plan scales by children."""
+        return asyncio.run(_storage(self.env["DATABASE_URL"], self.env["NATS_URL"]))
 
     def stream_sizes(self) -> dict[str, int]:
         return dict(self.progress()["streams"])
@@ -185,6 +197,34 @@ async def _progress(nats_url: str) -> dict[str, Any]:
         return {"streams": streams, "consumers": consumers}
     finally:
         await nc.close()
+
+
+async def _storage(database_url: str, nats_url: str) -> dict[str, Any]:
+    import asyncpg
+    import nats
+
+    pg = await asyncpg.connect(database_url)
+    try:
+        rows = await pg.fetch(
+            "SELECT n.nspname AS schema, sum(pg_total_relation_size(c.oid))::bigint AS bytes"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'm') AND n.nspname NOT LIKE 'pg\\_%'"
+            " AND n.nspname <> 'information_schema' GROUP BY 1 ORDER BY 1"
+        )
+        children = await pg.fetchval("SELECT count(*) FROM registry.children")
+    finally:
+        await pg.close()
+    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=0)
+    try:
+        js = nc.jetstream()
+        streams = {s.config.name: s.state.bytes for s in await js.streams_info()}
+    finally:
+        await nc.close()
+    return {
+        "schemas": {r["schema"]: r["bytes"] for r in rows},
+        "children": children,
+        "streams": streams,
+    }
 
 
 async def subject_counts(nats_url: str) -> dict[str, int]:

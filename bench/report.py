@@ -96,6 +96,7 @@ def report(results: dict[str, Any]) -> str:
     row("ceiling (FastAPI + asyncpg) read", ceiling.get("read"))
     row("spread: registrations via gateway", results.get("spread", {}).get("create"))
     row("spread: reads by id via gateway", results.get("spread", {}).get("read"))
+    row("spread: name searches via gateway", results.get("spread", {}).get("search"))
     crowded = results.get("crowded")
     row(f"crowded: {results['settings']['crowded_children']:,} already in a commune", crowded)
     for name, (label, _, _) in WORKFLOWS.items():
@@ -110,8 +111,11 @@ def report(results: dict[str, Any]) -> str:
         )
         for step, figures in data["steps"].items():
             row(f"  {step}", figures)
+    row("indicator pulls (province level)", results.get("indicator_pulls"))
     lines += _lag(results.get("lag")) + _bulk(results.get("bulk"))
+    lines += _cpu(results)
     lines += _memory(results.get("memory"))
+    lines += _storage(results.get("storage"))
     lines += ["", "ratios (both figures from this run)"]
     for name, value in results.get("ratios", {}).items():
         target = TARGETS.get(name) or (
@@ -147,6 +151,7 @@ def report(results: dict[str, Any]) -> str:
 def _rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     out = [r for r in results.get("ceiling", {}).values() if isinstance(r, dict)]
     out += [r for r in results.get("spread", {}).values() if isinstance(r, dict)]
+    out += [results["indicator_pulls"]] if isinstance(results.get("indicator_pulls"), dict) else []
     out += [results["crowded"]] if isinstance(results.get("crowded"), dict) else []
     return out + [w for w in results.get("workflows", {}).values() if "steps" in w]
 
@@ -185,8 +190,57 @@ def _bulk(bulk: dict[str, Any] | None) -> list[str]:
     ]
 
 
+CPU_GROUPS = ["gateway", "registry", "referrals", "funds", "indicators", "postgres", "nats"]
+# The loadgen's groups during a workflow window: the service under test is "app".
+WORKFLOW_GROUPS = ["gateway", "app", "services", "postgres", "nats"]
+
+
+def _cpu(results: dict[str, Any]) -> list[str]:
+    """CPU ms per registration by process, from the first request until every consumer had
+    applied the last event (what a capacity plan multiplies); CPU ms per workflow step by
+    group during the window (the consumers' catch-up after it not included)."""
+    rows = {
+        "spread": results.get("spread", {}).get("create", {}),
+        "crowded": results.get("crowded") or {},
+        "lag (paced)": results.get("lag") or {},
+        "bulk": results.get("bulk") or {},
+    }
+    head = f"{'per child':<14}" + "".join(f"{g:>11}" for g in [*CPU_GROUPS, "total"])
+    lines = ["", "CPU ms per registration, by process, until every consumer caught up", head]
+    for label, data in rows.items():
+        cpu = data.get("cpu_ms_per_child")
+        if cpu:
+            lines.append(
+                f"{label:<14}" + "".join(_n(cpu.get(g), 11, 2) for g in [*CPU_GROUPS, "total"])
+            )
+    head = f"{'per step':<14}" + "".join(f"{g:>11}" for g in [*WORKFLOW_GROUPS, "total"])
+    lines += ["CPU ms per workflow step, by group, in the window ('app' = the service)", head]
+    for name, data in results.get("workflows", {}).items():
+        cores, rps = data.get("cores"), data.get("step_rps")
+        if not cores or not rps:
+            continue
+        ms = {g: cores.get(g, 0.0) / rps * 1000 for g in WORKFLOW_GROUPS}
+        ms["total"] = sum(ms.values())
+        lines.append(f"{name:<14}" + "".join(_n(ms[g], 11, 2) for g in [*WORKFLOW_GROUPS, "total"]))
+    return lines
+
+
 def _memory(memory: dict[str, Any] | None) -> list[str]:
     if not memory:
         return []
     parts = [f"{name} {m['peak_mib']:,.0f}" for name, m in memory.items()]
     return ["", "peak RSS, MiB (postgres: summed over its processes): " + ", ".join(parts)]
+
+
+def _storage(storage: dict[str, Any] | None) -> list[str]:
+    if not storage or not storage.get("children"):
+        return []
+    n = storage["children"]
+    mib = 1024 * 1024
+    schemas = ", ".join(f"{k} {v / mib:,.0f}" for k, v in storage["schemas"].items())
+    streams = ", ".join(f"{k} {v / mib:,.0f}" for k, v in storage["streams"].items())
+    total = sum(storage["schemas"].values())
+    return [
+        f"storage at {n:,} children: PostgreSQL {total / mib:,.0f} MiB ({total / n:,.0f} bytes "
+        f"per child, every schema), by schema MiB: {schemas}; JetStream MiB: {streams}"
+    ]

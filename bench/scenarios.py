@@ -71,6 +71,7 @@ def sustained_create(
     """Registrations through the gateway (closed loop, or paced at `rate`), then the wait
     until every consumer has applied them; the figures, `sustained_rps` included."""
     before = bench.platform_progress_size("REGISTRY")
+    cpu_before = bench.cpu_seconds()
     watch = bench.watch("registry")
     job: dict[str, Any] = {
         "base_url": bench.gateway,
@@ -86,10 +87,17 @@ def sustained_create(
     created = len(figures.pop("ids"))
     caught_up = bench.wait_caught_up(CATCH_UP_TIMEOUT, {"REGISTRY": before + created})
     figures["created"] = created
+    figures["cpu_ms_per_child"] = cpu_per_item(cpu_before, bench.cpu_seconds(), created)
     figures["catch_up_s"] = round(caught_up - figures["ended_at"], 2)
     whole = caught_up - figures["began_at"]
     figures["sustained_rps"] = round(created / whole, 1) if whole > 0 else None
     return figures
+
+
+def cpu_per_item(before: dict[str, float], after: dict[str, float], items: int) -> dict[str, float]:
+    """CPU ms per item by process between two `cpu_seconds` snapshots, and their total."""
+    used = {name: (after[name] - before[name]) * 1000 / items for name in after} if items else {}
+    return {name: round(ms, 3) for name, ms in (used | {"total": sum(used.values())}).items()}
 
 
 def spread(bench: Bench, token: str) -> dict[str, Any]:
@@ -124,6 +132,7 @@ def lag(bench: Bench, token: str, max_rps: float) -> dict[str, Any]:
     return {
         "target_rps": rate,
         "load": {k: figures[k] for k in ("rps", "p50_ms", "p99_ms", "errors", "catch_up_s")},
+        "cpu_ms_per_child": figures["cpu_ms_per_child"],
         "consumers": lag_quantiles(before, after),
         "window_s": SECONDS,
     }
@@ -133,6 +142,7 @@ def bulk(bench: Bench, token: str, say: Callable[[str], None]) -> dict[str, Any]
     """BULK_CHILDREN children through children:batch from one client, then the catch-up."""
     bodies = child_bodies(BULK_CHILDREN, seed=8)
     before = bench.platform_progress_size("REGISTRY")
+    cpu_before = bench.cpu_seconds()
     say(f"bulk import: {BULK_CHILDREN:,} children, {BATCH} per children:batch request")
     ids, began, ended = batch_register(bench.gateway, token, bodies, say)
     caught_up = bench.wait_caught_up(CATCH_UP_TIMEOUT, {"REGISTRY": before + len(ids)})
@@ -143,4 +153,5 @@ def bulk(bench: Bench, token: str, say: Callable[[str], None]) -> dict[str, Any]
         "counted_s": round(caught_up - began, 2),
         "counted_per_s": round(len(ids) / (caught_up - began), 1),
         "catch_up_after_last_s": round(caught_up - ended, 2),
+        "cpu_ms_per_child": cpu_per_item(cpu_before, bench.cpu_seconds(), len(ids)),
     }
