@@ -218,6 +218,15 @@ def visibility_args(principal: Principal) -> tuple[list[str] | None, str | None]
     return area_patterns(principal), principal.org if principal.is_partner else None
 
 
+def covers_text(patterns: str, commune: str = "commune_code", village: str = "village_code") -> str:
+    """SQL text form of covers_sql for hand-written statements: `patterns` an SQL
+    expression of visibility_args' area patterns (NULL: the whole country)."""
+    return (
+        f"({patterns}::text[] IS NULL"
+        f" OR ({commune} || '/' || coalesce({village}, '')) LIKE ANY({patterns}))"
+    )
+
+
 def child_visible_text(
     patterns: str,
     org: str,
@@ -236,8 +245,7 @@ def child_visible_text(
         f" AND s.completed_at > now() - interval '{_INTERVAL}'))"
     )
     return (
-        f"({patterns}::text[] IS NULL"
-        f" OR ({commune} || '/' || coalesce({village}, '')) LIKE ANY({patterns}))"
+        f"{covers_text(patterns, commune, village)}"
         f" AND ({org}::text IS NULL OR {owner} = {org} OR {child_id} IN ("
         f"SELECT s.child_id FROM {shares} s WHERE s.org = {org} AND {active}))"
     )

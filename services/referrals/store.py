@@ -397,21 +397,12 @@ async def update_referral(
     return result.mappings().one()
 
 
-def _covers_text(areas: str) -> str:
-    """SQL text form of access.covers_sql over a referral's commune_code and village_code:
-    `areas` an SQL expression of access.visibility_args' area patterns (NULL: everywhere)."""
-    return (
-        f"({areas}::text[] IS NULL"
-        f" OR (commune_code || '/' || coalesce(village_code, '')) LIKE ANY({areas}))"
-    )
-
-
 # $1 the referral, $2 and $3 access.visibility_args' two values, $4 the principal's
 # organisation and $5 its sub, $6 the state it must be in and $7 the one it moves to.
 _ACCEPT_SQL = (
     "UPDATE referrals.referrals SET status = $7, acted_by_sub = $5, acted_by_org = $4,"
     " accepted_at = now(), version = version + 1, updated_at = now()"
-    f" WHERE id = $1 AND {_covers_text('$2')}"
+    f" WHERE id = $1 AND {access.covers_text('$2')}"
     " AND ($3::text IS NULL OR provider_org = $3 OR referrer_org = $3)"
     " AND provider_org = $4 AND status = $6 RETURNING *"
 )
