@@ -58,7 +58,7 @@ class Assumptions:
     # Keep each single-threaded replica under this share of a core at peak, so that losing
     # a replica, or a day twice as busy, is absorbed without queueing.
     replica_core_budget: float = 0.5
-    min_replicas: int = 2
+    min_replicas: int = 3  # the HorizontalPodAutoscalers' minimum (deploy/k8s)
     # PostgreSQL: vCPUs of the largest primary we plan on, and head-room at peak.
     postgres_max_cores: int = 16
     postgres_headroom: float = 2.0
@@ -168,12 +168,30 @@ def plan(results: dict[str, Any], a: Assumptions) -> dict[str, Any]:
             if per_child_stream
             else None,
         },
-        "first_bottleneck": (
-            f"PostgreSQL's primary: every other part scales out by replicas; at "
-            f"{pg_cores:.2f} cores at peak, a {a.postgres_max_cores}-vCPU primary carries "
-            f"{pg_multiple:,.0f} times the peak"
-        ),
+        "first_bottleneck": first_bottleneck(cores, costs, rates, pg_multiple, a),
     }
+
+
+def first_bottleneck(
+    cores: dict[str, float],
+    costs: dict[str, dict[str, float]],
+    rates: dict[str, float],
+    pg_multiple: float,
+    a: Assumptions,
+) -> str:
+    """Where more load is felt first (the process with the most CPU at peak, and the
+    request kind that loads it most), and where scaling out ends (PostgreSQL's primary)."""
+    python = {s: cores.get(s, 0.0) for s in SERVICES}
+    busiest = max(python, key=lambda s: python[s])
+    kind = max(rates, key=lambda k: rates[k] * costs.get(k, {}).get(busiest, 0.0))
+    share = rates[kind] * costs.get(kind, {}).get(busiest, 0.0) / 1000 / python[busiest]
+    return (
+        f"{busiest} ({python[busiest]:.2f} cores at peak, {share:.0%} of it for "
+        f"{kind.replace('_', ' ')}s): the first to need more replicas. Every Python process "
+        f"scales out by replicas; what does not is PostgreSQL's one primary, which at "
+        f"{cores.get('postgres', 0.0):.2f} cores at peak carries {pg_multiple:,.0f} times the "
+        f"peak on {a.postgres_max_cores} vCPUs"
+    )
 
 
 def report(p: dict[str, Any]) -> str:
