@@ -28,14 +28,19 @@ class EventBus:
         self.name = name
         self.streams = {**streams, DEADLETTER_STREAM: ["deadletter.>"]}
         self.nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._js_of: Client | None = None
         self.ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @property
     def js(self) -> JetStreamContext:
+        """The JetStream context of the connection (made once: it is only options)."""
         if self.nc is None:
             raise RuntimeError("not connected to NATS yet")
-        return self.nc.jetstream(timeout=5.0)
+        if self._js is None or self._js_of is not self.nc:
+            self._js, self._js_of = self.nc.jetstream(timeout=5.0), self.nc
+        return self._js
 
     @property
     def connected(self) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from datetime import timedelta
 
 from sqlalchemy import Table
@@ -25,10 +24,6 @@ log = get_logger(__name__)
 
 # How long a woken relay waits for more events before claiming (bounds the lag it adds).
 GATHER_S = 0.01
-
-
-def _payload(data: object) -> bytes:
-    return json.dumps(data, separators=(",", ":")).encode()
 
 
 class OutboxRelay:
@@ -95,7 +90,7 @@ class OutboxRelay:
         async with self.db.transaction() as conn:
             rows = await store.claim_for_publishing(conn, self.table, self.batch)
             acks = await asyncio.gather(
-                *(self.bus.publish(row.type, _payload(row.payload), row.id) for row in rows),
+                *(self.bus.publish(row.type, row.payload.encode(), row.id) for row in rows),
                 return_exceptions=True,
             )
             done = 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sqlalchemy import Table, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -44,7 +44,7 @@ def _outbox_sql(table: Table) -> _OutboxSQL:
             f"WITH c AS (SELECT seq FROM {name} WHERE published_at IS NULL"
             " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED),"
             f" m AS (UPDATE {name} AS o SET published_at = now() FROM c WHERE o.seq = c.seq"
-            " RETURNING o.seq, o.id::text AS id, o.type, o.payload)"
+            " RETURNING o.seq, o.id::text AS id, o.type, o.payload::text AS payload)"
             " SELECT seq, id, type, payload FROM m ORDER BY seq"
         ),
         unclaim=(
@@ -75,7 +75,7 @@ class Claimed(NamedTuple):
     seq: int
     id: str
     type: str
-    payload: Any
+    payload: str  # the event as JSON text, published as it is
 
 
 async def claim_for_publishing(conn: AsyncConnection, table: Table, limit: int) -> list[Claimed]:
