@@ -234,7 +234,7 @@ async def table(
         found = (
             await counting.read_cells(conn, target.generation, additive, storage, prefixes)
             if additive
-            else {}
+            else []
         )
         if "CP_PROVIDERS" in codes:
             for period in periods:
@@ -245,18 +245,7 @@ async def table(
                         providers[("CP_PROVIDERS", period.code, place, service_type)] = (
                             rounding.Tally(n, changed)
                         )
-    values = rounding.publish_table(
-        (
-            ((ind_code, stored, c.commune, c.combo), c.value, c.updated_at)
-            for (ind_code, stored), cells_ in found.items()
-            for c in cells_
-        ),
-        indicators,
-        periods,
-        places_,
-        now,
-        key,
-    )
+    values = rounding.publish_rows(found, indicators, periods, places_, now, key)
     values.update(providers)
     empty = rounding.Tally()
     rows: list[Row] = []

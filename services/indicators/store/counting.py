@@ -6,13 +6,13 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.common.db import driver_connection
 from services.indicators import catalogue, dates, stocks
 from services.indicators.models import cells, child_versions
 
@@ -252,12 +252,12 @@ def minimal_prefixes(prefixes: Iterable[str]) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
-class CellValue:
-    commune: str
-    combo: str
-    value: int
-    updated_at: datetime
+_CELLS_SQL = """
+    SELECT indicator, period, commune, combo, value, updated_at
+    FROM indicators.cells
+    WHERE generation = $1 AND indicator = ANY($2::text[]) AND period = ANY($3::text[])
+"""
+_CELLS_UNDER_SQL = _CELLS_SQL + " AND commune LIKE ANY($4::text[])"
 
 
 async def read_cells(
@@ -266,30 +266,21 @@ async def read_cells(
     indicators: Sequence[str],
     periods: Sequence[str],
     prefixes: Iterable[str],
-) -> dict[tuple[str, str], list[CellValue]]:
-    """Cells of some indicators and periods in communes under the prefixes ("" = all)."""
-    like = [f"{p}%" for p in minimal_prefixes(prefixes)]
-    rows = await conn.execute(
-        select(
-            cells.c.indicator,
-            cells.c.period,
-            cells.c.commune,
-            cells.c.combo,
-            cells.c.value,
-            cells.c.updated_at,
-        ).where(
-            cells.c.generation == generation,
-            cells.c.indicator.in_(list(indicators)),
-            cells.c.period.in_(list(periods)),
-            or_(*[cells.c.commune.like(p) for p in like]),
-        )
-    )
-    out: dict[tuple[str, str], list[CellValue]] = {}
-    for r in rows:
-        out.setdefault((r.indicator, r.period), []).append(
-            CellValue(r.commune, r.combo, int(r.value), r.updated_at)
-        )
-    return out
+) -> list[Any]:
+    """Cells of some indicators and periods in communes under the prefixes ("" = all).
+
+    Records of (indicator, period, commune, combo, value, updated_at), read in one statement
+    on the driver connection (inside `conn`'s transaction), as rounding.publish_rows takes
+    them.
+    """
+    pg = await driver_connection(conn)
+    minimal = minimal_prefixes(prefixes)
+    if "" in minimal:
+        rows: list[Any] = await pg.fetch(_CELLS_SQL, generation, list(indicators), list(periods))
+    else:
+        like = [f"{p}%" for p in minimal]
+        rows = await pg.fetch(_CELLS_UNDER_SQL, generation, list(indicators), list(periods), like)
+    return rows
 
 
 async def nonzero_cells(conn: AsyncConnection, generation: int) -> dict[catalogue.CellKey, int]:
