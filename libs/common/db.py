@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,9 +37,11 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction: committed when the block ends, rolled back on error."""
-        async with self.engine.begin() as conn:
-            yield conn
+        """One transaction: committed when the block ends, rolled back on error; a block
+        cancelled mid-statement discards its connection (`_discarded_if_cancelled`)."""
+        async with self.engine.connect() as conn, conn.begin():
+            async with _discarded_if_cancelled(conn):
+                yield conn
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
@@ -46,7 +50,7 @@ class Database:
         For a unit of work that is one statement (a group of reads and their audit rows,
         a group of registrations), saving the BEGIN and COMMIT round trips.
         """
-        async with self.engine.connect() as conn:
+        async with self.engine.connect() as conn, _discarded_if_cancelled(conn):
             yield conn
 
     async def ping(self) -> bool:
@@ -61,6 +65,20 @@ class Database:
     async def close(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+@asynccontextmanager
+async def _discarded_if_cancelled(conn: AsyncConnection) -> AsyncIterator[None]:
+    """Close `conn` for good (the pool opens another) when the block is cancelled: a task
+    stopped inside a statement, on the driver above all (`driver_connection`), leaves the
+    connection in a state no rollback is sure to clear, and the next unit of work would
+    inherit it. The server rolls back what the connection had begun."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await conn.invalidate()
+        raise
 
 
 async def driver_connection(conn: AsyncConnection) -> Any:

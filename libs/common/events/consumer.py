@@ -278,10 +278,16 @@ class DurableConsumer:
         except TimeoutError:  # nats-py raises its own subclass or asyncio's: no news
             return []
         if self.batch > 1:
-            if msgs[0].metadata.num_pending < self.batch - 1:
-                await asyncio.sleep(FILL_S)
-            with contextlib.suppress(TimeoutError):
-                msgs += await sub.fetch(self.batch - 1, timeout=FILL_S)
+            try:
+                if msgs[0].metadata.num_pending < self.batch - 1:
+                    await asyncio.sleep(FILL_S)
+                with contextlib.suppress(TimeoutError):
+                    msgs += await sub.fetch(self.batch - 1, timeout=FILL_S)
+            except asyncio.CancelledError:  # stopping: hand back what was fetched
+                for msg in msgs:
+                    with contextlib.suppress(Exception):
+                        await msg.nak()
+                raise
         return [c for c in [await self._check(m) for m in msgs] if c is not None]
 
     async def handle(self, msg: Msg) -> None:
