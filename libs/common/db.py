@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -70,7 +69,7 @@ class Database:
 @asynccontextmanager
 async def _discarded_if_cancelled(conn: AsyncConnection) -> AsyncIterator[None]:
     """Close `conn` for good (the pool opens another) when the block is cancelled: a task
-    stopped inside a statement, on the driver above all (`driver_connection`), leaves the
+    stopped inside a statement, on the driver above all (`store.driver_connection`), leaves the
     connection in a state no rollback is sure to clear, and the next unit of work would
     inherit it. The server rolls back what the connection had begun."""
     try:
@@ -79,33 +78,3 @@ async def _discarded_if_cancelled(conn: AsyncConnection) -> AsyncIterator[None]:
         with contextlib.suppress(Exception):
             await conn.invalidate()
         raise
-
-
-async def driver_connection(conn: AsyncConnection) -> Any:
-    """The asyncpg connection under `conn`, inside the same transaction.
-
-    For the few hottest statements of a service, where SQLAlchemy's per-statement work
-    costs more than the statement: asyncpg prepares and caches them itself. JSON/JSONB
-    parameters are passed as JSON text; results decode as Python objects.
-    """
-    raw = await conn.get_raw_connection()
-    adapter: Any = raw.dbapi_connection
-    # SQLAlchemy's asyncpg adapter sends BEGIN lazily, at its own first statement; make
-    # sure the transaction has begun before statements bypass the adapter.
-    if getattr(adapter, "_transaction", None) is None and conn.in_transaction():
-        start = getattr(adapter, "_start_transaction", None)
-        if start is None:  # a future SQLAlchemy: let it begin the usual way
-            await store.select_one(conn)
-        else:
-            async with adapter._execute_mutex:
-                await start()
-    return raw.driver_connection
-
-
-async def driver_in_transaction(conn: AsyncConnection) -> Any:
-    """`driver_connection` of `conn` inside a transaction: `conn`'s own, begun here when it
-    has none yet (as its next SQLAlchemy statement would begin one), so what the driver
-    writes commits or rolls back with the rest of the unit of work."""
-    if not conn.in_transaction():
-        await conn.begin()
-    return await driver_connection(conn)

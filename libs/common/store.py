@@ -9,7 +9,7 @@ The tables are defined beside the logic that uses them (`http.idempotency_table`
 in `events/store.py`.
 
 The statements a request or a consumer's batch makes (an Idempotency-Key's lock, read and
-answer, a projection's batch) run on the driver (`db.driver_in_transaction`), their text
+answer, a projection's batch) run on the driver (`driver_in_transaction`), their text
 built once per table.
 """
 
@@ -39,8 +39,6 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningUpdate
 
-from libs.common import db
-
 # ---------------------------------------------------------------- the connection
 
 
@@ -48,6 +46,36 @@ async def select_one(conn: AsyncConnection) -> None:
     """`SELECT 1`: the cheapest statement, to see that the database answers or to make
     the driver begin its transaction."""
     await conn.execute(text("SELECT 1"))
+
+
+async def driver_connection(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under `conn`, inside the same transaction.
+
+    For the few hottest statements of a service, where SQLAlchemy's per-statement work
+    costs more than the statement: asyncpg prepares and caches them itself. JSON/JSONB
+    parameters are passed as JSON text; results decode as Python objects.
+    """
+    raw = await conn.get_raw_connection()
+    adapter: Any = raw.dbapi_connection
+    # SQLAlchemy's asyncpg adapter sends BEGIN lazily, at its own first statement; make
+    # sure the transaction has begun before statements bypass the adapter.
+    if getattr(adapter, "_transaction", None) is None and conn.in_transaction():
+        start = getattr(adapter, "_start_transaction", None)
+        if start is None:  # a future SQLAlchemy: let it begin the usual way
+            await select_one(conn)
+        else:
+            async with adapter._execute_mutex:
+                await start()
+    return raw.driver_connection
+
+
+async def driver_in_transaction(conn: AsyncConnection) -> Any:
+    """`driver_connection` of `conn` inside a transaction: `conn`'s own, begun here when it
+    has none yet (as its next SQLAlchemy statement would begin one), so what the driver
+    writes commits or rolls back with the rest of the unit of work."""
+    if not conn.in_transaction():
+        await conn.begin()
+    return await driver_connection(conn)
 
 
 def _qualified(table: Table) -> str:
@@ -184,7 +212,7 @@ async def lock_key_and_read_answer(
 
     The answer is read as of the statement's start: one that the lock's last holder
     committed between that start and the lock is not seen (`insert_answer` finds it)."""
-    pg = await db.driver_in_transaction(conn)
+    pg = await driver_in_transaction(conn)
     row = await pg.fetchrow(
         _answer_sql(table).lock_and_read, f"{table.schema}|{client_id}|{key}", client_id, key
     )
@@ -222,7 +250,7 @@ async def insert_answer(
     """Store the first answer to (client, key), in one statement: None when stored; else
     the answer another transaction committed for (client, key) first (this one is not
     stored)."""
-    pg = await db.driver_in_transaction(conn)
+    pg = await driver_in_transaction(conn)
     row = await pg.fetchrow(
         _answer_sql(table).insert,
         client_id,
@@ -315,7 +343,7 @@ async def upsert_newest(
     columns = tuple(newest[0])
     changed = tuple(updated if updated is not None else [c for c in columns if c != key])
     sql = _upsert_newest(table, columns, key, changed, stamped)
-    pg = await db.driver_in_transaction(conn)
+    pg = await driver_in_transaction(conn)
     written = await pg.fetch(sql, *([r[c] for r in newest] for c in columns))
     return {r[0] for r in written}
 

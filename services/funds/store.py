@@ -35,9 +35,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common import access
 from libs.common.auth import Principal
-from libs.common.db import driver_connection
 from libs.common.http import Page
-from libs.common.store import read_page, upsert_newest, versioned_update, where_given
+from libs.common.store import (
+    driver_connection,
+    read_page,
+    upsert_newest,
+    versioned_update,
+    where_given,
+)
 from services.funds import domain
 from services.funds.models import children, funds, grant_actions, grants, ledger, referral_shares
 
@@ -282,7 +287,7 @@ async def actions_of(
 # ---------------------------------------------------------------- the grant workflow
 #
 # A grant's request, approval and payment run these statements on asyncpg directly
-# (libs.common.db.driver_connection): each prepared once per connection, one round trip.
+# (libs.common.store.driver_connection): each prepared once per connection, one round trip.
 # They answer dicts of their columns, holding the Python values SQLAlchemy's rows would.
 
 _CHILD = tuple(c.name for c in children.c)

@@ -27,13 +27,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common import access, places
 from libs.common.auth import COUNTRY, Principal
-from libs.common.db import driver_connection
 from libs.common.http import Page
-from libs.common.store import read_page, upsert_newest, versioned_update, where_given
+from libs.common.store import (
+    driver_connection,
+    read_page,
+    upsert_newest,
+    versioned_update,
+    where_given,
+)
 from services.referrals.models import children, providers, referrals
 
 # A row as read by key: SQLAlchemy's RowMapping, or (the hand-written statements below, run
-# on asyncpg through libs.common.db.driver_connection) an asyncpg Record; the values are the
+# on asyncpg through libs.common.store.driver_connection) an asyncpg Record; the values are the
 # same Python objects either way.
 Row = RowMapping
 

@@ -1,7 +1,7 @@
 """Every SQL statement on the event tables of a schema: the outbox (`outbox_table`) and the
 inbox of applied events (`inbox_table`).
 
-The statements every request or batch makes run on the driver (`db.driver_in_transaction`),
+The statements every request or batch makes run on the driver (`store.driver_in_transaction`),
 their text built once per table."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import NamedTuple
 from sqlalchemy import Table, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.common.db import driver_in_transaction
+from libs.common.store import driver_in_transaction
 
 
 def _qualified(table: Table) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.common.db import driver_connection
+from libs.common.store import driver_connection
 from services.indicators import catalogue, dates, stocks
 from services.indicators.models import cells, child_versions
 

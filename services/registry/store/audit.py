@@ -13,9 +13,8 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.auth import Principal
-from libs.common.db import driver_connection
 from libs.common.http import Page
-from libs.common.store import read_page
+from libs.common.store import driver_connection, read_page
 from services.registry import domain
 from services.registry.models import audit_head, audit_log, child_history
 

@@ -15,9 +15,8 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.auth import Principal
-from libs.common.db import driver_connection
 from libs.common.http import Page
-from libs.common.store import read_page
+from libs.common.store import driver_connection, read_page
 from services.registry import domain
 from services.registry.models import children
 from services.registry.store.visibility import (
@@ -28,7 +27,7 @@ from services.registry.store.visibility import (
     visible_to,
 )
 
-# The hot paths below talk to asyncpg directly (libs.common.db.driver_connection): one
+# The hot paths below talk to asyncpg directly (libs.common.store.driver_connection): one
 # round trip each, prepared once per connection.
 _READ_SQL = f"SELECT * FROM registry.children WHERE id = $1 AND {visible_sql('$2', '$3')}"
 _READ_FOR_UPDATE_SQL = _READ_SQL + " FOR UPDATE"

@@ -15,13 +15,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.auth import Principal
-from libs.common.db import driver_connection
 from libs.common.events import CloudEvent
-from libs.common.store import versioned_update
+from libs.common.store import driver_connection, versioned_update
 from services.registry.models import children, external_ids
 from services.registry.store.visibility import Child, candidates_sql, visibility_args
 
-# The hot paths below talk to asyncpg directly (libs.common.db.driver_connection): one
+# The hot paths below talk to asyncpg directly (libs.common.store.driver_connection): one
 # round trip each, prepared once per connection.
 _RECORD_SQL = (
     "WITH h AS (INSERT INTO registry.child_history"
