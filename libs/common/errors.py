@@ -83,6 +83,10 @@ class Conflict(Problem):
     status, title, slug = 409, "Conflict", "conflict"
 
 
+class Gone(Problem):
+    status, title, slug = 410, "Gone", "gone"
+
+
 class PreconditionFailed(Problem):
     status, title, slug = 412, "Precondition failed", "precondition-failed"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
+import sqlalchemy as sa
+from alembic import command, op
 from alembic.config import Config
 from sqlalchemy import MetaData
 
@@ -36,3 +37,32 @@ def revision(
     """Autogenerate a new version from the models (for developers)."""
     cfg = alembic_config(database_url, schema, metadata, versions)
     command.revision(cfg, message=message, autogenerate=True, version_path=str(versions))
+
+
+# ---------------------------------------------------------------- steps every service takes
+
+
+def add_feed_positions(schema: str) -> None:
+    """The outbox's `position` in the change feed (libs.common.feeds): the rows published
+    before it existed take the first positions in `seq` order; the others get theirs when
+    the relay first claims them."""
+    op.add_column("outbox", sa.Column("position", sa.BigInteger()), schema=schema)
+    op.execute(
+        f'UPDATE "{schema}".outbox AS o SET position = n.position'
+        " FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS position"
+        f' FROM "{schema}".outbox WHERE published_at IS NOT NULL) AS n WHERE o.seq = n.seq'
+    )
+    op.create_index(
+        f"ix_{schema}_outbox_position",
+        "outbox",
+        ["position"],
+        unique=True,
+        schema=schema,
+        postgresql_where=sa.text("position IS NOT NULL"),
+    )
+
+
+def drop_feed_positions(schema: str) -> None:
+    """Undo `add_feed_positions`."""
+    op.drop_index(f"ix_{schema}_outbox_position", table_name="outbox", schema=schema)
+    op.drop_column("outbox", "position", schema=schema)

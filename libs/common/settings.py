@@ -52,8 +52,9 @@ class Settings(BaseSettings):
     consumer_max_deliveries: int = 5
     # How often stored Idempotency-Key answers past their 24 h are purged (one replica a tick).
     idempotency_purge_s: float = Field(default=3600.0, gt=0)
-    # Published outbox rows are kept this long (the streams keep the events), purged hourly.
-    outbox_retention_s: float = Field(default=7 * 86400.0, gt=0)
+    # Published outbox rows are the change feeds (libs.common.feeds): kept this long, at
+    # least the 30 days a feed promises and a day's margin, then purged hourly.
+    outbox_retention_s: float = Field(default=31 * 86400.0, ge=31 * 86400.0)
     outbox_purge_s: float = Field(default=3600.0, gt=0)
 
 

@@ -14,7 +14,8 @@ from libs.common.app import request_id
 from libs.common.auth import Principal, PrincipalDep
 from libs.common.context import Context
 from libs.common.errors import Forbidden
-from libs.common.events.funds_events import Category
+from libs.common.events.funds_events import FUNDS_EVENTS, Category
+from libs.common.feeds import Feed, add_changes_route
 from libs.common.http import (
     PageDep,
     json_response,
@@ -28,6 +29,7 @@ from libs.common.inputs import FUND_PLACE_PATTERN
 from libs.common.routes import list_page, read_record, write_record
 from libs.common.runtime import RuntimeDep, ServiceRuntime
 from services.funds import SERVICE, domain, service, store
+from services.funds.models import grants, outbox
 from services.funds.schemas import (
     ApproveIn,
     CancelIn,
@@ -47,6 +49,14 @@ from services.funds.schemas import (
 )
 
 router = APIRouter(prefix="/v1/funds", tags=["funds"])
+GRANT_CHANGES = tuple(t for t in FUNDS_EVENTS if t.startswith("funds.grant."))
+add_changes_route(
+    router,
+    Feed("funds", outbox, store.GRANTS_AND_CHILDREN, grants.c.id, "grant_id", GRANT_CHANGES),
+    scope="funds:read",
+    records="grants",
+    visible=store.grant_visible_to,
+)
 
 FUND_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such fund, or not visible to you"}

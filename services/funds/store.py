@@ -207,12 +207,12 @@ def grant_visible_to(principal: Principal) -> ColumnElement[bool]:
     return or_(visible, requested)
 
 
+# The grants with their children: what grant_visible_to is written over.
+GRANTS_AND_CHILDREN = grants.join(children, children.c.id == grants.c.child_id)
+
+
 def _visible_grants(principal: Principal) -> Any:
-    return (
-        select(grants)
-        .join(children, children.c.id == grants.c.child_id)
-        .where(grant_visible_to(principal))
-    )
+    return select(grants).select_from(GRANTS_AND_CHILDREN).where(grant_visible_to(principal))
 
 
 async def get_grant(

@@ -15,12 +15,14 @@ from libs.common.app import request_id
 from libs.common.auth import Principal, PrincipalDep
 from libs.common.context import Context
 from libs.common.errors import invalid
-from libs.common.events.referrals_events import ServiceType
+from libs.common.events.referrals_events import REFERRALS_EVENTS, ServiceType
+from libs.common.feeds import Feed, add_changes_route
 from libs.common.http import PageDep, json_response, parse_id, require_if_match
 from libs.common.inputs import CommuneCode
 from libs.common.routes import PATCH_RESPONSES, list_page, patch_record, read_record, write_record
 from libs.common.runtime import RuntimeDep
 from services.referrals import SERVICE, service, store
+from services.referrals.models import outbox, referrals
 from services.referrals.schemas import (
     AcceptIn,
     CancelIn,
@@ -39,6 +41,14 @@ from services.referrals.schemas import (
 )
 
 router = APIRouter(prefix="/v1/referrals", tags=["referrals"])
+REFERRAL_CHANGES = tuple(t for t in REFERRALS_EVENTS if t.startswith("referrals.referral."))
+add_changes_route(
+    router,
+    Feed("referrals", outbox, referrals, referrals.c.id, "referral_id", REFERRAL_CHANGES),
+    scope="referrals:read",
+    records="referrals",
+    visible=store.referral_visible_to,
+)
 
 PROVIDER_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such provider, or none of its areas is in yours"},

@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse, Response
 from libs.common.app import request_id
 from libs.common.auth import Principal, PrincipalDep
 from libs.common.context import Context
-from libs.common.events.registry_events import Vulnerability
+from libs.common.events.registry_events import REGISTRY_EVENTS, Vulnerability
+from libs.common.feeds import Feed, add_changes_route
 from libs.common.http import (
     PageDep,
     json_response,
@@ -26,6 +27,7 @@ from libs.common.inputs import COMMUNE_PATTERN
 from libs.common.routes import PATCH_RESPONSES, patch_record, record_response, write_record
 from libs.common.runtime import RuntimeDep, runtime_of
 from services.registry import SERVICE, service, store
+from services.registry.models import children, common
 from services.registry.runtime import RegistryRuntime
 from services.registry.schemas import (
     AuditPage,
@@ -45,6 +47,13 @@ from services.registry.schemas import (
 )
 
 router = APIRouter(prefix="/v1/registry", tags=["registry"])
+add_changes_route(
+    router,
+    Feed("registry", common.outbox, children, children.c.id, "child_id", tuple(REGISTRY_EVENTS)),
+    scope="registry:read",
+    records="children",
+    visible=store.visible_to,
+)
 
 # The registry app's runtime, with its group commits.
 RegistryRuntimeDep = Annotated[RegistryRuntime, Depends(runtime_of)]

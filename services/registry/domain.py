@@ -15,6 +15,9 @@ from libs.common.events.catalog import ChildUpdatedV1, ChildV1
 
 CAMBODIA = timezone(timedelta(hours=7))
 MAX_AGE_YEARS = 18
+# The earliest date a case may be recorded as opened (`registered_on`): no caseload Komar
+# imports is older, and the indicators start there.
+FIRST_REGISTRATION_DATE = date(2000, 1, 1)
 DUPLICATE_THRESHOLD = 0.55
 MAX_DUPLICATES = 10  # the likely duplicates answered, best first
 _INVISIBLE = {ord(c): None for c in "\u200b\u200c\u200d\u2060\ufeff\u00ad"}
@@ -33,10 +36,23 @@ def age_on(birth_date: date, on: date) -> int:
     return years
 
 
+def registration_date(registered_on: date | None, today: date) -> date:
+    """The date a new case counts as opened: today, or the earlier date a partner importing
+    its existing caseload gives (not before FIRST_REGISTRATION_DATE, not after today)."""
+    if registered_on is None:
+        return today
+    if registered_on > today:
+        raise invalid("registered_on", "is in the future")
+    if registered_on < FIRST_REGISTRATION_DATE:
+        raise invalid("registered_on", f"is before {FIRST_REGISTRATION_DATE.isoformat()}")
+    return registered_on
+
+
 def check_registrable(birth_date: date, registered_on: date) -> None:
     """A child is born by the registration date and under 18 on it."""
     if birth_date > registered_on:
-        raise invalid("birth_date", "is in the future")
+        in_future = birth_date > cambodia_today()
+        raise invalid("birth_date", "is in the future" if in_future else "is after registered_on")
     if age_on(birth_date, registered_on) >= MAX_AGE_YEARS:
         raise invalid("birth_date", "the child must be under 18 on the registration date")
 

@@ -84,6 +84,13 @@ class ChildIn(Input):
     risk_level: RiskLevel = RiskLevel.low
     consent: Consent
     external_ids: list[ExternalIdIn] = Field(default_factory=list, max_length=10)
+    registered_on: date | None = Field(
+        None,
+        description="The date the case was opened, for a partner importing its existing "
+        "caseload: on or after the birth date and 2000-01-01, not after today (Cambodia). "
+        "The child must be under 18 on it, and the indicators count the child in its month. "
+        "Today when not given.",
+    )
 
     @model_validator(mode="after")
     def _place(self) -> ChildIn:

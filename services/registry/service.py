@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -62,13 +63,17 @@ def _new_row(item: ChildIn, ctx: Context) -> dict[str, Any]:
         "owner_org": ctx.principal.org,
         "created_by": ctx.principal.sub,
         "external_ids": [e.model_dump() for e in item.external_ids],
-        "registered_on": domain.cambodia_today(ctx.received_at),
+        "registered_on": _registered_on(item, ctx),
         "version": 1,
     }
 
 
+def _registered_on(item: ChildIn, ctx: Context) -> date:
+    return domain.registration_date(item.registered_on, domain.cambodia_today(ctx.received_at))
+
+
 def _check_new(item: ChildIn, ctx: Context) -> None:
-    domain.check_registrable(item.birth_date, domain.cambodia_today(ctx.received_at))
+    domain.check_registrable(item.birth_date, _registered_on(item, ctx))
     ctx.principal.require_covers_place(item.commune, item.village_code)
 
 

@@ -96,9 +96,12 @@ async def test_three_relays_publish_each_event_once(pg_url: str, nats_url: str) 
         await db.close()
 
 
-async def test_published_rows_are_purged_after_their_retention_and_no_others(
+async def test_the_feeds_beginning_is_purged_up_to_its_first_row_within_retention(
     pg_url: str,
 ) -> None:
+    """Rows go from the feed's beginning only: up to the first one published within the
+    retention or not published (a row whose publish failed keeps its position and holds
+    back the purge behind it); the newest row always stays, so positions go on from it."""
     schema = f"purge_{uuid.uuid4().hex[:6]}"
     metadata = MetaData()
     table = outbox_table(metadata, schema)
@@ -108,35 +111,60 @@ async def test_published_rows_are_purged_after_their_retention_and_no_others(
         await conn.run_sync(metadata.create_all)
     events = [
         new_event("registry", "registry.child.registered.v1", str(uuid.uuid4()), child_data(), None)
-        for _ in range(4)
+        for _ in range(7)
     ]
-    old_published, new_published, old_unpublished = events[0].id, events[1].id, events[2].id
+    # (position, published days ago or None): the last row has no position yet
+    state = [(1, 40), (2, 32), (3, None), (4, 40), (5, 0), (6, 40), (None, None)]
+
+    async def ids_left() -> set[str]:
+        async with db.transaction() as conn:
+            return {str(r[0]) for r in await conn.execute(text(f"SELECT id FROM {schema}.outbox"))}
+
+    async def purge() -> int:
+        relay = OutboxRelay(db, EventBus("nats://127.0.0.1:1", "unused", {}), table)
+        return await relay.purge_published(timedelta(days=31))
+
     try:
         async with db.transaction() as conn:
             await write_events(conn, table, events)
+            for event, (position, days) in zip(events, state, strict=True):
+                await conn.execute(
+                    text(
+                        f"UPDATE {schema}.outbox SET position = :p,"
+                        " published_at = now() - make_interval(days => :d),"
+                        " created_at = now() - interval '41 days' WHERE id = :id"
+                    ),
+                    {"p": position, "d": days, "id": event.id},
+                )
+            # published_at NULL where days is None
             await conn.execute(
-                text(
-                    f"UPDATE {schema}.outbox SET published_at = now() - interval '8 days'"
-                    " WHERE id = :old"
-                ),
-                {"old": old_published},
+                text(f"UPDATE {schema}.outbox SET published_at = NULL WHERE id = ANY(:ids)"),
+                {"ids": [e.id for e, (_, d) in zip(events, state, strict=True) if d is None]},
             )
-            await conn.execute(
-                text(f"UPDATE {schema}.outbox SET published_at = now() WHERE id = :new"),
-                {"new": new_published},
-            )
-            await conn.execute(
-                text(
-                    f"UPDATE {schema}.outbox SET created_at = now() - interval '9 days'"
-                    " WHERE id = :old"
-                ),
-                {"old": old_unpublished},
-            )
-        relay = OutboxRelay(db, EventBus("nats://127.0.0.1:1", "unused", {}), table)
-        assert await relay.purge_published(timedelta(days=7)) == 1
+        assert await purge() == 2
+        assert await ids_left() == {e.id for e in events[2:]}
+
+        # once published, the purge goes on up to the row published today
         async with db.transaction() as conn:
-            left = {str(r[0]) for r in await conn.execute(text(f"SELECT id FROM {schema}.outbox"))}
-        assert left == {e.id for e in events} - {old_published}
+            await conn.execute(
+                text(
+                    f"UPDATE {schema}.outbox SET published_at = now() - interval '40 days'"
+                    " WHERE position = 3"
+                )
+            )
+        assert await purge() == 2
+        assert await ids_left() == {e.id for e in events[4:]}
+
+        # when every row is old, the newest stays
+        async with db.transaction() as conn:
+            await conn.execute(
+                text(
+                    f"UPDATE {schema}.outbox SET published_at = now() - interval '40 days'"
+                    " WHERE position IS NOT NULL"
+                )
+            )
+        assert await purge() == 1
+        assert await ids_left() == {events[5].id, events[6].id}
     finally:
         async with db.engine.begin() as conn:
             await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))

@@ -1,4 +1,8 @@
-"""Transactional outbox: the event row commits with the state change that caused it."""
+"""Transactional outbox: the event row commits with the state change that caused it.
+
+The outbox is also the service's change feed (libs.common.feeds): the relay gives each row
+a `position` as it claims it, in the order rows become visible (commit order), and keeps
+the rows for the feed's retention after publishing them."""
 
 from __future__ import annotations
 
@@ -36,10 +40,18 @@ def outbox_table(metadata: MetaData, schema: str) -> Table:
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("published_at", DateTime(timezone=True)),
         Column("attempts", Integer, nullable=False, server_default=text("0")),
+        # Its place in the change feed: given when first claimed, never changed.
+        Column("position", BigInteger),
         Index(
             f"ix_{schema}_outbox_unpublished",
             "seq",
             postgresql_where=text("published_at IS NULL"),
+        ),
+        Index(
+            f"ix_{schema}_outbox_position",
+            "position",
+            unique=True,
+            postgresql_where=text("position IS NOT NULL"),
         ),
         schema=schema,
     )
