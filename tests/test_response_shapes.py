@@ -260,6 +260,7 @@ async def test_registry_answers_match_their_models(
             "GET", "/v1/registry/audit", params={"child_id": child["id"]}, headers=auditor
         )
         await checked.call("GET", "/v1/registry/audit/verify", headers=auditor)
+        await checked.call("GET", "/v1/registry/changes", headers=h)
     assert checked.checked == modelled_routes(registry_app, "/v1/")
 
 
@@ -326,6 +327,7 @@ async def test_referrals_answers_match_their_models(
                 "POST", f"{cancelled}/cancel", json={"reason": "family moved"}, headers=h
             )
             await checked.call("POST", f"{purl}/deactivate", headers=province)
+            await checked.call("GET", "/v1/referrals/changes", headers=h)
     finally:
         await nc.close()
     assert checked.checked == modelled_routes(referrals_app, "/v1/")
@@ -401,6 +403,7 @@ async def test_funds_answers_match_their_models(
         await checked.call(
             "GET", f"/v1/funds/reconciliation?fund_id={fund['id']}", headers=people.manager
         )
+        await checked.call("GET", "/v1/funds/changes", headers=people.manager)
     assert checked.checked == modelled_routes(funds_app, "/v1/")
 
 
