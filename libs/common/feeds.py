@@ -117,7 +117,7 @@ class Feed:
         # Read after the page: had the oldest changes been purged past the cursor before
         # the page was read, some of those it should have held would be missing.
         first = await store.feed_first(conn, self.outbox)
-        if first is not None and after + 1 < first:
+        if ask.after is not None and first is not None and after + 1 < first:
             raise Gone(
                 f"this cursor is older than the {FEED_DAYS} days a feed keeps: resync with "
                 "updated_since, then follow the feed again from its start (no `after`)"
