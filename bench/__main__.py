@@ -13,6 +13,8 @@ durable consumer has applied its events (bench/scenarios.py):
                 (bench/workflows.py), the consumers' catch-up counted
   lag           commit-to-applied lag per consumer, p50/p99, registrations paced at 80 % of
                 the spread maximum (the services' komar_events_lag_seconds histogram)
+  webhooks      deliveries to a local receiver: commit-to-delivered lag p50/p99 under paced
+                registrations, and a burst's delivery rate (bench/webhooks.py)
   bulk          100,000 children through children:batch from one client, children/s
   memory        peak RSS per process
 Prints a table with every ratio to (a) and writes everything to var/bench/results.json.
@@ -34,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios, workflows
+from bench import scenarios, webhooks, workflows
 from bench.children import child_bodies
 from bench.infra import machine, terminate_as_exit, write_results
 from bench.measure import (
@@ -313,6 +315,13 @@ def main() -> int:
                 step(
                     "lag",
                     lambda: results.update(lag=scenarios.lag(bench, bench.token(), spread_max)),
+                    failures,
+                )
+                step(
+                    "webhooks",
+                    lambda: results.update(
+                        webhooks=webhooks.measure(bench, bench.token(), spread_max, say)
+                    ),
                     failures,
                 )
             step(

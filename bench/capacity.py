@@ -84,9 +84,9 @@ class Assumptions:
 
 # The processes a plan sizes: the loadgen's groups during a read or a workflow name the
 # service under test "app" and the other services together "services" (their consumers).
-SERVICES = ["gateway", "registry", "referrals", "funds", "indicators"]
+SERVICES = ["gateway", "registry", "referrals", "funds", "indicators", "webhooks"]
 CONSUMERS = "consumers (other services)"
-CONSUMING = ["registry", "referrals", "funds", "indicators"]
+CONSUMING = ["registry", "referrals", "funds", "indicators", "webhooks"]
 
 
 def _per_op(data: dict[str, Any], app: str, rate_key: str) -> dict[str, float]:

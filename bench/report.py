@@ -112,7 +112,8 @@ def report(results: dict[str, Any]) -> str:
         for step, figures in data["steps"].items():
             row(f"  {step}", figures)
     row("indicator pulls (province level)", results.get("indicator_pulls"))
-    lines += _lag(results.get("lag")) + _bulk(results.get("bulk"))
+    lines += _lag(results.get("lag")) + _webhooks(results.get("webhooks"))
+    lines += _bulk(results.get("bulk"))
     lines += _cpu(results)
     lines += _memory(results.get("memory"))
     lines += _storage(results.get("storage"))
@@ -178,6 +179,22 @@ def _lag(lag: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _webhooks(hooks: dict[str, Any] | None) -> list[str]:
+    if not hooks:
+        return ["", "webhooks: not measured"]
+    return [
+        "",
+        f"webhooks to a local receiver: registrations paced at {hooks['target_rps']:,.0f}/s "
+        f"(got {hooks['paced_rps']:,.0f}/s), commit to delivered p50 "
+        f"{_n(hooks['lag_p50_ms'], 1, 0).strip()} ms, "
+        f"p99 {_n(hooks['lag_p99_ms'], 1, 0).strip()} ms "
+        f"({hooks['deliveries']:,} deliveries); a burst of {hooks['burst']:,} children via "
+        f"children:batch delivered at {_n(hooks['burst_delivered_per_s'], 1, 0).strip()}/s, the "
+        f"last {hooks['burst_last_after_s']} s after the import's last answer; "
+        f"{hooks['repeats']} repeated webhook-ids",
+    ]
+
+
 def _bulk(bulk: dict[str, Any] | None) -> list[str]:
     if not bulk:
         return ["", "bulk import: not measured"]
@@ -190,7 +207,16 @@ def _bulk(bulk: dict[str, Any] | None) -> list[str]:
     ]
 
 
-CPU_GROUPS = ["gateway", "registry", "referrals", "funds", "indicators", "postgres", "nats"]
+CPU_GROUPS = [
+    "gateway",
+    "registry",
+    "referrals",
+    "funds",
+    "indicators",
+    "webhooks",
+    "postgres",
+    "nats",
+]
 # The loadgen's groups during a workflow window: the service under test is "app".
 WORKFLOW_GROUPS = ["gateway", "app", "services", "postgres", "nats"]
 
