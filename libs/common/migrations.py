@@ -60,9 +60,18 @@ def add_feed_positions(schema: str) -> None:
         schema=schema,
         postgresql_where=sa.text("position IS NOT NULL"),
     )
+    _index_unsettled(schema, "published_at IS NULL OR position IS NULL")
 
 
 def drop_feed_positions(schema: str) -> None:
     """Undo `add_feed_positions`."""
+    _index_unsettled(schema, "published_at IS NULL")
     op.drop_index(f"ix_{schema}_outbox_position", table_name="outbox", schema=schema)
     op.drop_column("outbox", "position", schema=schema)
+
+
+def _index_unsettled(schema: str, predicate: str) -> None:
+    """The relay's index of the rows it has yet to settle, over `predicate`."""
+    name = f"ix_{schema}_outbox_unpublished"
+    op.drop_index(name, table_name="outbox", schema=schema)
+    op.create_index(name, "outbox", ["seq"], schema=schema, postgresql_where=sa.text(predicate))

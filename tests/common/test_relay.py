@@ -11,7 +11,7 @@ import nats
 from sqlalchemy import MetaData, text
 
 from libs.common.db import Database
-from libs.common.events import new_event
+from libs.common.events import new_event, store
 from libs.common.events.bus import EventBus
 from libs.common.events.catalog import ChildV1
 from libs.common.events.outbox import outbox_table, write_events
@@ -165,6 +165,58 @@ async def test_the_feeds_beginning_is_purged_up_to_its_first_row_within_retentio
             )
         assert await purge() == 1
         assert await ids_left() == {events[5].id, events[6].id}
+    finally:
+        async with db.engine.begin() as conn:
+            await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        await db.close()
+
+
+async def test_feed_positions_follow_the_claims_and_reach_rows_published_without_one(
+    pg_url: str,
+) -> None:
+    """A claim gives the rows it takes the next positions in seq order, and one published
+    by a relay of the version before feeds (during an upgrade) a position without
+    publishing it again; a row whose publish failed keeps its position when claimed again."""
+    schema = f"feed_{uuid.uuid4().hex[:6]}"
+    metadata = MetaData()
+    table = outbox_table(metadata, schema)
+    db = Database(pg_url)
+    async with db.engine.begin() as conn:
+        await conn.execute(text(f"CREATE SCHEMA {schema}"))
+        await conn.run_sync(metadata.create_all)
+    events = [
+        new_event("registry", "registry.child.registered.v1", str(uuid.uuid4()), child_data(), None)
+        for _ in range(4)
+    ]
+
+    async def positions() -> dict[str, int | None]:
+        async with db.transaction() as conn:
+            rows = await conn.execute(text(f"SELECT id, position FROM {schema}.outbox"))
+            return {str(r[0]): r[1] for r in rows}
+
+    try:
+        async with db.transaction() as conn:
+            await write_events(conn, table, events)
+            await conn.execute(  # the first published by an older relay: no position
+                text(f"UPDATE {schema}.outbox SET published_at = now() WHERE id = :id"),
+                {"id": events[0].id},
+            )
+        async with db.transaction() as conn:
+            claimed = await store.claim_for_publishing(conn, table, 2)
+            assert [c.id for c in claimed] == [events[1].id]  # the first only positioned
+            await store.unclaim(conn, table, claimed[0].seq, [claimed[0].seq])
+        assert await positions() == {
+            events[0].id: 1,
+            events[1].id: 2,
+            events[2].id: None,
+            events[3].id: None,
+        }
+        async with db.transaction() as conn:
+            claimed = await store.claim_for_publishing(conn, table, 10)
+        assert [c.id for c in claimed] == [e.id for e in events[1:]]
+        assert await positions() == {e.id: n for n, e in enumerate(events, start=1)}
+        async with db.transaction() as conn:
+            assert await store.claim_for_publishing(conn, table, 10) == []
     finally:
         async with db.engine.begin() as conn:
             await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))

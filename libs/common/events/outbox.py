@@ -45,7 +45,7 @@ def outbox_table(metadata: MetaData, schema: str) -> Table:
         Index(
             f"ix_{schema}_outbox_unpublished",
             "seq",
-            postgresql_where=text("published_at IS NULL"),
+            postgresql_where=text(store.UNSETTLED),
         ),
         Index(
             f"ix_{schema}_outbox_position",

@@ -17,6 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.store import driver_in_transaction
 
+# The outbox rows a relay has yet to settle: to publish, or (published during an upgrade by a
+# relay of the version before feeds) to give a feed position; `outbox_table` indexes them.
+UNSETTLED = "published_at IS NULL OR position IS NULL"
+
 
 def _qualified(table: Table) -> str:
     return f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
@@ -45,16 +49,18 @@ def _outbox_sql(table: Table) -> _OutboxSQL:
         lock=f"SELECT pg_advisory_xact_lock(hashtextextended('{name}.relay', 0))",
         # A row first claimed gets the next feed position, in seq order among those claimed
         # together (the relay holds `lock`, so positions grow by one, batch after batch).
+        # A row published without a position (by a relay of the version before feeds, during
+        # an upgrade) is claimed only to be given one.
         claim=(
-            f"WITH c AS (SELECT seq, position FROM {name} WHERE published_at IS NULL"
-            " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED),"
+            f"WITH c AS (SELECT seq, position, published_at FROM {name}"
+            f" WHERE {UNSETTLED} ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED),"
             f" top AS (SELECT coalesce(max(position), 0) AS n FROM {name}),"
-            " p AS (SELECT seq, coalesce(position, top.n + count(*) FILTER"
-            " (WHERE position IS NULL) OVER (ORDER BY seq)) AS position FROM c, top),"
-            f" m AS (UPDATE {name} AS o SET published_at = now(), position = p.position"
-            " FROM p WHERE o.seq = p.seq"
-            " RETURNING o.seq, o.id::text AS id, o.type, o.payload::text AS payload)"
-            " SELECT seq, id, type, payload FROM m ORDER BY seq"
+            " p AS (SELECT seq, published_at AS was, coalesce(position, top.n + count(*)"
+            " FILTER (WHERE position IS NULL) OVER (ORDER BY seq)) AS position FROM c, top),"
+            f" m AS (UPDATE {name} AS o SET published_at = coalesce(p.was, now()),"
+            " position = p.position FROM p WHERE o.seq = p.seq RETURNING o.seq,"
+            " o.id::text AS id, o.type, o.payload::text AS payload, p.was IS NULL AS publish)"
+            " SELECT seq, id, type, payload FROM m WHERE publish ORDER BY seq"
         ),
         unclaim=(
             f"UPDATE {name} SET published_at = NULL,"
