@@ -5,9 +5,10 @@
 #   docker run --rm -e DATABASE_URL=… komar:dev services.registry migrate
 #
 # The argument selects the component: gateway (default), services.registry,
-# services.referrals, services.funds, services.indicators; then serve (default), migrate or a
-# component's own command (verify-audit, verify-ledger). deploy.k8s.streams creates the
-# JetStream streams (deploy/k8s/nats/). Configuration is environment only (docs/operations.md).
+# services.referrals, services.funds, services.indicators, services.webhooks; then serve
+# (default), migrate or a component's own command (verify-audit, verify-ledger).
+# deploy.k8s.streams creates the JetStream streams (deploy/k8s/nats/). Configuration is
+# environment only (docs/operations.md).
 #
 # Python 3.11 on Debian 12, pinned to a patch release. To pin the exact image as well, append
 # its digest: `docker buildx imagetools inspect python:3.11.17-slim-bookworm` prints it, then
@@ -66,8 +67,8 @@ WORKDIR /app
 
 USER 10001:10001
 
-# gateway, registry, referrals, funds, indicators (KOMAR_<NAME>_PORT changes them).
-EXPOSE 8000 8101 8102 8103 8104
+# gateway, registry, referrals, funds, indicators, webhooks (KOMAR_<NAME>_PORT changes them).
+EXPOSE 8000 8101 8102 8103 8104 8105
 
 ENTRYPOINT ["/opt/venv/bin/python", "-m"]
 CMD ["gateway"]

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 BURST = 2_000 if SMALL else 20_000
 WAIT_S = 600.0  # the most the bench waits for deliveries to arrive
 EVENT = "registry.child.registered.v1"
+# An endpoint gets only what its owner may read through the API: registry events need
+# registry:read.
+SCOPES = ["webhooks:manage", "registry:read"]
 
 
 class Receiver:
@@ -131,9 +134,7 @@ def measure(bench: Bench, token: str, max_rps: float, say: Callable[[str], None]
     receiver.start()
     platform = workflows.Platform(bench.gateway, bench.admin_secret)
     try:
-        partner = platform.client(
-            "bench-webhooks", "bench-moswvy", "government", ["webhooks:manage"], ["KH"]
-        )
+        partner = platform.client("bench-webhooks", "bench-moswvy", "government", SCOPES, ["KH"])
     finally:
         platform.close()
     headers = {"Authorization": f"Bearer {partner}"}

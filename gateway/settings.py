@@ -6,6 +6,9 @@ from pydantic import Field, SecretStr, model_validator
 
 from libs.common.settings import Settings
 
+# The services behind the gateway: /v1/<name>/… goes to <name>.
+UPSTREAMS = ("registry", "referrals", "funds", "indicators", "webhooks")
+
 
 class GatewaySettings(Settings):
     """The shared settings plus what only the gateway needs."""
@@ -16,6 +19,7 @@ class GatewaySettings(Settings):
     referrals_url: str = ""
     funds_url: str = ""
     indicators_url: str = ""
+    webhooks_url: str = ""
     upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
     # A replica that refused a connection gets no new requests for this long.
     upstream_cooldown_s: float = Field(default=5.0, ge=0)
@@ -67,7 +71,7 @@ class GatewaySettings(Settings):
 
     @model_validator(mode="after")
     def _default_upstreams(self) -> GatewaySettings:
-        for name in ("registry", "referrals", "funds", "indicators"):
+        for name in UPSTREAMS:
             if not getattr(self, f"{name}_url"):
                 port = getattr(self, f"{name}_port")
                 setattr(self, f"{name}_url", f"http://127.0.0.1:{port}")
@@ -80,7 +84,7 @@ class GatewaySettings(Settings):
     def upstreams(self) -> dict[str, tuple[str, ...]]:
         """Service name -> the base URLs of its replicas (no trailing slash)."""
         found: dict[str, tuple[str, ...]] = {}
-        for name in ("registry", "referrals", "funds", "indicators"):
+        for name in UPSTREAMS:
             value = str(getattr(self, f"{name}_url"))
             bases = tuple(u.strip().rstrip("/") for u in value.split(",") if u.strip())
             for base in bases:

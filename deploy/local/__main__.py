@@ -35,6 +35,7 @@ COMPONENTS: list[tuple[str, str, str, int]] = [
     ("referrals", "services.referrals", "KOMAR_REFERRALS_PORT", 8102),
     ("funds", "services.funds", "KOMAR_FUNDS_PORT", 8103),
     ("indicators", "services.indicators", "KOMAR_INDICATORS_PORT", 8104),
+    ("webhooks", "services.webhooks", "KOMAR_WEBHOOKS_PORT", 8105),
 ]
 GATEWAY = "gateway"
 REPLICA_PORT_STEP = 10
@@ -154,13 +155,22 @@ def component_env(
 
 
 GATEWAY_ONLY = ("KOMAR_KEK", "KOMAR_KEK_PREVIOUS")
+# What a component gets on one machine unless the environment says otherwise: webhooks may
+# be delivered to receivers on this machine (http://127.0.0.1:<port>/…, http://localhost).
+LOCAL_DEFAULTS: dict[str, dict[str, str]] = {
+    "webhooks": {"KOMAR_WEBHOOKS_ALLOW_LOOPBACK": "1"},
+}
 
 
 def replica_env(env: Mapping[str, str], replica: Replica) -> dict[str, str]:
     """The environment of one process: the shared one, with its own port (and the KEK for
-    the gateway only: no service needs it)."""
+    the gateway only: no service needs it), over the component's LOCAL_DEFAULTS."""
     own = {k: v for k, v in env.items() if replica.component == GATEWAY or k not in GATEWAY_ONLY}
-    return {**own, f"KOMAR_{replica.component.upper()}_PORT": str(replica.port)}
+    return {
+        **LOCAL_DEFAULTS.get(replica.component, {}),
+        **own,
+        f"KOMAR_{replica.component.upper()}_PORT": str(replica.port),
+    }
 
 
 def start_order() -> list[tuple[str, str]]:

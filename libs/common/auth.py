@@ -32,6 +32,7 @@ SCOPES = frozenset(
         "funds:manage",
         "indicators:read",
         "indicators:read:detail",
+        "webhooks:manage",
         "admin",
     }
 )

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     referrals_port: int = 8102
     funds_port: int = 8103
     indicators_port: int = 8104
+    webhooks_port: int = 8105
 
     # A fixed pool: connections opened past pool_size are closed again when handed back,
     # and under steady load that churn (a backend forked, types introspected) costs more

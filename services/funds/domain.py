@@ -343,6 +343,7 @@ def grant_event(grant: Mapping[Any, Any]) -> GrantV1:
         "status": grant["status"],
         "repeat_within_30_days": grant["repeat_within_30_days"],
         "version": grant["version"],
+        "requested_org": grant.get("requested_org"),
     }
     if grant["status"] == "disbursed":
         return GrantDisbursedV1(**fields, method=grant["disbursement_method"])

@@ -42,6 +42,7 @@ COMPONENTS = {
     "referrals": ("services.referrals", "service"),
     "funds": ("services.funds", "service"),
     "indicators": ("services.indicators", "service"),
+    "webhooks": ("services.webhooks", "service"),
 }
 SERVICES = [name for name, (_, tier) in COMPONENTS.items() if tier == "service"]
 STREAMS = {
@@ -412,12 +413,31 @@ def test_services_reach_only_postgres_nats_dns_and_the_jwks(
     for peer in peers(policies_for(manifests, labels, "Egress"), "egress"):
         pod = peer.get("podSelector", {}).get("matchLabels", {})
         namespace = peer.get("namespaceSelector", {}).get("matchLabels", {})
+        if service == "webhooks" and "ipBlock" in peer:
+            continue  # its deliveries: test_webhooks_reach_public_addresses_on_443_only
         assert (
             pod == {"cnpg.io/cluster": "komar-db"}
             or pod.get("app.kubernetes.io/name") == "nats"
             or pod == GATEWAY_LABELS
             or namespace == {"kubernetes.io/metadata.name": "kube-system"}
         ), f"{service} may reach {peer}"
+
+
+def test_webhooks_reach_public_addresses_on_443_only(manifests: list[Manifest]) -> None:
+    policy = named(manifests, "NetworkPolicy", "webhooks-deliveries")["spec"]
+    assert policy["policyTypes"] == ["Egress"]
+    (rule,) = policy["egress"]
+    assert rule["ports"] == [{"port": 443, "protocol": "TCP"}]
+    blocks = {b["ipBlock"]["cidr"]: set(b["ipBlock"]["except"]) for b in rule["to"]}
+    assert set(blocks) == {"0.0.0.0/0", "::/0"}
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "127.0.0.0/8"} <= (
+        blocks["0.0.0.0/0"]
+    )
+    assert {"fc00::/7", "fe80::/10", "::1/128"} <= blocks["::/0"]
+    for name in SERVICES:
+        if name != "webhooks":
+            labels = named(manifests, "Deployment", name)["spec"]["template"]["metadata"]
+            assert not selects(policy["podSelector"], labels["labels"]), name
 
 
 def test_the_gateway_is_reached_from_the_ingress_controller(manifests: list[Manifest]) -> None:

@@ -30,6 +30,7 @@ GRANT_FIELDS = {
     "status",
     "repeat_within_30_days",
     "version",
+    "requested_org",  # an organisation's id: a partner sees the grants it requested
 }
 
 
@@ -132,6 +133,7 @@ async def test_events_carry_codes_and_amounts_but_no_free_text(
         "repeat_within_30_days": False,
         "method": "cash",
         "version": 0,
+        "requested_org": flood["requested_by"]["org"],
     }
     topped = next(e for e in events if e["type"] == "funds.fund.topped_up.v1")
     assert topped["requestid"] == f"req-{people.tag}"

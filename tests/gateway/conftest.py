@@ -174,6 +174,7 @@ def gateway_settings(
         referrals_url=dead_url,
         funds_url=dead_url,
         indicators_url=dead_url,
+        webhooks_url=dead_url,
     )
 
 

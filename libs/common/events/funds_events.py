@@ -53,6 +53,9 @@ class GrantV1(EventData):
     status: str
     repeat_within_30_days: bool
     version: int
+    # The organisation that requested it (an id, not personal data): a partner sees the
+    # grants it requested (libs.common.access). Absent from events published before it.
+    requested_org: str | None = None
 
 
 class GrantDisbursedV1(GrantV1):

@@ -1,0 +1,3 @@
+"""The webhooks service."""
+
+SERVICE = "webhooks"
