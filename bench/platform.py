@@ -36,6 +36,9 @@ CONSUMERS: list[tuple[str, str, str]] = [
     ("REFERRALS", "funds-referral-shares", "referrals.referral.>"),
     ("REFERRALS", "indicators-referrals", "referrals.>"),
     ("FUNDS", "indicators-funds", "funds.>"),
+    ("REGISTRY", "webhooks-registry", "registry.child.>"),
+    ("REFERRALS", "webhooks-referrals", "referrals.referral.>"),
+    ("FUNDS", "webhooks-funds", "funds.grant.>"),
 ]
 # Which service (and schema) each consumer belongs to: its name's first word.
 STREAMS = ["REGISTRY", "REFERRALS", "FUNDS"]

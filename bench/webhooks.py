@@ -18,7 +18,6 @@ A delivery repeated by a retry (same `webhook-id`) is counted once, and repeats 
 from __future__ import annotations
 
 import asyncio
-import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from aiohttp import web
 
 from bench import scenarios, workflows
 from bench.children import child_bodies
-from bench.measure import SMALL
+from bench.measure import SMALL, quantile
 from deploy.local.infra import free_port
 
 if TYPE_CHECKING:
@@ -120,14 +119,6 @@ def _event_time(body: dict[str, Any]) -> float | None:
         return None
 
 
-def _quantile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
-
-
 def measure(bench: Bench, token: str, max_rps: float, say: Callable[[str], None]) -> dict[str, Any]:
     """The webhook row: lag under paced registrations, then a burst's delivery rate."""
     receiver = Receiver()
@@ -168,8 +159,8 @@ def measure(bench: Bench, token: str, max_rps: float, say: Callable[[str], None]
             "paced_rps": paced["rps"],
             "target_rps": rate,
             "deliveries": len(lags),
-            "lag_p50_ms": _quantile(sorted(lags), 0.50),
-            "lag_p99_ms": _quantile(sorted(lags), 0.99),
+            "lag_p50_ms": round(quantile(sorted(lags), 0.50), 1) if lags else None,
+            "lag_p99_ms": round(quantile(sorted(lags), 0.99), 1) if lags else None,
             "burst": BURST,
             "burst_accepted_s": round(burst_ended - burst_began, 2),
             "burst_delivered_per_s": round(len(burst) / spread_s, 1) if spread_s else None,
