@@ -84,6 +84,7 @@ def child_out(child: Mapping[Any, Any]) -> dict[str, Any]:
         "id_poor_level": child["id_poor_level"],
         "vulnerabilities": list(child["vulnerabilities"]),
         "risk_level": child["risk_level"],
+        "care_setting": child["care_setting"],
         "consent": child["consent"],
         "status": child["status"],
         "close_reason": child["close_reason"],

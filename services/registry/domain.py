@@ -12,6 +12,11 @@ from typing import Any
 
 from libs.common.errors import Conflict, invalid
 from libs.common.events.catalog import ChildUpdatedV1, ChildV1
+from libs.common.events.registry_events import (
+    REINTEGRATED_INTO,
+    CareSetting,
+    ChildReintegratedV1,
+)
 
 CAMBODIA = timezone(timedelta(hours=7))
 MAX_AGE_YEARS = 18
@@ -136,6 +141,18 @@ def reopen(status: str) -> str:
     return "open"
 
 
+def reintegrated(before: str, after: str) -> bool:
+    """Whether a change of care setting is a reintegration: out of a residential
+    institution into a family, kinship or foster care setting (SPEC §5)."""
+    return before == CareSetting.residential_institution and after in REINTEGRATED_INTO
+
+
+def reintegration_data(child: Mapping[Any, Any], before: str, on: date) -> ChildReintegratedV1:
+    """The reintegrated event's data: the child after the move, where it came from, when."""
+    fields = event_data(child).model_dump()
+    return ChildReintegratedV1(**fields, from_care_setting=before, reintegrated_on=on.isoformat())
+
+
 def event_data(child: Mapping[Any, Any], changed: list[str] | None = None) -> ChildV1:
     """What events may say about a child: no names, no contacts, birth month only."""
     fields = {
@@ -147,6 +164,7 @@ def event_data(child: Mapping[Any, Any], changed: list[str] | None = None) -> Ch
         "birth_month": child["birth_date"].strftime("%Y-%m"),
         "vulnerabilities": sorted(child["vulnerabilities"]),
         "risk_level": child["risk_level"],
+        "care_setting": child["care_setting"],
         "status": child["status"],
         "owner_org": child["owner_org"],
         "data_sharing_consent": bool(child["consent"].get("data_sharing")),

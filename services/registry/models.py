@@ -69,6 +69,9 @@ class Child(SQLModel, table=True):
     id_poor_level: int | None = None
     vulnerabilities: list[str] = Field(sa_column=Column(ARRAY(String(30)), nullable=False))
     risk_level: str = Field(max_length=6)
+    care_setting: str = Field(
+        default="family", max_length=30, sa_column_kwargs={"server_default": "family"}
+    )
     consent: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     status: str = Field(max_length=6)
     close_reason: str | None = Field(default=None, max_length=500)

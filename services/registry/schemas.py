@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from libs.common import places
-from libs.common.events.registry_events import Vulnerability
+from libs.common.events.registry_events import CareSetting, Vulnerability
 from libs.common.inputs import MULTI_LINE, CommuneCode, Input, VillageCode, check_merge_patch
 
 
@@ -82,6 +82,11 @@ class ChildIn(Input):
     id_poor_level: Literal[1, 2] | None = None
     vulnerabilities: list[Vulnerability] = Field(default_factory=list, max_length=11)
     risk_level: RiskLevel = RiskLevel.low
+    care_setting: CareSetting = Field(
+        CareSetting.family,
+        description="Where the child lives. A later change from residential_institution to "
+        "family, kinship or foster is a reintegration.",
+    )
     consent: Consent
     external_ids: list[ExternalIdIn] = Field(default_factory=list, max_length=10)
     registered_on: date | None = Field(
@@ -115,6 +120,7 @@ NOT_NULLABLE_IN_PATCH = (
     "birth_date_estimated",
     "vulnerabilities",
     "risk_level",
+    "care_setting",
     "consent",
 )
 
@@ -134,6 +140,7 @@ class ChildPatch(Input):
     id_poor_level: Literal[1, 2] | None = None
     vulnerabilities: list[Vulnerability] | None = Field(default=None, max_length=11)
     risk_level: RiskLevel | None = None
+    care_setting: CareSetting | None = None
     consent: Consent | None = None
 
     @model_validator(mode="after")
@@ -203,6 +210,7 @@ class ChildOut(BaseModel):
     id_poor_level: int | None
     vulnerabilities: list[Vulnerability]
     risk_level: RiskLevel
+    care_setting: CareSetting
     consent: ConsentOut
     status: Status
     close_reason: str | None

@@ -58,6 +58,7 @@ def _new_row(item: ChildIn, ctx: Context) -> dict[str, Any]:
         "id_poor_level": item.id_poor_level,
         "vulnerabilities": sorted({v.value for v in item.vulnerabilities}),
         "risk_level": item.risk_level.value,
+        "care_setting": item.care_setting.value,
         "consent": item.consent.model_dump(mode="json"),
         "status": "open",
         "owner_org": ctx.principal.org,
@@ -311,6 +312,11 @@ async def _write(
     diff = {k: v for k, v in domain.changes(child, values).items() if k not in _DERIVED}
     updated = await store.update_child(conn, child["id"], child["version"], values)
     event = _child_event(ctx, action, updated, sorted(diff) if action == "updated" else None)
+    also = []
+    if domain.reintegrated(child["care_setting"], updated["care_setting"]):
+        on = domain.cambodia_today(ctx.received_at)
+        data = domain.reintegration_data(updated, child["care_setting"], on)
+        also.append(ctx.event("registry.child.reintegrated.v1", str(child["id"]), data))
     await store.record_change(
         conn,
         updated,
@@ -320,6 +326,7 @@ async def _write(
         principal=ctx.principal,
         request_id=ctx.request_id,
         event=event,
+        also=also,
     )
     return updated
 
@@ -338,7 +345,7 @@ async def patch(
         values["vulnerabilities"] = sorted(
             {v.value if hasattr(v, "value") else v for v in values["vulnerabilities"]}
         )
-    for key in ("sex", "risk_level"):
+    for key in ("sex", "risk_level", "care_setting"):
         if key in values:
             values[key] = values[key].value
     if "village_code" in values or "commune_code" in values:

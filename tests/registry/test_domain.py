@@ -101,6 +101,7 @@ def test_event_data_carries_no_names() -> None:
         "case_number": "120101-0000001",
         "vulnerabilities": ["neglect"],
         "risk_level": "high",
+        "care_setting": "family",
         "status": "open",
         "owner_org": "ngo",
         "consent": {"data_sharing": False},

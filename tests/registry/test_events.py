@@ -104,3 +104,49 @@ async def test_broker_outage_loses_no_event_and_the_api_keeps_answering(
     await register(10)
     events = await wait_for_events(nats_url, ids, "registered", timeout=90)
     assert Counter(e["subject"] for e in events) == dict.fromkeys(ids, 1)
+
+
+async def test_care_setting_has_a_history_and_a_move_home_is_one_reintegrated_event(
+    api: httpx.AsyncClient, keys: SigningKeys, nats_url: str
+) -> None:
+    h = keys.headers(org=f"ngo-{uuid.uuid4().hex[:6]}", org_type="partner")
+    plain = (await api.post("/v1/registry/children", json=child_body(), headers=h)).json()
+    assert plain["care_setting"] == "family"
+    r = await api.post(
+        "/v1/registry/children",
+        json=child_body(care_setting="residential_institution"),
+        headers=h,
+    )
+    child = r.json()
+    assert child["care_setting"] == "residential_institution"
+    url = f"/v1/registry/children/{child['id']}"
+    bad = await api.patch(url, json={"care_setting": "orphanage"}, headers={**h, "If-Match": '"1"'})
+    assert bad.status_code == 422
+    none = await api.patch(url, json={"care_setting": None}, headers={**h, "If-Match": '"1"'})
+    assert none.status_code == 422
+    # Into a group home is no reintegration; from there home is none either.
+    for version, setting in enumerate(("group_home", "residential_institution", "kinship"), 1):
+        r = await api.patch(
+            url, json={"care_setting": setting}, headers={**h, "If-Match": f'"{version}"'}
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["care_setting"] == setting
+    history = (await api.get(f"{url}/history", headers=h)).json()["items"]
+    moves = [e["changes"]["care_setting"] for e in history if "care_setting" in e["changes"]]
+    assert moves == [
+        {"old": "residential_institution", "new": "group_home"},
+        {"old": "group_home", "new": "residential_institution"},
+        {"old": "residential_institution", "new": "kinship"},
+    ]
+    events = await wait_for_events(nats_url, {child["id"]}, "reintegrated")
+    assert len(events) == 1
+    data = events[0]["data"]
+    assert data["from_care_setting"] == "residential_institution"
+    assert data["care_setting"] == "kinship"
+    assert data["version"] == 4
+    assert len(data["reintegrated_on"]) == 10
+    text = json.dumps(events[0])
+    for word in ("Sokha", "Chan", *FORBIDDEN_IN_EVENTS):
+        assert word not in text
+    updated = await wait_for_events(nats_url, {child["id"]}, "updated")
+    assert [e["data"]["changed"] for e in updated] == [["care_setting"]] * 3

@@ -42,6 +42,8 @@ class ChildV1(EventData):
     data_sharing_consent: bool
     version: int
     registered_on: str  # YYYY-MM-DD, the registration date
+    # Where the child lives (SPEC §5); events published before it existed mean `family`.
+    care_setting: str = "family"
 
 
 class ChildUpdatedV1(ChildV1):
@@ -50,9 +52,32 @@ class ChildUpdatedV1(ChildV1):
     changed: list[str]
 
 
+class CareSetting(StrEnum):
+    family = "family"
+    kinship = "kinship"
+    foster = "foster"
+    group_home = "group_home"
+    residential_institution = "residential_institution"
+    independent = "independent"
+    unknown = "unknown"
+
+
+# A move from residential care into one of these is a reintegration.
+REINTEGRATED_INTO = frozenset({CareSetting.family, CareSetting.kinship, CareSetting.foster})
+
+
+class ChildReintegratedV1(ChildV1):
+    """A child moved from a residential institution into a family, kinship or foster
+    care setting (published beside the `updated` event of the same change)."""
+
+    from_care_setting: str
+    reintegrated_on: str  # YYYY-MM-DD, the day of the move (Asia/Phnom_Penh)
+
+
 REGISTRY_EVENTS: dict[str, type[EventData]] = {
     "registry.child.registered.v1": ChildV1,
     "registry.child.updated.v1": ChildUpdatedV1,
     "registry.child.closed.v1": ChildV1,
     "registry.child.reopened.v1": ChildV1,
+    "registry.child.reintegrated.v1": ChildReintegratedV1,
 }

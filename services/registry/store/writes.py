@@ -30,6 +30,7 @@ _RECORD_SQL = (
     " VALUES ($4, $5, $8, $1, $6))"
     " INSERT INTO registry.outbox (id, type, payload) VALUES ($9::uuid, $10, $11::jsonb)"
 )
+_OUTBOX_SQL = "INSERT INTO registry.outbox (id, type, payload) VALUES ($1::uuid, $2, $3::jsonb)"
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ _CHILD_TYPES = {
     "id_poor_level": "integer",
     "vulnerabilities": "text[]",
     "risk_level": "text",
+    "care_setting": "text",
     "consent": "jsonb",
     "status": "text",
     "owner_org": "text",
@@ -205,8 +207,10 @@ async def record_change(
     principal: Principal,
     request_id: str,
     event: CloudEvent,
+    also: Sequence[CloudEvent] = (),
 ) -> None:
-    """History, audit and outbox rows of one change to one child, in one round trip."""
+    """History, audit and outbox rows of one change to one child, in one round trip (and
+    one more for the events `also` published by the change, after `event`)."""
     pg = await driver_connection(conn)
     await pg.execute(
         _RECORD_SQL,
@@ -222,6 +226,8 @@ async def record_change(
         event.type,
         event.model_dump_json(),
     )
+    if also:
+        await pg.executemany(_OUTBOX_SQL, [(e.id, e.type, e.model_dump_json()) for e in also])
 
 
 async def update_child(
