@@ -149,10 +149,13 @@ class DeliveryWorker:
         await self.sender.close()
 
     async def _run(self) -> None:
+        # Claims are made in chunks: a claim per finished attempt would make the claiming
+        # transaction, one after another, the limit (about 170 deliveries/s on 2 cores).
+        chunk = max(1, self.concurrency // 4)
         while True:
             room = self.concurrency - len(self._inflight)
             claimed = 0
-            if room > 0:
+            if room >= chunk or (room > 0 and not self._inflight):
                 try:
                     claimed = await self.run_once(room)
                 except asyncio.CancelledError:
@@ -161,7 +164,7 @@ class DeliveryWorker:
                     log.warning("webhooks.claim_failed", **exception_facts(exc))
                     await asyncio.sleep(1.0)
                     continue
-            if claimed < room or room <= 0:
+            if claimed < room or room < chunk:
                 if self._inflight:
                     await asyncio.wait(
                         self._inflight, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED
