@@ -137,17 +137,26 @@ def granted_scopes(held: Iterable[str], requested: str | None) -> list[str]:
 
 
 def access_claims(
-    sub: str, org: str, org_type: str, scopes: Iterable[str], areas: Iterable[str]
+    sub: str,
+    org: str,
+    org_type: str,
+    scopes: Iterable[str],
+    areas: Iterable[str],
+    username: str | None = None,
 ) -> dict[str, Any]:
     """The Komar claims of an access token (docs/api-guide.md#tokens); jwt.sign adds the
-    standard ones."""
-    return {
+    standard ones. A user's token also names the account (`preferred_username`, as OpenID
+    Connect does): a casework worker who signs in is linked to their record by it."""
+    claims: dict[str, Any] = {
         "sub": sub,
         "org": org,
         "org_type": org_type,
         "scope": " ".join(scopes),
         "areas": list(areas),
     }
+    if username is not None:
+        claims["preferred_username"] = username
+    return claims
 
 
 # ---------------------------------------------------------------- login lockout

@@ -263,10 +263,10 @@ async def token(request: Request) -> JSONResponse:
         raise OAuthError("invalid_request", "grant_type is required")
     if grant_type == "client_credentials":
         row = await _client_grant(request, rt, params, source)
-        sub = row.client_id
+        sub, username = row.client_id, None
     elif grant_type == "password":
         row = await _password_grant(request, rt, params, source)
-        sub = row.user_id
+        sub, username = row.user_id, row.username
     else:
         raise OAuthError("unsupported_grant_type", "use client_credentials or password")
     try:
@@ -274,7 +274,7 @@ async def token(request: Request) -> JSONResponse:
     except domain.RuleViolation as exc:
         raise OAuthError("invalid_scope", exc.message) from exc
     ttl = rt.settings.token_ttl_s
-    claims = domain.access_claims(sub, row.org, row.org_type, scopes, row.areas)
+    claims = domain.access_claims(sub, row.org, row.org_type, scopes, row.areas, username)
     access_token = rt.keys.sign(
         claims, issuer=rt.settings.issuer, audience=rt.settings.audience, ttl_s=ttl
     )

@@ -14,6 +14,15 @@ table of its own schema (`referral_shares_table`, written by `apply_referral_eve
 `apply_referral_events` in one statement for a consumer's batch); the referrals service
 reads its own referrals. The Python predicates and the SQL builders below take the columns
 of each service's projection, so the rule is the same everywhere.
+
+A casework worker who signs in as a user (their token's `preferred_username` is the
+worker's `username`) also reads, read-only, the children assigned to them, within their
+areas: a service that serves children to such users keeps each active assignment as a
+share to the grantee `@worker/<worker id>` in the same table (`apply_assignment_events`) and
+the workers' accounts in a `worker_accounts_table` (`apply_worker_events`), and passes that
+table to the SQL builders (the casework service reads its own assignments, as the
+referrals service reads its own referrals). Another user of the worker's organisation sees
+nothing more than the organisation sees; a new assignment ends the previous worker's share.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from sqlalchemy import (
     Table,
     Uuid,
     and_,
+    cast,
     func,
     literal_column,
     or_,
@@ -49,6 +59,7 @@ from libs.common import store
 from libs.common.auth import COUNTRY, Principal
 from libs.common.errors import Forbidden
 from libs.common.events import CloudEvent
+from libs.common.events.casework_events import AssignmentV1, WorkerUpsertedV1
 from libs.common.events.referrals_events import ReferralV1
 
 # How long a completed referral still lets its provider's organisation read the child.
@@ -181,23 +192,35 @@ def child_visible_sql(
     owner: Any,
     child_id: Any,
     shares: ShareColumns,
+    workers: Table | None = None,
 ) -> ColumnElement[bool]:
-    """SQL form of sees_child over a projection's columns and its referral shares."""
+    """SQL form of sees_child over a projection's columns and its referral shares (and,
+    given the service's `worker_accounts_table`, its assignment shares)."""
     clauses: list[ColumnElement[bool]] = [covers_sql(principal, commune, village)]
     if principal.is_partner:
+        grantee = shares.org == principal.org
+        if workers is not None and principal.username:
+            # the share grantees of the principal's worker records (its account, its org)
+            w = workers.c
+            grantee = or_(
+                grantee,
+                shares.org.in_(
+                    select(
+                        literal_column(f"'{WORKER_GRANTEE}'").concat(cast(w.worker_id, String))
+                    ).where(w.username == principal.username, w.org == principal.org)
+                ),
+            )
         shared = (
             select(shares.child_id)
             .select_from(shares.table)
-            .where(
-                shares.org == principal.org, share_active_sql(shares.status, shares.completed_at)
-            )
+            .where(grantee, share_active_sql(shares.status, shares.completed_at))
         )
         clauses.append(or_(owner == principal.org, child_id.in_(shared)))
     return and_(*clauses)
 
 
 def children_visible_sql(
-    principal: Principal, children: Table, shares: ShareColumns
+    principal: Principal, children: Table, shares: ShareColumns, workers: Table | None = None
 ) -> ColumnElement[bool]:
     """child_visible_sql over a children table or projection (its commune_code,
     village_code, owner_org and id): the one form every service's store uses."""
@@ -209,6 +232,7 @@ def children_visible_sql(
         owner=c.owner_org,
         child_id=c.id,
         shares=shares,
+        workers=workers,
     )
 
 
@@ -236,18 +260,28 @@ def child_visible_text(
     village: str = "village_code",
     owner: str = "owner_org",
     child_id: str = "id",
+    user: str | None = None,
+    workers: str | None = None,
 ) -> str:
     """SQL text form of sees_child for hand-written statements: `patterns` and `org` are
     SQL expressions of visibility_args' two values, the rest column names (qualified as the
-    statement needs) and `shares` a referral_shares_table's qualified name."""
+    statement needs) and `shares` a referral_shares_table's qualified name; with `workers`
+    (a worker_accounts_table's qualified name), `user` is an SQL expression of the
+    principal's username (NULL for an API client), whose assignment shares count too."""
     active = (
         f"(s.status = 'accepted' OR (s.status = 'completed'"
         f" AND s.completed_at > now() - interval '{_INTERVAL}'))"
     )
+    grantee = f"s.org = {org}"
+    if workers is not None and user is not None:
+        grantee = (
+            f"(s.org = {org} OR s.org IN (SELECT '{WORKER_GRANTEE}' || w.worker_id::text"
+            f" FROM {workers} w WHERE w.username = {user}::text AND w.org = {org}))"
+        )
     return (
         f"{covers_text(patterns, commune, village)}"
         f" AND ({org}::text IS NULL OR {owner} = {org} OR {child_id} IN ("
-        f"SELECT s.child_id FROM {shares} s WHERE s.org = {org} AND {active}))"
+        f"SELECT s.child_id FROM {shares} s WHERE {grantee} AND {active}))"
     )
 
 
@@ -299,6 +333,65 @@ def _share_row(event: CloudEvent, referral: ReferralV1) -> dict[str, Any]:
         "completed_at": _aware(event.time) if referral.status == "completed" else None,
         "version": referral.version,
     }
+
+
+# ---------------------------------------------------------------- casework assignments
+
+# The grantee of an assignment share, `@worker/<worker id>`: never an organisation's id
+# (those have no `@` or `/`: gateway/schemas.py), so no organisation can match it.
+WORKER_GRANTEE = "@worker/"
+
+
+def worker_accounts_table(metadata: MetaData, schema: str) -> Table:
+    """A service's projection of casework workers' accounts: which gateway user (by
+    username, of the worker's organisation) is which worker. `version` is the worker's."""
+    return Table(
+        "worker_accounts",
+        metadata,
+        Column("worker_id", Uuid, primary_key=True),
+        Column("username", String(64), nullable=True),
+        Column("org", String(100), nullable=False),
+        Column("version", Integer, nullable=False),
+        Index(f"ix_{schema}_worker_accounts_username", "username"),
+        schema=schema,
+    )
+
+
+async def apply_worker_events(
+    conn: AsyncConnection, table: Table, events: Sequence[tuple[CloudEvent, WorkerUpsertedV1]]
+) -> None:
+    """Record `casework.worker.upserted` events' accounts (newest version wins)."""
+    rows = [
+        {
+            "worker_id": uuid.UUID(w.worker_id),
+            "username": w.username,
+            "org": w.org,
+            "version": w.version,
+        }
+        for _, w in events
+    ]
+    await store.upsert_newest(
+        conn, table, rows, key="worker_id", updated=("username", "org", "version")
+    )
+
+
+async def apply_assignment_events(
+    conn: AsyncConnection, table: Table, events: Sequence[tuple[CloudEvent, AssignmentV1]]
+) -> None:
+    """Record `casework.assignment.*` events as shares of their child to their worker: an
+    active assignment lets the worker's account read the child; an ended one no longer."""
+    rows = [
+        {
+            "referral_id": uuid.UUID(a.assignment_id),
+            "child_id": uuid.UUID(a.child_id),
+            "org": f"{WORKER_GRANTEE}{a.worker_id}",
+            "status": "accepted" if a.status == "active" else "cancelled",
+            "completed_at": None,
+            "version": 1 if a.status == "active" else 2,
+        }
+        for _, a in events
+    ]
+    await store.upsert_referral_shares(conn, table, rows)
 
 
 def _aware(at: datetime) -> datetime:

@@ -32,6 +32,8 @@ SCOPES = frozenset(
         "funds:manage",
         "indicators:read",
         "indicators:read:detail",
+        "casework:read",
+        "casework:write",
         "webhooks:manage",
         "admin",
     }
@@ -49,6 +51,8 @@ class Principal:
     scopes: frozenset[str]
     areas: tuple[str, ...]
     jti: str = ""
+    # A user's account name (the token's `preferred_username`); None for an API client.
+    username: str | None = None
 
     @property
     def is_partner(self) -> bool:
@@ -104,6 +108,11 @@ class Principal:
         return any(a == COUNTRY or len(a) <= 4 for a in self.areas)
 
 
+def _username(value: Any) -> str | None:
+    """A user's account name from the token, or None (an API client's token has none)."""
+    return value if isinstance(value, str) and value else None
+
+
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
     """Build a Principal from verified claims, rejecting malformed ones."""
     try:
@@ -118,6 +127,7 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
             scopes=frozenset(str(claims.get("scope", "")).split()),
             areas=tuple(str(a) for a in areas),
             jti=str(claims.get("jti", "")),
+            username=_username(claims.get("preferred_username")),
         )
     except (KeyError, ValueError) as exc:
         raise Unauthorized("token lacks Komar claims") from exc

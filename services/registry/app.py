@@ -9,7 +9,7 @@ from libs.common.auth import JwksFetcher
 from libs.common.settings import Settings
 from services.registry import store
 from services.registry.api import LEAN_ENDPOINTS, router
-from services.registry.handlers import REFERRAL_HANDLERS
+from services.registry.handlers import ASSIGNMENT_HANDLERS, REFERRAL_HANDLERS, WORKER_HANDLERS
 from services.registry.runtime import RegistryRuntime
 
 
@@ -24,6 +24,8 @@ def create_runtime(settings: Settings, jwks_fetcher: JwksFetcher | None = None) 
                     return
 
     rt.consume("registry-referral-access", "REFERRALS", "referrals.referral.>", REFERRAL_HANDLERS)
+    rt.consume("registry-worker-accounts", "CASEWORK", "casework.worker.>", WORKER_HANDLERS)
+    rt.consume("registry-assignments", "CASEWORK", "casework.assignment.>", ASSIGNMENT_HANDLERS)
     rt.every("audit-sealer", 1.0, seal)
     return rt
 

@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
-from libs.common.access import referral_shares_table
+from libs.common.access import referral_shares_table, worker_accounts_table
 from libs.common.tables import clock_column, common_tables, identity_key, now_column
 
 SCHEMA = "registry"
@@ -166,3 +166,6 @@ audit_head = AuditHead.__table__  # type: ignore[attr-defined]
 referral_access = referral_shares_table(
     metadata, SCHEMA, "referral_access", index="ix_registry_access_org_child"
 )
+# Casework workers' accounts: with the assignments kept in referral_access, a worker who
+# signs in reads the children assigned to them (libs.common.access).
+worker_accounts = worker_accounts_table(metadata, SCHEMA)

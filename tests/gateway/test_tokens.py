@@ -60,6 +60,7 @@ async def test_client_credentials_in_form(gw: Gateway, gateway_settings: Gateway
     assert claims["org_type"] == "partner"
     assert claims["areas"] == ["07", "1201"]
     assert claims["scope"] == body["scope"]
+    assert "preferred_username" not in claims  # an API client has no account name
     assert claims["iss"] == gateway_settings.issuer
     assert claims["aud"] == gateway_settings.audience
     assert isinstance(claims["jti"], str)
@@ -91,6 +92,8 @@ async def test_password_grant(gw: Gateway) -> None:
     claims = claims_of(response.json()["access_token"])
     assert claims["sub"] == user["user_id"]
     assert claims["sub"] != user["username"]
+    # the account's name, as OpenID Connect gives it: links a casework worker to the user
+    assert claims["preferred_username"] == user["username"].lower()
     assert claims["scope"] == "funds:read registry:read"
     assert claims["areas"] == ["120101"]
     assert claims["org_type"] == "government"

@@ -29,7 +29,7 @@ from services.registry.store.visibility import (
 
 # The hot paths below talk to asyncpg directly (libs.common.store.driver_connection): one
 # round trip each, prepared once per connection.
-_READ_SQL = f"SELECT * FROM registry.children WHERE id = $1 AND {visible_sql('$2', '$3')}"
+_READ_SQL = f"SELECT * FROM registry.children WHERE id = $1 AND {visible_sql('$2', '$3', '$4')}"
 _READ_FOR_UPDATE_SQL = _READ_SQL + " FOR UPDATE"
 
 
@@ -65,11 +65,12 @@ class AuditedRead:
 
 _READS_SQL = (
     "WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(n integer, child_id uuid,"
-    " areas text[], partner_org text, actor_sub text, actor_org text, action text,"
+    " areas text[], partner_org text, username text, actor_sub text, actor_org text, action text,"
     " request_id text)),"
     # The id list lets the planner fetch the few children by primary key.
     " c AS (SELECT x.n, ch.* FROM x JOIN registry.children ch ON ch.id = x.child_id"
-    f" WHERE ch.id = ANY($2::uuid[]) AND {visible_sql('x.areas', 'x.partner_org', 'ch.')}),"
+    f" WHERE ch.id = ANY($2::uuid[])"
+    f" AND {visible_sql('x.areas', 'x.partner_org', 'x.username', 'ch.')}),"
     " a AS (INSERT INTO registry.audit_log (actor_sub, actor_org, action, child_id, request_id)"
     " SELECT x.actor_sub, x.actor_org, x.action, c.id, x.request_id FROM c JOIN x USING (n))"
     " SELECT * FROM c"
@@ -81,13 +82,14 @@ async def read_children(conn: AsyncConnection, reads: Sequence[AuditedRead]) -> 
     that found its child in the audit log, in one statement; in the order of `reads`."""
     records = []
     for n, read in enumerate(reads):
-        areas, partner_org = visibility_args(read.principal)
+        areas, partner_org, username = visibility_args(read.principal)
         records.append(
             {
                 "n": n,
                 "child_id": str(read.child_id),
                 "areas": areas,
                 "partner_org": partner_org,
+                "username": username,
                 "actor_sub": read.principal.sub,
                 "actor_org": read.principal.org,
                 "action": read.action,
@@ -133,7 +135,9 @@ async def list_children(
     return await read_page(conn, query, page, key=(c.updated_at, c.id), changed_at=c.updated_at)
 
 
-_DUPLICATES_SQL = candidates_sql("$1", "$2", "$3", "$4", "$5::text[]", "$7", "$8", other_than="$6")
+_DUPLICATES_SQL = candidates_sql(
+    "$1", "$2", "$3", "$4", "$5::text[]", "$7", "$8", "$9", other_than="$6"
+)
 
 
 async def duplicate_candidates(

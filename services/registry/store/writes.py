@@ -84,6 +84,7 @@ _REGISTRATION_TYPES = {
     "born_to": "date",
     "areas": "text[]",
     "partner_org": "text",
+    "username": "text",
 }
 _CHILD_COLUMNS = ", ".join(_CHILD_TYPES)
 # The registrations' statement: without their duplicate candidates (children:batch answers
@@ -119,6 +120,7 @@ _REGISTER_FINDING_SQL = (
         "j.name_keys",
         "j.areas",
         "j.partner_org",
+        "j.username",
         child="d.",
     )
     + ") d) AS found FROM j"
@@ -155,7 +157,7 @@ async def insert_registrations(
         if r.row.keys() != _CHILD_TYPES.keys():
             raise ValueError(f"a new child has the columns {sorted(_CHILD_TYPES)}")
         born: date = r.row["birth_date"]
-        areas, partner_org = visibility_args(r.principal)
+        areas, partner_org, username = visibility_args(r.principal)
         records.append(
             {
                 **r.row,
@@ -169,6 +171,7 @@ async def insert_registrations(
                 "born_to": born + timedelta(days=366),
                 "areas": areas,
                 "partner_org": partner_org,
+                "username": username,
             }
         )
     pg = await driver_connection(conn)
