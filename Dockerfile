@@ -5,7 +5,8 @@
 #   docker run --rm -e DATABASE_URL=… komar:dev services.registry migrate
 #
 # The argument selects the component: gateway (default), services.registry,
-# services.referrals, services.funds, services.indicators, services.webhooks; then serve
+# services.referrals, services.funds, services.indicators, services.webhooks,
+# services.casework; then serve
 # (default), migrate or a component's own command (verify-audit, verify-ledger).
 # deploy.k8s.streams creates the JetStream streams (deploy/k8s/nats/). Configuration is
 # environment only (docs/operations.md).
@@ -67,8 +68,9 @@ WORKDIR /app
 
 USER 10001:10001
 
-# gateway, registry, referrals, funds, indicators, webhooks (KOMAR_<NAME>_PORT changes them).
-EXPOSE 8000 8101 8102 8103 8104 8105
+# gateway, registry, referrals, funds, indicators, webhooks, casework (KOMAR_<NAME>_PORT
+# changes them).
+EXPOSE 8000 8101 8102 8103 8104 8105 8106
 
 ENTRYPOINT ["/opt/venv/bin/python", "-m"]
 CMD ["gateway"]

@@ -24,8 +24,8 @@ SERVICE = "gateway"
 class GatewayApp(FastAPI):
     """FastAPI for the gateway's own routes, with the proxied prefixes routed around it.
 
-    A request under /v1/registry/, /v1/referrals/, /v1/funds/, /v1/indicators/ or
-    /v1/webhooks (gateway.settings.UPSTREAMS) goes
+    A request under /v1/registry/, /v1/referrals/, /v1/funds/, /v1/indicators/,
+    /v1/webhooks or /v1/casework/ (gateway.settings.UPSTREAMS) goes
     from the shared RequestContextMiddleware (request id, body limit, metrics, log line)
     straight to the raw ASGI proxy: no FastAPI routing, no Request objects, no
     dependency injection on the hot path (docs/architecture.md#performance-habits).

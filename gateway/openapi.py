@@ -78,8 +78,9 @@ def merge(own: dict[str, Any], services: dict[str, dict[str, Any]]) -> dict[str,
     doc["info"] = {
         "title": "Komar API",
         "version": own.get("info", {}).get("version", "1.0.0"),
-        "description": "Child protection in Cambodia: registry, referrals, funds, indicators and "
-        "webhooks behind one gateway. Get a token at /oauth/token, send it as a Bearer token.",
+        "description": "Child protection in Cambodia: registry, referrals, funds, indicators, "
+        "webhooks and casework behind one gateway. Get a token at /oauth/token, send it as a "
+        "Bearer token.",
     }
     paths: dict[str, Any] = doc.setdefault("paths", {})
     components: dict[str, dict[str, Any]] = doc.setdefault("components", {})

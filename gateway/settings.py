@@ -7,7 +7,7 @@ from pydantic import Field, SecretStr, model_validator
 from libs.common.settings import Settings
 
 # The services behind the gateway: /v1/<name>/… goes to <name>.
-UPSTREAMS = ("registry", "referrals", "funds", "indicators", "webhooks")
+UPSTREAMS = ("registry", "referrals", "funds", "indicators", "webhooks", "casework")
 
 
 class GatewaySettings(Settings):
@@ -20,6 +20,7 @@ class GatewaySettings(Settings):
     funds_url: str = ""
     indicators_url: str = ""
     webhooks_url: str = ""
+    casework_url: str = ""
     upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
     # A replica that refused a connection gets no new requests for this long.
     upstream_cooldown_s: float = Field(default=5.0, ge=0)

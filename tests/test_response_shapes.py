@@ -30,6 +30,7 @@ from starlette.routing import compile_path
 from deploy.local.infra import EmbeddedNats, create_database, drop_database, free_port
 from gateway.app import create_app as create_gateway_app
 from libs.common.settings import Settings
+from services.casework.app import create_app as create_casework_app
 from services.funds.app import create_app as create_funds_app
 from services.indicators.app import create_app as create_indicators_app
 from services.referrals.app import ReferralsSettings
@@ -83,6 +84,7 @@ def every_app() -> Iterator[FastAPI]:
         create_funds_app,
         create_indicators_app,
         create_webhooks_app,
+        create_casework_app,
     ):
         yield create_app(_settings())
     yield create_gateway_app(make_settings())

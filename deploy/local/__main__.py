@@ -36,6 +36,7 @@ COMPONENTS: list[tuple[str, str, str, int]] = [
     ("funds", "services.funds", "KOMAR_FUNDS_PORT", 8103),
     ("indicators", "services.indicators", "KOMAR_INDICATORS_PORT", 8104),
     ("webhooks", "services.webhooks", "KOMAR_WEBHOOKS_PORT", 8105),
+    ("casework", "services.casework", "KOMAR_CASEWORK_PORT", 8106),
 ]
 GATEWAY = "gateway"
 REPLICA_PORT_STEP = 10

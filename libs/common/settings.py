@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     funds_port: int = 8103
     indicators_port: int = 8104
     webhooks_port: int = 8105
+    casework_port: int = 8106
 
     # A fixed pool: connections opened past pool_size are closed again when handed back,
     # and under steady load that churn (a backend forked, types introspected) costs more

@@ -195,7 +195,7 @@ def test_the_runtime_environment_and_the_entrypoint_run_any_component() -> None:
     assert Path(entrypoint[0]).name == "python"
     assert entrypoint[1:] == ["-m"]
     assert json.loads(final.all("CMD")[-1]) == ["gateway"]
-    names = ("gateway", "registry", "referrals", "funds", "indicators", "webhooks")
+    names = ("gateway", "registry", "referrals", "funds", "indicators", "webhooks", "casework")
     ports = {int(Settings.model_fields[f"{n}_port"].default) for n in names}
     exposed = {int(p.split("/")[0]) for args in final.all("EXPOSE") for p in args.split()}
     assert exposed == ports

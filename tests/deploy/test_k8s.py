@@ -43,12 +43,14 @@ COMPONENTS = {
     "funds": ("services.funds", "service"),
     "indicators": ("services.indicators", "service"),
     "webhooks": ("services.webhooks", "service"),
+    "casework": ("services.casework", "service"),
 }
 SERVICES = [name for name, (_, tier) in COMPONENTS.items() if tier == "service"]
 STREAMS = {
     "REGISTRY": ["registry.>"],
     "REFERRALS": ["referrals.>"],
     "FUNDS": ["funds.>"],
+    "CASEWORK": ["casework.>"],
     "DEADLETTER": ["deadletter.>"],
 }
 # Custom resources we ship and check by hand (kubernetes-validate knows only built-in kinds).
@@ -595,14 +597,14 @@ def test_streams_are_created_once_and_kept_in_line(single_nats: str, tmp_path: P
     dev = K8S / "overlays" / "dev" / "streams.json"
     first = run_streams(single_nats, dev)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert first.stdout.count('"stream.created"') == 4
+    assert first.stdout.count('"stream.created"') == len(STREAMS)
     configs = stream_configs(single_nats)
     assert {name: c.subjects for name, c in configs.items()} == STREAMS
     assert all(c.duplicate_window == 600 and c.storage == "file" for c in configs.values())
 
     again = run_streams(single_nats, dev)
     assert again.returncode == 0
-    assert again.stdout.count('"stream.unchanged"') == 4
+    assert again.stdout.count('"stream.unchanged"') == len(STREAMS)
 
     changed = json.loads(dev.read_text())
     changed["streams"][0]["duplicate_window_s"] = 120

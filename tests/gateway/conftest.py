@@ -175,6 +175,7 @@ def gateway_settings(
         funds_url=dead_url,
         indicators_url=dead_url,
         webhooks_url=dead_url,
+        casework_url=dead_url,
     )
 
 

@@ -29,10 +29,11 @@ OFFICER_SCOPES = sorted(SCOPES - {"admin"})
 # for the rules no JSON Schema can state: a code must be in the gazetteer (16,473 of them),
 # a cursor must be one this API issued, a disaster grant names its shock, a patch must
 # change something. The problem's `errors` then name the rule. An If-Match made up by the
-# fuzzer is rightly 412, and a PATCH without one 428.
+# fuzzer is rightly 412, and a PATCH without one 428, as is a PUT that would replace a
+# child's case plan without one (whether a plan exists is no rule of the schema either).
 CONFIG = """
 [checks.positive_data_acceptance]
-expected-statuses = ["2xx", "401", "403", "404", "409", "412", "422"]
+expected-statuses = ["2xx", "401", "403", "404", "409", "412", "422", "428"]
 
 [checks.missing_required_header]
 expected-statuses = ["400", "401", "403", "422", "428"]
