@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 from libs.common.errors import invalid
+from libs.common.events.casework_events import VisitKind, WorkerRole
 from libs.common.events.funds_events import Category as GrantCategory
 from libs.common.events.referrals_events import ServiceType
 from libs.common.events.registry_events import Vulnerability
@@ -103,6 +104,20 @@ BY_GRANT_CATEGORY = CategoryCombo(
 )
 
 
+WORKER_ROLES = tuple(r.value for r in WorkerRole)
+VISIT_KINDS = tuple(k.value for k in VisitKind)
+BY_WORKER_ROLE = CategoryCombo(
+    "WORKER_ROLE",
+    "Worker role",
+    (Category("WORKER_ROLE", "Worker role", _options(*WORKER_ROLES)),),
+)
+BY_VISIT_KIND = CategoryCombo(
+    "VISIT_KIND",
+    "Visit kind",
+    (Category("VISIT_KIND", "Visit kind", _options(*VISIT_KINDS)),),
+)
+
+
 class Kind(StrEnum):
     stock = "stock"
     flow = "flow"
@@ -132,6 +147,11 @@ _STOCK_TIME = (
     "whose change happened (Cambodia time) in or before that month."
 )
 _CHILD_PLACE = "Placed at the child's commune."
+_WORKER_PLACE = (
+    "Counted at every place the worker serves (an area covering the place or lying inside "
+    "it), rolled up as a distinct count like CP_PROVIDERS: a worker serving a district is "
+    "one worker of that district, not one per commune."
+)
 INDICATORS: tuple[Indicator, ...] = (
     Indicator(
         "CP_CHILD_REG",
@@ -245,9 +265,111 @@ INDICATORS: tuple[Indicator, ...] = (
         roll_up=RollUp.distinct,
         counted="referrals.provider.upserted",
     ),
+    Indicator(
+        "CP_WORKERS_ACTIVE",
+        "Active workers serving the place at period end",
+        "Casework workers (SPEC §12) with status active and a contract current on the "
+        "period's last day (today while it runs), by role, from each worker's newest version "
+        "known by then. " + _WORKER_PLACE,
+        Kind.stock,
+        BY_WORKER_ROLE,
+        roll_up=RollUp.distinct,
+        counted="casework.worker.upserted",
+    ),
+    Indicator(
+        "CP_WORKERS_TRAINED",
+        "Active workers trained in child protection at period end",
+        "The workers of CP_WORKERS_ACTIVE who completed child_protection_basics on or "
+        "before the period's last day, by role. " + _WORKER_PLACE,
+        Kind.stock,
+        BY_WORKER_ROLE,
+        roll_up=RollUp.distinct,
+        counted="casework.worker.upserted",
+    ),
+    Indicator(
+        "CP_CASELOAD_OVER",
+        "Workers above their maximum caseload at period end",
+        "Workers whose active caseload exceeds their max_caseload on the period's last day: "
+        "the caseload and max_caseload of the worker's latest assignment change (started or "
+        "ended, by its date) on or before that day; by the worker's role. " + _WORKER_PLACE,
+        Kind.stock,
+        BY_WORKER_ROLE,
+        roll_up=RollUp.distinct,
+        counted="casework.assignment.*, casework.worker.upserted",
+    ),
+    Indicator(
+        "CP_CHILD_ASSIGNED",
+        "Open cases with a worker at period end",
+        "Children whose case is open with an active worker assignment on the period's last "
+        "day (started on or before it, not ended by it). " + _STOCK_TIME + " " + _CHILD_PLACE,
+        Kind.stock,
+        SEX_AGE,
+        counted="casework.assignment.*, registry.child.*",
+    ),
+    Indicator(
+        "CP_VISITS",
+        "Visits made",
+        "Casework visits recorded, in the month of the visit's date, by kind. Placed at the "
+        "child's commune when visited.",
+        Kind.flow,
+        BY_VISIT_KIND,
+        counted="casework.visit.recorded",
+    ),
+    Indicator(
+        "CP_VISIT_OVERDUE",
+        "Children with an overdue visit at period end",
+        "Children whose next visit had passed without a visit on the period's last day: the "
+        "child's newest overdue flag or clearing dated on or before that day is a flag. "
+        + _STOCK_TIME
+        + " "
+        + _CHILD_PLACE,
+        Kind.stock,
+        SEX_AGE,
+        counted="casework.visit.overdue, casework.visit.overdue_cleared, registry.child.*",
+    ),
+    Indicator(
+        "CP_CHILD_RESIDENTIAL",
+        "Open cases in residential care at period end",
+        "Children whose case is open with care_setting residential_institution. "
+        + _STOCK_TIME
+        + " "
+        + _CHILD_PLACE,
+        Kind.stock,
+        SEX_AGE,
+        counted="registry.child.*",
+    ),
+    Indicator(
+        "CP_REINTEGRATED",
+        "Children reintegrated",
+        "Children moved from a residential institution into family, kinship or foster care "
+        "in the period, counted in the month of reintegrated_on (each move counts). "
+        + _CHILD_PLACE,
+        Kind.flow,
+        SEX_AGE,
+        counted="registry.child.reintegrated",
+    ),
+    Indicator(
+        "CP_REINTEGRATION_FOLLOWED",
+        "Reintegrated children followed up",
+        "Children whose latest reintegration (on or before the period's last day) has its "
+        "first follow-up made and every follow-up due by that day made. Follow-ups are due "
+        "1, 3, 6 and 12 calendar months after reintegrated_on (the same day of the month, or "
+        "the month's last day); one is made when a visit on or after reintegrated_on and on "
+        "or before the period's last day lists it in followups_made. "
+        + _STOCK_TIME
+        + " "
+        + _CHILD_PLACE,
+        Kind.stock,
+        SEX_AGE,
+        counted="registry.child.reintegrated, casework.visit.recorded, registry.child.*",
+    ),
 )
 BY_CODE = {i.code: i for i in INDICATORS}
-STOCKS = tuple(i.code for i in INDICATORS if i.kind is Kind.stock and i.code != "CP_PROVIDERS")
+# Stocks kept in monthly cells (materialised from the child versions and casework facts).
+STOCKS = tuple(i.code for i in INDICATORS if i.kind is Kind.stock and i.roll_up is RollUp.sum)
+# Distinct counts of providers and workers, at the places they serve.
+DISTINCT = frozenset(i.code for i in INDICATORS if i.roll_up is RollUp.distinct)
+WORKER_INDICATORS = DISTINCT - {"CP_PROVIDERS"}
 DATA_SETS: dict[str, PeriodType] = {
     "CP_MONTHLY": PeriodType.monthly,
     "CP_QUARTERLY": PeriodType.quarterly,
@@ -256,13 +378,16 @@ DATA_SETS: dict[str, PeriodType] = {
 DEFAULT_AOC = "default"  # DHIS2's default attribute option combo
 AMOUNT, AMOUNT_COUNT = "CP_GRANT_DISBURSED_KHR", "CP_GRANT_DISBURSED"
 # Rounded for principals without indicators:read:detail: every count about children,
-# referrals and grants (the riel follow their grant count). Providers are not about a child.
-ROUNDED = frozenset(i.code for i in INDICATORS if i.code != "CP_PROVIDERS")
+# referrals, grants and visits (the riel follow their grant count). Providers and workers
+# are not about a child: their distinct counts stay exact.
+ROUNDED = frozenset(i.code for i in INDICATORS if i.roll_up is RollUp.sum)
 SMALL_CELL_RULE = (
-    "For principals without indicators:read:detail, every indicator except CP_PROVIDERS is "
-    "published after consistent random rounding to base 5 of its base cells (one indicator, "
-    "month, commune and category option combo: the finest grain kept). A base cell of true "
-    "value v is published as 5*floor(v/5), plus 5 when u < (v mod 5)/5, where u in [0, 1) "
+    "For principals without indicators:read:detail, every indicator except the distinct "
+    "counts of providers and workers (CP_PROVIDERS, CP_WORKERS_ACTIVE, CP_WORKERS_TRAINED, "
+    "CP_CASELOAD_OVER) is published after consistent random rounding to base 5 of its base "
+    "cells (one indicator, month, commune and category option combo: the finest grain "
+    "kept). A base cell of true value v is published as 5*floor(v/5), plus 5 when "
+    "u < (v mod 5)/5, where u in [0, 1) "
     "is drawn from a keyed hash (HMAC-SHA256 with a secret key) of the cell's identity: the "
     "same cell always rounds the same way, whatever the query and however often it is asked; "
     "0 stays 0, multiples of 5 stay exact, and on average the rounding neither adds nor "

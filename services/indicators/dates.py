@@ -126,3 +126,26 @@ def periods_between(start: date, end: date, type_: PeriodType) -> list[Period]:
         if period.start_date >= start and period.end_date <= end:
             found[period.code] = period
     return sorted(found.values())
+
+
+def last_day(month: int) -> date:
+    """The last calendar day of a month index."""
+    y, m = year_month(month + 1)
+    return date(y, m, 1) - timedelta(days=1)
+
+
+def today() -> date:
+    """Today in Cambodia."""
+    return datetime.now(UTC).astimezone(CAMBODIA).date()
+
+
+def stock_day(month: int, now: date | None = None) -> date:
+    """The day a stock is taken at for a month: its last day, or today while it runs."""
+    return min(last_day(month), now or today())
+
+
+def add_months(day: date, months: int) -> date:
+    """The same day `months` calendar months later (the month's last day when it is
+    shorter): 31 January + 1 month is 28 or 29 February."""
+    y, m = year_month(date_month(day) + months)
+    return min(date(y, m, 1) + timedelta(days=day.day - 1), last_day(month_index(y, m)))

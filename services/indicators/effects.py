@@ -15,11 +15,24 @@ from libs.common import places
 from libs.common.events import CloudEvent
 from libs.common.events.catalog import model_for
 from libs.common.events.consumer import UnusableEvent
+from libs.common.events.registry_events import CareSetting
+from services.indicators.casework import (
+    BASIC_COURSE,
+    FOLLOWUP_MONTHS,
+    Assignment,
+    CaseloadChange,
+    Followup,
+    Reintegration,
+    VisitFlag,
+    WorkerVersion,
+)
 from services.indicators.catalogue import (
     GRANT_CATEGORIES,
     SERVICE_TYPES,
     SEXES,
+    VISIT_KINDS,
     VULNERABILITIES,
+    WORKER_ROLES,
     CellKey,
 )
 from services.indicators.dates import cambodia_month, date_month, month_index, periods_of
@@ -60,6 +73,12 @@ class Effects:
     child: ChildVersion | None = None
     provider: ProviderVersion | None = None
     flows: list[Flow] = field(default_factory=list)
+    worker: WorkerVersion | None = None
+    caseload: CaseloadChange | None = None
+    assignment: Assignment | None = None
+    flag: VisitFlag | None = None
+    reintegration: Reintegration | None = None
+    followup: Followup | None = None
 
 
 def _data(event: CloudEvent) -> Any:
@@ -91,8 +110,20 @@ def _month_of(text: str, what: str) -> int:
         raise InvalidEvent(f"{what} is not a date") from exc
 
 
+def _date(text: str, what: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidEvent(f"{what} is not a date") from exc
+
+
+_CARE_SETTINGS = frozenset(c.value for c in CareSetting)
+
+
 def _child(event: CloudEvent) -> Effects:
     data = _data(event)
+    if event.type.split(".")[2] == "reintegrated":
+        return _reintegrated(event, data)
     sex = SEXES.get(data.sex)
     if sex is None:
         raise InvalidEvent("sex is neither female nor male")
@@ -105,6 +136,7 @@ def _child(event: CloudEvent) -> Effects:
         status=data.status,
         risk=data.risk_level,
         vulnerabilities=tuple(sorted(set(data.vulnerabilities) & set(VULNERABILITIES))),
+        care_setting=data.care_setting if data.care_setting in _CARE_SETTINGS else "unknown",
     )
     verb = event.type.split(".")[2]
     # A registration holds from its registration month; a later change from the month it
@@ -115,6 +147,103 @@ def _child(event: CloudEvent) -> Effects:
     if verb == "registered":
         flows.append(Flow("CP_CHILD_REG", registered, state.commune, None, 1, sex, birth))
     return Effects(child=child, flows=flows)
+
+
+def _reintegrated(event: CloudEvent, data: Any) -> Effects:
+    """A move out of residential care: counted in the month of reintegrated_on, where the
+    child lives then; the child's new version comes with the `updated` event beside it."""
+    sex = SEXES.get(data.sex)
+    if sex is None:
+        raise InvalidEvent("sex is neither female nor male")
+    on = _date(data.reintegrated_on, "reintegrated_on")
+    birth = _month_of(data.birth_month, "birth_month")
+    commune = _commune(data.commune_code)
+    child_id = _uuid(data.child_id, "child_id")
+    return Effects(
+        flows=[Flow("CP_REINTEGRATED", date_month(on), commune, None, 1, sex, birth)],
+        reintegration=Reintegration(_uuid(event.id, "event id"), child_id, on),
+    )
+
+
+def _worker(event: CloudEvent) -> Effects:
+    data = _data(event)
+    contracts = []
+    for c in data.contracts:
+        start = _date(c.start_on, "contract start_on")
+        end = _date(c.end_on, "contract end_on") if c.end_on else None
+        contracts.append((start, end))
+    trained = [
+        _date(t.completed_on, "completed_on") for t in data.trainings if t.course == BASIC_COURSE
+    ]
+    return Effects(
+        worker=WorkerVersion(
+            worker_id=_uuid(data.worker_id, "worker_id"),
+            version=int(data.version),
+            effective=cambodia_month(event.time),
+            status=data.status,
+            role=data.role if data.role in WORKER_ROLES else "",
+            areas=tuple(sorted({a for a in data.areas if places.exists(a)})),
+            contracts=tuple(sorted(contracts, key=lambda c: (c[0], c[1] or date.max))),
+            trained_on=min(trained) if trained else None,
+        )
+    )
+
+
+def _assignment(event: CloudEvent) -> Effects:
+    data = _data(event)
+    event_id = _uuid(event.id, "event id")
+    started = _date(data.started_on, "started_on")
+    ended = _date(data.ended_on, "ended_on") if data.ended_on else None
+    ending = event.type.split(".")[2] == "ended"
+    if ending and ended is None:
+        raise InvalidEvent("an ended assignment without ended_on")
+    worker_id = _uuid(data.worker_id, "worker_id")
+    return Effects(
+        assignment=Assignment(
+            _uuid(data.assignment_id, "assignment_id"),
+            _uuid(data.child_id, "child_id"),
+            worker_id,
+            started,
+            ended if ending else None,
+        ),
+        caseload=CaseloadChange(
+            event_id,
+            worker_id,
+            (ended or started) if ending else started,
+            event.time,
+            int(data.caseload),
+            int(data.max_caseload),
+        ),
+    )
+
+
+def _visit(event: CloudEvent) -> Effects:
+    data = _data(event)
+    commune = _commune(data.commune_code)
+    child_id = _uuid(data.child_id, "child_id")
+    kind = event.type.split(".")[2]
+    if kind == "recorded":
+        on = _date(data.date, "date")
+        flows = (
+            [Flow("CP_VISITS", date_month(on), commune, data.kind)]
+            if (data.kind in VISIT_KINDS)
+            else []
+        )
+        months = tuple(sorted(set(data.followups_made) & set(FOLLOWUP_MONTHS)))
+        followup = (
+            Followup(_uuid(data.visit_id, "visit_id"), child_id, on, months) if (months) else None
+        )
+        return Effects(flows=flows, followup=followup)
+    # overdue / overdue_cleared
+    return Effects(
+        flag=VisitFlag(
+            _uuid(event.id, "event id"),
+            child_id,
+            _date(data.at, "at"),
+            event.time,
+            bool(data.overdue),
+        )
+    )
 
 
 _REFERRAL_FLOWS = {
@@ -189,4 +318,10 @@ def effects_of(event: CloudEvent) -> Effects:
         return _provider(event)
     if entity == "funds.grant":
         return _grant(event)
-    return Effects()  # funds.fund.*: nothing to count
+    if entity == "casework.worker":
+        return _worker(event)
+    if entity == "casework.assignment":
+        return _assignment(event)
+    if entity == "casework.visit":
+        return _visit(event)
+    return Effects()  # funds.fund.*, casework.plan.*: nothing to count

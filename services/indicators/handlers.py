@@ -1,4 +1,5 @@
-"""Events the indicators service consumes: every event of REGISTRY, REFERRALS and FUNDS."""
+"""Events the indicators service consumes: every event of REGISTRY, REFERRALS, FUNDS and
+CASEWORK."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.events import CloudEvent
 from libs.common.events.base import EventData
+from libs.common.events.casework_events import CASEWORK_EVENTS
 from libs.common.events.catalog import REGISTRY_EVENTS
 from libs.common.events.consumer import Handlers, handle
 from libs.common.events.funds_events import FUNDS_EVENTS
@@ -36,5 +38,6 @@ STREAM_HANDLERS: dict[str, tuple[str, str, Handlers]] = {
         ("REGISTRY", jetstream.CONSUMERS["REGISTRY"], REGISTRY_EVENTS),
         ("REFERRALS", jetstream.CONSUMERS["REFERRALS"], REFERRALS_EVENTS),
         ("FUNDS", jetstream.CONSUMERS["FUNDS"], FUNDS_EVENTS),
+        ("CASEWORK", jetstream.CONSUMERS["CASEWORK"], CASEWORK_EVENTS),
     )
 }

@@ -23,6 +23,7 @@ CONSUMERS: dict[str, tuple[str, str]] = {
     "REGISTRY": ("indicators-registry", "registry.>"),
     "REFERRALS": ("indicators-referrals", "referrals.>"),
     "FUNDS": ("indicators-funds", "funds.>"),
+    "CASEWORK": ("indicators-casework", "casework.>"),
 }
 
 

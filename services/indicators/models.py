@@ -8,7 +8,7 @@ transaction. No table holds a name, a birth date finer than a month, or free tex
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -99,6 +99,9 @@ class ChildVersionRow(SQLModel, table=True):
     status: str = Field(max_length=10)
     risk: str = Field(max_length=10)
     vulnerabilities: list[str] = Field(sa_column=Column(ARRAY(String(30)), nullable=False))
+    care_setting: str = Field(
+        sa_column=Column(String(30), nullable=False, server_default=text("'family'"))
+    )
 
 
 class ProviderVersionRow(SQLModel, table=True):
@@ -114,6 +117,111 @@ class ProviderVersionRow(SQLModel, table=True):
     active: bool
     service_types: list[str] = Field(sa_column=Column(ARRAY(String(30)), nullable=False))
     areas: list[str] = Field(sa_column=Column(ARRAY(String(8)), nullable=False))
+    recorded_at: datetime = Field(sa_column=now_column())
+
+
+class WorkerVersionRow(SQLModel, table=True):
+    """A casework worker, one row per version: role, places served, status, contract
+    periods and the day child_protection_basics was completed; no name, no phone."""
+
+    __tablename__ = "worker_versions"
+    __table_args__ = {"schema": SCHEMA}
+
+    generation: int = Field(primary_key=True)
+    worker_id: uuid.UUID = Field(primary_key=True)
+    version: int = Field(primary_key=True)
+    effective_month: int
+    status: str = Field(max_length=10)
+    role: str = Field(max_length=40)
+    areas: list[str] = Field(sa_column=Column(ARRAY(String(8)), nullable=False))
+    # contracts as "start_on/end_on" ("start_on/" when open-ended)
+    contracts: list[str] = Field(sa_column=Column(ARRAY(String(21)), nullable=False))
+    trained_on: date | None = None
+    recorded_at: datetime = Field(sa_column=now_column())
+
+
+class WorkerCaseloadRow(SQLModel, table=True):
+    """A worker's caseload and maximum after one assignment change (one row per event)."""
+
+    __tablename__ = "worker_caseloads"
+    __table_args__ = {"schema": SCHEMA}
+
+    generation: int = Field(primary_key=True)
+    event_id: uuid.UUID = Field(primary_key=True)
+    worker_id: uuid.UUID
+    on_day: date
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    caseload: int
+    max_caseload: int
+    recorded_at: datetime = Field(sa_column=now_column())
+
+
+class AssignmentRow(SQLModel, table=True):
+    """A child's assignment to a worker: when it started and (once known) ended."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        Index("ix_indicators_assignments_child", "generation", "child_id"),
+        {"schema": SCHEMA},
+    )
+
+    generation: int = Field(primary_key=True)
+    assignment_id: uuid.UUID = Field(primary_key=True)
+    child_id: uuid.UUID
+    worker_id: uuid.UUID
+    started_on: date
+    ended_on: date | None = None
+    recorded_at: datetime = Field(sa_column=now_column())
+
+
+class VisitFlagRow(SQLModel, table=True):
+    """A child flagged overdue for a visit, or its flag cleared (one row per event)."""
+
+    __tablename__ = "visit_flags"
+    __table_args__ = (
+        Index("ix_indicators_visit_flags_child", "generation", "child_id"),
+        {"schema": SCHEMA},
+    )
+
+    generation: int = Field(primary_key=True)
+    event_id: uuid.UUID = Field(primary_key=True)
+    child_id: uuid.UUID
+    on_day: date
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    overdue: bool
+    recorded_at: datetime = Field(sa_column=now_column())
+
+
+class ReintegrationRow(SQLModel, table=True):
+    """A child's move from residential care into a family, kinship or foster setting."""
+
+    __tablename__ = "reintegrations"
+    __table_args__ = (
+        Index("ix_indicators_reintegrations_child", "generation", "child_id"),
+        {"schema": SCHEMA},
+    )
+
+    generation: int = Field(primary_key=True)
+    event_id: uuid.UUID = Field(primary_key=True)
+    child_id: uuid.UUID
+    on_day: date
+    recorded_at: datetime = Field(sa_column=now_column())
+
+
+class FollowupRow(SQLModel, table=True):
+    """The reintegration follow-ups (months after the move) a visit made."""
+
+    __tablename__ = "followups"
+    __table_args__ = (
+        Index("ix_indicators_followups_child", "generation", "child_id"),
+        {"schema": SCHEMA},
+    )
+
+    generation: int = Field(primary_key=True)
+    visit_id: uuid.UUID = Field(primary_key=True)
+    child_id: uuid.UUID
+    on_day: date
+    months: list[int] = Field(sa_column=Column(ARRAY(SmallInteger), nullable=False))
     recorded_at: datetime = Field(sa_column=now_column())
 
 
@@ -147,4 +255,21 @@ cells = IndicatorCell.__table__  # type: ignore[attr-defined]
 child_versions = ChildVersionRow.__table__  # type: ignore[attr-defined]
 provider_versions = ProviderVersionRow.__table__  # type: ignore[attr-defined]
 rounding_key = RoundingKey.__table__  # type: ignore[attr-defined]
-AGGREGATES = (applied_events, cells, child_versions, provider_versions)
+worker_versions = WorkerVersionRow.__table__  # type: ignore[attr-defined]
+worker_caseloads = WorkerCaseloadRow.__table__  # type: ignore[attr-defined]
+assignments = AssignmentRow.__table__  # type: ignore[attr-defined]
+visit_flags = VisitFlagRow.__table__  # type: ignore[attr-defined]
+reintegrations = ReintegrationRow.__table__  # type: ignore[attr-defined]
+followups = FollowupRow.__table__  # type: ignore[attr-defined]
+AGGREGATES = (
+    applied_events,
+    cells,
+    child_versions,
+    provider_versions,
+    worker_versions,
+    worker_caseloads,
+    assignments,
+    visit_flags,
+    reintegrations,
+    followups,
+)

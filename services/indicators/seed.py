@@ -2,8 +2,9 @@
 
 `python -m services.indicators seed --children N [--months M] [--seed S] [--rebuild]` writes
 what the producers would: registry.child.* (registered, some updated, closed, reopened),
-referrals (providers, referrals through their states) and funds (grants through theirs),
-with times spread over the last M months. Published with publish_async in batches.
+referrals (providers, referrals through their states), funds (grants through theirs) and
+casework (a worker per district; assignments, visits and overdue flags for about a third of
+the children), with times spread over the last M months. Published with publish_async in batches.
 `seed(...)` is the same for the bench to call; with rebuild it also loads the aggregates by
 a replay (far faster than the live consumers applying events one transaction at a time) and
 starts the service's durable consumers after the replayed events: run it with the
@@ -30,6 +31,14 @@ from libs.common import places
 from libs.common.db import Database
 from libs.common.events import CloudEvent, new_event
 from libs.common.events.bus import EventBus
+from libs.common.events.casework_events import (
+    AssignmentV1,
+    ContractV1,
+    TrainingV1,
+    VisitOverdueV1,
+    VisitV1,
+    WorkerUpsertedV1,
+)
 from libs.common.events.catalog import STREAMS, ChildUpdatedV1, ChildV1
 from libs.common.events.funds_events import GrantDisbursedV1, GrantV1
 from libs.common.events.referrals_events import ProviderUpsertedV1, ReferralV1
@@ -90,8 +99,11 @@ def population(
         )
         providers.append((pid, org))
         yield _event("referrals", "referrals.provider.upserted.v1", pid, data, at)
+    followed: list[tuple[str, str, datetime]] = []  # (child, commune, registered at)
     for _ in range(children):
-        yield from _child_events(rng, communes, providers, months, now)
+        yield from _child_events(rng, communes, providers, months, now, followed)
+    # casework from a generator of its own: the events above stay what they were
+    yield from _casework_events(random.Random(seed * 7919 + 1), followed, months, now)
 
 
 def _child_events(
@@ -100,6 +112,7 @@ def _child_events(
     providers: list[tuple[str, str]],
     months: int,
     now: datetime,
+    followed: list[tuple[str, str, datetime]],
 ) -> Iterator[CloudEvent]:
     child_id = str(uuid.UUID(int=rng.getrandbits(128)))
     commune = rng.choice(communes)
@@ -127,6 +140,7 @@ def _child_events(
     yield _event(
         "registry", "registry.child.registered.v1", child_id, ChildV1(**base, version=version), at
     )
+    followed.append((child_id, commune, at))
     later = _later(rng, at, now)
     if later is not None and rng.random() < 0.2:
         version += 1
@@ -149,6 +163,93 @@ def _child_events(
         yield from _referral_events(rng, child_id, commune, providers, at, now)
     if rng.random() < 0.05:
         yield from _grant_events(rng, child_id, commune, at, now)
+
+
+def _casework_events(
+    rng: random.Random, children: list[tuple[str, str, datetime]], months: int, now: datetime
+) -> Iterator[CloudEvent]:
+    """A worker per district, and for about a third of the children an assignment, a visit
+    and sometimes an overdue flag (SPEC §12)."""
+    hired = now - timedelta(days=months * 30 + 1)
+    workers: dict[str, tuple[str, int, int]] = {}  # district -> (worker, caseload, max)
+    for child_id, commune, registered in children:
+        if rng.random() >= 0.3:
+            continue
+        district = commune[:4]
+        if district not in workers:
+            worker_id = str(uuid.UUID(int=rng.getrandbits(128)))
+            trained = rng.random() < 0.8
+            worker = WorkerUpsertedV1(
+                worker_id=worker_id,
+                org="seed",
+                org_type="government",
+                role=rng.choice(catalogue.WORKER_ROLES),
+                sex=rng.choice(("female", "male")),
+                areas=[district],
+                status="active",
+                max_caseload=rng.choice((5, 25)),
+                trainings=[
+                    TrainingV1(course="child_protection_basics", completed_on=str(hired.date()))
+                ]
+                if trained
+                else [],
+                contracts=[
+                    ContractV1(
+                        org="seed", start_on=str(hired.date()), end_on=None, monthly_fee_khr=0
+                    )
+                ],
+                version=1,
+            )
+            yield _event("casework", "casework.worker.upserted.v1", worker_id, worker, hired)
+            workers[district] = (worker_id, 0, worker.max_caseload)
+        worker_id, caseload, max_caseload = workers[district]
+        start = _later(rng, registered, now)
+        if start is None:
+            continue
+        workers[district] = (worker_id, caseload + 1, max_caseload)
+        assignment_id = str(uuid.UUID(int=rng.getrandbits(128)))
+        started = AssignmentV1(
+            assignment_id=assignment_id,
+            child_id=child_id,
+            worker_id=worker_id,
+            commune_code=commune,
+            org="seed",
+            status="active",
+            started_on=str(start.astimezone(dates.CAMBODIA).date()),
+            ended_on=None,
+            caseload=caseload + 1,
+            max_caseload=max_caseload,
+            override=caseload + 1 > max_caseload,
+        )
+        yield _event("casework", "casework.assignment.started.v1", assignment_id, started, start)
+        seen = _later(rng, start, now)
+        if seen is None:
+            continue
+        visit_id = str(uuid.UUID(int=rng.getrandbits(128)))
+        visit = VisitV1(
+            visit_id=visit_id,
+            child_id=child_id,
+            worker_id=worker_id,
+            commune_code=commune,
+            date=str(seen.astimezone(dates.CAMBODIA).date()),
+            kind=rng.choice(catalogue.VISIT_KINDS),
+            outcome="met",
+            next_visit_on=None,
+            followups_made=[],
+        )
+        yield _event("casework", "casework.visit.recorded.v1", visit_id, visit, seen)
+        missed = _later(rng, seen, now)
+        if missed is not None and rng.random() < 0.1:
+            day = str(missed.astimezone(dates.CAMBODIA).date())
+            flag = VisitOverdueV1(
+                child_id=child_id,
+                commune_code=commune,
+                worker_id=worker_id,
+                due_on=day,
+                overdue=True,
+                at=day,
+            )
+            yield _event("casework", "casework.visit.overdue.v1", child_id, flag, missed)
 
 
 def _later(rng: random.Random, after: datetime, now: datetime) -> datetime | None:

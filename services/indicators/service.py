@@ -6,8 +6,9 @@ import secrets
 import weakref
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,8 +17,9 @@ from libs.common.db import Database
 from libs.common.errors import invalid
 from libs.common.events import CloudEvent
 from libs.common.logging import get_logger
-from services.indicators import catalogue, dates, effects, rounding, stocks
+from services.indicators import casework, catalogue, dates, effects, rounding, stocks
 from services.indicators.store import bookkeeping, counting
+from services.indicators.store import casework as casework_store
 from services.indicators.store.bookkeeping import Target
 
 log = get_logger(__name__)
@@ -40,6 +42,7 @@ async def apply_events(
     deltas: Counter[catalogue.CellKey] = Counter()
     children: list[stocks.ChildVersion] = []
     providers: list[stocks.ProviderVersion] = []
+    records = _CaseworkRecords()
     for event in events:
         if event.id not in fresh:
             continue
@@ -59,13 +62,119 @@ async def apply_events(
             children.append(meaning.child)
         if meaning.provider is not None:
             providers.append(meaning.provider)
+        records.add(meaning)
     await counting.insert_provider_versions(conn, g, providers)
     if target.stock_through is None:
         await counting.insert_child_versions(conn, g, children)
-    elif children:
-        deltas.update(await _child_stock_deltas(conn, g, children, target.stock_through))
+        await records.insert(conn, g)
+    elif children or records.child_ids():
+        deltas.update(await _stock_deltas(conn, g, children, records, target.stock_through))
+    else:  # workers and caseloads only: read at a period's end, no cells
+        await records.insert(conn, g)
     await counting.add_to_cells(conn, g, deltas)
     return applied
+
+
+async def _stock_deltas(
+    conn: AsyncConnection,
+    generation: int,
+    children: Sequence[stocks.ChildVersion],
+    records: _CaseworkRecords,
+    through: int,
+) -> Counter[catalogue.CellKey]:
+    """Record child versions and casework facts; return the stock deltas they make.
+
+    The children concerned are locked (in one statement, so two consumers never wait on
+    each other in a cycle); the case stocks change with each new version
+    (`_child_stock_deltas`); the casework stocks of a child casework knows of are compared
+    month by month before and after the batch (`casework.casework_deltas`), from the
+    earliest month the batch may change.
+    """
+    versions_of = {c.child_id for c in children}
+    told = records.child_ids()
+    await bookkeeping.lock_children(conn, sorted(versions_of | told))
+    followed = sorted(
+        told | await casework_store.casework_children(conn, generation, sorted(versions_of - told))
+    )
+    before_facts = await casework_store.histories(conn, generation, followed)
+    before_versions = await counting.child_histories(conn, generation, followed)
+    deltas: Counter[catalogue.CellKey] = Counter()
+    if children:
+        deltas.update(await _child_stock_deltas(conn, generation, children, through))
+    await records.insert(conn, generation)
+    if not followed:
+        return deltas
+    after_facts = await casework_store.histories(conn, generation, followed)
+    after_versions = await counting.child_histories(conn, generation, followed)
+    starts = records.months_by_child()
+    for child in children:
+        starts.setdefault(child.child_id, []).append(child.effective)
+    for child_id in followed:
+        deltas.update(
+            casework.casework_deltas(
+                child_id,
+                (before_versions.get(child_id, []), before_facts[child_id]),
+                (after_versions.get(child_id, []), after_facts[child_id]),
+                min(starts[child_id]),
+                through,
+            )
+        )
+    return deltas
+
+
+@dataclass
+class _CaseworkRecords:
+    """The casework projections' rows a batch of events adds (read back at a period's end)."""
+
+    workers: list[casework.WorkerVersion] = field(default_factory=list)
+    caseloads: list[casework.CaseloadChange] = field(default_factory=list)
+    assignments: list[casework.Assignment] = field(default_factory=list)
+    flags: list[casework.VisitFlag] = field(default_factory=list)
+    reintegrations: list[casework.Reintegration] = field(default_factory=list)
+    followups: list[casework.Followup] = field(default_factory=list)
+
+    def add(self, meaning: effects.Effects) -> None:
+        if meaning.worker is not None:
+            self.workers.append(meaning.worker)
+        if meaning.caseload is not None:
+            self.caseloads.append(meaning.caseload)
+        if meaning.assignment is not None:
+            self.assignments.append(meaning.assignment)
+        if meaning.flag is not None:
+            self.flags.append(meaning.flag)
+        if meaning.reintegration is not None:
+            self.reintegrations.append(meaning.reintegration)
+        if meaning.followup is not None:
+            self.followups.append(meaning.followup)
+
+    def child_ids(self) -> set[str]:
+        """The children these facts are about (workers' own facts are about no child)."""
+        return {
+            *(a.child_id for a in self.assignments),
+            *(f.child_id for f in self.flags),
+            *(r.child_id for r in self.reintegrations),
+            *(f.child_id for f in self.followups),
+        }
+
+    def months_by_child(self) -> dict[str, list[int]]:
+        """Per child, the months from which each of these facts may change its stocks."""
+        out: dict[str, list[int]] = {}
+        for child_id, day in (
+            *((a.child_id, a.started_on) for a in self.assignments),
+            *((f.child_id, f.on) for f in self.flags),
+            *((r.child_id, r.on) for r in self.reintegrations),
+            *((f.child_id, f.on) for f in self.followups),
+        ):
+            out.setdefault(child_id, []).append(dates.date_month(day))
+        return out
+
+    async def insert(self, conn: AsyncConnection, generation: int) -> None:
+        await casework_store.insert_workers(conn, generation, self.workers)
+        await casework_store.insert_caseloads(conn, generation, self.caseloads)
+        await casework_store.upsert_assignments(conn, generation, self.assignments)
+        await casework_store.insert_flags(conn, generation, self.flags)
+        await casework_store.insert_reintegrations(conn, generation, self.reintegrations)
+        await casework_store.insert_followups(conn, generation, self.followups)
 
 
 async def _child_stock_deltas(
@@ -121,6 +230,7 @@ async def roll_forward_generation(conn: AsyncConnection, generation: int, month:
         start = min(await counting.first_child_month(conn, generation) or month, month)
     for m in range(start, month + 1):
         await counting.materialise_month(conn, generation, m)
+        await _materialise_casework(conn, generation, m)
     await bookkeeping.set_stock_through(conn, generation, month)
     log.info("indicators.stocks_rolled", generation=generation, through=dates.month_code(month))
     return month + 1 - start
@@ -169,6 +279,35 @@ def check_periods(periods: Iterable[dates.Period], now: int, field: str = "perio
     for p in periods:
         if p.first > now:
             raise invalid(field, f"{p.code} lies in the future")
+
+
+# ---------------------------------------------------------------- casework stocks
+
+
+async def _materialise_casework(conn: AsyncConnection, generation: int, month: int) -> None:
+    """A month's casework stock cells (CP_CHILD_ASSIGNED, CP_VISIT_OVERDUE,
+    CP_REINTEGRATION_FOLLOWED) from the projections, as on the month's last day: the same
+    rule as `casework.contributions`, for every child at once (once a month, and by a
+    rebuild for every month; counting.materialise_month has just cleared the month)."""
+    day = dates.last_day(month)
+    chosen = {
+        "CP_CHILD_ASSIGNED": (await casework_store.assigned_at(conn, generation, day))[0],
+        "CP_VISIT_OVERDUE": (await casework_store.overdue_at(conn, generation, day))[0],
+        "CP_REINTEGRATION_FOLLOWED": (await casework_store.followed_at(conn, generation, day))[0],
+    }
+    ids = sorted(set().union(*chosen.values()))
+    if not ids:
+        return
+    states = await casework_store.child_states_at(conn, generation, ids, month)
+    period = dates.month_code(month)
+    deltas: Counter[catalogue.CellKey] = Counter()
+    for code, children in chosen.items():
+        counted = casework.child_cells(
+            code, children, states, month, open_only=code == "CP_CHILD_ASSIGNED"
+        )
+        for (commune, combo), n in counted.items():
+            deltas[(code, period, commune, combo)] += n
+    await counting.add_to_cells(conn, generation, deltas)
 
 
 # ---------------------------------------------------------------- the rounding key
@@ -229,14 +368,28 @@ async def table(
         }
     )
     providers: dict[tuple[str, str, str, str], rounding.Tally] = {}
+    today = dates.today()
     async with bookkeeping.snapshot(db) as conn:
         target = await bookkeeping.active_target(conn)
-        found = (
+        found: list[Any] = (
             await counting.read_cells(conn, target.generation, additive, storage, prefixes)
             if additive
             else []
         )
-        if "CP_PROVIDERS" in codes:
+        worker_codes = sorted(codes & catalogue.WORKER_INDICATORS)
+        if worker_codes:
+            for period in periods:
+                month = min(period.last, now)
+                day = dates.stock_day(month, today)
+                workers, over, changed = await casework_store.workers_at(
+                    conn, target.generation, month, day
+                )
+                counted = casework.worker_counts(workers, over, needed, day)
+                for code in worker_codes:
+                    for place, by_role in counted[code].items():
+                        for role, n in by_role.items():
+                            providers[(code, period.code, place, role)] = rounding.Tally(n, changed)
+        if "CP_PROVIDERS" in codes:  # distinct counts: exact, read at the period's end
             for period in periods:
                 month = min(period.last, now)
                 versions, changed = await counting.providers_at(conn, target.generation, month)

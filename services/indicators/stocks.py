@@ -11,6 +11,8 @@ from libs.common.auth import COUNTRY
 from services.indicators.catalogue import CellKey
 from services.indicators.dates import month_code
 
+RESIDENTIAL = "residential_institution"
+
 
 def age_band(birth_month: int, at_month: int) -> str:
     """Age band at the last day of `at_month` for a child born in `birth_month`.
@@ -38,6 +40,7 @@ class ChildState:
     status: str
     risk: str
     vulnerabilities: tuple[str, ...]
+    care_setting: str = "family"  # SPEC §5; events before it existed mean family
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ def stock_contributions(state: ChildState | None, month: int) -> list[tuple[str,
     if state.risk == "high":
         out.append(("CP_CASE_HIGH_RISK", combo))
     out.extend(("CP_CHILD_VULN", v) for v in state.vulnerabilities)
+    if state.care_setting == RESIDENTIAL:
+        out.append(("CP_CHILD_RESIDENTIAL", combo))
     return out
 
 
@@ -120,16 +125,24 @@ def serves(areas: Iterable[str], place: str) -> bool:
 def provider_counts(
     providers: Iterable[ProviderVersion], places_: Iterable[str]
 ) -> dict[str, Counter[str]]:
-    """Distinct active providers per place and service type (the rule of `serves`).
+    """Distinct active providers per place and service type (the rule of `serves`)."""
+    return distinct_counts([(p.areas, p.service_types) for p in providers if p.active], places_)
+
+
+def distinct_counts(
+    members: Sequence[tuple[tuple[str, ...], tuple[str, ...]]], places_: Iterable[str]
+) -> dict[str, Counter[str]]:
+    """Distinct members (providers, workers) per place and category, each member given as
+    (served areas, categories), counted where it `serves`.
 
     Indexed by area so that a place looks up its at most four ancestors and the areas inside
-    it, instead of testing every provider: the cost follows the places asked for.
+    it, instead of testing every member: the cost follows the places asked for.
     """
-    active = [p for p in providers if p.active and p.service_types and p.areas]
-    exact: dict[str, set[int]] = {}  # an area -> the providers serving exactly it
-    within: dict[str, set[int]] = {}  # a place -> the providers with an area inside it
-    for i, provider in enumerate(active):
-        for area in provider.areas:
+    active = [(areas, cats) for areas, cats in members if areas and cats]
+    exact: dict[str, set[int]] = {}  # an area -> the members serving exactly it
+    within: dict[str, set[int]] = {}  # a place -> the members with an area inside it
+    for i, (areas, _) in enumerate(active):
+        for area in areas:
             exact.setdefault(area, set()).add(i)
             if area != COUNTRY:
                 for n in range(2, len(area) + 1, 2):
@@ -146,6 +159,6 @@ def provider_counts(
             ids |= within.get(place, set())
         counts: Counter[str] = Counter()
         for i in ids:
-            counts.update(active[i].service_types)
+            counts.update(active[i][1])
         out[place] = counts
     return out

@@ -188,6 +188,8 @@ async def test_a_backlog_is_applied_in_batches_then_equals_a_rebuild(
         await applied_through(indicators_app, {consumer.stream: ends[consumer.stream]})
         seconds, cpu = time.monotonic() - started, time.process_time() - cpu
         n = by_stream[consumer.stream]
+        if not n:  # a stream the backlog has no events of (CASEWORK)
+            continue
         print(
             f"\nindicators backlog {when}, {consumer.durable} alone: {n} events in"
             f" {seconds:.2f} s: {n / seconds:.0f} events/s, {1000 * cpu / n:.2f} ms of this"

@@ -45,6 +45,11 @@ async def test_seeded_events_load_into_the_aggregates(own_db: str, own_nats: Emb
     this_month = dates.month_code(dates.current_month(now))
     open_now = sum(v for k, v in cells.items() if k[0] == "CP_CASE_OPEN" and k[1] == this_month)
     assert open_now == registered - closed
+    # casework: every visit counted once in its month
+    visits = sum(1 for e in events if e.type == "casework.visit.recorded.v1")
+    assert visits > 0
+    monthly_visits = [k for k in cells if k[0] == "CP_VISITS" and k[1].isdigit() and len(k[1]) == 6]
+    assert sum(cells[k] for k in monthly_visits) == visits
     # the service's consumers start after the replayed events: nothing left for them
     nc = await nats.connect(own_nats.url)
     try:

@@ -28,13 +28,14 @@ async def insert_child_versions(
             """
             INSERT INTO indicators.child_versions
                    (generation, child_id, version, effective_month, commune, sex, birth_month,
-                    status, risk, vulnerabilities)
+                    status, risk, vulnerabilities, care_setting)
             SELECT :g, c, v, e, m, s, b, st, r,
-                   COALESCE(string_to_array(NULLIF(vu, ''), ','), '{}')
+                   COALESCE(string_to_array(NULLIF(vu, ''), ','), '{}'), cs
             FROM unnest(CAST(:c AS uuid[]), CAST(:v AS int[]), CAST(:e AS int[]),
                         CAST(:m AS text[]), CAST(:s AS text[]), CAST(:b AS int[]),
-                        CAST(:st AS text[]), CAST(:r AS text[]), CAST(:vu AS text[]))
-                 AS d(c, v, e, m, s, b, st, r, vu)
+                        CAST(:st AS text[]), CAST(:r AS text[]), CAST(:vu AS text[]),
+                        CAST(:cs AS text[]))
+                 AS d(c, v, e, m, s, b, st, r, vu, cs)
             ON CONFLICT DO NOTHING
             RETURNING child_id, version
             """
@@ -50,6 +51,7 @@ async def insert_child_versions(
             "st": [x.state.status for x in versions],
             "r": [x.state.risk for x in versions],
             "vu": [",".join(x.state.vulnerabilities) for x in versions],
+            "cs": [x.state.care_setting for x in versions],
         },
     )
     return {(str(r.child_id), r.version) for r in rows}
@@ -84,6 +86,7 @@ def _child_version(r: Any) -> stocks.ChildVersion:
             status=r.status,
             risk=r.risk,
             vulnerabilities=tuple(r.vulnerabilities),
+            care_setting=r.care_setting,
         ),
     )
 
@@ -219,12 +222,14 @@ async def materialise_month(conn: AsyncConnection, generation: int, month: int) 
             f"""
             WITH st AS (
                 SELECT DISTINCT ON (child_id)
-                       commune, sex, birth_month, status, risk, vulnerabilities
+                       commune, sex, birth_month, status, risk, vulnerabilities,
+                       care_setting
                 FROM indicators.child_versions
                 WHERE generation = :g AND effective_month <= :m
                 ORDER BY child_id, version DESC
             ), o AS (
-                SELECT commune, sex || '_' || {_BAND_SQL} AS combo, risk, vulnerabilities
+                SELECT commune, sex || '_' || {_BAND_SQL} AS combo, risk, vulnerabilities,
+                       care_setting
                 FROM st WHERE status = 'open'
             )
             INSERT INTO indicators.cells
@@ -237,6 +242,9 @@ async def materialise_month(conn: AsyncConnection, generation: int, month: int) 
             UNION ALL
             SELECT :g, 'CP_CHILD_VULN', :p, commune, v, count(*), now()
               FROM o, unnest(o.vulnerabilities) AS v GROUP BY commune, v
+            UNION ALL
+            SELECT :g, 'CP_CHILD_RESIDENTIAL', :p, commune, combo, count(*), now()
+              FROM o WHERE care_setting = '{stocks.RESIDENTIAL}' GROUP BY commune, combo
             """
         ),
         {"g": generation, "m": month, "p": period},
