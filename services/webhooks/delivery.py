@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -48,22 +49,45 @@ LATENCY = Histogram(
 )
 
 
+# Receivers' host names whose connections a sender keeps (the least recently used beyond
+# them are closed), and the idle connections it keeps per host name.
+KEPT_HOSTS = 128
+KEPT_PER_HOST = 16
+
+
 class Sender:
     """Sends one attempt: checks the URL, connects to the checked address, returns what
-    came back (status code and latency, or the error's class). Never reads the body."""
+    came back (status code and latency, or the error's class). Never reads the body.
+
+    Connections are kept between attempts (opening one costs a third of an attempt's CPU),
+    in one pool per receiver's host name: the pool's connections go to the address that was
+    checked (the URL names it), so a connection is reused only for the same host name at
+    the same checked address, never for another name that resolves there."""
 
     def __init__(self, *, timeout_s: float, allow_loopback: bool, resolver: urls.Resolver) -> None:
         self.timeout_s = timeout_s
         self.allow_loopback = allow_loopback
         self.resolver = resolver
-        # No connection is kept: a connection made for one host name is never reused for
-        # another at the same address. No proxy from the environment.
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s),
-            follow_redirects=False,
-            trust_env=False,
-            limits=httpx.Limits(max_keepalive_connections=0),
-        )
+        self._clients: OrderedDict[tuple[str, str], httpx.AsyncClient] = OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def _client(self, target: urls.Target) -> httpx.AsyncClient:
+        key = (target.scheme, target.host)
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeout_s),
+                follow_redirects=False,
+                trust_env=False,  # no proxy from the environment
+                limits=httpx.Limits(max_keepalive_connections=KEPT_PER_HOST, keepalive_expiry=30),
+            )
+            while len(self._clients) > KEPT_HOSTS:
+                _, evicted = self._clients.popitem(last=False)
+                closing = asyncio.get_running_loop().create_task(evicted.aclose())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+        self._clients.move_to_end(key)
+        return client
 
     async def send(self, url: str, msg_id: str, body: str, signing: Sequence[str]) -> domain.Result:
         started = time.monotonic()
@@ -79,14 +103,15 @@ class Sender:
                 headers = domain.headers(msg_id, int(time.time()), body, signing)
                 headers["host"] = target.host_header
                 extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-                request = self.client.build_request(
+                client = self._client(target)
+                request = client.build_request(
                     "POST",
                     target.url_at(address),
                     content=body.encode(),
                     headers=headers,
                     extensions=extensions,
                 )
-                answer = await self.client.send(request, stream=True)
+                answer = await client.send(request, stream=True)
                 latency = ms()
                 await answer.aclose()
             LATENCY.observe(latency / 1000)
@@ -105,7 +130,9 @@ class Sender:
             return domain.Result(None, ms(), "network_error")
 
     async def close(self) -> None:
-        await self.client.aclose()
+        clients, self._clients = list(self._clients.values()), OrderedDict()
+        for client in clients:
+            await client.aclose()
 
 
 class DeliveryWorker:
@@ -219,6 +246,10 @@ class DeliveryWorker:
         )
         outcome = "delivered" if result.delivered else "failed"
         ATTEMPTS.labels(outcome).inc()
+        if verdict.status == "delivered" and row["failing_since"] is None:
+            async with self.db.connection() as conn:  # one statement: no BEGIN or COMMIT
+                await store.record_delivered(conn, row["id"], row["attempts"], result)
+            return
         async with self.db.transaction() as conn:
             await store.record_outcome(
                 conn,

@@ -21,7 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.access import Share
 from libs.common.http import Page
-from libs.common.store import read_page, upsert_newest, versioned_update, where_given
+from libs.common.store import (
+    driver_connection,
+    read_page,
+    upsert_newest,
+    versioned_update,
+    where_given,
+)
 from services.webhooks.domain import Result, Verdict
 from services.webhooks.models import (
     attempts,
@@ -328,6 +334,30 @@ async def record_outcome(
         if verdict.next_attempt_at is not None:
             changes["next_attempt_at"] = verdict.next_attempt_at
     await conn.execute(update(deliveries).where(mine).values(**changes))
+
+
+# A delivered attempt of an endpoint that was not failing when it was claimed (nearly
+# every attempt): the attempt and the delivery's new state in one statement, with no
+# endpoint row to write. (Were an attempt of the same endpoint to fail meanwhile, its
+# failing-since is cleared by the next delivered attempt claimed after it.)
+_DELIVERED_SQL = (
+    "WITH a AS (INSERT INTO webhooks.delivery_attempts"
+    " (delivery_id, outcome, status_code, latency_ms)"
+    " SELECT id, 'delivered', $3, $4 FROM webhooks.deliveries WHERE id = $1)"
+    " UPDATE webhooks.deliveries SET status = 'delivered', delivered_at = now(),"
+    " updated_at = now() WHERE id = $1 AND status = 'pending' AND attempts = $2"
+)
+
+
+async def record_delivered(
+    conn: AsyncConnection, delivery_id: uuid.UUID, claimed_attempts: int, result: Result
+) -> None:
+    """record_outcome of a delivered attempt to an endpoint that was not failing, in one
+    statement (nothing when the delivery was deleted with its endpoint meanwhile)."""
+    pg = await driver_connection(conn)
+    await pg.execute(
+        _DELIVERED_SQL, delivery_id, claimed_attempts, result.status_code, result.latency_ms
+    )
 
 
 async def _disable(conn: AsyncConnection, endpoint_id: uuid.UUID, reason: str, *when: Any) -> None:
