@@ -9,8 +9,8 @@ durable consumer has applied its events (bench/scenarios.py):
   spread        registrations spread over every commune: accepted and *sustained* (children
                 / time until the last event is applied everywhere); then reads by id
   crowded       registrations into one commune already holding 20,000 children
-  workflows     referral create + accept, grant request + approve + disburse, per step
-                (bench/workflows.py), the consumers' catch-up counted
+  workflows     referral create + accept, grant request + approve + disburse, a casework
+                visit, per step (bench/workflows.py), the consumers' catch-up counted
   lag           commit-to-applied lag per consumer, p50/p99, registrations paced at 80 % of
                 the spread maximum (the services' komar_events_lag_seconds histogram)
   webhooks      deliveries to a local receiver: commit-to-delivered lag p50/p99 under paced
@@ -226,7 +226,7 @@ class Bench(WholePlatform):
         return items
 
     def run_workflows(self) -> None:
-        """Both workflows through the gateway, each counted until the consumers caught up."""
+        """Each workflow through the gateway, counted until the consumers caught up."""
         count = CONNECTIONS * CHILDREN_PER_WORKER
         say(f"setting up the workflows: clients, providers, funds, {count} children")
         setup = workflows.set_up(
@@ -245,6 +245,7 @@ class Bench(WholePlatform):
                 "tokens": setup.grant_tokens,
                 "partition_items": True,  # one open grant per child and category
             },
+            "visit": {"items": setup.visit_items, "tokens": setup.visit_tokens},
         }
         for name, (label, service, steps) in WORKFLOWS.items():
             self.wait_caught_up(SETUP_TIMEOUT)

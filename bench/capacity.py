@@ -84,9 +84,9 @@ class Assumptions:
 
 # The processes a plan sizes: the loadgen's groups during a read or a workflow name the
 # service under test "app" and the other services together "services" (their consumers).
-SERVICES = ["gateway", "registry", "referrals", "funds", "indicators", "webhooks"]
+SERVICES = ["gateway", "registry", "referrals", "funds", "indicators", "webhooks", "casework"]
 CONSUMERS = "consumers (other services)"
-CONSUMING = ["registry", "referrals", "funds", "indicators", "webhooks"]
+CONSUMING = ["registry", "referrals", "funds", "indicators", "webhooks", "casework"]
 
 
 def _per_op(data: dict[str, Any], app: str, rate_key: str) -> dict[str, float]:
@@ -111,10 +111,10 @@ def cpu_per_operation(results: dict[str, Any]) -> dict[str, dict[str, float]]:
     out["registration"].pop("total", None)
     steps = [
         _per_op(results.get("workflows", {}).get(name, {}), service, "step_rps")
-        for name, service in (("referral", "referrals"), ("grant", "funds"))
+        for name, service in (("referral", "referrals"), ("grant", "funds"), ("visit", "casework"))
     ]
     steps = [s for s in steps if s]
-    if steps:  # a step of either workflow, half and half
+    if steps:  # a step of any workflow, in equal parts
         keys = {k for s in steps for k in s}
         out["workflow_step"] = {k: sum(s.get(k, 0.0) for s in steps) / len(steps) for k in keys}
     return {kind: ms for kind, ms in out.items() if ms}

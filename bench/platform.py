@@ -39,9 +39,14 @@ CONSUMERS: list[tuple[str, str, str]] = [
     ("REGISTRY", "webhooks-registry", "registry.child.>"),
     ("REFERRALS", "webhooks-referrals", "referrals.referral.>"),
     ("FUNDS", "webhooks-funds", "funds.grant.>"),
+    ("REGISTRY", "casework-children", "registry.child.>"),
+    ("REFERRALS", "casework-referrals", "referrals.referral.>"),
+    ("CASEWORK", "indicators-casework", "casework.>"),
+    ("CASEWORK", "registry-worker-accounts", "casework.worker.>"),
+    ("CASEWORK", "registry-assignments", "casework.assignment.>"),
 ]
 # Which service (and schema) each consumer belongs to: its name's first word.
-STREAMS = ["REGISTRY", "REFERRALS", "FUNDS"]
+STREAMS = ["REGISTRY", "REFERRALS", "FUNDS", "CASEWORK"]
 LAG_METRIC = "komar_events_lag_seconds"
 
 

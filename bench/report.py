@@ -10,6 +10,7 @@ from bench import workflows
 WORKFLOWS = {
     "referral": ("referral: create, accept", "referrals", workflows.REFERRAL_STEPS),
     "grant": ("grant: request, approve, disburse", "funds", workflows.GRANT_STEPS),
+    "visit": ("casework: a visit", "casework", workflows.VISIT_STEPS),
 }
 # Issue 12's targets, printed beside each ratio.
 TARGETS = {
@@ -214,6 +215,7 @@ CPU_GROUPS = [
     "funds",
     "indicators",
     "webhooks",
+    "casework",
     "postgres",
     "nats",
 ]

@@ -94,6 +94,27 @@ GRANT_STEPS: list[dict[str, Any]] = [
     },
 ]
 
+# A community support worker's visit: one step, by the government principal that assigned
+# the children (its casework:write covers every place), on children assigned at set-up.
+VISIT_STEPS: list[dict[str, Any]] = [
+    {
+        "name": "visit",
+        "method": "POST",
+        "path": "/v1/casework/visits",
+        "body": {
+            "child_id": "{child_id}",
+            "date": "{date}",
+            "kind": "home_visit",
+            "outcome": "met",
+            "notes": "bench",
+            "next_visit_on": "{next_visit_on}",
+        },
+        "auth": "government",
+        "expect": [201],
+    },
+]
+WORKER_CASELOAD = 1000  # the most a worker may take: room for every bench child
+
 GRANT_ROLES = {
     "requester": "funds:request",
     "approver": "funds:approve",
@@ -168,8 +189,10 @@ class Setup:
 
     referral_tokens: dict[str, str] = field(default_factory=dict)
     grant_tokens: dict[str, str] = field(default_factory=dict)
+    visit_tokens: dict[str, str] = field(default_factory=dict)
     referral_items: list[dict[str, Any]] = field(default_factory=list)
     grant_items: list[dict[str, Any]] = field(default_factory=list)
+    visit_items: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     # (client id, secret) of every token above, to get fresh ones (tokens live 15 minutes).
     credentials: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -304,11 +327,70 @@ def set_up(
         await_children(platform, government, out.grant_tokens["requester"], last, timeout)
         say(f"the referrals and funds services know them: {_since(started)}")
         wait_until(caught_up, timeout, "the referrals and funds services catching up")
+        placed = [(i, body["commune_code"][:2]) for i, body in zip(ids, children, strict=True)]
+        out.visit_tokens["government"], out.visit_items = assign_workers(platform, areas, placed)
+        say(f"{len(ids)} children assigned to {len(areas)} workers: {_since(started)}")
         out.credentials = dict(platform.credentials)
     finally:
         platform.close()
     out.seconds = round(time.monotonic() - started, 1)
     return out
+
+
+def assign_workers(
+    platform: Platform, areas: list[str], children: list[tuple[str, str]]
+) -> tuple[str, list[dict[str, Any]]]:
+    """A trained, contracted community support worker per province, each child assigned to
+    its province's worker (the casework service knows the children once the consumers have
+    caught up); `children` are (id, province) pairs. A casework token and the visit
+    workflow's items."""
+    casework = platform.client(
+        "bench-casework", "bench-moswvy", "government", ["casework:read", "casework:write"], ["KH"]
+    )
+    today = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=7)).date()  # Cambodia's date
+    worker_of: dict[str, str] = {}
+    for code in areas:
+        worker = platform.post(
+            "/v1/casework/workers",
+            casework,
+            {
+                "org": "bench-moswvy",
+                "role": "community_support_worker",
+                "given_name": "Bench",
+                "family_name": f"Worker {code}",
+                "sex": "female",
+                "areas": [code],
+                "max_caseload": WORKER_CASELOAD,
+                "trainings": [
+                    {"course": "child_protection_basics", "completed_on": f"{today.year - 1}-01-15"}
+                ],
+                "contracts": [
+                    {
+                        "org": "bench-moswvy",
+                        "start_on": f"{today.year - 1}-01-01",
+                        "monthly_fee_khr": 400_000,
+                    }
+                ],
+            },
+            f"creating the worker of province {code}",
+        )
+        worker_of[code] = worker["id"]
+    items = []
+    for child_id, province in children:
+        platform.post(
+            "/v1/casework/assignments",
+            casework,
+            {"child_id": child_id, "worker_id": worker_of[province]},
+            "assigning a child",
+        )
+        items.append(
+            {
+                "child_id": child_id,
+                "date": today.isoformat(),
+                "next_visit_on": (today + dt.timedelta(days=30)).isoformat(),
+            }
+        )
+    return casework, items
 
 
 def fresh_token(gateway: str, credentials: tuple[str, str]) -> str:
