@@ -39,6 +39,7 @@ CONSUMERS: list[tuple[str, str, str]] = [
     ("REGISTRY", "webhooks-registry", "registry.child.>"),
     ("REFERRALS", "webhooks-referrals", "referrals.referral.>"),
     ("FUNDS", "webhooks-funds", "funds.grant.>"),
+    ("CASEWORK", "webhooks-casework", "casework.>"),
     ("REGISTRY", "casework-children", "registry.child.>"),
     ("REFERRALS", "casework-referrals", "referrals.referral.>"),
     ("CASEWORK", "indicators-casework", "casework.>"),

@@ -18,6 +18,7 @@ from typing import Any
 
 from libs.common import access
 from libs.common.auth import Principal
+from libs.common.events.casework_events import CASEWORK_EVENTS
 from libs.common.events.funds_events import FUNDS_EVENTS
 from libs.common.events.registry_events import REGISTRY_EVENTS
 
@@ -26,17 +27,27 @@ from libs.common.events.registry_events import REGISTRY_EVENTS
 CHILD_TYPES = tuple(t for t in REGISTRY_EVENTS if t.startswith("registry.child."))
 REFERRAL_TYPES = access.REFERRAL_EVENT_TYPES
 GRANT_TYPES = tuple(t for t in FUNDS_EVENTS if t.startswith("funds.grant."))
-EVENT_TYPES = (*CHILD_TYPES, *REFERRAL_TYPES, *GRANT_TYPES)
+# A child's casework: assignments, visits, overdue flags, plans (workers' own changes are in
+# the casework feed, not here).
+CASEWORK_TYPES = tuple(t for t in CASEWORK_EVENTS if not t.startswith("casework.worker."))
+EVENT_TYPES = (*CHILD_TYPES, *REFERRAL_TYPES, *GRANT_TYPES, *CASEWORK_TYPES)
 TEST_TYPE = "webhook.test"
 
-RECORD_TYPES = ("child", "referral", "grant")
+RECORD_TYPES = ("child", "referral", "grant", "casework")
 # The record an event type is about, and the scope its owner needs to read such records.
+# A child's casework is seen by whoever may see the child, with casework:read.
 RECORD_OF = {
     **dict.fromkeys(CHILD_TYPES, "child"),
     **dict.fromkeys(REFERRAL_TYPES, "referral"),
     **dict.fromkeys(GRANT_TYPES, "grant"),
+    **dict.fromkeys(CASEWORK_TYPES, "casework"),
 }
-READ_SCOPE = {"child": "registry:read", "referral": "referrals:read", "grant": "funds:read"}
+READ_SCOPE = {
+    "child": "registry:read",
+    "referral": "referrals:read",
+    "grant": "funds:read",
+    "casework": "casework:read",
+}
 
 DELIVERY_STATUSES = ("pending", "delivered", "failed", "dropped")
 DISABLED_REASONS = ("manual", "gone", "failing")
@@ -73,7 +84,30 @@ _GRANT_FIELDS = (
     "commune_code",
     "version",
 )
-_FIELDS = {"child": _CHILD_FIELDS, "referral": _REFERRAL_FIELDS, "grant": _GRANT_FIELDS}
+_CASEWORK_FIELDS = (
+    "child_id",
+    "commune_code",
+    "assignment_id",
+    "worker_id",
+    "status",
+    "started_on",
+    "ended_on",
+    "visit_id",
+    "date",
+    "kind",
+    "outcome",
+    "next_visit_on",
+    "followups_made",
+    "due_on",
+    "overdue",
+    "version",
+)
+_FIELDS = {
+    "child": _CHILD_FIELDS,
+    "referral": _REFERRAL_FIELDS,
+    "grant": _GRANT_FIELDS,
+    "casework": _CASEWORK_FIELDS,
+}
 
 
 def delivery_data(event_type: str, data: Mapping[Any, Any]) -> dict[str, Any]:
@@ -81,7 +115,7 @@ def delivery_data(event_type: str, data: Mapping[Any, Any]) -> dict[str, Any]:
     phone, birth month, amount or free text: the receiver reads the record through the
     API). An update names the fields that changed, never their values."""
     kind = RECORD_OF[event_type]
-    out = {f: data.get(f) for f in _FIELDS[kind]}
+    out = {f: data.get(f) for f in _FIELDS[kind] if kind != "casework" or f in data}
     if kind == "child" and "changed" in data:
         out["changed"] = list(data["changed"])
     return out

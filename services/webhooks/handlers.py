@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common import access
 from libs.common.events import CloudEvent
+from libs.common.events.base import EventData
 from libs.common.events.catalog import REGISTRY_EVENTS, ChildV1
 from libs.common.events.consumer import Handlers, handle
 from libs.common.events.funds_events import GrantV1
@@ -21,6 +22,7 @@ from services.webhooks.models import referral_shares
 CHILDREN_CONSUMER = "webhooks-registry"
 REFERRALS_CONSUMER = "webhooks-referrals"
 GRANTS_CONSUMER = "webhooks-funds"
+CASEWORK_CONSUMER = "webhooks-casework"
 
 
 async def children_changed(conn: AsyncConnection, events: Sequence[tuple[CloudEvent, Any]]) -> None:
@@ -103,3 +105,17 @@ REFERRAL_HANDLERS: Handlers = handle(
     domain.REFERRAL_TYPES, ReferralV1, referral_changed, batch=referrals_changed
 )
 GRANT_HANDLERS: Handlers = handle(domain.GRANT_TYPES, GrantV1, grant_changed, batch=grants_changed)
+
+
+async def casework_changed(conn: AsyncConnection, events: Sequence[tuple[CloudEvent, Any]]) -> None:
+    """casework.*: the deliveries about each child's casework (the child as projected here)."""
+    await service.fan_out(conn, events)
+
+
+async def casework_event(conn: AsyncConnection, event: CloudEvent, data: EventData) -> None:
+    await casework_changed(conn, [(event, data)])
+
+
+CASEWORK_HANDLERS: Handlers = handle(
+    domain.CASEWORK_TYPES, EventData, casework_event, batch=casework_changed
+)

@@ -67,7 +67,7 @@ class WebhooksRuntime(ServiceRuntime):
             SERVICE,
             settings,
             models.common,
-            streams={k: STREAMS[k] for k in ("REGISTRY", "REFERRALS", "FUNDS")},
+            streams={k: STREAMS[k] for k in ("REGISTRY", "REFERRALS", "FUNDS", "CASEWORK")},
             jwks_fetcher=jwks_fetcher,
         )
         self.webhooks = settings
@@ -82,6 +82,9 @@ class WebhooksRuntime(ServiceRuntime):
             handlers.REFERRAL_HANDLERS,
         )
         self.consume(handlers.GRANTS_CONSUMER, "FUNDS", "funds.grant.>", handlers.GRANT_HANDLERS)
+        self.consume(
+            handlers.CASEWORK_CONSUMER, "CASEWORK", "casework.>", handlers.CASEWORK_HANDLERS
+        )
         # Started only while this replica holds the consumers' lock (`_lead`).
         self.led: list[DurableConsumer] = self.consumers
         self.consumers = []

@@ -213,7 +213,9 @@ def child_facts(row: Mapping[Any, Any]) -> ChildFacts:
     return ChildFacts(row["commune_code"], row["village_code"], row["owner_org"])
 
 
-def event_facts(record_type: str, data: Mapping[Any, Any], known: Mapping[uuid.UUID, Row]) -> Facts:
+def event_facts(
+    record_type: str, data: Mapping[Any, Any], known: Mapping[uuid.UUID, Row]
+) -> Facts | None:
     """What access is decided on, from an event's data (a grant's child from the
     children projection, when it is known here)."""
     if record_type == "child":
@@ -223,6 +225,8 @@ def event_facts(record_type: str, data: Mapping[Any, Any], known: Mapping[uuid.U
             data["commune_code"], data["village_code"], data["provider_org"], data["referrer_org"]
         )
     child = known.get(_uuid(data["child_id"]))
+    if record_type == "casework":  # the child's, as the projection knows it (else no one)
+        return child_facts(child) if child is not None else None
     return GrantFacts(
         data["commune_code"],
         data.get("requested_org"),
@@ -235,7 +239,18 @@ def delivery_id_of(endpoint_id: uuid.UUID, event_id: str) -> uuid.UUID:
     return uuid.uuid5(endpoint_id, event_id)
 
 
-RECORD_ID_FIELD = {"child": "child_id", "referral": "referral_id", "grant": "grant_id"}
+RECORD_ID_FIELD = {
+    "child": "child_id",
+    "referral": "referral_id",
+    "grant": "grant_id",
+    "casework": "child_id",
+}
+
+
+def record_version(kind: str, data: Mapping[Any, Any]) -> int:
+    """What orders an endpoint's deliveries about one record: its version; a child's
+    casework events have none (a plan's version is its own), so they go in arrival order."""
+    return 0 if kind == "casework" else int(data["version"])
 
 
 async def fan_out(conn: AsyncConnection, events: Sequence[tuple[CloudEvent, Any]]) -> int:
@@ -248,8 +263,10 @@ async def fan_out(conn: AsyncConnection, events: Sequence[tuple[CloudEvent, Any]
     owners = [(e, domain.owner_of(e), set(e["event_types"])) for e in endpoints]
     datas = [(event, data.model_dump(mode="json")) for event, data in events]
     child_ids = {_uuid(d["child_id"]) for _, d in datas}
-    grant_children = {_uuid(d["child_id"]) for e, d in datas if domain.RECORD_OF[e.type] == "grant"}
-    known = await store.children_by_id(conn, grant_children)
+    placed_by_child = {
+        _uuid(d["child_id"]) for e, d in datas if domain.RECORD_OF[e.type] in ("grant", "casework")
+    }
+    known = await store.children_by_id(conn, placed_by_child)
     shares = await store.shares_of(conn, child_ids)
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
@@ -273,7 +290,7 @@ async def fan_out(conn: AsyncConnection, events: Sequence[tuple[CloudEvent, Any]
                     "event_type": event.type,
                     "record_type": kind,
                     "record_id": _uuid(data[RECORD_ID_FIELD[kind]]),
-                    "record_version": data["version"],
+                    "record_version": record_version(kind, data),
                     "body": body,
                     "status": "pending",
                 }
@@ -293,7 +310,7 @@ async def visible_now(conn: AsyncConnection, claimed: Sequence[Row]) -> set[uuid
             wanted[row["record_type"]].add(row["record_id"])
     referral_rows = await store.referrals_by_id(conn, wanted["referral"])
     grant_rows = await store.grants_by_id(conn, wanted["grant"])
-    child_ids = wanted["child"] | {g["child_id"] for g in grant_rows.values()}
+    child_ids = wanted["child"] | wanted["casework"] | {g["child_id"] for g in grant_rows.values()}
     child_rows = await store.children_by_id(conn, child_ids)
     shares = await store.shares_of(conn, child_ids)
     now = datetime.now(UTC)
@@ -302,7 +319,7 @@ async def visible_now(conn: AsyncConnection, claimed: Sequence[Row]) -> set[uuid
         kind = row["record_type"]
         facts: Facts | None = None
         around: list[Any] = []
-        if kind == "child" and row["record_id"] in child_rows:
+        if kind in ("child", "casework") and row["record_id"] in child_rows:
             facts = child_facts(child_rows[row["record_id"]])
             around = shares.get(row["record_id"], [])
         elif kind == "referral" and row["record_id"] in referral_rows:

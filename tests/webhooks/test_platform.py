@@ -681,6 +681,85 @@ async def test_grants_reach_whoever_may_see_them(
 # ---------------------------------------------------------------- a crash mid-delivery
 
 
+async def test_a_childs_casework_reaches_whoever_may_see_the_child(
+    gateway: httpx.AsyncClient, admin_headers: dict[str, str], receivers: Receivers
+) -> None:
+    commune = COMMUNES[9]
+    casework = ["casework:read"]
+    owner = await hook_caller(gateway, admin_headers, commune, scopes=[*HOOK_SCOPES, *casework])
+    rival = await hook_caller(gateway, admin_headers, commune, scopes=[*HOOK_SCOPES, *casework])
+    staff = await new_caller(
+        gateway,
+        admin_headers,
+        scopes=["registry:read", "casework:read", "casework:write"],
+        areas=[commune],
+        org_type="government",
+    )
+    types = ["casework.assignment.started.v1", "casework.visit.recorded.v1"]
+    # the types of a child's casework need casework:read
+    without = await hook_caller(gateway, admin_headers, commune)
+    r = await gateway.post(
+        "/v1/webhooks",
+        json={"url": receivers.url(receivers.new()), "event_types": types},
+        headers=without.headers,
+    )
+    assert r.status_code == 403, r.text
+    got = {name: receivers.new() for name in ("owner", "rival")}
+    for name, who in (("owner", owner), ("rival", rival)):
+        await hook(gateway, who, receivers, got[name], types)
+
+    child = await register(gateway, owner, village_code=None, commune_code=commune)
+    worker = await gateway.post(
+        "/v1/casework/workers",
+        json={
+            "org": staff.org,
+            "role": "community_support_worker",
+            "given_name": "Sreymom",
+            "family_name": "Keo",
+            "sex": "female",
+            "areas": [commune],
+            "trainings": [{"course": "child_protection_basics", "completed_on": "2025-03-01"}],
+            "contracts": [{"org": staff.org, "start_on": "2025-01-01", "monthly_fee_khr": 1}],
+        },
+        headers=staff.headers,
+    )
+    assert worker.status_code == 201, worker.text
+    assigned = await eventually(
+        lambda: gateway.post(
+            "/v1/casework/assignments",
+            json={"child_id": child["id"], "worker_id": worker.json()["id"]},
+            headers=staff.headers,
+        ),
+        201,
+    )
+    assert assigned.status_code == 201, assigned.text
+    visit = await gateway.post(
+        "/v1/casework/visits",
+        json={
+            "child_id": child["id"],
+            "date": "2026-01-05",
+            "kind": "home_visit",
+            "outcome": "met",
+            "notes": "Planted-note-7f3a: the mother asked for school fees",
+        },
+        headers=staff.headers,
+    )
+    assert visit.status_code == 201, visit.text
+
+    await until(lambda: len(got["owner"].about(child["id"])) == 2)
+    first, second = got["owner"].about(child["id"])
+    assert [first.body["type"], second.body["type"]] == types  # in the order they happened
+    assert first.body["data"]["worker_id"] == worker.json()["id"]
+    assert second.body["data"]["visit_id"] == visit.json()["id"]
+    assert second.body["data"]["kind"] == "home_visit"
+    for g in (first, second):
+        assert "Planted-note" not in json.dumps(g.body)
+        assert "Sreymom" not in json.dumps(g.body)
+    await asyncio.sleep(2)
+    assert got["rival"].got == []  # another partner of the commune never hears of the child
+    assert receivers.by_path[got["owner"].path].unverified == 0
+
+
 async def test_sigkill_mid_delivery_loses_nothing_and_keeps_each_webhook_id(
     platform: Platform,
     gateway: httpx.AsyncClient,
