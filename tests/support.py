@@ -345,3 +345,41 @@ async def stream_events(
         return events
     finally:
         await nc.close()
+
+
+async def migration_drift(database_url: str, schema: str, metadata: MetaData) -> list[Any]:
+    """What the migrated `schema` of the database lacks or has beyond `metadata` (Alembic's
+    autogenerate comparison, types included): empty when the migrations make exactly what
+    the models declare."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from libs.common.db import async_url
+
+    def ours(obj: Any, name: Any, type_: str, reflected: bool, compare_to: Any) -> bool:
+        return type_ != "table" or obj.schema == schema
+
+    def named(name: Any, type_: str, parents: Any) -> bool:
+        return type_ != "schema" or name == schema
+
+    def diff(sync: Any) -> list[Any]:
+        context = MigrationContext.configure(
+            sync,
+            opts={
+                "include_schemas": True,
+                "include_object": ours,
+                "include_name": named,
+                "compare_type": True,
+                "version_table_schema": schema,
+            },
+        )
+        return list(compare_metadata(context, metadata))
+
+    engine = create_async_engine(async_url(database_url))
+    try:
+        async with engine.connect() as conn:
+            drift: list[Any] = await conn.run_sync(diff)
+            return drift
+    finally:
+        await engine.dispose()

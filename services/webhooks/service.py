@@ -216,8 +216,9 @@ def child_facts(row: Mapping[Any, Any]) -> ChildFacts:
 def event_facts(
     record_type: str, data: Mapping[Any, Any], known: Mapping[uuid.UUID, Row]
 ) -> Facts | None:
-    """What access is decided on, from an event's data (a grant's child from the
-    children projection, when it is known here)."""
+    """What access is decided on, from an event's data (a grant's child, and the child of a
+    casework event, from the children projection, when it is known here; a casework event
+    about a child not known here is seen by no one)."""
     if record_type == "child":
         return ChildFacts(data["commune_code"], data["village_code"], data["owner_org"])
     if record_type == "referral":

@@ -28,7 +28,7 @@ from tests.indicators.casework_scenario import (
     worker,
 )
 from tests.indicators.conftest import DETAIL, NATIONAL_READ, caught_up, publish
-from tests.support import SigningKeys
+from tests.support import SigningKeys, migration_drift
 
 pytestmark = pytest.mark.asyncio
 
@@ -461,35 +461,6 @@ async def test_the_migrations_make_what_the_models_declare(
     indicators_app: FastAPI, own_db: str
 ) -> None:
     """Migration 0005 (care_setting and the casework projections) matches models.py."""
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    from libs.common.db import async_url
     from services.indicators import models
 
-    def ours(obj: Any, name: Any, type_: str, reflected: bool, compare_to: Any) -> bool:
-        return type_ != "table" or obj.schema == models.SCHEMA
-
-    def named(name: Any, type_: str, parents: Any) -> bool:
-        return type_ != "schema" or name == models.SCHEMA
-
-    def diff(sync: Any) -> list[Any]:
-        context = MigrationContext.configure(
-            sync,
-            opts={
-                "include_schemas": True,
-                "include_object": ours,
-                "include_name": named,
-                "compare_type": True,
-                "version_table_schema": models.SCHEMA,
-            },
-        )
-        return list(compare_metadata(context, models.metadata))
-
-    engine = create_async_engine(async_url(own_db))
-    try:
-        async with engine.connect() as conn:
-            assert await conn.run_sync(diff) == []
-    finally:
-        await engine.dispose()
+    assert await migration_drift(own_db, models.SCHEMA, models.metadata) == []

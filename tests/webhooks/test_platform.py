@@ -25,6 +25,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from libs.common import places
 from tests.e2e.conftest import Platform, running_platform, token
+from tests.support import migration_drift
 from tests.trust.conftest import Caller, new_caller
 from tests.trust.test_access import (
     CHILD_SCOPES,
@@ -809,35 +810,7 @@ async def test_sigkill_mid_delivery_loses_nothing_and_keeps_each_webhook_id(
 
 
 async def test_the_migration_makes_what_the_models_declare(platform: Platform) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    from libs.common.db import async_url
     from services.webhooks import models
 
-    def ours(obj: Any, name: Any, type_: str, reflected: bool, compare_to: Any) -> bool:
-        return type_ != "table" or obj.schema == models.SCHEMA
-
-    def named(name: Any, type_: str, parents: Any) -> bool:
-        return type_ != "schema" or name == models.SCHEMA
-
-    def diff(sync: Any) -> list[Any]:
-        context = MigrationContext.configure(
-            sync,
-            opts={
-                "include_schemas": True,
-                "include_object": ours,
-                "include_name": named,
-                "compare_type": True,
-                "version_table_schema": models.SCHEMA,
-            },
-        )
-        return list(compare_metadata(context, models.metadata))
-
-    engine = create_async_engine(async_url(platform.env["DATABASE_URL"]))
-    try:
-        async with engine.connect() as conn:
-            assert await conn.run_sync(diff) == []
-    finally:
-        await engine.dispose()
+    drift = await migration_drift(platform.env["DATABASE_URL"], models.SCHEMA, models.metadata)
+    assert drift == []
