@@ -5,6 +5,7 @@ numbers of residential care and reintegration, each at the month's end."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from tests.trust.conftest import Caller, new_caller
 
 COMMUNE = "080302"  # in Kandal: no other test registers children there
 SCOPES = ["registry:read", "registry:write", "casework:read", "casework:write"]
+PASSWORD = "Tonle Sap in the rainy season 2026"
 
 
 async def value(gateway: httpx.AsyncClient, detail: Caller, indicator: str, area: str) -> int:
@@ -107,3 +109,103 @@ async def test_a_child_home_from_an_institution_is_counted_and_followed(
     followed = {"CP_CHILD_RESIDENTIAL": 0, "CP_REINTEGRATED": 1, "CP_REINTEGRATION_FOLLOWED": 1}
     assert await settles(gateway, detail, followed) == followed
     assert await settles(gateway, detail, {"CP_VISITS": 1}) == {"CP_VISITS": 1}
+
+
+async def test_a_worker_who_signs_in_follows_the_children_assigned_to_them(
+    gateway: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    """A community support worker of an NGO signs in with a password (as the dashboard
+    does): the children assigned to them, and only those, in the registry and casework."""
+    commune = "080303"
+    staff = await new_caller(
+        gateway, admin_headers, scopes=SCOPES, areas=[commune], org_type="government"
+    )
+    ngo = f"ngo-{secrets.token_hex(4)}"
+    names = [f"csw-{secrets.token_hex(3)}" for _ in range(2)]
+    workers, tokens = [], []
+    for name in names:
+        r = await gateway.post(
+            "/v1/admin/users",
+            json={
+                "name": "Community support worker",
+                "org": ngo,
+                "org_type": "partner",
+                "scopes": ["registry:read", "casework:read", "casework:write"],
+                "areas": [commune],
+                "username": name,
+                "password": PASSWORD,
+            },
+            headers=admin_headers,
+        )
+        assert r.status_code == 201, r.text
+        r = await gateway.post(
+            "/oauth/token",
+            data={
+                "grant_type": "password",
+                "username": name,
+                "password": PASSWORD,
+            },
+        )
+        assert r.status_code == 200, r.text
+        tokens.append({"Authorization": f"Bearer {r.json()['access_token']}"})
+        r = await gateway.post(
+            "/v1/casework/workers",
+            json={
+                "org": ngo,
+                "role": "community_support_worker",
+                "given_name": "Srey",
+                "family_name": "Pov",
+                "sex": "female",
+                "areas": [commune],
+                "username": name,
+                "trainings": [{"course": "child_protection_basics", "completed_on": "2025-03-01"}],
+                "contracts": [{"org": ngo, "start_on": "2025-01-01", "monthly_fee_khr": 1}],
+            },
+            headers=staff.headers,
+        )
+        assert r.status_code == 201, r.text
+        workers.append(r.json()["id"])
+    children = []
+    for _ in range(2):
+        body = child_body(village_code=None, commune_code=commune)
+        r = await gateway.post("/v1/registry/children", json=body, headers=staff.headers)
+        assert r.status_code == 201, r.text
+        children.append(r.json()["id"])
+
+    async def assign(child: str, worker: str) -> None:
+        for _ in range(150):
+            r = await gateway.post(
+                "/v1/casework/assignments",
+                json={"child_id": child, "worker_id": worker},
+                headers=staff.headers,
+            )
+            if r.status_code != 404:  # casework learns the child from the registry's events
+                break
+            await asyncio.sleep(0.2)
+        assert r.status_code == 201, r.text
+
+    async def sees(who: dict[str, str], child: str, want: int) -> int:
+        code = 0
+        for _ in range(150):
+            code = (await gateway.get(f"/v1/registry/children/{child}", headers=who)).status_code
+            if code == want:
+                break
+            await asyncio.sleep(0.2)
+        return code
+
+    await assign(children[0], workers[0])
+    assert await sees(tokens[0], children[0], 200) == 200
+    assert await sees(tokens[0], children[1], 404) == 404  # not theirs
+    assert await sees(tokens[1], children[0], 404) == 404  # a colleague's
+    r = await gateway.get(f"/v1/casework/children/{children[0]}", headers=tokens[0])
+    assert r.status_code == 200, r.text
+    r = await gateway.patch(
+        f"/v1/registry/children/{children[0]}",
+        json={"risk_level": "high"},
+        headers={**tokens[0], "If-Match": '"1"'},
+    )
+    assert r.status_code == 403  # read-only: the NGO did not register the child
+
+    await assign(children[0], workers[1])  # reassigned
+    assert await sees(tokens[1], children[0], 200) == 200
+    assert await sees(tokens[0], children[0], 404) == 404
