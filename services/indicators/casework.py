@@ -1,5 +1,6 @@
-"""Casework (SPEC §12) as the indicators know it: workers, caseloads, assignments, overdue
-flags, reintegrations and follow-ups, and the stocks they make at a period's end. No I/O.
+"""Casework (docs/api-guide.md#casework) as the indicators know it: workers, caseloads,
+assignments, overdue flags, reintegrations and follow-ups, and the stocks they make at a
+period's end. No I/O.
 
 Every record is ids, codes, roles and dates: never a worker's name or phone, never a visit's
 notes (the events do not carry them).

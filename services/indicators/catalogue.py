@@ -268,7 +268,7 @@ INDICATORS: tuple[Indicator, ...] = (
     Indicator(
         "CP_WORKERS_ACTIVE",
         "Active workers serving the place at period end",
-        "Casework workers (SPEC §12) with status active and a contract current on the "
+        "Casework workers with status active and a contract current on the "
         "period's last day (today while it runs), by role, from each worker's newest version "
         "known by then. " + _WORKER_PLACE,
         Kind.stock,

@@ -169,7 +169,7 @@ def _casework_events(
     rng: random.Random, children: list[tuple[str, str, datetime]], months: int, now: datetime
 ) -> Iterator[CloudEvent]:
     """A worker per district, and for about a third of the children an assignment, a visit
-    and sometimes an overdue flag (SPEC §12)."""
+    and sometimes an overdue flag (docs/api-guide.md#casework)."""
     hired = now - timedelta(days=months * 30 + 1)
     workers: dict[str, tuple[str, int, int]] = {}  # district -> (worker, caseload, max)
     for child_id, commune, registered in children:

@@ -40,7 +40,7 @@ class ChildState:
     status: str
     risk: str
     vulnerabilities: tuple[str, ...]
-    care_setting: str = "family"  # SPEC §5; events before it existed mean family
+    care_setting: str = "family"  # events before it existed mean family
 
 
 @dataclass(frozen=True)

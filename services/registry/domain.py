@@ -143,7 +143,7 @@ def reopen(status: str) -> str:
 
 def reintegrated(before: str, after: str) -> bool:
     """Whether a change of care setting is a reintegration: out of a residential
-    institution into a family, kinship or foster care setting (SPEC §5)."""
+    institution into a family, kinship or foster care setting (docs/api-guide.md#a-child-record)."""
     return before == CareSetting.residential_institution and after in REINTEGRATED_INTO
 
 

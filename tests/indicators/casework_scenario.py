@@ -1,5 +1,5 @@
-"""The casework scenario (SPEC §12, issue 14): three months (April, May, June 2026, the
-second quarter) and two communes in two districts of one province, as events only.
+"""The casework scenario (docs/api-guide.md#casework, issue 14): three months (April, May,
+June 2026, the second quarter) and two communes in two districts of one province, as events only.
 
 Places: commune A = 120101 (district 1201) and commune C = 120201 (district 1202), both in
 province 12 (Phnom Penh); so district 1201 is A, district 1202 is C, and province 12 and KH

@@ -1,4 +1,4 @@
-"""The casework indicators (SPEC §12, issue 14) over the hand-computed scenario of
+"""The casework indicators (docs/api-guide.md#casework, issue 14) over the hand-computed scenario of
 tests/indicators/casework_scenario.py: every new indicator at commune, district, province
 and KH, exact (indicators:read:detail) and rounded; the reintegration path; duplicates; and
 a rebuild giving the same values."""

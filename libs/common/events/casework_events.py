@@ -1,7 +1,7 @@
 """Events the casework service publishes: ids, codes, roles, dates and states only.
 
 No worker's name or phone number, no training provider, no plan action text and never a
-visit's notes travel: those stay in the casework service's own tables (SPEC §12).
+visit's notes travel: those stay in the casework service's own tables (docs/api-guide.md#casework).
 """
 
 from __future__ import annotations

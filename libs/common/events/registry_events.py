@@ -42,7 +42,8 @@ class ChildV1(EventData):
     data_sharing_consent: bool
     version: int
     registered_on: str  # YYYY-MM-DD, the registration date
-    # Where the child lives (SPEC §5); events published before it existed mean `family`.
+    # Where the child lives (docs/api-guide.md#a-child-record); events published before it
+    # existed mean `family`.
     care_setting: str = "family"
 
 

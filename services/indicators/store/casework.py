@@ -1,5 +1,5 @@
-"""SQL of the casework projections the indicators keep (SPEC §12): worker versions,
-caseloads, assignments, overdue flags, reintegrations and follow-ups, and the reads that
+"""SQL of the casework projections the indicators keep (docs/api-guide.md#casework): worker
+versions, caseloads, assignments, overdue flags, reintegrations and follow-ups, and the reads that
 take their stocks at a period's end."""
 
 from __future__ import annotations

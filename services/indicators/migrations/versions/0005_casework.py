@@ -1,4 +1,4 @@
-"""casework indicators (SPEC §12): a child's care setting, and the projections of workers,
+"""casework indicators (docs/api-guide.md#casework): a child's care setting, and the projections of workers,
 caseloads, assignments, overdue flags, reintegrations and follow-ups
 
 Existing child versions get `family` (events published before care_setting existed mean

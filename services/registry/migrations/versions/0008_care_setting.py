@@ -1,4 +1,4 @@
-"""a child's care setting (SPEC §5): every existing child lives with its family until told
+"""a child's care setting (docs/api-guide.md#a-child-record): every existing child lives with its family until told
 otherwise; adding a column with a constant default rewrites no row
 
 Revision ID: 0008_care_setting
