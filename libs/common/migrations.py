@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from alembic import command, op
 from alembic.config import Config
 from sqlalchemy import MetaData
+from sqlalchemy.dialects import postgresql
 
 from libs.common.db import async_url
 
@@ -40,6 +41,70 @@ def revision(
 
 
 # ---------------------------------------------------------------- steps every service takes
+
+
+def stamp_column(name: str) -> sa.Column:  # type: ignore[type-arg]
+    """`timestamptz NOT NULL DEFAULT now()`, as tables.now_column declares it."""
+    return sa.Column(
+        name, sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+    )
+
+
+def create_common_tables(schema: str) -> None:
+    """The tables libs.common.tables.common_tables declares, as a new service's first
+    migration makes them: idempotency keys, the outbox with its feed positions, the inbox
+    (`processed_events`) and job runs."""
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("client_id", sa.String(length=200), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("request_hash", sa.LargeBinary(), nullable=False),
+        sa.Column("status", sa.Integer(), nullable=False),
+        sa.Column("headers", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("body", sa.LargeBinary(), nullable=False),
+        stamp_column("created_at"),
+        sa.PrimaryKeyConstraint("client_id", "key"),
+        schema=schema,
+    )
+    op.create_table(
+        "outbox",
+        sa.Column("seq", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        sa.Column("id", sa.UUID(as_uuid=False), nullable=False),
+        sa.Column("type", sa.String(length=200), nullable=False),
+        sa.Column("payload", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        stamp_column("created_at"),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.PrimaryKeyConstraint("seq"),
+        sa.UniqueConstraint("id"),
+        schema=schema,
+    )
+    op.create_index(
+        f"ix_{schema}_outbox_unpublished",
+        "outbox",
+        ["seq"],
+        unique=False,
+        schema=schema,
+        postgresql_where=sa.text("published_at IS NULL"),
+    )
+    add_feed_positions(schema)
+    op.create_table(
+        "processed_events",
+        sa.Column("event_id", sa.UUID(as_uuid=False), nullable=False),
+        sa.Column("type", sa.String(length=200), nullable=False),
+        sa.Column("consumer", sa.String(length=100), nullable=False),
+        stamp_column("processed_at"),
+        sa.PrimaryKeyConstraint("event_id"),
+        schema=schema,
+    )
+    op.create_table(
+        "job_runs",
+        sa.Column("job", sa.String(length=100), nullable=False),
+        sa.Column("last_tick", sa.BigInteger(), nullable=False),
+        stamp_column("last_run_at"),
+        sa.PrimaryKeyConstraint("job"),
+        schema=schema,
+    )
 
 
 def add_feed_positions(schema: str) -> None:

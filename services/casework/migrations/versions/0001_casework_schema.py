@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from libs.common.migrations import add_feed_positions
+from libs.common.migrations import create_common_tables, stamp_column
 
 revision: str = "0001_casework"
 down_revision: str | None = None
@@ -21,65 +21,8 @@ depends_on: str | Sequence[str] | None = None
 S = "casework"
 
 
-def _stamp(name: str) -> sa.Column:  # type: ignore[type-arg]
-    return sa.Column(
-        name, sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
-    )
-
-
 def upgrade() -> None:
-    # ---------------------------------------------------------------- plumbing
-    op.create_table(
-        "idempotency_keys",
-        sa.Column("client_id", sa.String(length=200), nullable=False),
-        sa.Column("key", sa.String(length=255), nullable=False),
-        sa.Column("request_hash", sa.LargeBinary(), nullable=False),
-        sa.Column("status", sa.Integer(), nullable=False),
-        sa.Column("headers", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.Column("body", sa.LargeBinary(), nullable=False),
-        _stamp("created_at"),
-        sa.PrimaryKeyConstraint("client_id", "key"),
-        schema=S,
-    )
-    op.create_table(
-        "outbox",
-        sa.Column("seq", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("id", sa.UUID(as_uuid=False), nullable=False),
-        sa.Column("type", sa.String(length=200), nullable=False),
-        sa.Column("payload", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        _stamp("created_at"),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.PrimaryKeyConstraint("seq"),
-        sa.UniqueConstraint("id"),
-        schema=S,
-    )
-    op.create_index(
-        "ix_casework_outbox_unpublished",
-        "outbox",
-        ["seq"],
-        unique=False,
-        schema=S,
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
-    add_feed_positions(S)
-    op.create_table(
-        "processed_events",
-        sa.Column("event_id", sa.UUID(as_uuid=False), nullable=False),
-        sa.Column("type", sa.String(length=200), nullable=False),
-        sa.Column("consumer", sa.String(length=100), nullable=False),
-        _stamp("processed_at"),
-        sa.PrimaryKeyConstraint("event_id"),
-        schema=S,
-    )
-    op.create_table(
-        "job_runs",
-        sa.Column("job", sa.String(length=100), nullable=False),
-        sa.Column("last_tick", sa.BigInteger(), nullable=False),
-        _stamp("last_run_at"),
-        sa.PrimaryKeyConstraint("job"),
-        schema=S,
-    )
+    create_common_tables(S)
 
     # ---------------------------------------------------------------- projections
     op.create_table(
@@ -93,13 +36,13 @@ def upgrade() -> None:
         sa.Column("sex", sa.String(length=10), nullable=False),
         sa.Column("birth_month", sa.String(length=7), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
-        _stamp("synced_at"),
+        stamp_column("synced_at"),
         sa.Column("last_visit_on", sa.Date(), nullable=True),
         sa.Column("next_visit_on", sa.Date(), nullable=True),
         sa.Column("overdue", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column("overdue_due_on", sa.Date(), nullable=True),
         sa.Column("reintegrated_on", sa.Date(), nullable=True),
-        _stamp("updated_at"),
+        stamp_column("updated_at"),
         sa.PrimaryKeyConstraint("id"),
         schema=S,
     )
@@ -145,8 +88,8 @@ def upgrade() -> None:
         sa.Column("contracts", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("caseload", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("created_by", sa.String(length=200), nullable=False),
-        _stamp("created_at"),
-        _stamp("updated_at"),
+        stamp_column("created_at"),
+        stamp_column("updated_at"),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("username"),
@@ -166,7 +109,7 @@ def upgrade() -> None:
         sa.Column("actor_sub", sa.String(length=200), nullable=False),
         sa.Column("actor_org", sa.String(length=100), nullable=False),
         sa.Column("request_id", sa.String(length=200), nullable=False),
-        _stamp("at"),
+        stamp_column("at"),
         sa.PrimaryKeyConstraint("id"),
         schema=S,
     )
@@ -188,8 +131,8 @@ def upgrade() -> None:
         sa.Column("override_justification", sa.Text(), nullable=True),
         sa.Column("assigned_by_sub", sa.String(length=200), nullable=False),
         sa.Column("assigned_by_org", sa.String(length=100), nullable=False),
-        _stamp("created_at"),
-        _stamp("updated_at"),
+        stamp_column("created_at"),
+        stamp_column("updated_at"),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         schema=S,
@@ -217,8 +160,8 @@ def upgrade() -> None:
         sa.Column("goals", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("updated_by_sub", sa.String(length=200), nullable=False),
         sa.Column("updated_by_org", sa.String(length=100), nullable=False),
-        _stamp("created_at"),
-        _stamp("updated_at"),
+        stamp_column("created_at"),
+        stamp_column("updated_at"),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         schema=S,
@@ -238,8 +181,8 @@ def upgrade() -> None:
         sa.Column("followups_made", postgresql.ARRAY(sa.SmallInteger()), nullable=False),
         sa.Column("recorded_by_sub", sa.String(length=200), nullable=False),
         sa.Column("recorded_by_org", sa.String(length=100), nullable=False),
-        _stamp("created_at"),
-        _stamp("updated_at"),
+        stamp_column("created_at"),
+        stamp_column("updated_at"),
         sa.Column("version", sa.Integer(), server_default=sa.text("1"), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         schema=S,

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from libs.common.migrations import add_feed_positions
+from libs.common.migrations import create_common_tables, stamp_column
 
 revision: str = "0001_webhooks"
 down_revision: str | None = None
@@ -21,65 +21,8 @@ depends_on: str | Sequence[str] | None = None
 S = "webhooks"
 
 
-def _stamp(name: str) -> sa.Column:  # type: ignore[type-arg]
-    return sa.Column(
-        name, sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
-    )
-
-
 def upgrade() -> None:
-    # ---------------------------------------------------------------- plumbing
-    op.create_table(
-        "idempotency_keys",
-        sa.Column("client_id", sa.String(length=200), nullable=False),
-        sa.Column("key", sa.String(length=255), nullable=False),
-        sa.Column("request_hash", sa.LargeBinary(), nullable=False),
-        sa.Column("status", sa.Integer(), nullable=False),
-        sa.Column("headers", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.Column("body", sa.LargeBinary(), nullable=False),
-        _stamp("created_at"),
-        sa.PrimaryKeyConstraint("client_id", "key"),
-        schema=S,
-    )
-    op.create_table(
-        "outbox",
-        sa.Column("seq", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("id", sa.UUID(as_uuid=False), nullable=False),
-        sa.Column("type", sa.String(length=200), nullable=False),
-        sa.Column("payload", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        _stamp("created_at"),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.PrimaryKeyConstraint("seq"),
-        sa.UniqueConstraint("id"),
-        schema=S,
-    )
-    op.create_index(
-        "ix_webhooks_outbox_unpublished",
-        "outbox",
-        ["seq"],
-        unique=False,
-        schema=S,
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
-    add_feed_positions(S)
-    op.create_table(
-        "processed_events",
-        sa.Column("event_id", sa.UUID(as_uuid=False), nullable=False),
-        sa.Column("type", sa.String(length=200), nullable=False),
-        sa.Column("consumer", sa.String(length=100), nullable=False),
-        _stamp("processed_at"),
-        sa.PrimaryKeyConstraint("event_id"),
-        schema=S,
-    )
-    op.create_table(
-        "job_runs",
-        sa.Column("job", sa.String(length=100), nullable=False),
-        sa.Column("last_tick", sa.BigInteger(), nullable=False),
-        _stamp("last_run_at"),
-        sa.PrimaryKeyConstraint("job"),
-        schema=S,
-    )
+    create_common_tables(S)
 
     # ---------------------------------------------------------------- projections
     op.create_table(
@@ -153,8 +96,8 @@ def upgrade() -> None:
         sa.Column("owner_scopes", postgresql.ARRAY(sa.String(length=50)), nullable=False),
         sa.Column("owner_areas", postgresql.ARRAY(sa.String(length=8)), nullable=False),
         sa.Column("failing_since", sa.DateTime(timezone=True), nullable=True),
-        _stamp("created_at"),
-        _stamp("updated_at"),
+        stamp_column("created_at"),
+        stamp_column("updated_at"),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.CheckConstraint(
             "disabled_reason IS NULL OR disabled_reason IN ('manual', 'gone', 'failing')",
@@ -184,11 +127,11 @@ def upgrade() -> None:
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("status", sa.String(length=10), nullable=False),
         sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        _stamp("next_attempt_at"),
-        _stamp("round_started_at"),
+        stamp_column("next_attempt_at"),
+        stamp_column("round_started_at"),
         sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
-        _stamp("created_at"),
-        _stamp("updated_at"),
+        stamp_column("created_at"),
+        stamp_column("updated_at"),
         sa.CheckConstraint(
             "status IN ('pending', 'delivered', 'failed', 'dropped')",
             name="ck_deliveries_status",
