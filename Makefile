@@ -35,7 +35,7 @@ test: venv
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy libs gateway services deploy
+	$(PY) -m mypy libs gateway services deploy dashboard
 
 bench: venv
 	$(PY) -m bench $(ARGS)

@@ -1,8 +1,10 @@
-"""The shape of the code, checked by reading it: `ast` over `libs`, `gateway` and `services`,
-nothing imported, nothing run.
+"""The shape of the code, checked by reading it: `ast` over `libs`, `gateway`, `services` and
+`dashboard`, nothing imported, nothing run.
 
 1. **A service never imports another.** No module of `services.X` imports `services.Y`.
-2. **`libs.common` is shared, not a client.** It imports no service and not the gateway.
+2. **`libs.common` is shared, not a client.** It imports no service, not the gateway and
+   not the dashboard. **The dashboard is a client of the gateway:** it reaches the platform
+   over HTTP only, and imports no service and not the gateway (libs.common, yes).
 3. **Only store and migration modules run SQL.** A store module is one named `store`:
    `store.py`, or any module of a `store/` package. A migration module is one under a
    `migrations/` or `alembic/` folder, or `migrations.py`. A module runs SQL when it
@@ -39,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("libs", "gateway", "services")
+PACKAGES = ("libs", "gateway", "services", "dashboard")
 
 EXECUTING = frozenset(
     {
@@ -167,8 +169,19 @@ def common_importing_apps(modules: dict[str, Module]) -> list[str]:
         if not _within(module.name, "libs.common"):
             continue
         for imp in imports(module, modules):
-            if _within(imp.target, "services") or _within(imp.target, "gateway"):
+            if any(_within(imp.target, p) for p in ("services", "gateway", "dashboard")):
                 found.append(f"{imp.at()}: libs.common imports {imp.target}")
+    return found
+
+
+def dashboard_importing_platform(modules: dict[str, Module]) -> list[str]:
+    found = []
+    for module in modules.values():
+        if not _within(module.name, "dashboard"):
+            continue
+        for imp in imports(module, modules):
+            if _within(imp.target, "services") or _within(imp.target, "gateway"):
+                found.append(f"{imp.at()}: the dashboard imports {imp.target}")
     return found
 
 
@@ -373,6 +386,11 @@ def test_no_service_imports_another() -> None:
 def test_common_imports_no_service_nor_the_gateway() -> None:
     found = common_importing_apps(MODULES)
     assert not found, _failure("libs.common imports a service or the gateway", found)
+
+
+def test_dashboard_imports_no_service_nor_the_gateway() -> None:
+    found = dashboard_importing_platform(MODULES)
+    assert not found, _failure("the dashboard imports a service or the gateway", found)
 
 
 def test_only_stores_and_migrations_run_sql() -> None:

@@ -24,15 +24,19 @@ class _Gazetteer:
 
     def __init__(self) -> None:
         self.names: dict[str, str] = {}
+        self.names_km: dict[str, str] = {}
         self.communes: list[str] = []
         self.village_commune: dict[str, str] = {}
         self.village_communes: dict[str, tuple[str, ...]] = {}
         for p in geo.provinces():
             self.names[p.code] = p.name_en
+            self.names_km[p.code] = p.name_kh
             for d in geo.districts(p.code):
                 self.names[d.code] = d.name_en
+                self.names_km[d.code] = d.name_kh
                 for c in geo.communes(p.code, d.code):
                     self.names[c.code] = c.name_en
+                    self.names_km[c.code] = c.name_kh
                     self.communes.append(c.code)
                     for v in geo.villages(p.code, d.code, c.code):
                         listed = self.village_communes.get(v.code, ())
@@ -40,6 +44,7 @@ class _Gazetteer:
                         if not listed or c.code == v.code[:6]:
                             self.village_commune[v.code] = c.code
                             self.names[v.code] = v.name_en
+                            self.names_km[v.code] = v.name_kh
 
 
 @lru_cache(maxsize=1)
@@ -112,6 +117,13 @@ def name_en(code: str) -> str | None:
     if code == COUNTRY:
         return "Cambodia"
     return _gazetteer().names.get(code)
+
+
+def name_km(code: str) -> str | None:
+    """The Khmer name of a place, as the gazetteer writes it, or None."""
+    if code == COUNTRY:
+        return "កម្ពុជា"
+    return _gazetteer().names_km.get(code)
 
 
 def all_communes() -> tuple[str, ...]:

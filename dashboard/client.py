@@ -1,0 +1,253 @@
+"""The dashboard's one way out: HTTP to the gateway, with the signed-in user's token.
+
+Every answer the pages use comes through `GatewayClient.call`, which turns the API's
+answers into what a page does with them: 401 ends the session, 404 is the not-found page
+(a record the user may not see is one that does not exist), 403 the not-allowed page, a
+problem on a form is shown beside the form, and an unreachable gateway is "try again".
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from dashboard.sessions import Profile, Session, SessionStore
+from libs.common.logging import get_logger
+
+log = get_logger(__name__)
+
+SIGN_IN_SCOPES = ""  # every scope the user has
+
+
+class SessionExpired(Exception):
+    """The token was refused or could not be renewed: the user must sign in again."""
+
+
+class NotFound(Exception):
+    """The record does not exist, or this user may not see it (the same to them)."""
+
+
+class Forbidden(Exception):
+    """The user is signed in but may not do this."""
+
+
+class Unavailable(Exception):
+    """The gateway did not answer, or answered with a server error."""
+
+
+@dataclass
+class ApiProblem(Exception):
+    """A problem+json answer the user can act on (a form to correct, a conflict)."""
+
+    status: int
+    title: str
+    detail: str
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    retry_after: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.title}: {self.detail}"
+
+
+@dataclass
+class Grant:
+    """A token answer of the gateway."""
+
+    access_token: str
+    expires_in: float
+    refresh_token: str | None
+
+
+class SignInRefused(Exception):
+    def __init__(self, reason: str, retry_after: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason  # "invalid" or "busy"
+        self.retry_after = retry_after
+
+
+def _problem(r: httpx.Response) -> ApiProblem:
+    try:
+        body = r.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    found = body.get("errors")
+    errors: list[Any] = found if isinstance(found, list) else []
+    return ApiProblem(
+        status=r.status_code,
+        title=str(body.get("title") or r.reason_phrase),
+        detail=str(body.get("detail") or body.get("error_description") or ""),
+        errors=[e for e in errors if isinstance(e, dict)],
+        retry_after=r.headers.get("retry-after"),
+    )
+
+
+class GatewayClient:
+    """An HTTP/1.1 client of the gateway, kept alive for the life of the process."""
+
+    def __init__(self, base_url: str, timeout_s: float, sessions: SessionStore) -> None:
+        self.sessions = sessions
+        self.http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=httpx.Timeout(timeout_s, connect=5.0),
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+            follow_redirects=False,
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def ready(self) -> bool:
+        try:
+            r = await self.http.get("/healthz", timeout=3.0)
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200
+
+    # ------------------------------------------------------------------ tokens
+
+    async def _token(self, form: dict[str, str], request_id: str) -> Grant:
+        try:
+            r = await self.http.post(
+                "/oauth/token", data=form, headers={"X-Request-ID": request_id}
+            )
+        except httpx.HTTPError as exc:
+            raise Unavailable("the gateway did not answer") from exc
+        if r.status_code == 200:
+            body = r.json()
+            return Grant(
+                access_token=str(body["access_token"]),
+                expires_in=float(body.get("expires_in", 900)),
+                refresh_token=body.get("refresh_token"),
+            )
+        if r.status_code == 429:
+            raise SignInRefused("busy", r.headers.get("retry-after"))
+        if r.status_code in (400, 401):
+            raise SignInRefused("invalid")
+        raise Unavailable(f"the gateway answered {r.status_code}")
+
+    async def sign_in(self, username: str, password: str, request_id: str) -> Grant:
+        """The password grant; SignInRefused for a wrong, locked or disabled login (the
+        gateway answers all three alike) or too many tries."""
+        form = {"grant_type": "password", "username": username, "password": password}
+        return await self._token(form, request_id)
+
+    async def profile(self, access_token: str, request_id: str) -> tuple[Profile, str]:
+        """Who the token is for, and their language (`GET /v1/me`)."""
+        body = await self._send("GET", "/v1/me", access_token, request_id)
+        profile = Profile(
+            sub=str(body["sub"]),
+            username=str(body.get("username") or body["sub"]),
+            name=str(body.get("name") or body.get("username") or ""),
+            org=str(body["org"]),
+            org_type=str(body["org_type"]),
+            scopes=frozenset(body.get("scopes") or ()),
+            areas=tuple(body.get("areas") or ()),
+        )
+        return profile, str(body.get("locale") or "en")
+
+    async def _renew(self, session: Session, request_id: str) -> None:
+        """A fresh access token for the session, or the session ends."""
+        if not session.refresh_token:
+            raise SessionExpired()
+        try:
+            grant = await self._token(
+                {"grant_type": "refresh_token", "refresh_token": session.refresh_token},
+                request_id,
+            )
+        except SignInRefused as exc:
+            raise SessionExpired() from exc
+        session.access_token = grant.access_token
+        session.expires_at = time.monotonic() + grant.expires_in
+        session.refresh_token = grant.refresh_token or session.refresh_token
+
+    # ------------------------------------------------------------------ API calls
+
+    async def call(
+        self,
+        session: Session,
+        method: str,
+        path: str,
+        *,
+        request_id: str,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+        raw: bool = False,
+    ) -> Any:
+        """The JSON answer of `method path` with the session's token (the response itself
+        when `raw`); errors become the exceptions above."""
+        if session.ended:
+            raise SessionExpired()
+        if session.needs_renewal():
+            await self._renew(session, request_id)
+        extra = dict(headers or {})
+        if method != "GET":
+            extra["Idempotency-Key"] = idempotency_key or uuid.uuid4().hex
+        try:
+            return await self._send(
+                method,
+                path,
+                session.access_token,
+                request_id,
+                params=params,
+                json=json,
+                headers=extra,
+                raw=raw,
+            )
+        except SessionExpired:
+            # The token was refused before its time (keys rotated, user disabled): one try
+            # with a renewed token, then the session ends.
+            if not session.refresh_token:
+                raise
+            await self._renew(session, request_id)
+            return await self._send(
+                method,
+                path,
+                session.access_token,
+                request_id,
+                params=params,
+                json=json,
+                headers=extra,
+                raw=raw,
+            )
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        request_id: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        raw: bool = False,
+    ) -> Any:
+        sent = {"Authorization": f"Bearer {token}", "X-Request-ID": request_id, **(headers or {})}
+        query = {k: v for k, v in (params or {}).items() if v not in (None, "")}
+        try:
+            r = await self.http.request(method, path, params=query, json=json, headers=sent)
+        except httpx.HTTPError as exc:
+            log.warning("gateway_unreachable", path=path, error=type(exc).__name__)
+            raise Unavailable("the gateway did not answer") from exc
+        if r.status_code < 300:
+            if raw:
+                return r
+            return r.json() if r.content else None
+        if r.status_code == 401:
+            raise SessionExpired()
+        if r.status_code == 404:
+            raise NotFound()
+        if r.status_code == 403:
+            raise Forbidden(_problem(r).detail)
+        if r.status_code >= 500:
+            log.warning("gateway_error", path=path, status=r.status_code)
+            raise Unavailable(f"the gateway answered {r.status_code}")
+        raise _problem(r)

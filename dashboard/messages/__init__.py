@@ -1,0 +1,1 @@
+"""The dashboard's messages, one module per part: MESSAGES = {key: (English, Khmer)}."""

@@ -1,0 +1,109 @@
+"""Signing in and out, and the language switch."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from dashboard import i18n
+from dashboard.client import ApiProblem, SignInRefused
+from dashboard.sessions import SESSION_COOKIE
+from dashboard.web import local_path, view_of
+
+router = APIRouter(include_in_schema=False)
+
+MAX_CREDENTIAL = 200
+
+
+@router.get("/sign-in")
+async def sign_in_page(request: Request, next: str = "/", expired: str = "") -> Response:
+    view = view_of(request, signed_in=False)
+    if view.session is not None and not view.session.ended:
+        return view.redirect(local_path(next))
+    notice = None
+    if expired:
+        notice = view.t("signin.expired")
+    elif request.query_params.get("signed_out"):
+        notice = view.t("signin.signed_out")
+    return view.render(
+        "sign_in.html", next=local_path(next), error=None, notice=notice, username=""
+    )
+
+
+@router.post("/sign-in")
+async def sign_in(request: Request) -> Response:
+    view = view_of(request, signed_in=False)
+    form = await view.form()
+    username = form.get("username", "").strip()[:MAX_CREDENTIAL]
+    password = form.get("password", "")[:MAX_CREDENTIAL]
+    next_path = local_path(form.get("next"))
+    error = None
+    if not username or not password:
+        error = view.t("signin.invalid")
+    else:
+        try:
+            grant = await view.client.sign_in(username, password, view.request_id)
+        except SignInRefused as exc:
+            if exc.reason == "busy":
+                error = view.t("signin.busy", seconds=exc.retry_after or "60")
+            else:
+                error = view.t("signin.invalid")
+    if error is not None:
+        # 200, as for every form shown again with what to correct: the page is the answer.
+        return view.render(
+            "sign_in.html", next=next_path, error=error, notice=None, username=username
+        )
+    profile, locale = await view.client.profile(grant.access_token, view.request_id)
+    previous = view.session
+    session = view.sessions.create(
+        profile,
+        access_token=grant.access_token,
+        expires_in=grant.expires_in,
+        refresh_token=grant.refresh_token,
+        lang=i18n.language(locale),
+    )
+    if previous is not None:
+        # What the same user typed before their session ended comes back; never another's.
+        if previous.draft is not None and previous.profile.sub == profile.sub:
+            session.draft = previous.draft
+        view.sessions.drop(previous)
+    view.session, view.lang = session, session.lang
+    response = view.redirect(next_path)
+    view.cookie(response, SESSION_COOKIE, session.id)
+    return response
+
+
+@router.post("/sign-out")
+async def sign_out(request: Request) -> Response:
+    view = view_of(request, signed_in=False)
+    if view.session is not None:
+        await view.form()
+        view.sessions.drop(view.session)
+        view.session = None
+    response = view.redirect("/sign-in?signed_out=1")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.post("/language")
+async def switch_language(request: Request) -> Response:
+    """Switch the language; a signed-in user's choice is kept with their account."""
+    view = view_of(request, signed_in=False)
+    form = await view.form()
+    lang = i18n.language(form.get("lang"))
+    back = local_path(form.get("next"))
+    view.lang = lang
+    if view.session is not None and not view.session.ended:
+        view.session.lang = lang
+        try:
+            await view.client.call(
+                view.session,
+                "PATCH",
+                "/v1/me",
+                request_id=view.request_id,
+                json={"locale": lang},
+                headers={"Content-Type": "application/merge-patch+json"},
+            )
+        except ApiProblem:
+            pass  # an account that cannot keep it (an API client) still switches here
+    return view.redirect(back)

@@ -1,0 +1,312 @@
+"""What every page shares: the templates, the request's view (session, language, CSRF),
+forms and their drafts, and the answer headers that keep a page safe in a browser."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import jinja2
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dashboard import i18n
+from dashboard.client import GatewayClient
+from dashboard.sessions import (
+    LANGUAGE_COOKIE,
+    SESSION_COOKIE,
+    VISITOR_COOKIE,
+    Draft,
+    Session,
+    SessionStore,
+    public_fields,
+    same_token,
+)
+from libs.common.app import request_id as _request_id
+
+HERE = Path(__file__).parent
+MAX_FORM_FIELDS = 200
+
+# No script but our own files, no inline script or style, nothing from another origin.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+class SecurityHeaders:
+    """Every answer carries the page headers; pages (never static files) are not cached,
+    since they show children's records."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in PAGE_HEADERS.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = scope["path"].startswith(("/static/", "/fonts/"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0] != b"cache-control"]
+                headers += self.headers
+                if static:
+                    cache = b"public, max-age=86400"
+                    headers += [(b"cache-control", cache)]
+                else:
+                    headers += [(b"cache-control", b"no-store")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["number"] = i18n.format_number
+    return env
+
+
+TEMPLATES = _environment()
+
+
+class NeedSignIn(Exception):
+    """No live session: the sign-in page, then back to `next`."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+class CsrfFailed(Exception):
+    """A form arrived without its CSRF token, or with another session's."""
+
+
+def local_path(value: str | None, default: str = "/") -> str:
+    """`value` if it is a path on this site (never another origin), else `default`."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return default
+    return value
+
+
+def path_of(request: Request) -> str:
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
+@dataclass
+class View:
+    """One request's page: who asks, in which language, with which CSRF token."""
+
+    request: Request
+    sessions: SessionStore
+    client: GatewayClient
+    session: Session | None
+    lang: str
+    visitor: str
+    new_visitor: bool = False
+    flash: list[str] = field(default_factory=list)
+
+    @property
+    def t(self) -> i18n.Translate:
+        return i18n.translator(self.lang)
+
+    @property
+    def request_id(self) -> str:
+        return _request_id(self.request)
+
+    @property
+    def csrf(self) -> str:
+        if self.session is not None and not self.session.ended:
+            return self.session.csrf
+        return self.sessions.visitor_csrf(self.visitor)
+
+    @property
+    def user(self) -> Session:
+        assert self.session is not None
+        return self.session
+
+    def may(self, *scopes: str) -> bool:
+        return self.session is not None and self.session.profile.may(*scopes)
+
+    def place(self, code: str | None) -> str:
+        return i18n.place_name(code, self.lang)
+
+    def place_label(self, code: str | None) -> str:
+        return i18n.place_label(code, self.lang)
+
+    def date(self, value: Any) -> str:
+        return i18n.format_date(value, self.lang)
+
+    def url(self, path: str, **params: Any) -> str:
+        query = {k: v for k, v in params.items() if v not in (None, "")}
+        return path + (f"?{urlencode(query, doseq=True)}" if query else "")
+
+    def page_url(self, cursor: str | None) -> str:
+        """This page's URL with its list at `cursor` (None: the first page)."""
+        params = {k: v for k, v in self.request.query_params.items() if k != "cursor"}
+        return self.url(self.request.url.path, **params, cursor=cursor)
+
+    # ------------------------------------------------------------------ the API
+
+    async def get(self, path: str, **params: Any) -> Any:
+        return await self.client.call(
+            self.user, "GET", path, request_id=self.request_id, params=params
+        )
+
+    async def post(self, path: str, body: Any = None, *, idempotency_key: str | None = None) -> Any:
+        return await self.client.call(
+            self.user,
+            "POST",
+            path,
+            request_id=self.request_id,
+            json=body if body is not None else {},
+            idempotency_key=idempotency_key,
+        )
+
+    async def raw(self, path: str, *, accept: str | None = None, **params: Any) -> Any:
+        headers = {"Accept": accept} if accept else None
+        return await self.client.call(
+            self.user,
+            "GET",
+            path,
+            request_id=self.request_id,
+            params=params,
+            headers=headers,
+            raw=True,
+        )
+
+    # ------------------------------------------------------------------ forms
+
+    async def form(self) -> dict[str, str]:
+        """The posted form, its CSRF token checked; only text fields, bounded."""
+        form = await self.request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        sent = fields.get("csrf", "")
+        if not sent or not same_token(sent, self.csrf):
+            raise CsrfFailed()
+        self.request.state.form = fields
+        return fields
+
+    def draft_for(self, path: str) -> dict[str, str]:
+        """What the user typed on the form at `path` before their session ended (once)."""
+        session = self.session
+        if session is None or session.draft is None or session.draft.path != path:
+            return {}
+        fields = session.draft.fields
+        session.draft = None
+        self.flash.append(self.t("signin.draft_restored"))
+        return fields
+
+    # ------------------------------------------------------------------ answers
+
+    def render(self, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+        page = TEMPLATES.get_template(template)
+        if self.session is not None and self.session.flash:
+            self.flash.extend(self.session.flash)
+            self.session.flash.clear()
+        context.setdefault("active", "")
+        html = page.render(v=self, t=self.t, lang=self.lang, **context)
+        response = HTMLResponse(html, status_code=status)
+        self.set_cookies(response)
+        return response
+
+    def redirect(self, url: str, *, flash: str | None = None) -> RedirectResponse:
+        if flash and self.session is not None:
+            self.session.flash.append(flash)
+        response = RedirectResponse(local_path(url), status_code=303)
+        self.set_cookies(response)
+        return response
+
+    def set_cookies(self, response: Response) -> None:
+        if self.new_visitor:
+            self.cookie(response, VISITOR_COOKIE, self.visitor)
+        if self.request.cookies.get(LANGUAGE_COOKIE) != self.lang:
+            self.cookie(response, LANGUAGE_COOKIE, self.lang, max_age=365 * 86400)
+
+    def cookie(
+        self, response: Response, name: str, value: str, *, max_age: int | None = None
+    ) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=self.request.app.state.settings.secure_cookies,
+        )
+
+
+def view_of(request: Request, *, signed_in: bool = True) -> View:
+    """The request's view; NeedSignIn when a page needs a live session and has none."""
+    state = request.app.state
+    session = state.sessions.get(request.cookies.get(SESSION_COOKIE))
+    live = session if session is not None and not session.ended else None
+    if live is not None:
+        lang = live.lang
+    else:
+        lang = i18n.language(request.cookies.get(LANGUAGE_COOKIE))
+    visitor = request.cookies.get(VISITOR_COOKIE, "")
+    fresh = not (16 <= len(visitor) <= 64)
+    if fresh:
+        visitor = secrets.token_urlsafe(24)
+    view = View(request, state.sessions, state.client, session, lang, visitor, fresh)
+    if signed_in and live is None:
+        raise NeedSignIn(path_of(request))
+    return view
+
+
+def keep_draft(view: View, fields: Mapping[str, str]) -> Draft | None:
+    """A draft of the form being posted, to give back after signing in again: the form's
+    own page is named by its `_from` field."""
+    back = local_path(fields.get("_from"), "")
+    if not back:
+        return None
+    return Draft(path=back, fields=public_fields(dict(fields)))
+
+
+def record_id(value: str) -> str:
+    """An id from a page's path, as sent on to the API: anything but a plain id is the
+    not-found page before any request leaves (no `..`, no slashes, no query)."""
+    from dashboard.client import NotFound
+
+    if not (0 < len(value) <= 64) or not all(c.isalnum() or c in "-_" for c in value):
+        raise NotFound()
+    return value
+
+
+async def quietly(call: Awaitable[Any]) -> Any:
+    """The answer of a call a page can do without (a tile, a side list), or None when the
+    user may not make it or Komar does not answer."""
+    from dashboard.client import ApiProblem, Forbidden, NotFound, Unavailable
+
+    try:
+        return await call
+    except (ApiProblem, Forbidden, NotFound, Unavailable):
+        return None
