@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway import domain, store
 from gateway.models import clients, users
 from gateway.oauth import NO_STORE
-from gateway.runtime import request_runtime
+from gateway.runtime import request_principal, request_runtime
 from gateway.schemas import (
     ClientCreate,
     ClientCreated,
@@ -29,8 +29,8 @@ from gateway.schemas import (
     UserOut,
     UserPage,
 )
-from libs.common.auth import Principal, bearer_token
-from libs.common.errors import Conflict, Forbidden, Unauthorized, found, invalid
+from libs.common.auth import Principal
+from libs.common.errors import Conflict, Forbidden, found, invalid
 from libs.common.http import (
     Page,
     check_if_match,
@@ -49,11 +49,7 @@ router = APIRouter()
 
 async def admin_principal(request: Request) -> Principal:
     """Dependency: a valid token of an enabled principal carrying the admin scope."""
-    rt = request_runtime(request)
-    principal = await rt.verifier.verify(bearer_token(request))
-    if principal.sub in rt.guard.disabled:
-        raise Unauthorized("this client or user is disabled")
-    request.state.principal = principal
+    principal = await request_principal(request)
     principal.require("admin")
     return principal
 

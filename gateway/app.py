@@ -1,4 +1,5 @@
-"""The gateway app: tokens, keys, admin API, routing to the services, merged OpenAPI."""
+"""The gateway app: tokens, keys, admin API, the caller's profile, routing to the services,
+merged OpenAPI and its docs page."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import admin, oauth, openapi
+from gateway import admin, me, oauth, openapi
 from gateway.proxy import Proxy
 from gateway.runtime import GatewayRuntime
 from gateway.settings import GatewaySettings
@@ -54,7 +55,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         title="Komar gateway",
         version="1.0.0",
-        description="Tokens, keys and administration of API clients and users.",
+        description="Tokens, keys, administration of API clients and users, your profile.",
         lifespan=runtime_lifespan(rt),
         openapi_url=None,
         docs_url=None,
@@ -69,7 +70,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     install_common(app, service=SERVICE, max_body_bytes=settings.max_body_bytes, ready=rt.ready)
     app.include_router(oauth.router)
     app.include_router(admin.router)
+    app.include_router(me.router)
     app.include_router(openapi.router)
+    app.mount(openapi.ASSETS_PATH, openapi.docs_assets())
     return app
 
 

@@ -1,4 +1,4 @@
-"""The gateway's rules: secrets, scopes, lockout, rate limits. No I/O."""
+"""The gateway's rules: secrets, scopes, lockout, rate limits, a user's language. No I/O."""
 
 from __future__ import annotations
 
@@ -112,6 +112,12 @@ def check_principal(org_type: str, scopes: Iterable[str]) -> None:
     """Rules on a new client or user beyond field validation."""
     if "admin" in scopes and org_type != "government":
         raise RuleViolation("scopes", "the admin scope is only for government principals")
+
+
+# The languages a user may choose for what Komar shows them (English, Khmer); new users and
+# API clients read English.
+LOCALES = ("en", "km")
+DEFAULT_LOCALE = "en"
 
 
 def normalized(values: Iterable[str]) -> list[str]:

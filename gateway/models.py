@@ -100,10 +100,13 @@ users = Table(
     Column("failed_logins", Integer, nullable=False, server_default=text("0")),
     Column("failures_since", DateTime(timezone=True)),
     Column("locked_until", DateTime(timezone=True)),
+    # The language the user chose for what Komar shows them (domain.LOCALES).
+    Column("locale", String(5), nullable=False, server_default=text("'en'")),
     Column("version", Integer, nullable=False, server_default=text("1")),
     _created(),
     _updated(),
     CheckConstraint("org_type IN ('government', 'partner')", name="ck_gateway_users_org_type"),
+    CheckConstraint("locale IN ('en', 'km')", name="ck_gateway_users_locale"),
     UniqueConstraint("username", name="uq_gateway_users_username"),
     Index("ix_gateway_users_updated", "updated_at", "user_id"),
     Index("ix_gateway_users_inactive", "user_id", postgresql_where=text("NOT active")),

@@ -1,17 +1,27 @@
-"""One OpenAPI document for the whole platform: the gateway's own paths plus every service's."""
+"""One OpenAPI document for the whole platform: the gateway's own paths plus every service's;
+and `/docs`, the Swagger UI page that browses it.
+
+The page runs on the gateway's own files (`gateway/static/`: Swagger UI vendored, with its
+licence and version in `static/swagger-ui/README.md`, and the page's start-up script), so it
+works without internet access, and under a Content-Security-Policy that lets it load
+nothing from elsewhere and run no inline script.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import copy
 import json
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from gateway.upstream import Pool, UpstreamError
 from libs.common.auth import SCOPES
@@ -172,16 +182,117 @@ async def openapi_document(request: Request) -> Response:
     return Response(await merged.document(), media_type="application/json")
 
 
-@router.get("/docs", include_in_schema=False)
+# ---------------------------------------------------------------- the docs page
+
+DOCS_PATH = "/docs"
+OAUTH2_REDIRECT_PATH = "/docs/oauth2-redirect"
+ASSETS_PATH = "/docs/assets"
+STATIC_DIR = Path(__file__).parent / "static"
+SWAGGER_UI = f"{ASSETS_PATH}/swagger-ui"
+
+# Swagger UI sets styles inline and draws icons from data: URLs; everything else it needs,
+# the document and the token requests included, comes from the gateway.
+DOCS_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'"
+)
+DOCS_HEADERS = {"Content-Security-Policy": DOCS_CSP, "X-Content-Type-Options": "nosniff"}
+# The assets change only with a release of the gateway: a day in caches, then revalidated
+# against their ETag.
+ASSETS_MAX_AGE_S = 86_400
+
+# Swagger UI's settings, read by static/init.js (validatorUrl null: no document is sent to
+# a validator elsewhere).
+SWAGGER_UI_CONFIG: dict[str, Any] = {
+    "url": "/openapi.json",
+    "dom_id": "#swagger-ui",
+    "layout": "BaseLayout",
+    "deepLinking": True,
+    "showExtensions": True,
+    "showCommonExtensions": True,
+    "persistAuthorization": True,
+    "validatorUrl": None,
+    "oauth2RedirectPath": OAUTH2_REDIRECT_PATH,
+}
+
+_MEDIA_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".png": "image/png",
+    ".md": "text/markdown; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+    "": "text/plain; charset=utf-8",  # LICENSE, NOTICE
+}
+
+
+def _script_json(value: Any) -> str:
+    """JSON that cannot end the <script> data block it sits in."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+DOCS_HTML = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Komar API</title>
+<link rel="stylesheet" href="{SWAGGER_UI}/swagger-ui.css">
+<link rel="icon" type="image/png" sizes="32x32" href="{SWAGGER_UI}/favicon-32x32.png">
+<link rel="icon" type="image/png" sizes="16x16" href="{SWAGGER_UI}/favicon-16x16.png">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script id="swagger-ui-config" type="application/json">{_script_json(SWAGGER_UI_CONFIG)}</script>
+<script src="{SWAGGER_UI}/swagger-ui-bundle.js"></script>
+<script src="{ASSETS_PATH}/init.js"></script>
+</body>
+</html>
+"""
+
+OAUTH2_REDIRECT_HTML = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Komar API: signing in</title>
+<link rel="icon" type="image/png" sizes="32x32" href="{SWAGGER_UI}/favicon-32x32.png">
+</head>
+<body>
+<script src="{SWAGGER_UI}/oauth2-redirect.js"></script>
+</body>
+</html>
+"""
+
+
+class DocsAssets(StaticFiles):
+    """The docs page's files, each with its media type (not left to the machine's MIME
+    table), `nosniff`, and a day's caching."""
+
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        media_type = _MEDIA_TYPES.get(Path(full_path).suffix)
+        if media_type is not None and response.status_code == 200:
+            response.headers["Content-Type"] = media_type
+        response.headers["Cache-Control"] = f"public, max-age={ASSETS_MAX_AGE_S}"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+def docs_assets() -> DocsAssets:
+    """The ASGI app serving `gateway/static/` at ASSETS_PATH."""
+    return DocsAssets(directory=STATIC_DIR)
+
+
+@router.get(DOCS_PATH, include_in_schema=False)
 async def docs() -> HTMLResponse:
-    return get_swagger_ui_html(
-        openapi_url="/openapi.json",
-        title="Komar API",
-        oauth2_redirect_url="/docs/oauth2-redirect",
-        swagger_ui_parameters={"persistAuthorization": True},
-    )
+    return HTMLResponse(DOCS_HTML, headers=DOCS_HEADERS)
 
 
-@router.get("/docs/oauth2-redirect", include_in_schema=False)
+@router.get(OAUTH2_REDIRECT_PATH, include_in_schema=False)
 async def docs_oauth2_redirect() -> HTMLResponse:
-    return get_swagger_ui_oauth2_redirect_html()
+    return HTMLResponse(OAUTH2_REDIRECT_HTML, headers=DOCS_HEADERS)

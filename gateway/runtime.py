@@ -17,8 +17,9 @@ from gateway.keys import FRESH_S, KeyRing
 from gateway.models import clients, idempotency_keys
 from gateway.settings import GatewaySettings
 from gateway.upstream import Pool
-from libs.common.auth import SCOPES, TokenVerifier
+from libs.common.auth import SCOPES, Principal, TokenVerifier, bearer_token
 from libs.common.db import Database
+from libs.common.errors import Unauthorized
 from libs.common.http import Idempotency
 from libs.common.jobs import PeriodicJobs
 from libs.common.logging import get_logger
@@ -307,3 +308,14 @@ def request_runtime(request: Request) -> GatewayRuntime:
     """The runtime of the process serving `request` (pool, keys, limits)."""
     rt: GatewayRuntime = request.app.state.runtime
     return rt
+
+
+async def request_principal(request: Request) -> Principal:
+    """Dependency: the caller of a gateway route, from a valid token of an enabled client or
+    user (401 otherwise)."""
+    rt = request_runtime(request)
+    principal = await rt.verifier.verify(bearer_token(request))
+    if principal.sub in rt.guard.disabled:
+        raise Unauthorized("this client or user is disabled")
+    request.state.principal = principal
+    return principal

@@ -12,17 +12,21 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
+from gateway.domain import LOCALES
 from libs.common.auth import ORG_TYPES, SCOPES
-from libs.common.inputs import Input, PlaceCode, one_of
+from libs.common.inputs import Input, PlaceCode, check_merge_patch, one_of
 
 if TYPE_CHECKING:
     Scope = str
     OrgType = str
+    Locale = str
 else:
     Scope = one_of(SCOPES)
     OrgType = one_of(ORG_TYPES)
+    Locale = one_of(LOCALES)
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Org = Annotated[
@@ -167,3 +171,29 @@ class KeyList(BaseModel):
 class RotationOut(BaseModel):
     kid: str
     previous_kid: str | None
+
+
+class MeOut(BaseModel):
+    """The caller, as the token it calls with names it: a user or an API client, its scopes
+    (those of this token) and areas, and the language a user chose (`en` for a client)."""
+
+    sub: str
+    kind: Literal["user", "client"]
+    username: str | None
+    name: str
+    org: str
+    org_type: OrgType
+    scopes: list[Scope]
+    areas: list[str]
+    locale: Locale
+
+
+class MePatch(Input):
+    """A JSON merge patch of your own profile: the language Komar shows you."""
+
+    locale: Locale | None = None
+
+    @model_validator(mode="after")
+    def _a_change(self) -> MePatch:
+        check_merge_patch(self, ("locale",))
+        return self

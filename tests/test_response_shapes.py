@@ -479,6 +479,24 @@ async def test_gateway_answers_match_their_models(gateway_app: FastAPI) -> None:
         await checked.call("POST", f"{uurl}/disable", headers=admin)
         await checked.call("POST", f"{uurl}/enable", headers=admin)
         await checked.call("POST", f"{uurl}/unlock", headers=admin)
+        signed_in = await checked.call(
+            "POST",
+            "/oauth/token",
+            data={
+                "grant_type": "password",
+                "username": user_body["username"],
+                "password": user_body["password"],
+            },
+        )
+        own = bearer(signed_in["access_token"])
+        await checked.call("GET", "/v1/me", headers=admin)  # a client's profile
+        me = await http.get("/v1/me", headers=own)
+        await checked.call(
+            "PATCH",
+            "/v1/me",
+            json={"locale": "km"},
+            headers={**own, "If-Match": me.headers["etag"]},
+        )
         await checked.call("GET", "/v1/admin/keys", headers=admin)
         await checked.call("POST", "/v1/admin/keys/rotate", headers=admin)
     assert checked.checked == modelled_routes(gateway_app, "/")
