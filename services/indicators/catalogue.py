@@ -225,6 +225,18 @@ INDICATORS: tuple[Indicator, ...] = (
         counted="referrals.referral.overdue",
     ),
     Indicator(
+        "CP_REF_UNMATCHED",
+        "Referrals that found no provider",
+        "Referrals asked to be routed that found no provider (no active provider offering the "
+        "service with free capacity serves the child's place; the request was refused), "
+        "counted once per child, service type and month however often they were asked, in "
+        "the month they were asked (Cambodia time). A referral to a provider the referrer "
+        "named is not routed and never counts. Placed at the child's commune when asked.",
+        Kind.flow,
+        BY_SERVICE_TYPE,
+        counted="referrals.referral.unmatched",
+    ),
+    Indicator(
         "CP_GRANT_APPROVED",
         "Grants approved",
         "Grants fully approved (the approval that commits the money) in the period, month of "

@@ -251,7 +251,19 @@ _REFERRAL_FLOWS = {
     "accepted": "CP_REF_ACCEPTED",
     "completed": "CP_REF_COMPLETED",
     "overdue": "CP_REF_OVERDUE",
+    "unmatched": "CP_REF_UNMATCHED",
 }
+# Flows counted in the month of a time the event's data carries, not of the event: overdue
+# in the month of its due time, an unmatched referral in the month routing failed for it
+# (its producer publishes one per child, service type and that month).
+_REFERRAL_MONTH_OF = {"CP_REF_OVERDUE": "due_at", "CP_REF_UNMATCHED": "occurred_at"}
+
+
+def _instant_month(text: str, what: str) -> int:
+    try:
+        return cambodia_month(datetime.fromisoformat(text))
+    except ValueError as exc:
+        raise InvalidEvent(f"{what} is not RFC 3339") from exc
 
 
 def _referral(event: CloudEvent) -> Effects:
@@ -260,11 +272,9 @@ def _referral(event: CloudEvent) -> Effects:
     indicator_code = _REFERRAL_FLOWS.get(event.type.split(".")[2])
     if indicator_code is None or data.service_type not in SERVICE_TYPES:
         return Effects()
-    if indicator_code == "CP_REF_OVERDUE":
-        try:
-            month = cambodia_month(datetime.fromisoformat(data.due_at))
-        except ValueError as exc:
-            raise InvalidEvent("due_at is not RFC 3339") from exc
+    field = _REFERRAL_MONTH_OF.get(indicator_code)
+    if field is not None:
+        month = _instant_month(getattr(data, field), field)
     else:
         month = cambodia_month(event.time)
     return Effects(flows=[Flow(indicator_code, month, commune, data.service_type)])

@@ -15,13 +15,14 @@ from libs.common.app import request_id
 from libs.common.auth import Principal, PrincipalDep
 from libs.common.context import Context
 from libs.common.errors import invalid
-from libs.common.events.referrals_events import REFERRALS_EVENTS, ServiceType
+from libs.common.events.referrals_events import REFERRALS_EVENTS, ReferralV1, ServiceType
 from libs.common.feeds import Feed, add_changes_route
 from libs.common.http import PageDep, json_response, parse_id, require_if_match
 from libs.common.inputs import CommuneCode
 from libs.common.routes import PATCH_RESPONSES, list_page, patch_record, read_record, write_record
 from libs.common.runtime import RuntimeDep
 from services.referrals import SERVICE, service, store
+from services.referrals.domain import NoProvider
 from services.referrals.models import outbox, referrals
 from services.referrals.schemas import (
     AcceptIn,
@@ -41,7 +42,8 @@ from services.referrals.schemas import (
 )
 
 router = APIRouter(prefix="/v1/referrals", tags=["referrals"])
-REFERRAL_CHANGES = tuple(t for t in REFERRALS_EVENTS if t.startswith("referrals.referral."))
+# The changes of referral records (an unmatched need is about no referral: not in the feed).
+REFERRAL_CHANGES = tuple(t for t, data in REFERRALS_EVENTS.items() if data is ReferralV1)
 add_changes_route(
     router,
     Feed("referrals", outbox, referrals, referrals.c.id, "referral_id", REFERRAL_CHANGES),
@@ -262,14 +264,21 @@ async def create_referral(
     """Refer a child for a service; routed to the most local, least loaded provider."""
     principal.require("referrals:write")
     ctx = context(request, principal)
-    return await write_record(
-        rt,
-        request,
-        principal,
-        lambda conn: service.create_referral(conn, body, ctx),
-        referral_out,
-        created=referral_path,
-    )
+    try:
+        return await write_record(
+            rt,
+            request,
+            principal,
+            lambda conn: service.create_referral(conn, body, ctx),
+            referral_out,
+            created=referral_path,
+        )
+    except NoProvider as gap:
+        # The request's work is rolled back; the unmet need is counted in its own transaction.
+        async with rt.db.transaction() as conn:
+            await service.record_unmatched(conn, gap.need, ctx)
+        rt.relay.notify()
+        raise
 
 
 @router.get("", response_model=ReferralPage)

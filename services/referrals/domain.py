@@ -5,20 +5,28 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from fractions import Fraction
 from typing import Any
 
 from libs.common import places
 from libs.common.auth import COUNTRY, Principal
 from libs.common.errors import Conflict, Forbidden, Unprocessable
-from libs.common.events.referrals_events import ProviderUpsertedV1, ReferralV1, ServiceType
+from libs.common.events.referrals_events import (
+    ProviderUpsertedV1,
+    ReferralUnmatchedV1,
+    ReferralV1,
+    ServiceType,
+)
 
 SERVICE_TYPES = tuple(t.value for t in ServiceType)
 URGENCIES = ("emergency", "high", "normal")
 STATUSES = ("pending", "accepted", "declined", "completed", "cancelled")
 OPEN_STATUSES = frozenset({"pending", "accepted"})
 Record = Mapping[Any, Any]  # a row as the store returns it, or a plain dict
+
+# Months are Cambodia's (UTC+7, no daylight saving), as the indicators count them.
+CAMBODIA = timezone(timedelta(hours=7))
 
 OUTCOME_CODES = ("service_provided", "referred_on", "child_declined", "unreachable", "other")
 
@@ -225,16 +233,67 @@ def rank_providers(
     return sorted(eligible, key=lambda c: (-(locality(c.areas, place) or 0), c.load, str(c.id)))
 
 
-def no_provider(service_type: str, place: str) -> Unprocessable:
-    """422 naming the gap: which service, at which place."""
-    name = places.name_en(place) or place
-    return Unprocessable(
-        f"no active provider of {service_type} with free capacity serves {name} ({place})",
-        errors=[{"field": "service_type", "message": f"no provider available at {place}"}],
-        service_type=service_type,
-        place_code=place,
-        place_name=name,
-    )
+@dataclass(frozen=True)
+class UnmetNeed:
+    """A referral routing found no provider for: the child, the service, its urgency and the
+    child's place (ids and codes only)."""
+
+    child_id: uuid.UUID
+    service_type: str
+    urgency: str
+    commune_code: str
+    village_code: str | None
+
+    @classmethod
+    def of(cls, child: Record, service_type: str, urgency: str) -> UnmetNeed:
+        return cls(
+            child_id=child["id"],
+            service_type=service_type,
+            urgency=urgency,
+            commune_code=child["commune_code"],
+            village_code=child["village_code"],
+        )
+
+
+class NoProvider(Unprocessable):
+    """422 naming the gap: which service, at which place. It carries the unmet need, which
+    the referrals service counts once the request's own work is rolled back; the answer
+    never shows it."""
+
+    def __init__(self, need: UnmetNeed, place: str) -> None:
+        name = places.name_en(place) or place
+        super().__init__(
+            f"no active provider of {need.service_type} with free capacity serves {name} ({place})",
+            errors=[{"field": "service_type", "message": f"no provider available at {place}"}],
+            service_type=need.service_type,
+            place_code=place,
+            place_name=name,
+        )
+        self.need = need
+
+
+def no_provider(need: UnmetNeed, place: str) -> NoProvider:
+    """422 naming the gap (the child's place as `place_of` gives it), with the unmet need."""
+    return NoProvider(need, place)
+
+
+def need_month(at: datetime) -> str:
+    """The month (`YYYY-MM`, Cambodia time) an unmet need counts in: one per child, service
+    type and month, however often routing fails for it."""
+    return at.astimezone(CAMBODIA).strftime("%Y-%m")
+
+
+def unmatched_need_row(need: UnmetNeed, at: datetime) -> dict[str, Any]:
+    """An unmet need as its row (`unmatched_needs`), routing having failed for it at `at`."""
+    return {
+        "child_id": need.child_id,
+        "service_type": need.service_type,
+        "month": need_month(at),
+        "urgency": need.urgency,
+        "commune_code": need.commune_code,
+        "village_code": need.village_code,
+        "occurred_at": at,
+    }
 
 
 def named_provider_problem(reason: str) -> Unprocessable:
@@ -271,6 +330,19 @@ def referral_event_data(referral: Record) -> ReferralV1:
         consent_override=bool(referral["consent_override"]),
         outcome_code=referral["outcome_code"] if referral["status"] == "completed" else None,
         version=referral["version"],
+    )
+
+
+def unmatched_event_data(need: Record) -> ReferralUnmatchedV1:
+    """What events may say about an unmet need: the child's id and place codes, the service
+    and the urgency; never the reason the referral was asked for, nor who asked."""
+    return ReferralUnmatchedV1(
+        child_id=str(need["child_id"]),
+        service_type=need["service_type"],
+        urgency=need["urgency"],
+        commune_code=need["commune_code"],
+        village_code=need["village_code"],
+        occurred_at=_iso(need["occurred_at"]),
     )
 
 

@@ -126,9 +126,28 @@ class Referral(SQLModel, table=True):
     version: int = 1
 
 
+class UnmatchedNeed(SQLModel, table=True):
+    """A referral routing found no provider for: the child, the service and the month
+    (Cambodia time, `YYYY-MM`) it was asked for, once however often it was asked, with the
+    child's place and the urgency when first asked. Never the reason, nor who asked: the
+    request was answered 422 and left no referral."""
+
+    __tablename__ = "unmatched_needs"
+    __table_args__ = {"schema": SCHEMA}
+
+    child_id: uuid.UUID = Field(primary_key=True)
+    service_type: str = Field(primary_key=True, max_length=30)
+    month: str = Field(primary_key=True, max_length=7)
+    urgency: str = Field(max_length=10)
+    commune_code: str = Field(max_length=6)
+    village_code: str | None = Field(default=None, max_length=8)
+    occurred_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 common = common_tables(metadata, SCHEMA)
 outbox = common.outbox  # where the use cases write their events
 
 providers = Provider.__table__  # type: ignore[attr-defined]
 children = KnownChild.__table__  # type: ignore[attr-defined]
 referrals = Referral.__table__  # type: ignore[attr-defined]
+unmatched_needs = UnmatchedNeed.__table__  # type: ignore[attr-defined]

@@ -265,7 +265,8 @@ async def create_referral(conn: AsyncConnection, body: ReferralIn, ctx: Context)
             conn, row, due_in, service_type, path, found_child.candidates
         )
         if referral is None:
-            raise domain.no_provider(service_type, place)
+            need = domain.UnmetNeed.of(child, service_type, body.urgency.value)
+            raise domain.no_provider(need, place)
     _referral_changed(ctx, "created", referral)
     await ctx.write_events(conn, outbox)
     log.info(
@@ -275,6 +276,33 @@ async def create_referral(conn: AsyncConnection, body: ReferralIn, ctx: Context)
         named=named,
     )
     return referral
+
+
+async def record_unmatched(
+    conn: AsyncConnection, need: domain.UnmetNeed, ctx: Context
+) -> store.Row | None:
+    """Count a need routing found no provider for (`domain.NoProvider`), in a transaction of
+    its own once the request's is rolled back: once per child, service type and month
+    (Cambodia time), with one `referrals.referral.unmatched.v1`. A repeat in the same month,
+    even a concurrent one, writes nothing (None)."""
+    at = await store.now(conn)
+    recorded = await store.insert_unmatched_need(conn, domain.unmatched_need_row(need, at))
+    if recorded is None:
+        return None
+    # Written alone: whatever the rolled-back work had emitted is not this transaction's.
+    event = ctx.event(
+        "referrals.referral.unmatched.v1",
+        str(recorded["child_id"]),
+        domain.unmatched_event_data(recorded),
+    )
+    await write_events(conn, outbox, [event])
+    log.info(
+        "referral.unmatched",
+        child_id=str(recorded["child_id"]),
+        service_type=recorded["service_type"],
+        month=recorded["month"],
+    )
+    return recorded
 
 
 async def read_referral(

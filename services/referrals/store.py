@@ -35,7 +35,7 @@ from libs.common.store import (
     versioned_update,
     where_given,
 )
-from services.referrals.models import children, providers, referrals
+from services.referrals.models import children, providers, referrals, unmatched_needs
 
 # A row as read by key: SQLAlchemy's RowMapping, or (the hand-written statements below, run
 # on asyncpg through libs.common.store.driver_connection) an asyncpg Record; the values are the
@@ -495,3 +495,19 @@ async def flag_overdue(conn: AsyncConnection, batch: int = 500) -> list[Row]:
         .returning(*referrals.c)
     )
     return list(result.mappings().all())
+
+
+# ---------------------------------------------------------------- unmatched needs
+
+
+async def insert_unmatched_need(conn: AsyncConnection, row: dict[str, Any]) -> Row | None:
+    """Record a need routing found no provider for, unless the same child, service type and
+    month is recorded already: the row written, or None when it was there (a concurrent
+    insert of the same key waits for the other's commit, then writes nothing)."""
+    result = await conn.execute(
+        insert(unmatched_needs)
+        .values(**row)
+        .on_conflict_do_nothing(index_elements=["child_id", "service_type", "month"])
+        .returning(*unmatched_needs.c)
+    )
+    return result.mappings().first()

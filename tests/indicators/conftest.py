@@ -27,7 +27,11 @@ from deploy.local.infra import EmbeddedNats, create_database, free_port
 from libs.common.events import CloudEvent, new_event
 from libs.common.events.catalog import STREAMS, ChildUpdatedV1, ChildV1
 from libs.common.events.funds_events import FundToppedUpV1, FundV1, GrantDisbursedV1, GrantV1
-from libs.common.events.referrals_events import ProviderUpsertedV1, ReferralV1
+from libs.common.events.referrals_events import (
+    ProviderUpsertedV1,
+    ReferralUnmatchedV1,
+    ReferralV1,
+)
 from libs.common.settings import Settings
 from services.indicators import jetstream
 from tests.support import SigningKeys, drop_test_database, running_service, short_ack_durable
@@ -164,6 +168,24 @@ def referral_event(
         version=version,
     )
     return event("referrals", f"referrals.referral.{verb}.v1", referral_id, data, when)
+
+
+def unmatched_event(
+    child_id: str, *, commune: str, service_type: str, occurred_at: str, when: str | None = None
+) -> CloudEvent:
+    """A referrals.referral.unmatched.v1: routing found no provider for the child's referral
+    (published once per child, service type and month by the referrals service)."""
+    data = ReferralUnmatchedV1(
+        child_id=child_id,
+        service_type=service_type,
+        urgency="high",
+        commune_code=commune,
+        village_code=None,
+        occurred_at=occurred_at,
+    )
+    return event(
+        "referrals", "referrals.referral.unmatched.v1", child_id, data, when or occurred_at
+    )
 
 
 def grant_event(

@@ -16,6 +16,7 @@ from tests.indicators.conftest import (
     grant_event,
     provider_event,
     referral_event,
+    unmatched_event,
     uuid_of,
 )
 
@@ -126,6 +127,9 @@ def scenario_events() -> list[CloudEvent]:
             **kw,
         )
 
+    def unmatched(n: int, commune: str, st: str, at: str, **kw: Any) -> CloudEvent:
+        return unmatched_event(c[n], commune=commune, service_type=st, occurred_at=at, **kw)
+
     r3_due = "2025-03-31T16:30:00+00:00"  # 23:30 on 31 March in Cambodia
     r4_due = "2025-04-03T17:30:00+00:00"
     referrals = [
@@ -146,6 +150,13 @@ def scenario_events() -> list[CloudEvent]:
         ref("created", "r5", 5, D, "health", 1, "2025-04-03T03:00:00Z"),
         ref("accepted", "r5", 5, D, "health", 2, "2025-04-04T03:00:00Z"),
         ref("completed", "r5", 5, D, "health", 3, "2025-04-10T03:00:00Z"),
+        # referrals that found no provider: once per child, service type and month
+        unmatched(1, A, "shelter", "2025-02-05T03:00:00Z"),
+        # 00:30 on 1 March in Cambodia (published a little later): March
+        unmatched(2, A, "shelter", "2025-02-28T17:30:00Z", when="2025-02-28T17:30:01Z"),
+        unmatched(1, A, "shelter", "2025-03-12T03:00:00Z"),  # still unmet a month later
+        unmatched(4, C, "legal", "2025-03-25T03:00:00Z"),
+        unmatched(5, D, "shelter", "2025-04-02T04:00:00Z"),
         provider_event(
             uuid_of("p1"),
             areas=["1201"],

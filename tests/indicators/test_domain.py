@@ -106,6 +106,31 @@ def _replay(versions: list[ChildVersion], through: int) -> Counter[catalogue.Cel
     return Counter({k: n for k, n in total.items() if n})
 
 
+def test_an_unmatched_referral_counts_in_the_month_it_was_asked_at_the_childs_commune() -> None:
+    from tests.indicators.conftest import unmatched_event, uuid_of
+
+    def flows(**kw: str) -> list[tuple[str, int, str, str | None]]:
+        e = unmatched_event(uuid_of("child"), commune="120101", service_type="shelter", **kw)
+        return [(f.indicator, f.month, f.commune, f.combo) for f in effects.effects_of(e).flows]
+
+    # 00:30 on 1 March in Cambodia, whenever the event was published
+    assert flows(occurred_at="2025-02-28T17:30:00Z", when="2025-02-28T16:00:00Z") == [
+        ("CP_REF_UNMATCHED", month_index(2025, 3), "120101", "shelter")
+    ]
+    assert flows(occurred_at="2025-02-28T16:59:59+00:00") == [
+        ("CP_REF_UNMATCHED", month_index(2025, 2), "120101", "shelter")
+    ]
+    with pytest.raises(effects.InvalidEvent):
+        flows(occurred_at="last tuesday", when="2025-02-28T16:00:00Z")
+    bad_place = unmatched_event(
+        uuid_of("child"), commune="999999", service_type="shelter", occurred_at="2025-02-01"
+    )
+    with pytest.raises(effects.InvalidEvent):
+        effects.effects_of(bad_place)
+    assert catalogue.BY_CODE["CP_REF_UNMATCHED"].combo is catalogue.BY_SERVICE_TYPE
+    assert "CP_REF_UNMATCHED" in catalogue.ROUNDED
+
+
 def test_stock_deltas_do_not_depend_on_arrival_order() -> None:
     jan, mar, jun, dec = (month_index(2025, m) for m in (1, 3, 6, 12))
     versions = [

@@ -145,6 +145,36 @@ async def test_rounding_does_not_depend_on_the_query_shape(
     assert [r["value"] for r in stock_q] == [r["value"] for r in table]
 
 
+async def test_referrals_that_found_no_provider_are_rounded_like_overdue_ones(
+    api: httpx.AsyncClient, keys: SigningKeys, loaded: list[CloudEvent]
+) -> None:
+    public = keys.headers(areas=["KH"], scope=NATIONAL_READ)
+    detail = keys.headers(areas=["KH"], scope=DETAIL)
+    for code in ("CP_REF_OVERDUE", "CP_REF_UNMATCHED"):
+        assert code in catalogue.ROUNDED
+        raw = await rows(api, detail, code, "202503", "1201", "commune")
+        published = await rows(api, public, code, "202503", "1201", "commune")
+        assert not any(r["rounded"] for r in raw)
+        assert all(r["rounded"] and r["value"] % 5 == 0 for r in published)
+        for r, truth in zip(published, raw, strict=True):
+            assert abs(r["value"] - truth["value"]) < 5
+        # a district is the sum of its published communes; a quarter of its months
+        [district] = [
+            r
+            for r in await rows(api, public, code, "202503", "1201")
+            if r["disaggregation"] == "shelter"
+        ]
+        assert district["value"] == sum(
+            r["value"] for r in published if r["disaggregation"] == "shelter"
+        )
+        quarter = await rows(api, public, code, "2025Q1", "1201")
+        months = [await rows(api, public, code, m, "1201") for m in ("202501", "202502", "202503")]
+        for i, r in enumerate(quarter):
+            assert r["value"] == sum(m[i]["value"] for m in months)
+    raw = await rows(api, detail, "CP_REF_UNMATCHED", "202503", A)
+    assert {r["disaggregation"]: r["value"] for r in raw if r["value"]} == {"shelter": 2}
+
+
 async def test_detail_scope_sees_raw_values(
     api: httpx.AsyncClient, keys: SigningKeys, loaded: list[CloudEvent]
 ) -> None:

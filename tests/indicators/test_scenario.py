@@ -160,6 +160,28 @@ async def test_referral_flows(detail: Any) -> None:
     }
 
 
+async def test_referrals_that_found_no_provider(detail: Any) -> None:
+    # child 1's shelter need in February, again in March (once per month); child 2's at
+    # 00:30 on 1 March in Cambodia: March
+    assert await detail("CP_REF_UNMATCHED", "202502", A) == {"shelter": 1}
+    assert await detail("CP_REF_UNMATCHED", "202503", A) == {"shelter": 2}
+    assert await detail("CP_REF_UNMATCHED", "202503", "KH") == {"shelter": 2, "legal": 1}
+    assert await detail("CP_REF_UNMATCHED", "2025Q1", "1201", "commune") == {(A, "shelter"): 3}
+    assert await detail("CP_REF_UNMATCHED", "2025Q1", "12", "district") == {
+        ("1201", "shelter"): 3,
+        ("1202", "legal"): 1,
+    }
+    assert await detail("CP_REF_UNMATCHED", "2025Q1", "12") == {"shelter": 3, "legal": 1}
+    assert await detail("CP_REF_UNMATCHED", "2025", "KH", "province") == {
+        ("12", "shelter"): 3,
+        ("12", "legal"): 1,
+        ("17", "shelter"): 1,
+    }
+    assert await detail("CP_REF_UNMATCHED", "202504", D) == {"shelter": 1}
+    # no referral was made for them
+    assert await detail("CP_REF_MADE", "202503", C) == {}
+
+
 async def test_grant_flows(detail: Any) -> None:
     assert await detail("CP_GRANT_APPROVED", "202501", A) == {"emergency_disaster": 1}
     assert await detail("CP_GRANT_APPROVED", "2025Q1", "KH") == {
@@ -340,11 +362,19 @@ async def test_nothing_stored_or_answered_names_a_child(
         "CP_REF_ACCEPTED",
         "CP_REF_COMPLETED",
         "CP_REF_OVERDUE",
+        "CP_REF_UNMATCHED",
         "CP_GRANT_APPROVED",
         "CP_GRANT_DISBURSED",
         "CP_GRANT_DISBURSED_KHR",
         "CP_PROVIDERS",
     }
+    unmatched = next(i for i in doc["indicators"] if i["code"] == "CP_REF_UNMATCHED")
+    assert (unmatched["type"], unmatched["roll_up"]) == ("flow", "sum")
+    assert unmatched["disaggregation"]["code"] == "SERVICE_TYPE"
+    assert unmatched["counted_from"] == "referrals.referral.unmatched"
+    assert "CP_REF_UNMATCHED" in doc["rounding"]["indicators"]
+    for data_set in doc["data_sets"]:
+        assert "CP_REF_UNMATCHED" in data_set["data_elements"]
     providers = next(i for i in doc["indicators"] if i["code"] == "CP_PROVIDERS")
     assert providers["roll_up"] == "distinct"
     assert providers["type"] == "stock"

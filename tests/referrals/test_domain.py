@@ -106,10 +106,45 @@ def test_routing_skips_full_inactive_foreign_and_excluded_providers() -> None:
 
 
 def test_no_provider_names_the_service_and_the_place() -> None:
-    problem = domain.no_provider("shelter", "120101")
+    need = domain.UnmetNeed(uuid.uuid4(), "shelter", "high", "120101", "12010101")
+    problem = domain.no_provider(need, "120101")
     assert problem.status == 422
     assert "shelter" in problem.detail
     assert "Tonle Basak (120101)" in problem.detail
+    assert problem.need == need
+    assert set(problem.body()) == {
+        "type",
+        "title",
+        "status",
+        "detail",
+        "errors",
+        "service_type",
+        "place_code",
+        "place_name",
+    }  # the need is counted, never answered
+
+
+def test_an_unmet_need_counts_in_its_month_in_cambodia() -> None:
+    need = domain.UnmetNeed(uuid.uuid4(), "legal", "normal", "120101", None)
+    # 23:30 on 31 March UTC is 06:30 on 1 April in Cambodia
+    late = datetime(2026, 3, 31, 23, 30, tzinfo=UTC)
+    assert domain.need_month(late) == "2026-04"
+    assert domain.need_month(datetime(2026, 3, 31, 16, 59, tzinfo=UTC)) == "2026-03"
+    row = domain.unmatched_need_row(need, late)
+    assert (row["child_id"], row["service_type"], row["month"]) == (
+        need.child_id,
+        "legal",
+        "2026-04",
+    )
+    data = domain.unmatched_event_data(row).model_dump()
+    assert data == {
+        "child_id": str(need.child_id),
+        "service_type": "legal",
+        "urgency": "normal",
+        "commune_code": "120101",
+        "village_code": None,
+        "occurred_at": "2026-03-31T23:30:00Z",
+    }
 
 
 def principal(org_type: str = "government", areas: tuple[str, ...] = ("12",)) -> Principal:

@@ -2,7 +2,8 @@
 
 No name, contact, reason, justification or note ever travels: a provider event carries
 no name or contact, a referral event carries the outcome's code but never its note, and
-only whether consent was overridden, never why.
+only whether consent was overridden, never why; an unmatched referral carries the child's
+id and place codes, the service and the urgency, never the reason it was asked for.
 """
 
 from __future__ import annotations
@@ -62,6 +63,24 @@ class ReferralV1(EventData):
     version: int
 
 
+class ReferralUnmatchedV1(EventData):
+    """A referral Komar was asked to route that found no provider (no active provider of the
+    service with free capacity serves the child's place): the unmet need, published once per
+    child, service type and month (Cambodia time), however often the referral was asked for.
+
+    `commune_code`/`village_code` are the child's place when asked (indicators count there);
+    `occurred_at` is when routing first found no provider for it that month (the month it
+    counts in).
+    """
+
+    child_id: str
+    service_type: str
+    urgency: str
+    commune_code: str
+    village_code: str | None
+    occurred_at: str  # RFC 3339
+
+
 REFERRALS_EVENTS: dict[str, type[EventData]] = {
     "referrals.provider.upserted.v1": ProviderUpsertedV1,
     "referrals.referral.created.v1": ReferralV1,
@@ -70,4 +89,5 @@ REFERRALS_EVENTS: dict[str, type[EventData]] = {
     "referrals.referral.completed.v1": ReferralV1,
     "referrals.referral.cancelled.v1": ReferralV1,
     "referrals.referral.overdue.v1": ReferralV1,
+    "referrals.referral.unmatched.v1": ReferralUnmatchedV1,
 }
