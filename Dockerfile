@@ -6,8 +6,8 @@
 #
 # The argument selects the component: gateway (default), services.registry,
 # services.referrals, services.funds, services.indicators, services.webhooks,
-# services.casework; then serve
-# (default), migrate or a component's own command (verify-audit, verify-ledger).
+# services.casework, dashboard (the staff's web pages; no database, nothing to migrate);
+# then serve (default), migrate or a component's own command (verify-audit, verify-ledger).
 # deploy.k8s.streams creates the JetStream streams (deploy/k8s/nats/). Configuration is
 # environment only (docs/operations.md).
 #
@@ -41,6 +41,7 @@ COPY libs /app/libs
 COPY services /app/services
 COPY gateway /app/gateway
 COPY deploy /app/deploy
+COPY dashboard /app/dashboard
 RUN python -m compileall -q --invalidation-mode unchecked-hash /app
 
 # --------------------------------------------------------------------------- runtime
@@ -49,6 +50,16 @@ FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="komar" \
       org.opencontainers.image.description="Komar: an open platform for child protection in Cambodia" \
       org.opencontainers.image.licenses="AGPL-3.0-or-later"
+
+# What the dashboard's PDF reports need at run time (WeasyPrint opens them through cffi):
+# Pango with its FreeType backend, HarfBuzz's subsetter (smaller embedded fonts), and the
+# Khmer fonts (fonts-khmeros, /usr/share/fonts/truetype/khmeros/). fontconfig builds the font
+# cache now, into the image: at run time the root filesystem is read-only. Libraries and
+# fonts only, no compiler; the package lists are removed in the same layer.
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+       libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig fonts-khmeros \
+    && rm -rf /var/lib/apt/lists/*
 
 # A fixed numeric UID/GID, so Kubernetes can check runAsNonRoot and volumes can be owned by it.
 RUN groupadd --system --gid 10001 komar \
@@ -68,9 +79,9 @@ WORKDIR /app
 
 USER 10001:10001
 
-# gateway, registry, referrals, funds, indicators, webhooks, casework (KOMAR_<NAME>_PORT
-# changes them).
-EXPOSE 8000 8101 8102 8103 8104 8105 8106
+# gateway, registry, referrals, funds, indicators, webhooks, casework, dashboard
+# (KOMAR_<NAME>_PORT changes them).
+EXPOSE 8000 8101 8102 8103 8104 8105 8106 8080
 
 ENTRYPOINT ["/opt/venv/bin/python", "-m"]
 CMD ["gateway"]

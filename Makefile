@@ -14,7 +14,7 @@ ARGS ?=
 # Processes of every service for `make run` (KOMAR_REPLICAS); unset keeps the environment's.
 REPLICAS ?=
 
-.PHONY: venv run test lint bench bench-indicators soak clean
+.PHONY: venv run user test lint bench bench-indicators soak clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,10 @@ $(STAMP): pyproject.toml
 
 run: venv
 	$(if $(REPLICAS),KOMAR_REPLICAS=$(REPLICAS) )$(PY) -m deploy.local $(ARGS)
+
+# Create a dashboard user on the running platform (deploy/local/user.py; asks the password).
+user: venv
+	$(PY) -m deploy.local.user $(ARGS)
 
 test: venv
 	$(PY) -m pytest -q $(ARGS)

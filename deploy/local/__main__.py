@@ -10,6 +10,10 @@ the environment, else from `var/admin-secret` and `var/kek`, generated there whe
 KOMAR_REPLICAS=N (`make run REPLICAS=N`) runs N processes of every service behind the one
 gateway: replica i listens on the service's port + 10·(i-1) (`replica_port`), is named
 `<service>-<i>` in the supervisor and its log, and the gateway gets every replica's URL.
+
+The processes' log lines are JSON in their files under var/log; on a terminal they are
+echoed readable (deploy/local/console.py), through a pipe as they are; KOMAR_LOG_FORMAT=
+console|json chooses, `--quiet` echoes nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from deploy.local.console import LineFormat, json_line, terminal_format
 from deploy.local.infra import EmbeddedNats, EmbeddedPostgres, InfraError
 from deploy.local.supervisor import ProcessFailed, Supervisor
 
@@ -37,8 +42,15 @@ COMPONENTS: list[tuple[str, str, str, int]] = [
     ("indicators", "services.indicators", "KOMAR_INDICATORS_PORT", 8104),
     ("webhooks", "services.webhooks", "KOMAR_WEBHOOKS_PORT", 8105),
     ("casework", "services.casework", "KOMAR_CASEWORK_PORT", 8106),
+    ("dashboard", "dashboard", "KOMAR_DASHBOARD_PORT", 8080),
 ]
 GATEWAY = "gateway"
+DASHBOARD = "dashboard"
+# One process each whatever REPLICAS says: the gateway (the one entry point) and the
+# dashboard (its sign-in sessions live in its memory). Neither has a schema to migrate but
+# the gateway.
+SINGLE = (GATEWAY, DASHBOARD)
+MIGRATED = tuple(name for name, _, _, _ in COMPONENTS if name != DASHBOARD)
 REPLICA_PORT_STEP = 10
 MAX_REPLICAS = 9
 POSTGRES_PORT = 55432
@@ -81,10 +93,11 @@ class Replica:
 
 
 def replica_layout(ports: Mapping[str, int], count: int = 1) -> list[Replica]:
-    """Every serving process in start order: `count` of each service, then one gateway."""
+    """Every serving process in start order: `count` of each service, then one gateway and
+    one dashboard."""
     found: list[Replica] = []
     for name, module in start_order():
-        n = 1 if name == GATEWAY else count
+        n = 1 if name in SINGLE else count
         for i in range(n):
             label = name if n == 1 else f"{name}-{i + 1}"
             found.append(Replica(label, name, module, replica_port(ports[name], i), i))
@@ -145,10 +158,11 @@ def component_env(
         "KOMAR_ADMIN_SECRET": admin_secret,
         "KOMAR_KEK": kek,
         "KOMAR_JWKS_URL": f"http://127.0.0.1:{ports[GATEWAY]}/.well-known/jwks.json",
+        "KOMAR_GATEWAY_URL": f"http://127.0.0.1:{ports[GATEWAY]}",
     }
     for name, port in ports.items():
         env[f"KOMAR_{name.upper()}_PORT"] = str(port)
-        if name != GATEWAY:
+        if name not in SINGLE:
             env[f"KOMAR_{name.upper()}_URL"] = ",".join(
                 f"http://127.0.0.1:{replica_port(port, i)}" for i in range(replicas)
             )
@@ -175,10 +189,11 @@ def replica_env(env: Mapping[str, str], replica: Replica) -> dict[str, str]:
 
 
 def start_order() -> list[tuple[str, str]]:
-    """(name, module) of every component: services in list order, the gateway last."""
-    services = [(name, module) for name, module, _, _ in COMPONENTS if name != GATEWAY]
-    gateways = [(name, module) for name, module, _, _ in COMPONENTS if name == GATEWAY]
-    return services + gateways
+    """(name, module) of every component: services in list order, then the gateway, then
+    the dashboard (which calls the gateway)."""
+    order = {GATEWAY: 1, DASHBOARD: 2}
+    found = [(name, module) for name, module, _, _ in COMPONENTS]
+    return sorted(found, key=lambda c: order.get(c[0], 0))
 
 
 def say(message: str) -> None:
@@ -201,10 +216,16 @@ class Watched:
 class Platform:
     """The running platform: embedded servers, supervised processes, orderly shutdown."""
 
-    def __init__(self, data_dir: Path, environ: Mapping[str, str], echo: bool) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        environ: Mapping[str, str],
+        echo: bool,
+        show: LineFormat = json_line,
+    ) -> None:
         self.data_dir = data_dir
         self.environ = environ
-        self.supervisor = Supervisor(data_dir / "log", echo=echo)
+        self.supervisor = Supervisor(data_dir / "log", echo=echo, show=show)
         self.postgres: EmbeddedPostgres | None = None
         self.nats: EmbeddedNats | None = None
         self.watched: list[Watched] = []
@@ -232,6 +253,8 @@ class Platform:
             kek=kek,
         )
         for name, module, _, _ in COMPONENTS:
+            if name not in MIGRATED:
+                continue
             say(f"migrating {name}")
             self.supervisor.run(f"{name}-migrate", module, "migrate", env=env)
         for replica in processes:
@@ -240,7 +263,7 @@ class Platform:
                 replica.name, replica.module, env=replica_env(env, replica), port=replica.port
             )
             self._watch_process(replica.name)
-        self._announce(ports[GATEWAY], admin_secret, created, count)
+        self._announce(ports[GATEWAY], ports.get(DASHBOARD), admin_secret, created, count)
 
     def keep_alive(self) -> None:
         """Restart anything that dies, with a growing backoff, until a signal arrives."""
@@ -310,9 +333,14 @@ class Platform:
         unit.next_try = 0.0
 
     def _announce(
-        self, gateway_port: int, admin_secret: str, created: bool, replicas: int = 1
+        self,
+        gateway_port: int,
+        dashboard_port: int | None,
+        admin_secret: str,
+        created: bool,
+        replicas: int = 1,
     ) -> None:
-        """Print the URLs and the admin credentials."""
+        """Print the URLs, the admin credentials and how to make the first user."""
         gateway = f"http://127.0.0.1:{gateway_port}"
         if self.environ.get("KOMAR_ADMIN_SECRET"):
             secret = "(from KOMAR_ADMIN_SECRET)"
@@ -325,14 +353,22 @@ class Platform:
             "Komar is running.",
             f"  Gateway:         {gateway}",
             f"  API docs:        {gateway}/docs",
+            *([f"  Dashboard:       http://127.0.0.1:{dashboard_port}/"] if dashboard_port else []),
             "  Admin client id: admin",
             f"  Admin secret:    {secret}",
             f"  Logs:            {self.data_dir / 'log'}",
             *([f"  Replicas:        {replicas} of every service"] if replicas > 1 else []),
+            *(FIRST_USER if dashboard_port else []),
             "Press Ctrl-C to stop.",
             "",
         ]
         print("\n".join(lines), flush=True)
+
+
+FIRST_USER = [
+    "A first dashboard user (asks for their password), in another terminal:",
+    "  make user ARGS=\"--username sokha --name 'Sokha Chan' --role commune --area 120101\"",
+]
 
 
 def _raise_shutdown(signum: int, frame: FrameType | None) -> None:
@@ -353,9 +389,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.local", description=__doc__)
     parser.add_argument("--quiet", action="store_true", help="log to var/log only, not here")
     options = parser.parse_args(argv)
+    try:
+        show = terminal_format(os.environ, sys.stdout)
+    except ValueError as exc:
+        parser.error(str(exc))
     data_dir = Path(os.environ.get("KOMAR_DATA_DIR", "var")).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    platform = Platform(data_dir, os.environ, echo=not options.quiet)
+    platform = Platform(data_dir, os.environ, echo=not options.quiet, show=show)
     signal.signal(signal.SIGINT, _raise_shutdown)
     signal.signal(signal.SIGTERM, _raise_shutdown)
     code = 0

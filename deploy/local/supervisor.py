@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from deploy.local.console import LineFormat, json_line
 from deploy.local.infra import HOST, log_tail, port_in_use, stop_orphan
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -56,10 +57,13 @@ class ManagedProcess:
         """The exit code once the process has ended."""
         return self.popen.poll() if self.popen is not None else None
 
-    def start_echo(self, source: IO[bytes], log: IO[bytes]) -> None:
+    def start_echo(self, source: IO[bytes], log: IO[bytes], show: LineFormat) -> None:
         """Start the thread that tees the child's output to its log and the terminal."""
         self._echo_thread = threading.Thread(
-            target=_echo, args=(self.name, source, log), name=f"echo-{self.name}", daemon=True
+            target=_echo,
+            args=(self.name, source, log, sys.stdout.buffer, show),
+            name=f"echo-{self.name}",
+            daemon=True,
         )
         self._echo_thread.start()
 
@@ -70,7 +74,11 @@ class ManagedProcess:
 
 
 class Supervisor:
-    """Runs `python -m <module>` processes by name, with logs in `log_dir`."""
+    """Runs `python -m <module>` processes by name, with logs in `log_dir`.
+
+    With `echo`, each output line also goes to standard output as `show` renders it (the
+    line as it is by default; deploy.local.console); the log file always gets it as it is.
+    """
 
     def __init__(
         self,
@@ -78,11 +86,13 @@ class Supervisor:
         *,
         cwd: Path = REPO_ROOT,
         echo: bool = False,
+        show: LineFormat = json_line,
         ready_timeout: float = 60.0,
     ) -> None:
         self.log_dir = Path(log_dir)
         self.cwd = Path(cwd)
         self.echo = echo
+        self.show = show
         self.ready_timeout = ready_timeout
         self._procs: dict[str, ManagedProcess] = {}
 
@@ -247,7 +257,7 @@ class Supervisor:
         proc.pid_path.write_text(f"{proc.popen.pid}\n")
         if self.echo:
             assert proc.popen.stdout is not None
-            proc.start_echo(proc.popen.stdout, log)
+            proc.start_echo(proc.popen.stdout, log, self.show)
         else:
             log.close()
 
@@ -274,12 +284,12 @@ def _signal_group(popen: subprocess.Popen[bytes], sig: int) -> None:
         pass
 
 
-def _echo(name: str, source: IO[bytes], log: IO[bytes]) -> None:
-    """Copy a child's output to its log file and to the terminal, line by line."""
-    prefix = f"{name} | ".encode()
+def _echo(name: str, source: IO[bytes], log: IO[bytes], out: IO[bytes], show: LineFormat) -> None:
+    """Copy a child's output to its log file as it is, and to `out` as `show` renders it,
+    line by line."""
     with log, source:
         for line in iter(source.readline, b""):
             log.write(line)
             log.flush()
-            sys.stdout.buffer.write(prefix + line)
-            sys.stdout.buffer.flush()
+            out.write(show(name, line))
+            out.flush()

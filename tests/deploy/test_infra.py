@@ -239,6 +239,7 @@ def test_component_env_routes_every_service() -> None:
         "KOMAR_ADMIN_SECRET": "s3cret",
         "KOMAR_KEK": "k3k",
         "KOMAR_JWKS_URL": "http://127.0.0.1:8000/.well-known/jwks.json",
+        "KOMAR_GATEWAY_URL": "http://127.0.0.1:8000",
         "KOMAR_GATEWAY_PORT": "8000",
         "KOMAR_REGISTRY_PORT": "8101",
         "KOMAR_REGISTRY_URL": "http://127.0.0.1:8101",

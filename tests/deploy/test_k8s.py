@@ -25,8 +25,8 @@ import pytest
 import yaml
 from nats.js.api import StorageType, StreamConfig
 
+from dashboard.settings import DashboardSettings
 from deploy.local.infra import EmbeddedNats, free_port, nats_server_binary
-from libs.common.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -46,6 +46,9 @@ COMPONENTS = {
     "casework": ("services.casework", "service"),
 }
 SERVICES = [name for name, (_, tier) in COMPONENTS.items() if tier == "service"]
+# The staff's web pages: no database, no NATS, no migrations; calls only the gateway, and
+# keeps its sign-in sessions in memory, so it runs as exactly one pod.
+DASHBOARD = "dashboard"
 STREAMS = {
     "REGISTRY": ["registry.>"],
     "REFERRALS": ["referrals.>"],
@@ -105,8 +108,9 @@ def production() -> list[Manifest]:
 
 
 def default_port(component: str) -> int:
-    """The component's port when no KOMAR_<NAME>_PORT is set (libs/common/settings.py)."""
-    return int(Settings.model_fields[f"{component}_port"].default)
+    """The component's port when no KOMAR_<NAME>_PORT is set (libs/common/settings.py; the
+    dashboard's in dashboard/settings.py, which extends it)."""
+    return int(DashboardSettings.model_fields[f"{component}_port"].default)
 
 
 def of_kind(manifests: list[Manifest], kind: str) -> list[Manifest]:
@@ -153,9 +157,14 @@ def test_overlay_renders_every_component(manifests: list[Manifest]) -> None:
         named(manifests, "Service", name)
         named(manifests, "PodDisruptionBudget", name)
         named(manifests, "Job", f"{name}-migrate")
+    dashboard = named(manifests, "Deployment", DASHBOARD)
+    assert dashboard["spec"]["template"]["spec"]["containers"][0]["args"] == [DASHBOARD]
+    named(manifests, "Service", DASHBOARD)
+    named(manifests, "PodDisruptionBudget", DASHBOARD)
     named(manifests, "Job", "nats-streams")
     named(manifests, "Cluster", "komar-db")
     named(manifests, "Ingress", "gateway")
+    named(manifests, "Ingress", DASHBOARD)
     for m in manifests:
         if m["kind"] != "Namespace":
             assert m["metadata"].get("namespace") == NAMESPACE, m["metadata"]["name"]
@@ -278,6 +287,12 @@ def test_the_configmap_points_at_the_services(manifests: list[Manifest]) -> None
         if name != "gateway":
             assert data[f"KOMAR_{name.upper()}_URL"] == f"http://{name}:{port['port']}"
     assert data["KOMAR_JWKS_URL"] == "http://gateway:8000/.well-known/jwks.json"
+    # The dashboard reaches the gateway's Service, and its Service listens on its own port.
+    gateway_port = named(manifests, "Service", "gateway")["spec"]["ports"][0]["port"]
+    assert data["KOMAR_GATEWAY_URL"] == f"http://gateway:{gateway_port}"
+    (port,) = named(manifests, "Service", DASHBOARD)["spec"]["ports"]
+    assert port["port"] == default_port(DASHBOARD)
+    assert data["KOMAR_DASHBOARD_SECURE_COOKIES"] == "true"
     assert data["NATS_URL"] == "nats://nats:4222"
     assert data["KOMAR_HOST"] == "0.0.0.0"
     assert not any(re.search("SECRET|PASSWORD|TOKEN", key) for key in data)
@@ -306,6 +321,19 @@ def test_migrations_run_once_per_component_before_the_rollout(manifests: list[Ma
         assert annotations["kustomize.toolkit.fluxcd.io/force"] == "enabled"
 
 
+def test_the_dashboard_has_no_database_no_broker_and_no_secret(manifests: list[Manifest]) -> None:
+    deployment = named(manifests, "Deployment", DASHBOARD)
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == DASHBOARD  # not "service": not their policy
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert "env" not in container  # komar-config only: no DATABASE_URL, no secret
+    assert not [
+        job for job in of_kind(manifests, "Job") if job["metadata"]["name"].startswith(DASHBOARD)
+    ]
+
+
 # ------------------------------------------------------------------------------ scaling
 
 
@@ -329,6 +357,16 @@ def test_production_runs_every_component_at_least_twice(production: list[Manifes
             budget["spec"]["selector"]["matchLabels"].items()
             <= deployment["spec"]["template"]["metadata"]["labels"].items()
         )
+
+
+def test_the_dashboard_runs_as_one_pod_without_autoscaling(manifests: list[Manifest]) -> None:
+    # Its sign-in sessions live in the process's memory: a second pod would not know them.
+    assert named(manifests, "Deployment", DASHBOARD)["spec"]["replicas"] == 1
+    hpas = of_kind(manifests, "HorizontalPodAutoscaler")
+    assert DASHBOARD not in {h["spec"]["scaleTargetRef"]["name"] for h in hpas}
+    # Its rollout never takes the only pod away before the next one is ready.
+    strategy = named(manifests, "Deployment", DASHBOARD)["spec"]["strategy"]
+    assert strategy["rollingUpdate"]["maxUnavailable"] == 0
 
 
 def test_dev_runs_one_of_each_without_autoscaling() -> None:
@@ -378,6 +416,9 @@ def peers(policies: list[Manifest], direction: str) -> list[dict[str, Any]]:
 
 
 GATEWAY_LABELS = {"app.kubernetes.io/name": "gateway", "app.kubernetes.io/component": "gateway"}
+INGRESS_NGINX = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
+}
 PROMETHEUS = {"kubernetes.io/metadata.name": "monitoring"}
 
 
@@ -405,6 +446,10 @@ def test_services_accept_only_the_gateway(manifests: list[Manifest], service: st
         if from_gateway:
             other = named(manifests, "Deployment", "registry" if service != "registry" else "funds")
             assert not selects(peer["podSelector"], other["spec"]["template"]["metadata"]["labels"])
+            dashboard = named(manifests, "Deployment", DASHBOARD)
+            assert not selects(
+                peer["podSelector"], dashboard["spec"]["template"]["metadata"]["labels"]
+            )
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -445,10 +490,49 @@ def test_webhooks_reach_public_addresses_on_443_only(manifests: list[Manifest]) 
 def test_the_gateway_is_reached_from_the_ingress_controller(manifests: list[Manifest]) -> None:
     labels = named(manifests, "Deployment", "gateway")["spec"]["template"]["metadata"]["labels"]
     allowed = peers(policies_for(manifests, labels, "Ingress"), "ingress")
-    assert {
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
-    } in allowed
+    assert INGRESS_NGINX in allowed
     assert {} not in allowed
+
+
+def test_the_dashboard_reaches_only_the_gateway(manifests: list[Manifest]) -> None:
+    labels = named(manifests, "Deployment", DASHBOARD)["spec"]["template"]["metadata"]["labels"]
+    policies = policies_for(manifests, labels, "Egress")
+    to_gateway = []
+    for policy in policies:
+        for rule in policy["spec"].get("egress", []):
+            for peer in rule.get("to") or [{}]:
+                namespace = peer.get("namespaceSelector", {}).get("matchLabels", {})
+                if namespace == {"kubernetes.io/metadata.name": "kube-system"}:
+                    assert {p["port"] for p in rule["ports"]} == {53}, rule  # DNS
+                    continue
+                # No ipBlock, no other namespace, no other pod: the gateway's pods alone.
+                assert set(peer) == {"podSelector"}, f"the dashboard may reach {peer}"
+                assert peer["podSelector"]["matchLabels"] == GATEWAY_LABELS, peer
+                to_gateway.append(rule)
+    assert to_gateway, "the dashboard cannot reach the gateway"
+    for rule in to_gateway:
+        assert rule["ports"] == [{"port": default_port("gateway"), "protocol": "TCP"}]
+    # Not the services' policy (PostgreSQL, NATS), nor any other component's.
+    assert {p["metadata"]["name"] for p in policies} == {"default-deny", "allow-dns", DASHBOARD}
+
+
+def test_the_dashboard_is_reached_only_from_the_ingress_controller(
+    manifests: list[Manifest],
+) -> None:
+    labels = named(manifests, "Deployment", DASHBOARD)["spec"]["template"]["metadata"]["labels"]
+    assert peers(policies_for(manifests, labels, "Ingress"), "ingress") == [INGRESS_NGINX]
+
+
+def test_the_gateway_accepts_the_dashboard(manifests: list[Manifest]) -> None:
+    gateway = named(manifests, "Deployment", "gateway")["spec"]["template"]["metadata"]["labels"]
+    dashboard = named(manifests, "Deployment", DASHBOARD)["spec"]["template"]["metadata"]
+    allowed = peers(policies_for(manifests, gateway, "Ingress"), "ingress")
+    assert any(
+        "namespaceSelector" not in peer
+        and "podSelector" in peer
+        and selects(peer["podSelector"], dashboard["labels"])
+        for peer in allowed
+    )
 
 
 def test_the_ingress_serves_only_the_public_paths_over_tls(manifests: list[Manifest]) -> None:
@@ -465,9 +549,30 @@ def test_the_ingress_serves_only_the_public_paths_over_tls(manifests: list[Manif
         assert p["backend"]["service"] == {"name": "gateway", "port": {"name": "http"}}
 
 
+def test_the_dashboard_has_a_host_of_its_own_over_tls(manifests: list[Manifest]) -> None:
+    ingress = named(manifests, "Ingress", DASHBOARD)
+    (tls,) = ingress["spec"]["tls"]
+    (rule,) = ingress["spec"]["rules"]
+    assert tls["hosts"] == [rule["host"]]
+    assert tls["secretName"] == "komar-dashboard-tls"
+    # Its own host: its session cookie never goes to the API's host.
+    (api,) = named(manifests, "Ingress", "gateway")["spec"]["rules"]
+    assert rule["host"] != api["host"]
+    assert [(p["path"], p["pathType"]) for p in rule["http"]["paths"]] == [("/", "Prefix")]
+    (path,) = rule["http"]["paths"]
+    assert path["backend"]["service"] == {"name": DASHBOARD, "port": {"name": "http"}}
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/ssl-redirect"] == "true"
+    # Sticky: a browser stays on the pod that holds its session; the cookie only over HTTPS.
+    assert annotations["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+    assert annotations["nginx.ingress.kubernetes.io/session-cookie-secure"] == "true"
+
+
 def test_production_has_its_own_host_and_a_pinned_image(production: list[Manifest]) -> None:
     (rule,) = named(production, "Ingress", "gateway")["spec"]["rules"]
     assert rule["host"] != "komar.example.org"
+    (rule,) = named(production, "Ingress", DASHBOARD)["spec"]["rules"]
+    assert rule["host"] != "dashboard.komar.example.org"
     for _, template in pod_templates(production):
         image = template["spec"]["containers"][0]["image"]
         assert re.search(r":\d+\.\d+\.\d+$|@sha256:[0-9a-f]{64}$", image), image

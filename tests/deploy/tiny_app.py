@@ -1,7 +1,8 @@
 """A tiny ASGI app run by uvicorn as a real process, for the supervisor and runner tests.
 
-`python -m tests.deploy.tiny_app [serve|migrate|boom]` serves on $TINY_PORT; the
+`python -m tests.deploy.tiny_app [serve|migrate|boom|log]` serves on $TINY_PORT; the
 fake_gateway and fake_registry modules serve the same app on the runner's port variables.
+`log` writes log lines as a real component does (libs.common.logging), then exits.
 """
 
 from __future__ import annotations
@@ -53,6 +54,22 @@ async def migrate() -> None:
     print("migrated", flush=True)
 
 
+def log() -> None:
+    """Log as a component does: a request line, a line with personal data (redacted), a
+    failure with its traceback, and a line that is not JSON."""
+    from libs.common.logging import configure_logging, get_logger
+
+    configure_logging("tiny")
+    logger = get_logger()
+    logger.info("http.request", method="POST", route="/v1/tiny", status=201, ms=4.1)
+    logger.info("child.registered", given_name="Sokha", family_name="Chan", village="12010101")
+    try:
+        raise ValueError("Sokha Chan, born 2015-04-12")
+    except ValueError:
+        logger.error("request.failed", exc_info=True)
+    print("Started server process [1]", file=sys.stderr, flush=True)
+
+
 def serve(port_var: str) -> None:
     """Run the command in argv[1] (serve by default) with the port from `port_var`."""
     command = sys.argv[1] if len(sys.argv) > 1 else "serve"
@@ -61,6 +78,9 @@ def serve(port_var: str) -> None:
         sys.exit(1)
     if command == "migrate":
         asyncio.run(migrate())
+        return
+    if command == "log":
+        log()
         return
     port = int(os.environ[port_var])
     uvicorn.run(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")

@@ -14,6 +14,8 @@ import pytest
 
 from deploy.local.__main__ import (
     COMPONENTS,
+    MIGRATED,
+    SINGLE,
     Replica,
     component_env,
     replica_env,
@@ -43,6 +45,10 @@ class Platform:
         return f"http://127.0.0.1:{self.ports['gateway']}"
 
     @property
+    def dashboard(self) -> str:
+        return f"http://127.0.0.1:{self.ports['dashboard']}"
+
+    @property
     def processes(self) -> list[Replica]:
         """Every serving process, as `make run` lays them out."""
         return replica_layout(self.ports, self.replicas)
@@ -65,7 +71,8 @@ class Platform:
         self.env["KOMAR_LOG_LEVEL"] = "warning"
         self.env.update(self.settings)
         for name, module, _, _ in COMPONENTS:
-            self.supervisor.run(f"{name}-migrate", module, "migrate", env=self.env)
+            if name in MIGRATED:
+                self.supervisor.run(f"{name}-migrate", module, "migrate", env=self.env)
         for replica in self.processes:
             self.supervisor.start(
                 replica.name, replica.module, env=replica_env(self.env, replica), port=replica.port
@@ -101,7 +108,7 @@ def new_platform(
     """A platform under `root`, on free ports, not started yet."""
     taken: set[int] = set()
     ports = {
-        name: free_base_port(1 if name == "gateway" else replicas, taken)
+        name: free_base_port(1 if name in SINGLE else replicas, taken)
         for name, _, _, _ in COMPONENTS
     }
     return Platform(
