@@ -314,6 +314,9 @@ async def _change_user(
             changed = await store.unlock_user(conn, user_id)
         else:
             changed = await store.set_active(conn, users, user_id, action == "enable")
+        if action == "disable":
+            # Their sign-ins end too: enabled again, they sign in again.
+            await store.revoke_user_refresh_tokens(conn, user_id)
         row = changed or row
         now = await store.db_now(conn)
         log.info("admin.user.changed", user_id=user_id, action=action, by=principal.sub)
@@ -331,7 +334,8 @@ async def _change_user(
 async def disable_user(
     user_id: str, request: Request, principal: Principal = Depends(admin_principal)
 ) -> Response:
-    """Refuse new tokens to the user, and their existing tokens within seconds."""
+    """Refuse new tokens to the user, and their existing tokens within seconds; their
+    refresh tokens are revoked."""
     return await _change_user(request, principal, user_id, "disable")
 
 

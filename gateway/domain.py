@@ -40,6 +40,32 @@ def new_client_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+REFRESH_TOKEN_PREFIX = "krt_"
+# The longest string taken for a refresh token (one is 47 characters): anything longer is
+# refused unread.
+_REFRESH_TOKEN_MAX = 100
+
+
+def new_refresh_token() -> str:
+    """An opaque refresh token: 256 random bits, urlsafe, after a prefix that names it."""
+    return REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def is_refresh_token(token: str) -> bool:
+    """Whether `token` has the form of a refresh token (whether it is known is another matter)."""
+    return token.startswith(REFRESH_TOKEN_PREFIX) and len(token) <= _REFRESH_TOKEN_MAX
+
+
+def refresh_token_hash(token: str) -> bytes:
+    """What is kept of a refresh token: its SHA-256 (256 random bits need no slow hash)."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+def new_refresh_family() -> str:
+    """The id of the refresh tokens of one sign-in."""
+    return secrets.token_hex(16)
+
+
 def new_kid(now: float | None = None) -> str:
     """A key id that sorts by creation day and is unique."""
     day = time.strftime("%Y%m%d", time.gmtime(now))

@@ -8,6 +8,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -110,6 +111,34 @@ users = Table(
     UniqueConstraint("username", name="uq_gateway_users_username"),
     Index("ix_gateway_users_updated", "updated_at", "user_id"),
     Index("ix_gateway_users_inactive", "user_id", postgresql_where=text("NOT active")),
+)
+
+# Refresh tokens of users who signed in with a password (RFC 6749 §6), rotated at each use.
+# A token is kept as its SHA-256 only (it carries 256 random bits: no slow hash is needed).
+# One sign-in is one family: each refresh marks the token used and adds the family's next
+# one. A used token stays until the family ends, so that presenting it again is seen (and
+# revokes the family); a revoked one stays too, and its family is refused while it does.
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", LargeBinary, primary_key=True),
+    Column(
+        "user_id",
+        String(64),
+        ForeignKey("gateway.users.user_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("family_id", String(32), nullable=False),
+    # The scopes granted at the sign-in: no refresh of the family gets more.
+    Column("scopes", ARRAY(String(40)), nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("idle_expires_at", DateTime(timezone=True), nullable=False),
+    Column("family_expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Index("ix_gateway_refresh_tokens_family", "family_id"),
+    Index("ix_gateway_refresh_tokens_user", "user_id"),
+    Index("ix_gateway_refresh_tokens_family_expires", "family_expires_at"),
 )
 
 idempotency_keys = idempotency_table(metadata, SCHEMA)

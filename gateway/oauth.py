@@ -1,7 +1,14 @@
-"""The gateway's OAuth 2.0 routes: the token endpoint (RFC 6749), its keys and metadata.
+"""The gateway's OAuth 2.0 routes: the token endpoint (RFC 6749), token revocation
+(RFC 7009), its keys and metadata.
 
 Logins are throttled twice: per source address and per client in memory
 (`domain.RateLimiter`), and per user in the database (`store.reserve_login`).
+
+A user who signs in with a password also gets a refresh token (RFC 6749 §6), rotated at each
+use as the OAuth security BCP asks: each refresh marks the token used, in one statement, and
+answers the next token of the sign-in's family; a used token presented again means two
+parties hold the family, so the whole family is revoked. Two refreshes of one token at once
+are one use and one reuse: the family ends (the dashboard refreshes one session at a time).
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ router = APIRouter()
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 PUBLIC: dict[str, Any] = {"security": []}
 INVALID_LOGIN = "invalid username or password, or the account is temporarily locked"
+# One answer for every refused refresh: unknown, expired, used, revoked, or a user disabled
+# or locked out.
+INVALID_REFRESH = "the refresh token is invalid, expired or revoked; sign in again"
 
 # Secrets and passwords verified against a principal's stored hash. The hashes spent on
 # unknown, disabled or locked principals (against a dummy) are not counted, nor are client
@@ -222,10 +232,80 @@ async def _password_grant(
     raise _invalid_grant()
 
 
+def _granted(held: Any, requested: str | None) -> list[str]:
+    """The scopes of a new access token: the requested subset of `held`, or all of them."""
+    try:
+        return domain.granted_scopes(held, requested)
+    except domain.RuleViolation as exc:
+        raise OAuthError("invalid_scope", exc.message) from exc
+
+
+async def _start_refresh_family(rt: GatewayRuntime, user_id: str, scopes: list[str]) -> str:
+    """The first refresh token of a sign-in (a new family), with the scopes it granted."""
+    token = domain.new_refresh_token()
+    settings = rt.settings
+    async with rt.db.transaction() as conn:
+        await store.insert_refresh_token(
+            conn,
+            domain.refresh_token_hash(token),
+            user_id=user_id,
+            family_id=domain.new_refresh_family(),
+            scopes=scopes,
+            idle_s=settings.refresh_idle_s,
+            absolute_s=settings.refresh_absolute_s,
+        )
+    return token
+
+
+async def _refresh_grant(
+    rt: GatewayRuntime, params: dict[str, str], source: str
+) -> tuple[Row[Any], list[str], str]:
+    """RFC 6749 §6 with rotation: the user's current row, the scopes of the new access token
+    (the user's scopes now, within the sign-in's, narrowed by `scope`), and the family's next
+    refresh token. Every refusal answers the same invalid_grant."""
+    presented = params.get("refresh_token", "")
+    if not presented:
+        raise OAuthError("invalid_request", "refresh_token is required")
+    _reserve(rt.login_failures, source, BY_ADDRESS)
+    if not domain.is_refresh_token(presented):
+        log.info("auth.refresh.failed", reason="malformed")
+        raise _invalid_grant(INVALID_REFRESH)
+    token_hash = domain.refresh_token_hash(presented)
+    following = domain.new_refresh_token()
+    async with rt.db.transaction() as conn:
+        used = await store.use_refresh_token(conn, token_hash)
+        if used is None:
+            # Not usable: unknown, expired or revoked; or used before, which revokes its family.
+            reused = await store.revoke_refresh_family(conn, token_hash, only_if_used=True)
+        else:
+            # Refusals from here roll the use back: the token stays as it was.
+            user = await store.user_for_refresh(conn, used.user_id)
+            if user is None:
+                log.info("auth.refresh.failed", reason="user", user_id=used.user_id)
+                raise _invalid_grant(INVALID_REFRESH)
+            scopes = _granted(set(user.scopes) & set(used.scopes), params.get("scope"))
+            await store.insert_refresh_token(
+                conn,
+                domain.refresh_token_hash(following),
+                user_id=user.user_id,
+                family_id=used.family_id,
+                scopes=used.scopes,
+                idle_s=rt.settings.refresh_idle_s,
+                family_expires_at=used.family_expires_at,
+            )
+            rt.login_failures.refund(source)
+            return user, scopes, following
+    if reused is not None:
+        log.warning("auth.refresh.reused", user_id=reused.user_id)
+    else:
+        log.info("auth.refresh.failed", reason="unusable")
+    raise _invalid_grant(INVALID_REFRESH)
+
+
 @router.post(
     "/oauth/token",
     tags=["auth"],
-    summary="Get an access token (RFC 6749: client_credentials or password)",
+    summary="Get an access token (RFC 6749: client_credentials, password or refresh_token)",
     response_model=TokenOut,
     openapi_extra={
         **PUBLIC,
@@ -239,12 +319,18 @@ async def _password_grant(
                         "properties": {
                             "grant_type": {
                                 "type": "string",
-                                "enum": ["client_credentials", "password"],
+                                "enum": ["client_credentials", "password", "refresh_token"],
                             },
                             "client_id": {"type": "string"},
                             "client_secret": {"type": "string"},
                             "username": {"type": "string"},
                             "password": {"type": "string", "format": "password"},
+                            "refresh_token": {
+                                "type": "string",
+                                "format": "password",
+                                "description": "The refresh_token grant: the last refresh "
+                                "token answered to this sign-in (each is used once).",
+                            },
                             "scope": {"type": "string", "description": "Space-separated subset."},
                         },
                     }
@@ -254,25 +340,31 @@ async def _password_grant(
     },
 )
 async def token(request: Request) -> JSONResponse:
-    """Issue a short-lived RS256 access token."""
+    """Issue a short-lived RS256 access token; to a user, a refresh token with it (used once:
+    each refresh answers the next)."""
     rt = request_runtime(request)
     source = _source_address(request, rt)
     params = await _form(request)
     grant_type = params.get("grant_type")
     if not grant_type:
         raise OAuthError("invalid_request", "grant_type is required")
+    refresh_token: str | None = None
     if grant_type == "client_credentials":
         row = await _client_grant(request, rt, params, source)
         sub, username = row.client_id, None
+        scopes = _granted(row.scopes, params.get("scope"))
     elif grant_type == "password":
         row = await _password_grant(request, rt, params, source)
         sub, username = row.user_id, row.username
+        scopes = _granted(row.scopes, params.get("scope"))
+        refresh_token = await _start_refresh_family(rt, row.user_id, scopes)
+    elif grant_type == "refresh_token":
+        row, scopes, refresh_token = await _refresh_grant(rt, params, source)
+        sub, username = row.user_id, row.username
     else:
-        raise OAuthError("unsupported_grant_type", "use client_credentials or password")
-    try:
-        scopes = domain.granted_scopes(row.scopes, params.get("scope"))
-    except domain.RuleViolation as exc:
-        raise OAuthError("invalid_scope", exc.message) from exc
+        raise OAuthError(
+            "unsupported_grant_type", "use client_credentials, password or refresh_token"
+        )
     ttl = rt.settings.token_ttl_s
     claims = domain.access_claims(sub, row.org, row.org_type, scopes, row.areas, username)
     access_token = rt.keys.sign(
@@ -285,7 +377,71 @@ async def token(request: Request) -> JSONResponse:
         "expires_in": ttl,
         "scope": " ".join(scopes),
     }
+    if refresh_token is not None:
+        body["refresh_token"] = refresh_token
     return JSONResponse(body, headers=NO_STORE)
+
+
+@router.post(
+    "/oauth/revoke",
+    tags=["auth"],
+    summary="Revoke a refresh token and every token of its sign-in (RFC 7009)",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Revoked, or not a token the gateway knows: the same answer "
+            "(RFC 7009 §2.2), with an empty body."
+        }
+    },
+    openapi_extra={
+        **PUBLIC,
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["token"],
+                        "properties": {
+                            "token": {
+                                "type": "string",
+                                "format": "password",
+                                "description": "A refresh token of the sign-in to end.",
+                            },
+                            "token_type_hint": {
+                                "type": "string",
+                                "description": "Optional, and ignored: only refresh tokens "
+                                "are revoked (an access token runs out within 15 minutes).",
+                            },
+                        },
+                    }
+                }
+            },
+        },
+    },
+)
+async def revoke(request: Request) -> Response:
+    """End a user's sign-in: its refresh tokens are refused from now on (the access tokens
+    already issued run out by themselves). The token itself is the credential: no client
+    authentication is needed."""
+    rt = request_runtime(request)
+    source = _source_address(request, rt)
+    params = await _form(request)
+    presented = params.get("token", "")
+    if not presented:
+        raise OAuthError("invalid_request", "token is required")
+    # Counted as a failure of the address unless it revoked something (like a failed login).
+    _reserve(rt.login_failures, source, BY_ADDRESS)
+    revoked = None
+    if domain.is_refresh_token(presented):
+        async with rt.db.transaction() as conn:
+            revoked = await store.revoke_refresh_family(
+                conn, domain.refresh_token_hash(presented), only_if_used=False
+            )
+    if revoked is not None:
+        rt.login_failures.refund(source)
+        log.info("auth.refresh.revoked", user_id=revoked.user_id)
+    return Response(status_code=200, headers=NO_STORE)
 
 
 @router.get("/.well-known/jwks.json", tags=["auth"], openapi_extra=PUBLIC)
@@ -305,9 +461,12 @@ async def authorization_server_metadata(request: Request) -> dict[str, Any]:
     return {
         "issuer": request_runtime(request).settings.issuer,
         "token_endpoint": f"{base}/oauth/token",
+        "revocation_endpoint": f"{base}/oauth/revoke",
         "jwks_uri": f"{base}/.well-known/jwks.json",
-        "grant_types_supported": ["client_credentials", "password"],
+        "grant_types_supported": ["client_credentials", "password", "refresh_token"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        # A refresh token is its own credential: revoking one needs no client authentication.
+        "revocation_endpoint_auth_methods_supported": ["none"],
         "scopes_supported": sorted(SCOPES),
         "response_types_supported": ["token"],
     }

@@ -41,6 +41,11 @@ SECURITY_SCHEMES: dict[str, Any] = {
     "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
     "oauth2": {
         "type": "oauth2",
+        "description": "API clients use client credentials; users sign in with a password "
+        "and get a refresh token with each access token. `grant_type=refresh_token` at the "
+        "token URL answers a new access token and the next refresh token (each refresh token "
+        "is used once; presenting a used one again revokes the sign-in); "
+        "`POST /oauth/revoke` ends the sign-in.",
         "flows": {
             "clientCredentials": {
                 "tokenUrl": TOKEN_URL,
@@ -48,6 +53,7 @@ SECURITY_SCHEMES: dict[str, Any] = {
             },
             "password": {
                 "tokenUrl": TOKEN_URL,
+                "refreshUrl": TOKEN_URL,
                 "scopes": {scope: scope for scope in sorted(SCOPES)},
             },
         },

@@ -175,7 +175,8 @@ class GatewayRuntime:
         # Kept-alive connections to each service replica, by base URL (opened at start).
         self.pools: dict[str, Pool] = {}
         self._client_fingerprints: dict[str, bytes] = {}
-        # Chores on this replica's own memory (keys, principals, buckets), so on every replica.
+        # Chores on this replica's own memory (keys, principals, buckets), so on every replica;
+        # the purges of stored rows run there too (a second purge finds nothing to delete).
         self.jobs = PeriodicJobs("gateway")
         self.jobs.every(
             "keys.refresh",
@@ -194,6 +195,12 @@ class GatewayRuntime:
         )
         self.jobs.every(
             "idempotency.purge", 3600.0, self._purge_idempotency, once_across_replicas=False
+        )
+        self.jobs.every(
+            "refresh_tokens.purge",
+            settings.refresh_purge_interval_s,
+            self._purge_refresh_tokens,
+            once_across_replicas=False,
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -249,6 +256,12 @@ class GatewayRuntime:
     async def _purge_idempotency(self) -> None:
         async with self.db.transaction() as conn:
             await self.idempotency.purge_expired(conn)
+
+    async def _purge_refresh_tokens(self) -> None:
+        async with self.db.transaction() as conn:
+            purged = await store.purge_refresh_tokens(conn)
+        if purged:
+            log.info("refresh_tokens.purged", count=purged)
 
     async def _bootstrap_admin(self) -> None:
         """The `admin` client: secret from KOMAR_ADMIN_SECRET, else stored under the data folder."""

@@ -153,6 +153,11 @@ class TokenOut(BaseModel):
     token_type: Literal["Bearer"] = "Bearer"
     expires_in: int
     scope: str
+    refresh_token: str | None = Field(
+        default=None,
+        description="Only to users (the password and refresh_token grants), never to an API "
+        "client: the next token of the sign-in, for one use (RFC 6749 §6).",
+    )
 
 
 class KeyOut(BaseModel):

@@ -38,6 +38,13 @@ class GatewaySettings(Settings):
 
     # Tokens: docs/api-guide.md#tokens caps access tokens at 15 minutes.
     token_ttl_s: int = Field(default=900, ge=30, le=900)
+    # Refresh tokens of users signed in with a password: one not used within
+    # `refresh_idle_s` expires, and every token of a sign-in (its family) ends
+    # `refresh_absolute_s` after the sign-in, however often it was refreshed (a working day).
+    refresh_idle_s: int = Field(default=1800, ge=60, le=2_592_000)
+    refresh_absolute_s: int = Field(default=43_200, ge=60, le=2_592_000)
+    # Expired refresh tokens are deleted this often (by each replica; deleting twice is harmless).
+    refresh_purge_interval_s: float = Field(default=3600.0, gt=0)
 
     # Default rate limit of every client (a client may carry its own rate).
     rate_limit_per_second: float = Field(default=100.0, gt=0)

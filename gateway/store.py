@@ -14,6 +14,7 @@ from sqlalchemy import (
     Table,
     any_,
     case,
+    delete,
     exists,
     func,
     insert,
@@ -29,8 +30,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
 
-from gateway.models import clients, signing_keys, users
+from gateway.models import clients, refresh_tokens, signing_keys, users
 from libs.common.http import Page
 from libs.common.store import keyset
 
@@ -316,6 +318,140 @@ async def set_locale(conn: AsyncConnection, user_id: str, locale: str) -> Row[An
     )
     row: Row[Any] | None = result.first()
     return row
+
+
+# ---------------------------------------------------------------- refresh tokens
+
+
+def _seconds(seconds: int) -> ColumnElement[Any]:
+    return func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+
+
+async def insert_refresh_token(
+    conn: AsyncConnection,
+    token_hash: bytes,
+    *,
+    user_id: str,
+    family_id: str,
+    scopes: Sequence[str],
+    idle_s: int,
+    family_expires_at: datetime | None = None,
+    absolute_s: int = 0,
+) -> None:
+    """Keep a new refresh token: the first of a family (which ends `absolute_s` from now) or
+    the next one of a family (which keeps its end, `family_expires_at`)."""
+    now = func.now()
+    ends = family_expires_at if family_expires_at is not None else now + _seconds(absolute_s)
+    await conn.execute(
+        insert(refresh_tokens).values(
+            token_hash=token_hash,
+            user_id=user_id,
+            family_id=family_id,
+            scopes=list(scopes),
+            idle_expires_at=now + _seconds(idle_s),
+            family_expires_at=ends,
+        )
+    )
+
+
+async def use_refresh_token(conn: AsyncConnection, token_hash: bytes) -> Row[Any] | None:
+    """Mark a refresh token used, in one statement, if it may be used: unused, unrevoked,
+    neither idle nor its family past their end, and no token of its family revoked. Of
+    requests presenting it at once, one gets the token's row (user, family, scopes, end of
+    the family); every other one, None (as for an unknown token).
+
+    A token of the family is revoked when the family is: a token added by a refresh that was
+    under way meanwhile (which the revocation did not see) is refused all the same.
+    """
+    now = func.now()
+    sibling = aliased(refresh_tokens)
+    revoked_sibling = exists().where(
+        sibling.c.family_id == refresh_tokens.c.family_id, sibling.c.revoked_at.is_not(None)
+    )
+    statement = (
+        update(refresh_tokens)
+        .where(
+            refresh_tokens.c.token_hash == token_hash,
+            refresh_tokens.c.used_at.is_(None),
+            refresh_tokens.c.revoked_at.is_(None),
+            refresh_tokens.c.idle_expires_at > now,
+            refresh_tokens.c.family_expires_at > now,
+            ~revoked_sibling,
+        )
+        .values(used_at=now)
+        .returning(
+            refresh_tokens.c.user_id,
+            refresh_tokens.c.family_id,
+            refresh_tokens.c.scopes,
+            refresh_tokens.c.family_expires_at,
+        )
+    )
+    row: Row[Any] | None = (await conn.execute(statement)).first()
+    return row
+
+
+async def revoke_refresh_family(
+    conn: AsyncConnection, token_hash: bytes, *, only_if_used: bool
+) -> Row[Any] | None:
+    """Revoke every token of the family of a refresh token (`only_if_used`: only when that
+    token was used before, i.e. presented again). Returns the family's user and id when a
+    token was revoked now, None when none was (unknown token, or a family revoked before)."""
+    family: Select[Any] = select(refresh_tokens.c.family_id).where(
+        refresh_tokens.c.token_hash == token_hash
+    )
+    if only_if_used:
+        family = family.where(refresh_tokens.c.used_at.is_not(None))
+    statement = (
+        update(refresh_tokens)
+        .where(
+            refresh_tokens.c.family_id == family.scalar_subquery(),
+            refresh_tokens.c.revoked_at.is_(None),
+        )
+        .values(revoked_at=func.now())
+        .returning(refresh_tokens.c.user_id, refresh_tokens.c.family_id)
+    )
+    row: Row[Any] | None = (await conn.execute(statement)).first()
+    return row
+
+
+async def revoke_user_refresh_tokens(conn: AsyncConnection, user_id: str) -> int:
+    """Revoke every refresh token of a user (every family: each of their sign-ins)."""
+    result = await conn.execute(
+        update(refresh_tokens)
+        .where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+    )
+    return result.rowcount
+
+
+async def user_for_refresh(conn: AsyncConnection, user_id: str) -> Row[Any] | None:
+    """The user, when enabled and not locked out (None otherwise): what a refresh is for."""
+    now = func.now()
+    query = select(users).where(
+        users.c.user_id == user_id,
+        users.c.active.is_(True),
+        or_(users.c.locked_until.is_(None), users.c.locked_until <= now),
+    )
+    return (await conn.execute(query)).first()
+
+
+async def purge_refresh_tokens(conn: AsyncConnection) -> int:
+    """Delete the refresh tokens of ended families, and unused tokens past their idle end
+    (the end of their family: nothing follows them). Used and revoked tokens of a family
+    that has not ended stay: presenting a used one again revokes the family, and a revoked
+    one keeps the family refused."""
+    now = func.now()
+    unused_and_idle = (
+        refresh_tokens.c.used_at.is_(None)
+        & refresh_tokens.c.revoked_at.is_(None)
+        & (refresh_tokens.c.idle_expires_at <= now)
+    )
+    result = await conn.execute(
+        delete(refresh_tokens).where(
+            or_(refresh_tokens.c.family_expires_at <= now, unused_and_idle)
+        )
+    )
+    return result.rowcount
 
 
 async def list_principals(

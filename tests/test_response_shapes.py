@@ -57,6 +57,7 @@ UNMODELLED_PATHS: dict[str, str] = {
     "/docs/oauth2-redirect": "the HTML viewer's OAuth redirect page",
     "/.well-known/jwks.json": "a JSON Web Key Set (RFC 7517)",
     "/.well-known/oauth-authorization-server": "OAuth server metadata (RFC 8414)",
+    "/oauth/revoke": "token revocation (RFC 7009): an empty 200, whether the token was known",
     **dict.fromkeys(
         (
             "/v1/indicators/dataValueSets",

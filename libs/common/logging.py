@@ -19,7 +19,17 @@ import structlog
 
 # Field names that must never reach a log line (no personal data in logs).
 _REDACTED_KEYS = frozenset(
-    {"given_name", "family_name", "name", "phone", "caregiver", "password", "client_secret"}
+    {
+        "given_name",
+        "family_name",
+        "name",
+        "phone",
+        "caregiver",
+        "password",
+        "client_secret",
+        "access_token",
+        "refresh_token",
+    }
 )
 _MAX_FRAMES = 12
 

@@ -37,6 +37,18 @@ async def test_openapi_merges_the_reachable_services(gw: Gateway) -> None:
     flow = security["oauth2"]["flows"]["clientCredentials"]
     assert flow["tokenUrl"] == "/oauth/token"
     assert "registry:read" in flow["scopes"]
+    assert "refreshUrl" not in flow  # an API client gets no refresh token
+    password = security["oauth2"]["flows"]["password"]
+    assert password["tokenUrl"] == password["refreshUrl"] == "/oauth/token"
+    assert "refresh_token" in security["oauth2"]["description"]
+    grants = paths["/oauth/token"]["post"]["requestBody"]["content"][
+        "application/x-www-form-urlencoded"
+    ]["schema"]["properties"]["grant_type"]["enum"]
+    assert "refresh_token" in grants
+    revoke = paths["/oauth/revoke"]["post"]
+    assert revoke["security"] == []
+    assert "application/x-www-form-urlencoded" in revoke["requestBody"]["content"]
+    assert "content" not in revoke["responses"]["200"]  # an empty body
     assert {"bearer": []} in doc["security"]
     assert paths["/oauth/token"]["post"]["security"] == []
     assert (
