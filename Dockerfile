@@ -51,14 +51,14 @@ LABEL org.opencontainers.image.title="komar" \
       org.opencontainers.image.description="Komar: an open platform for child protection in Cambodia" \
       org.opencontainers.image.licenses="AGPL-3.0-or-later"
 
-# What the dashboard's PDF reports need at run time (WeasyPrint opens them through cffi):
-# Pango with its FreeType backend, HarfBuzz's subsetter (smaller embedded fonts), and the
-# Khmer fonts (fonts-khmeros, /usr/share/fonts/truetype/khmeros/). fontconfig builds the font
-# cache now, into the image: at run time the root filesystem is read-only. Libraries and
-# fonts only, no compiler; the package lists are removed in the same layer.
+# What the dashboard's PDF reports need at run time: Debian's Chromium, whose print to PDF
+# keeps Khmer text searchable (dashboard/pdf.py), and the Khmer fonts (fonts-khmeros,
+# /usr/share/fonts/truetype/khmeros/). fontconfig builds the font cache now, into the image:
+# at run time the root filesystem is read-only. No compiler; the package lists are removed
+# in the same layer.
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-       libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig fonts-khmeros \
+       chromium fontconfig fonts-khmeros \
     && rm -rf /var/lib/apt/lists/*
 
 # A fixed numeric UID/GID, so Kubernetes can check runAsNonRoot and volumes can be owned by it.

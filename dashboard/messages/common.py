@@ -89,15 +89,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "error.try_again": ("Try again", "ព្យាយាមម្តងទៀត"),
     "error.home": ("Go to the overview", "ទៅទិដ្ឋភាពទូទៅ"),
     # small counts
-    "protected.marker": ("<10", "<10"),
+    "protected.marker": ("small", "តិច"),
     "protected.title": (
-        "A small count, protected: Komar never shows how many children when there are 1 to 4.",
-        "ចំនួនតូច ត្រូវបានការពារ៖ កុមារមិនបង្ហាញចំនួនកុមារ នៅពេលមានពី ១ ដល់ ៤ នាក់ទេ។",
+        "A small count, protected: published as under 10, and not shown, so that no count of "
+        "1 to 4 children can be learnt.",
+        "ចំនួនតូច ត្រូវបានការពារ៖ ចំនួនដែលបានផ្សព្វផ្សាយតិចជាង ១០ មិនត្រូវបានបង្ហាញទេ "
+        "ដើម្បីកុំឱ្យគេដឹងចំនួនកុមារពី ១ ដល់ ៤ នាក់។",
     ),
     "protected.legend": (
-        "<10: a small count, protected. Counts are rounded to multiples of 5 so that no "
-        "count of 1 to 4 children can be learnt.",
-        "<10៖ ចំនួនតូច ត្រូវបានការពារ។ ចំនួនត្រូវបានបង្គត់ជាពហុគុណនៃ ៥ ដើម្បីកុំឱ្យគេដឹងចំនួនកុមារពី ១ ដល់ ៤ នាក់។",
+        "small: a protected small count. Counts are published rounded to multiples of 5, and "
+        "one under 10 is not shown, so that no count of 1 to 4 children can be learnt.",
+        "តិច៖ ចំនួនតូចដែលត្រូវបានការពារ។ ចំនួនត្រូវបានផ្សព្វផ្សាយដោយបង្គត់ជាពហុគុណនៃ ៥ "
+        "ហើយចំនួនតិចជាង ១០ មិនត្រូវបានបង្ហាញទេ ដើម្បីកុំឱ្យគេដឹងចំនួនកុមារពី ១ ដល់ ៤ នាក់។",
     ),
     # coded values
     "sex.female": ("Female", "ស្រី"),

@@ -2,6 +2,8 @@
 
 from fastapi import APIRouter
 
-from dashboard.pages import auth, children, overview
+from dashboard.pages import auth, casework, children, funds, indicators, overview, referrals, report
 
 ROUTERS: list[APIRouter] = [auth.router, overview.router, children.router]
+ROUTERS += [indicators.router, report.router]
+ROUTERS += [referrals.router, funds.router, casework.router]

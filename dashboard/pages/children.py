@@ -65,6 +65,11 @@ async def child(request: Request, child_id: str) -> Response:
     if view.may("casework:read"):
         side["casework"] = quietly(view.get(f"/v1/casework/children/{child_id}"))
     found = dict(zip(side, await asyncio.gather(*side.values()), strict=True))
+    assignment = (found.get("casework") or {}).get("assignment")
+    if assignment:
+        worker = await quietly(view.get(f"/v1/casework/workers/{assignment['worker_id']}"))
+        if worker:
+            assignment["worker_name"] = f"{worker['given_name']} {worker['family_name']}"
     return view.render(
         "children/record.html",
         child=record,

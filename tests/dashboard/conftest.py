@@ -173,6 +173,14 @@ async def world(platform: Platform) -> AsyncIterator[World]:
             areas=[PROVINCE],
             scopes=["registry:read", "referrals:read", "funds:read", "indicators:read"],
         )
+        w.users["analyst"] = await make_user(
+            client,
+            admin,
+            name="Rith Analyst",
+            org=f"dosvy-{PROVINCE}",
+            areas=[PROVINCE],
+            scopes=["indicators:read", "indicators:read:detail"],
+        )
         manager = await make_user(
             client,
             admin,

@@ -220,13 +220,13 @@ def test_the_runtime_environment_and_the_entrypoint_run_any_component() -> None:
 
 
 def test_the_runtime_has_what_the_dashboards_pdf_reports_need() -> None:
-    # WeasyPrint opens Pango (with its FreeType backend) at run time, and the reports are in
-    # Khmer: Debian's libraries and fonts, installed in the final stage itself.
+    # Chromium prints the reports to PDF, and they are in Khmer: Debian's packages,
+    # installed in the final stage itself.
     final = parse(DOCKERFILE.read_text()).final
     installs = [run for run in final.all("RUN") if "apt-get install" in run]
     assert installs, "the final stage installs no Debian package"
     packages = {word for run in installs for word in run.split()}
-    assert {"libpango-1.0-0", "libpangoft2-1.0-0", "fonts-khmeros"} <= packages
+    assert {"chromium", "fonts-khmeros"} <= packages
     # The image's own user cannot write a font cache at run time (read-only root filesystem).
     assert "fontconfig" in packages
     # Installed as root, before the image switches to its own user.
