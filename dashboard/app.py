@@ -24,7 +24,15 @@ from dashboard.client import (
 from dashboard.pages import ROUTERS
 from dashboard.sessions import SessionStore
 from dashboard.settings import DashboardSettings
-from dashboard.web import CsrfFailed, NeedSignIn, SecurityHeaders, View, keep_draft, view_of
+from dashboard.web import (
+    CsrfFailed,
+    NeedSignIn,
+    SecurityHeaders,
+    View,
+    draft_of_ended,
+    path_of,
+    view_of,
+)
 from libs.common import places
 from libs.common.app import NO_TELEMETRY, RequestContextMiddleware
 from libs.common.logging import exception_facts, get_logger
@@ -99,14 +107,15 @@ def install_error_pages(app: FastAPI) -> None:
     @app.exception_handler(SessionExpired)
     async def _expired(request: Request, exc: SessionExpired) -> Response:
         view = view_of(request, signed_in=False)
-        fields = getattr(request.state, "form", None) or {}
-        draft = keep_draft(view, fields) if fields else None
-        back = draft.path if draft else None
+        draft = await draft_of_ended(view)
         if view.session is not None:
             view.sessions.end(view.session, draft)
-        target = back or (request.url.path if request.method == "GET" else "/")
-        if request.method == "GET" and request.url.query:
-            target += f"?{request.url.query}"
+        if draft is not None:
+            target = draft.path
+        elif request.method == "GET":
+            target = path_of(request)
+        else:
+            target = "/"
         return RedirectResponse(view.url("/sign-in", next=target, expired=1), status_code=303)
 
     @app.exception_handler(CsrfFailed)

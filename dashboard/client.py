@@ -52,6 +52,13 @@ class ApiProblem(Exception):
     def __str__(self) -> str:
         return f"{self.status} {self.title}: {self.detail}"
 
+    def field_errors(self) -> list[dict[str, str]]:
+        """The API's field errors, as the forms' `field_errors` macro reads them."""
+        return [
+            {"field": str(e.get("field", "")), "message": str(e.get("message", ""))}
+            for e in self.errors
+        ]
+
 
 @dataclass
 class Grant:
@@ -136,6 +143,17 @@ class GatewayClient:
         gateway answers all three alike) or too many tries."""
         form = {"grant_type": "password", "username": username, "password": password}
         return await self._token(form, request_id)
+
+    async def revoke(self, refresh_token: str, request_id: str) -> None:
+        """End a sign-in's refresh tokens at the gateway (RFC 7009), best effort."""
+        try:
+            await self.http.post(
+                "/oauth/revoke",
+                data={"token": refresh_token, "token_type_hint": "refresh_token"},
+                headers={"X-Request-ID": request_id},
+            )
+        except httpx.HTTPError:
+            log.warning("revoke_failed")
 
     async def profile(self, access_token: str, request_id: str) -> tuple[Profile, str]:
         """Who the token is for, and their language (`GET /v1/me`)."""

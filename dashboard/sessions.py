@@ -22,7 +22,8 @@ VISITOR_COOKIE = "komar_visitor"
 LANGUAGE_COOKIE = "komar_lang"
 # Renew a token this long before it expires, so no request is sent with one about to lapse.
 RENEW_BEFORE_S = 30.0
-# A draft (what was typed when the session ended) waits this long for its author.
+# An ended session is kept this long with its draft (what was typed when it ended), for its
+# author to sign in again and find it.
 DRAFT_TTL_S = 3600.0
 
 
@@ -48,7 +49,6 @@ class Draft:
 
     path: str
     fields: dict[str, str]
-    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -63,6 +63,7 @@ class Session:
     last_used: float = field(default_factory=time.monotonic)
     draft: Draft | None = None
     ended: bool = False
+    ended_at: float = 0.0
     # Messages for the next page shown ("Referral made."), after a redirect.
     flash: list[str] = field(default_factory=list)
 
@@ -108,7 +109,8 @@ class SessionStore:
         return session
 
     def get(self, session_id: str | None) -> Session | None:
-        """The session of the cookie, live or ended (an ended one keeps its draft a while)."""
+        """The session of the cookie: live, or ended (idle too long, its token no longer
+        renewable) and kept a while for the draft its author may come back to."""
         if not session_id:
             return None
         session = self._sessions.get(session_id)
@@ -116,26 +118,26 @@ class SessionStore:
             return None
         now = time.monotonic()
         if session.ended:
-            if session.draft is None or now - session.draft.at > DRAFT_TTL_S:
+            if now - session.ended_at > DRAFT_TTL_S:
                 self._sessions.pop(session_id, None)
                 return None
             return session
         if now - session.last_used > self.idle_s:
             self.end(session)
-            return session if session.draft else None
+            return session
         session.last_used = now
         self._sessions.move_to_end(session_id)
         return session
 
     def end(self, session: Session, draft: Draft | None = None) -> None:
-        """End a session: forget its tokens, keep only a draft for its author."""
-        session.ended = True
+        """End a session: forget its tokens; keep its CSRF token (to recognise a form of
+        its own still in flight) and a draft for its author."""
+        if not session.ended:
+            session.ended = True
+            session.ended_at = time.monotonic()
         session.access_token = ""
         session.refresh_token = None
-        session.csrf = secrets.token_urlsafe(32)
         session.draft = draft or session.draft
-        if session.draft is None:
-            self._sessions.pop(session.id, None)
 
     def drop(self, session: Session) -> None:
         self._sessions.pop(session.id, None)
@@ -149,8 +151,8 @@ class SessionStore:
         for sid in [
             sid
             for sid, s in self._sessions.items()
-            if (s.ended and (s.draft is None or now - s.draft.at > DRAFT_TTL_S))
-            or (not s.ended and now - s.last_used > self.idle_s and s.draft is None)
+            if (s.ended and now - s.ended_at > DRAFT_TTL_S)
+            or (not s.ended and now - s.last_used > self.idle_s + DRAFT_TTL_S)
         ]:
             self._sessions.pop(sid, None)
 

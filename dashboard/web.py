@@ -4,7 +4,7 @@ forms and their drafts, and the answer headers that keep a page safe in a browse
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dashboard import i18n
-from dashboard.client import GatewayClient
+from dashboard.client import GatewayClient, SessionExpired
 from dashboard.sessions import (
     LANGUAGE_COOKIE,
     SESSION_COOKIE,
@@ -31,6 +31,7 @@ from libs.common.app import request_id as _request_id
 
 HERE = Path(__file__).parent
 MAX_FORM_FIELDS = 200
+MAX_CURSOR = 500
 
 # No script but our own files, no inline script or style, nothing from another origin.
 CONTENT_SECURITY_POLICY = (
@@ -172,7 +173,23 @@ class View:
         params = {k: v for k, v in self.request.query_params.items() if k != "cursor"}
         return self.url(self.request.url.path, **params, cursor=cursor)
 
+    def cursor(self, name: str = "cursor") -> str | None:
+        """A list's cursor from the query, bounded (the API judges it)."""
+        return self.request.query_params.get(name, "")[:MAX_CURSOR] or None
+
     # ------------------------------------------------------------------ the API
+
+    async def list_page(self, path: str, cursor: str | None, **params: Any) -> Any:
+        """A page of an API list; a cursor the API refuses (made up, cut short, another
+        list's) gives the first page, never an error page."""
+        from dashboard.client import ApiProblem
+
+        try:
+            return await self.get(path, cursor=cursor, **params)
+        except ApiProblem:
+            if cursor is None:
+                raise
+            return await self.get(path, **params)
 
     async def get(self, path: str, **params: Any) -> Any:
         return await self.client.call(
@@ -205,8 +222,7 @@ class View:
 
     async def form(self) -> dict[str, str]:
         """The posted form, its CSRF token checked; only text fields, bounded."""
-        form = await self.request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        fields = await posted_fields(self.request)
         sent = fields.get("csrf", "")
         if not sent or not same_token(sent, self.csrf):
             raise CsrfFailed()
@@ -278,17 +294,33 @@ def view_of(request: Request, *, signed_in: bool = True) -> View:
         visitor = secrets.token_urlsafe(24)
     view = View(request, state.sessions, state.client, session, lang, visitor, fresh)
     if signed_in and live is None:
+        if session is not None:
+            raise SessionExpired()  # idle too long, or its token could not be renewed
         raise NeedSignIn(path_of(request))
     return view
 
 
-def keep_draft(view: View, fields: Mapping[str, str]) -> Draft | None:
-    """A draft of the form being posted, to give back after signing in again: the form's
-    own page is named by its `_from` field."""
+async def posted_fields(request: Request) -> dict[str, str]:
+    """The text fields of a posted form, bounded."""
+    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+async def draft_of_ended(view: View) -> Draft | None:
+    """What the user was posting when their session ended, to give back after they sign in
+    again: a form of that session's own (its CSRF token), whose page is its `_from` field."""
+    session = view.session
+    if session is None or view.request.method != "POST":
+        return None
+    fields: dict[str, str] | None = getattr(view.request.state, "form", None)
+    if fields is None:
+        fields = await posted_fields(view.request)
+        if not same_token(fields.get("csrf", ""), session.csrf):
+            return None
     back = local_path(fields.get("_from"), "")
     if not back:
         return None
-    return Draft(path=back, fields=public_fields(dict(fields)))
+    return Draft(path=back, fields=public_fields(fields))
 
 
 def record_id(value: str) -> str:

@@ -77,7 +77,10 @@ async def sign_in(request: Request) -> Response:
 async def sign_out(request: Request) -> Response:
     view = view_of(request, signed_in=False)
     if view.session is not None:
-        await view.form()
+        if not view.session.ended:  # an ended session has nothing left to protect
+            await view.form()
+        if view.session.refresh_token:
+            await view.client.revoke(view.session.refresh_token, view.request_id)
         view.sessions.drop(view.session)
         view.session = None
     response = view.redirect("/sign-in?signed_out=1")

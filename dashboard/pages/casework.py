@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from dashboard import i18n
 from dashboard.client import ApiProblem, Forbidden, NotFound
 from dashboard.i18n import Translate
 from dashboard.web import View, local_path, path_of, quietly, record_id, view_of
@@ -26,7 +27,6 @@ from libs.common.events.casework_events import VisitKind, VisitOutcome, WorkerRo
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 25
-MAX_CURSOR = 500
 MAX_NOTES = 4000
 # How many workers are looked through to find the user's own record, and for how long
 # what was found is kept (a new worker record shows within this long).
@@ -37,7 +37,6 @@ WORKER_CACHE_SIZE = 1000
 # The visits due the caseload reads, to show each assigned child's next visit.
 DUE_LOOKUP_LIMIT = 500
 
-CAMBODIA = dt.timezone(dt.timedelta(hours=7))
 TABS = ("caseload", "overdue", "upcoming", "workers")
 KINDS = tuple(k.value for k in VisitKind)
 OUTCOMES = tuple(o.value for o in VisitOutcome)
@@ -46,11 +45,6 @@ WORKER_STATUSES = ("active", "inactive")
 
 
 # ---------------------------------------------------------------- pure helpers
-
-
-def cambodia_today(now: dt.datetime | None = None) -> dt.date:
-    """Today's date in Cambodia (UTC+7), the day the API counts visits in."""
-    return (now or dt.datetime.now(dt.UTC)).astimezone(CAMBODIA).date()
 
 
 def is_me(worker: Mapping[str, Any], username: str, org: str) -> bool:
@@ -126,24 +120,6 @@ def visit_body(
     return body, errors
 
 
-def problem_errors(problem: ApiProblem) -> list[dict[str, str]]:
-    return [
-        {"field": str(e.get("field", "")), "message": str(e.get("message", ""))}
-        for e in problem.errors
-    ]
-
-
-async def listed(view: View, path: str, cursor: str | None, **params: Any) -> Any:
-    """A page of an API list; a cursor the API refuses (made up, cut short, another list's)
-    gives the first page, never an error page."""
-    try:
-        return await view.get(path, cursor=cursor, **params)
-    except ApiProblem:
-        if cursor is None:
-            raise
-        return await view.get(path, **params)
-
-
 # ---------------------------------------------------------------- the user's worker record
 
 
@@ -198,22 +174,17 @@ async def my_worker(view: View) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- the casework page
 
 
-def _cursor(request: Request) -> str | None:
-    return request.query_params.get("cursor", "")[:MAX_CURSOR] or None
-
-
 @router.get("/casework")
 async def casework(request: Request) -> Response:
     view = view_of(request)
     query = request.query_params
     worker = await my_worker(view)
     tab = pick_tab(query, worker is not None, view.may("casework:read"))
-    cursor = _cursor(request)
+    cursor = view.cursor()
     context: dict[str, Any] = {"items": [], "due": {}, "filters": {}}
     if tab == "caseload" and worker is not None:
         page, due = await asyncio.gather(
-            listed(
-                view,
+            view.list_page(
                 "/v1/casework/assignments",
                 cursor,
                 worker_id=worker["id"],
@@ -228,11 +199,10 @@ async def casework(request: Request) -> Response:
             "role": query.get("role") if query.get("role") in ROLES else None,
             "status": query.get("status") if query.get("status") in WORKER_STATUSES else None,
         }
-        page = await listed(view, "/v1/casework/workers", cursor, limit=PAGE_SIZE, **filters)
+        page = await view.list_page("/v1/casework/workers", cursor, limit=PAGE_SIZE, **filters)
         context["filters"] = {k: v for k, v in filters.items() if v}
     else:
-        page = await listed(
-            view,
+        page = await view.list_page(
             "/v1/casework/visits/due",
             cursor,
             overdue="true" if tab == "overdue" else "false",
@@ -274,7 +244,7 @@ async def _visit_form(
         child=found.get("child"),
         kinds=KINDS,
         outcomes=OUTCOMES,
-        today=cambodia_today().isoformat(),
+        today=i18n.today().isoformat(),
         typed=typed,
         errors=errors or [],
         problem=problem,
@@ -296,7 +266,7 @@ async def record_visit(request: Request) -> Response:
     form = await view.form()
     child_id = record_id(form.get("child_id", ""))
     from_path = local_path(form.get("_from"), f"/casework/visits/new?child_id={child_id}")
-    body, errors = visit_body(form, view.t, cambodia_today())
+    body, errors = visit_body(form, view.t, i18n.today())
     if errors:
         return await _visit_form(view, child_id, from_path, form, errors=errors)
     try:
@@ -307,7 +277,7 @@ async def record_visit(request: Request) -> Response:
             child_id,
             from_path,
             form,
-            errors=problem_errors(exc),
+            errors=exc.field_errors(),
             problem=exc.detail or exc.title,
         )
     except Forbidden as exc:

@@ -35,9 +35,9 @@ async def children(request: Request) -> Response:
     query = request.query_params
     q = query.get("q", "").strip()[:MAX_QUERY]
     filters = {k: query.get(k) for k in FILTERS if query.get(k) in FILTERS[k]}
-    cursor = query.get("cursor", "")[:500] or None
-    page = await view.get(
-        "/v1/registry/children", q=q or None, limit=PAGE_SIZE, cursor=cursor, **filters
+    cursor = view.cursor()
+    page = await view.list_page(
+        "/v1/registry/children", cursor, q=q or None, limit=PAGE_SIZE, **filters
     )
     return view.render(
         "children/list.html",
@@ -85,10 +85,9 @@ async def child(request: Request, child_id: str) -> Response:
 async def history(request: Request, child_id: str) -> Response:
     view = view_of(request)
     child_id = record_id(child_id)
-    cursor = request.query_params.get("cursor", "")[:500] or None
     record, page = await asyncio.gather(
         view.get(f"/v1/registry/children/{child_id}"),
-        view.get(f"/v1/registry/children/{child_id}/history", limit=50, cursor=cursor),
+        view.list_page(f"/v1/registry/children/{child_id}/history", view.cursor(), limit=50),
     )
     return view.render(
         "children/history.html",

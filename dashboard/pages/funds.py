@@ -23,7 +23,6 @@ router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 25
 LEDGER_PAGE_SIZE = 50
-MAX_CURSOR = 500
 MAX_JUSTIFICATION = 2000
 MAX_REASON = 500
 MAX_REFERENCE = 100
@@ -209,28 +208,6 @@ def grant_actions(
     return actions
 
 
-def problem_errors(problem: ApiProblem) -> list[dict[str, str]]:
-    return [
-        {"field": str(e.get("field", "")), "message": str(e.get("message", ""))}
-        for e in problem.errors
-    ]
-
-
-def _cursor(request: Request, name: str = "cursor") -> str | None:
-    return request.query_params.get(name, "")[:MAX_CURSOR] or None
-
-
-async def listed(view: View, path: str, cursor: str | None, **params: Any) -> Any:
-    """A page of an API list; a cursor the API refuses (made up, cut short, another list's)
-    gives the first page, never an error page."""
-    try:
-        return await view.get(path, cursor=cursor, **params)
-    except ApiProblem:
-        if cursor is None:
-            raise
-        return await view.get(path, **params)
-
-
 async def _funds_by_id(view: View) -> dict[str, Any]:
     """The funds the user may see, by id (for names in lists; one call)."""
     found = await quietly(view.get("/v1/funds/funds", limit=500))
@@ -243,7 +220,7 @@ async def _funds_by_id(view: View) -> dict[str, Any]:
 @router.get("/funds")
 async def funds(request: Request) -> Response:
     view = view_of(request)
-    page = await listed(view, "/v1/funds/funds", _cursor(request), limit=PAGE_SIZE)
+    page = await view.list_page("/v1/funds/funds", view.cursor(), limit=PAGE_SIZE)
     return view.render(
         "funds/list.html",
         active="funds",
@@ -261,7 +238,7 @@ async def approvals(request: Request) -> Response:
         stage = "payment" if view.may("funds:disburse") and not may_approve else "approval"
     status = "requested" if stage == "approval" else "approved"
     page, funds_by_id = await asyncio.gather(
-        listed(view, "/v1/funds/grants", _cursor(request), status=status, limit=PAGE_SIZE),
+        view.list_page("/v1/funds/grants", view.cursor(), status=status, limit=PAGE_SIZE),
         _funds_by_id(view),
     )
     profile = view.user.profile
@@ -290,8 +267,8 @@ async def _books(view: View, fund_id: str, cursor: str | None) -> dict[str, Any]
     """A page of the fund's ledger, or None for a user whose areas do not cover the fund's
     whole area (the API answers 403 to them: the books are not theirs to read)."""
     try:
-        page: dict[str, Any] = await listed(
-            view, f"/v1/funds/funds/{fund_id}/ledger", cursor, limit=LEDGER_PAGE_SIZE
+        page: dict[str, Any] = await view.list_page(
+            f"/v1/funds/funds/{fund_id}/ledger", cursor, limit=LEDGER_PAGE_SIZE
         )
     except (Forbidden, NotFound):
         return None
@@ -302,7 +279,7 @@ async def _books(view: View, fund_id: str, cursor: str | None) -> dict[str, Any]
 async def fund(request: Request, fund_id: str) -> Response:
     view = view_of(request)
     fund_id = record_id(fund_id)
-    cursor = _cursor(request)
+    cursor = view.cursor()
     record, ledger, grants = await asyncio.gather(
         view.get(f"/v1/funds/funds/{fund_id}"),
         _books(view, fund_id, cursor),
@@ -375,7 +352,7 @@ async def request_grant(request: Request) -> Response:
             child_id,
             from_path,
             form,
-            errors=problem_errors(exc),
+            errors=exc.field_errors(),
             problem=exc.detail or exc.title,
         )
     except Forbidden as exc:
@@ -448,7 +425,7 @@ async def act(request: Request, grant_id: str, action: str) -> Response:
         if exc.status == 409:
             problem = t("grants.conflict", detail=problem)
         return await _grant_page(
-            view, grant_id, typed=form, errors=problem_errors(exc), problem=problem
+            view, grant_id, typed=form, errors=exc.field_errors(), problem=problem
         )
     except Forbidden as exc:
         return await _grant_page(

@@ -28,7 +28,6 @@ from libs.common import places
 
 router = APIRouter(include_in_schema=False)
 
-KH_TIME = dt.timezone(dt.timedelta(hours=7))  # the indicators count in Cambodia time
 FIRST_YEAR = 2000  # the API refuses periods before 2000
 # Points of the chart over time, by the kind of the period chosen.
 SERIES_LENGTH = {"month": 12, "quarter": 8, "year": 5}
@@ -50,10 +49,6 @@ SAFE_NAME = re.compile(r"[^A-Za-z0-9_]")  # what a file name may hold of a code
 
 
 # ---------------------------------------------------------------- periods
-
-
-def today_kh() -> dt.date:
-    return dt.datetime.now(KH_TIME).date()
 
 
 @dataclass(frozen=True, order=True)
@@ -78,7 +73,7 @@ class Period:
 
     @classmethod
     def current(cls, kind: str, today: dt.date | None = None) -> Period:
-        day = today or today_kh()
+        day = today or i18n.today()
         if kind == "month":
             return cls("month", day.year * 12 + day.month - 1)
         if kind == "quarter":

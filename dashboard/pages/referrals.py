@@ -24,7 +24,6 @@ router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 25
 # A queue seen from one side ("to answer", "made") is filtered here from pages this long.
 SIDE_PAGE_SIZE = 100
-MAX_CURSOR = 500
 MAX_REASON = 1000
 MAX_NOTE = 2000
 
@@ -178,26 +177,7 @@ def explain_problem(
     if problem.status == 422 and "service_type" in fields and service_type in SERVICE_TYPES:
         message = t("referrals.no_provider", service=t(f"service.{service_type}"))
         return message, [{"field": "service_type", "message": message}]
-    return problem.detail or problem.title, problem_errors(problem)
-
-
-def problem_errors(problem: ApiProblem) -> list[dict[str, str]]:
-    """The API's field errors, as the form's macros read them."""
-    return [
-        {"field": str(e.get("field", "")), "message": str(e.get("message", ""))}
-        for e in problem.errors
-    ]
-
-
-async def listed(view: View, path: str, cursor: str | None, **params: Any) -> Any:
-    """A page of an API list; a cursor the API refuses (made up, cut short, another list's)
-    gives the first page, never an error page."""
-    try:
-        return await view.get(path, cursor=cursor, **params)
-    except ApiProblem:
-        if cursor is None:
-            raise
-        return await view.get(path, **params)
+    return problem.detail or problem.title, problem.field_errors()
 
 
 # ---------------------------------------------------------------- the queue
@@ -216,10 +196,10 @@ async def queue(request: Request) -> Response:
     view = view_of(request)
     filters = queue_filters(request.query_params)
     side = filters.get("side")
-    cursor = request.query_params.get("cursor", "")[:MAX_CURSOR] or None
+    cursor = view.cursor()
     params = {k: v for k, v in filters.items() if k != "side"}
-    page = await listed(
-        view, "/v1/referrals", cursor, limit=SIDE_PAGE_SIZE if side else PAGE_SIZE, **params
+    page = await view.list_page(
+        "/v1/referrals", cursor, limit=SIDE_PAGE_SIZE if side else PAGE_SIZE, **params
     )
     org = view.user.profile.org
     items = [r for r in page["items"] if on_side(r, org, side)]
@@ -378,7 +358,7 @@ async def answer(request: Request, referral_id: str, action: str) -> Response:
             view,
             referral_id,
             typed=form,
-            errors=problem_errors(exc),
+            errors=exc.field_errors(),
             problem=problem,
             acted=action,
         )

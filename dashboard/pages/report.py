@@ -31,7 +31,6 @@ from dashboard.pages.indicators import (
     indicator_name,
     inside,
     load_catalogue,
-    today_kh,
     user_areas,
 )
 from dashboard.web import TEMPLATES, View, quietly, view_of
@@ -181,7 +180,7 @@ async def build(view: View, query: Mapping[str, str]) -> dict[str, Any]:
         "quarter": quarter,
         "quarter_label": quarter.label(t, lang),
         "running": quarter.running(),
-        "today": today_kh(),
+        "today": i18n.today(),
         "area_options": area_options(view, areas, area),
         "quarter_options": [
             (

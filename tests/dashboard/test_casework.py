@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from dashboard import i18n
 from dashboard.i18n import translator
 from dashboard.pages.casework import (
     WorkerCache,
-    cambodia_today,
     due_by_child,
     is_me,
     pick_tab,
@@ -21,9 +21,9 @@ TODAY = dt.date(2026, 12, 3)
 
 def test_cambodia_today_is_utc_plus_seven() -> None:
     late = dt.datetime(2026, 12, 3, 17, 30, tzinfo=dt.UTC)
-    assert cambodia_today(late) == dt.date(2026, 12, 4)
+    assert i18n.today(late) == dt.date(2026, 12, 4)
     early = dt.datetime(2026, 12, 3, 16, 59, tzinfo=dt.UTC)
-    assert cambodia_today(early) == dt.date(2026, 12, 3)
+    assert i18n.today(early) == dt.date(2026, 12, 3)
 
 
 def test_is_me_needs_the_username_and_the_organisation() -> None:
