@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 from dashboard import SERVICE, fonts
 from dashboard.client import (
@@ -26,6 +27,7 @@ from dashboard.sessions import SessionStore
 from dashboard.settings import DashboardSettings
 from dashboard.web import (
     CsrfFailed,
+    DrainTooLarge,
     NeedSignIn,
     SecurityHeaders,
     View,
@@ -35,6 +37,7 @@ from dashboard.web import (
 )
 from libs.common import places
 from libs.common.app import NO_TELEMETRY, RequestContextMiddleware
+from libs.common.errors import Problem
 from libs.common.logging import exception_facts, get_logger
 
 log = get_logger(__name__)
@@ -67,9 +70,13 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.sessions = sessions
     app.add_middleware(
-        RequestContextMiddleware, service=SERVICE, max_body_bytes=settings.max_body_bytes
+        RequestContextMiddleware,
+        service=SERVICE,
+        max_body_bytes=settings.max_body_bytes,
+        render_problem=refusal_page,
     )
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(DrainTooLarge, limit=settings.max_body_bytes)  # outermost
     install_error_pages(app)
     for router in ROUTERS:
         app.include_router(router)
@@ -89,6 +96,31 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
         )
 
     return app
+
+
+# The middleware's own refusals, as pages: (title, body) by status.
+REFUSALS = {
+    404: ("error.not_found.title", "error.not_found.body"),
+    413: ("error.bad_request.title", "error.too_large"),
+    422: ("error.bad_request.title", "error.bad_address"),
+}
+
+
+def refusal_page(scope: Scope, problem: Problem) -> tuple[str, bytes]:
+    """A refusal of the request-context middleware (a control character in the address, a
+    body over the limit, a failure nothing else answered) as a page in the user's language,
+    drawn as if at "/", so that the refused address is never written back."""
+    title, body = REFUSALS.get(
+        problem.status, ("error.unavailable.title", "error.unavailable.body")
+    )
+    try:
+        home = {**scope, "path": "/", "raw_path": b"/", "query_string": b""}
+        view = view_of(Request(home), signed_in=False)
+        page = view.render("error.html", status=problem.status, title_key=title, body_key=body)
+        return "text/html; charset=utf-8", bytes(page.body)
+    except Exception as exc:  # the page itself failed: plain words, never a trace
+        log.error("refusal_page_failed", **exception_facts(exc))
+        return "text/plain; charset=utf-8", f"{problem.status} {problem.title}\n".encode()
 
 
 def _error_page(request: Request, status: int, title: str, body: str) -> Response:
@@ -149,7 +181,10 @@ def install_error_pages(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
             return _error_page(request, 404, "error.not_found.title", "error.not_found.body")
-        return _error_page(request, exc.status_code, "error.bad_request.title", "error.try_again")
+        page = _error_page(request, exc.status_code, "error.bad_request.title", "error.try_again")
+        if exc.headers and "Allow" in exc.headers:  # a 405 says which methods there are
+            page.headers["Allow"] = exc.headers["Allow"]
+        return page
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

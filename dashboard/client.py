@@ -134,7 +134,7 @@ class GatewayClient:
             )
         if r.status_code == 429:
             raise SignInRefused("busy", r.headers.get("retry-after"))
-        if r.status_code in (400, 401):
+        if 400 <= r.status_code < 500:  # wrong, locked, disabled, or refused as malformed
             raise SignInRefused("invalid")
         raise Unavailable(f"the gateway answered {r.status_code}")
 

@@ -3,6 +3,9 @@ forms and their drafts, and the answer headers that keep a page safe in a browse
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 import secrets
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -28,10 +31,19 @@ from dashboard.sessions import (
     same_token,
 )
 from libs.common.app import request_id as _request_id
+from libs.common.inputs import control_character_in
 
 HERE = Path(__file__).parent
 MAX_FORM_FIELDS = 200
 MAX_CURSOR = 500
+# A form sent twice (a double click, a reload that posts again) is one request to the API:
+# its Idempotency-Key comes from the page the form was on (`_once`) and what it sends. The
+# API answers a duplicate still running with 409; it is asked again this often, this far apart.
+DUPLICATE_TRIES = 20
+DUPLICATE_WAIT_S = 0.25
+# The longest address kept to come back to (after signing in, in a form's `_from`): a
+# longer one comes back as its path alone, so a redirect never outgrows what a server reads.
+MAX_BACK = 2048
 
 # No script but our own files, no inline script or style, nothing from another origin.
 CONTENT_SECURITY_POLICY = (
@@ -50,8 +62,8 @@ PAGE_HEADERS = {
 
 
 class SecurityHeaders:
-    """Every answer carries the page headers; pages (never static files) are not cached,
-    since they show children's records."""
+    """Every answer carries the page headers; pages are not cached, since they show
+    children's records: only a static file found (an error under /static/ is a page too)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -67,7 +79,7 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = [h for h in message.get("headers", []) if h[0] != b"cache-control"]
                 headers += self.headers
-                if static:
+                if static and message["status"] < 400:
                     cache = b"public, max-age=86400"
                     headers += [(b"cache-control", cache)]
                 else:
@@ -76,6 +88,31 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class DrainTooLarge:
+    """A body over the limit is read to its end (and dropped) before the page refusing it is
+    sent: closing the connection on a browser still sending would show it a connection
+    error, not the page saying what happened. Past `drain_bytes` the connection just closes."""
+
+    def __init__(self, app: ASGIApp, *, limit: int, drain_bytes: int = 16 * 1024 * 1024) -> None:
+        self.app = app
+        self.limit = limit
+        self.drain_bytes = drain_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length", b"")
+            if length.isdigit() and self.limit < int(length) <= self.drain_bytes:
+                message = await receive()
+                while message["type"] == "http.request" and message.get("more_body"):
+                    message = await receive()
+
+                async def drained() -> Message:
+                    return {"type": "http.request", "body": b"", "more_body": False}
+
+                receive = drained
+        await self.app(scope, receive, send)
 
 
 def _environment() -> jinja2.Environment:
@@ -109,6 +146,8 @@ def local_path(value: str | None, default: str = "/") -> str:
     """`value` if it is a path on this site (never another origin), else `default`."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return default
+    if control_character_in(value):  # a control character in a Location names nothing
+        return default
     parts = urlsplit(value)
     if parts.scheme or parts.netloc:
         return default
@@ -116,8 +155,13 @@ def local_path(value: str | None, default: str = "/") -> str:
 
 
 def path_of(request: Request) -> str:
-    query = request.url.query
-    return request.url.path + (f"?{query}" if query else "")
+    """The request's path and query, to come back to: the path alone when that is too long,
+    "/" when even the path is."""
+    path, query = request.url.path, request.url.query
+    whole = path + (f"?{query}" if query else "")
+    if len(whole) <= MAX_BACK:
+        return whole
+    return path if len(path) <= MAX_BACK else "/"
 
 
 @dataclass
@@ -132,6 +176,8 @@ class View:
     visitor: str
     new_visitor: bool = False
     flash: list[str] = field(default_factory=list)
+    # This page's own token, sent back by its forms (`csrf` macro) to name what they post.
+    once: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
     @property
     def t(self) -> i18n.Translate:
@@ -197,14 +243,40 @@ class View:
         )
 
     async def post(self, path: str, body: Any = None, *, idempotency_key: str | None = None) -> Any:
-        return await self.client.call(
-            self.user,
-            "POST",
-            path,
-            request_id=self.request_id,
-            json=body if body is not None else {},
-            idempotency_key=idempotency_key,
-        )
+        """POST to the API; a form posted again from the same page with the same content
+        (a double click) is the same request: the API replays its first answer."""
+        from dashboard.client import ApiProblem
+
+        sent = body if body is not None else {}
+        key = idempotency_key or self._form_key(path, sent)
+        tries = 0
+        while True:
+            try:
+                return await self.client.call(
+                    self.user,
+                    "POST",
+                    path,
+                    request_id=self.request_id,
+                    json=sent,
+                    idempotency_key=key,
+                )
+            except ApiProblem as exc:
+                # The first of the two still running: its answer comes in a moment.
+                tries += 1
+                duplicate = exc.status == 409 and "Idempotency-Key" in exc.detail
+                if not duplicate or tries >= DUPLICATE_TRIES:
+                    raise
+                await asyncio.sleep(DUPLICATE_WAIT_S)
+
+    def _form_key(self, path: str, body: Any) -> str | None:
+        """The Idempotency-Key of a form's POST: who, which page (`_once`), where, what;
+        None (a fresh key) for a form that did not come from a page of ours."""
+        fields: dict[str, str] = getattr(self.request.state, "form", None) or {}
+        once = fields.get("_once", "")
+        if not once or len(once) > 64 or self.session is None:
+            return None
+        what = json.dumps([self.user.profile.sub, once, path, body], sort_keys=True, default=str)
+        return hashlib.sha256(what.encode()).hexdigest()
 
     async def raw(self, path: str, *, accept: str | None = None, **params: Any) -> Any:
         headers = {"Accept": accept} if accept else None

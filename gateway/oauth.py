@@ -31,6 +31,7 @@ from gateway.runtime import GatewayRuntime, request_runtime
 from gateway.schemas import TokenOut
 from libs.common.auth import SCOPES
 from libs.common.errors import Problem
+from libs.common.inputs import control_character_in
 from libs.common.logging import get_logger
 
 log = get_logger(__name__)
@@ -165,7 +166,7 @@ async def _client_grant(
     request: Request, rt: GatewayRuntime, params: dict[str, str], source: str
 ) -> Row[Any]:
     client_id, secret = _client_credentials(request, params)
-    if len(client_id) > 64 or len(secret) > 256:
+    if len(client_id) > 64 or len(secret) > 256 or control_character_in(client_id):
         raise _invalid_client("client authentication failed")
     async with rt.db.transaction() as conn:
         row = await store.get_principal(conn, clients, client_id, admin_areas=None)
@@ -198,8 +199,8 @@ async def _password_grant(
     password = params.get("password", "")
     if not username or not password:
         raise OAuthError("invalid_request", "username and password are required")
-    if len(username) > 64 or len(password) > 256:
-        raise _invalid_grant()
+    if len(username) > 64 or len(password) > 256 or control_character_in(username):
+        raise _invalid_grant()  # no account has such a name
     _reserve(rt.login_failures, source, BY_ADDRESS)
     settings = rt.settings
     # The attempt is reserved (counted as a failure) in the database before the password is
@@ -406,6 +407,7 @@ async def token(request: Request) -> JSONResponse:
                             "token": {
                                 "type": "string",
                                 "format": "password",
+                                "minLength": 1,
                                 "description": "A refresh token of the sign-in to end.",
                             },
                             "token_type_hint": {

@@ -87,6 +87,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "error.bad_request.title": ("That did not work", "ការនោះមិនបានសម្រេច"),
     "error.problem": ("Not saved: {detail}", "មិនបានរក្សាទុក៖ {detail}"),
     "error.try_again": ("Try again", "ព្យាយាមម្តងទៀត"),
+    "error.too_large": (
+        "What you sent is too large. Shorten the text, then send it again.",
+        "អ្វីដែលអ្នកបានផ្ញើធំពេក។ សូមកាត់អត្ថបទឱ្យខ្លី រួចផ្ញើម្តងទៀត។",
+    ),
+    "error.bad_address": (
+        "This address holds characters no page uses. Check the link, or start again from "
+        "the overview.",
+        "អាសយដ្ឋាននេះមានតួអក្សរដែលគ្មានទំព័រណាប្រើទេ។ សូមពិនិត្យតំណ ឬចាប់ផ្តើមម្តងទៀតពីទិដ្ឋភាពទូទៅ។",
+    ),
     "error.home": ("Go to the overview", "ទៅទិដ្ឋភាពទូទៅ"),
     # small counts
     "protected.marker": ("small", "តិច"),

@@ -6,13 +6,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from dashboard import i18n
-from dashboard.client import ApiProblem, SignInRefused
+from dashboard.client import SignInRefused
 from dashboard.sessions import SESSION_COOKIE
-from dashboard.web import local_path, view_of
+from dashboard.web import local_path, quietly, view_of
+from libs.common.inputs import control_character_in
 
 router = APIRouter(include_in_schema=False)
 
-MAX_CREDENTIAL = 200
+MAX_USERNAME = 200
+# The API's own limit of a password: a longer one is no account's, and is never cut short
+# (a password cut to fit would be another password).
+MAX_PASSWORD = 256
 
 
 @router.get("/sign-in")
@@ -34,11 +38,17 @@ async def sign_in_page(request: Request, next: str = "/", expired: str = "") -> 
 async def sign_in(request: Request) -> Response:
     view = view_of(request, signed_in=False)
     form = await view.form()
-    username = form.get("username", "").strip()[:MAX_CREDENTIAL]
-    password = form.get("password", "")[:MAX_CREDENTIAL]
+    username = form.get("username", "").strip()[:MAX_USERNAME]
+    password = form.get("password", "")
     next_path = local_path(form.get("next"))
     error = None
-    if not username or not password:
+    if (
+        not username
+        or not password
+        or len(password) > MAX_PASSWORD
+        or control_character_in(username + password)
+    ):
+        # (no account has a control character in its name or password: not sent on)
         error = view.t("signin.invalid")
     else:
         try:
@@ -98,8 +108,10 @@ async def switch_language(request: Request) -> Response:
     view.lang = lang
     if view.session is not None and not view.session.ended:
         view.session.lang = lang
-        try:
-            await view.client.call(
+        # An account that cannot keep it (an API client), or a gateway not answering just
+        # now: the language still switches here, for this session.
+        await quietly(
+            view.client.call(
                 view.session,
                 "PATCH",
                 "/v1/me",
@@ -107,6 +119,5 @@ async def switch_language(request: Request) -> Response:
                 json={"locale": lang},
                 headers={"Content-Type": "application/merge-patch+json"},
             )
-        except ApiProblem:
-            pass  # an account that cannot keep it (an API client) still switches here
+        )
     return view.redirect(back)

@@ -43,6 +43,14 @@ LATENCY = Histogram(
 )
 
 REQUEST_ID_HEADER = b"x-request-id"
+# How the middleware writes a refusal of its own (a control character in the path or query,
+# a body too large, a failure nothing else answered): the content type and body for a
+# request and its problem. Problem+json unless the app gives its own (the dashboard: a page).
+ProblemRenderer = Callable[[Scope, Problem], tuple[str, bytes]]
+
+
+def problem_json(scope: Scope, problem: Problem) -> tuple[str, bytes]:
+    return PROBLEM_JSON, json.dumps(problem.body(scope.get("path"))).encode()
 
 
 def _valid_request_id(value: str) -> bool:
@@ -74,10 +82,18 @@ def _query_problem(query: bytes) -> Problem | None:
 class RequestContextMiddleware:
     """X-Request-ID in and out, the 1 MiB body limit, metrics and one access log line."""
 
-    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        service: str,
+        max_body_bytes: int,
+        render_problem: ProblemRenderer = problem_json,
+    ) -> None:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
+        self.render_problem = render_problem
         # The metric children of each (method, route, status), looked up once.
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
@@ -186,13 +202,12 @@ class RequestContextMiddleware:
         problem = PayloadTooLarge(f"request bodies are limited to {self.max_body_bytes} bytes")
         await self._problem(scope, send, request_id, problem, close=True)
 
-    @staticmethod
     async def _problem(
-        scope: Scope, send: Send, request_id: str, problem: Problem, *, close: bool = False
+        self, scope: Scope, send: Send, request_id: str, problem: Problem, *, close: bool = False
     ) -> None:
-        body = json.dumps(problem.body(scope.get("path"))).encode()
+        content_type, body = self.render_problem(scope, problem)
         headers = [
-            (b"content-type", PROBLEM_JSON.encode()),
+            (b"content-type", content_type.encode()),
             (b"content-length", str(len(body)).encode()),
             (REQUEST_ID_HEADER, request_id.encode()),
         ]

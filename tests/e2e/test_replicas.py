@@ -83,10 +83,11 @@ async def scrape(http: httpx.AsyncClient, port: int) -> Samples:
 
 
 async def scrape_services(platform: Platform, http: httpx.AsyncClient) -> dict[str, Samples]:
-    """/metrics of every service replica, by supervisor name."""
+    """/metrics of every service replica, by supervisor name (not the gateway's, nor the
+    dashboard's: it keeps none)."""
     found = {}
     for r in platform.processes:
-        if r.component != "gateway":
+        if r.component not in ("gateway", "dashboard"):
             found[r.name] = await scrape(http, r.port)
     return found
 

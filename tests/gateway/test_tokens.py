@@ -105,6 +105,23 @@ async def test_usernames_are_case_insensitive(gw: Gateway) -> None:
     assert claims_of(token)["sub"] == user["user_id"]
 
 
+async def test_a_name_with_a_control_character_is_a_wrong_login_not_a_failure(
+    gw: Gateway,
+) -> None:
+    # PostgreSQL refuses NUL in text: such a name must never reach a query.
+    for name in ("sokha\x00", "a\x1bb", "x\ny"):
+        r = await gw.http.post(
+            "/oauth/token",
+            data={"grant_type": "password", "username": name, "password": "x" * 20},
+        )
+        assert_oauth_error(r, 401, "invalid_grant")
+        r = await gw.http.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials", "client_id": name, "client_secret": "x"},
+        )
+        assert_oauth_error(r, 401, "invalid_client")
+
+
 async def test_wrong_secret_unknown_client_and_wrong_password_are_401(gw: Gateway) -> None:
     client = await gw.create_client()
     wrong = await gw.http.post(

@@ -76,7 +76,7 @@ async def test_a_national_pull_since_1990_is_refused_before_any_work(
         headers=analyst.headers,
         timeout=10,
     )
-    refused(r, "startDate", "500,000 data values", "3,414,600")
+    refused(r, "startDate", "500,000 data values", "3,619,476")  # 12 × 301,623
     r = await gateway.get(
         DVS,
         params={
