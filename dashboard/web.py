@@ -405,6 +405,32 @@ def record_id(value: str) -> str:
     return value
 
 
+@dataclass
+class Refused:
+    """Why the API refused what a form sent: a sentence and the fields it names, to show
+    beside the form again with what the user typed."""
+
+    problem: str
+    errors: list[dict[str, str]] = field(default_factory=list)
+    api: Any = None  # the ApiProblem, for a page that words some refusals its own way
+
+
+async def attempt(view: View, call: Awaitable[Any], *, not_found: str) -> Any:
+    """The API's answer to a form's call, or `Refused`: a problem the user can act on, a
+    scope they lack, or a record the service does not know yet (`not_found`: a service learns
+    a child a moment after the registry does)."""
+    from dashboard.client import ApiProblem, Forbidden, NotFound
+
+    try:
+        return await call
+    except ApiProblem as exc:
+        return Refused(exc.detail or exc.title, exc.field_errors(), exc)
+    except Forbidden as exc:
+        return Refused(str(exc) or view.t("error.forbidden.body"))
+    except NotFound:
+        return Refused(not_found)
+
+
 async def quietly(call: Awaitable[Any]) -> Any:
     """The answer of a call a page can do without (a tile, a side list), or None when the
     user may not make it or Komar does not answer."""

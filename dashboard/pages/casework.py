@@ -19,9 +19,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from dashboard import i18n
-from dashboard.client import ApiProblem, Forbidden, NotFound
 from dashboard.i18n import Translate
-from dashboard.web import View, local_path, path_of, quietly, record_id, view_of
+from dashboard.web import Refused, View, attempt, local_path, path_of, quietly, record_id, view_of
 from libs.common.events.casework_events import VisitKind, VisitOutcome, WorkerRole
 
 router = APIRouter(include_in_schema=False)
@@ -269,24 +268,12 @@ async def record_visit(request: Request) -> Response:
     body, errors = visit_body(form, view.t, i18n.today())
     if errors:
         return await _visit_form(view, child_id, from_path, form, errors=errors)
-    try:
-        await view.post("/v1/casework/visits", body)
-    except ApiProblem as exc:
+    done = await attempt(
+        view, view.post("/v1/casework/visits", body), not_found=view.t("casework.child_not_synced")
+    )
+    if isinstance(done, Refused):
         return await _visit_form(
-            view,
-            child_id,
-            from_path,
-            form,
-            errors=exc.field_errors(),
-            problem=exc.detail or exc.title,
-        )
-    except Forbidden as exc:
-        return await _visit_form(
-            view, child_id, from_path, form, problem=str(exc) or view.t("error.forbidden.body")
-        )
-    except NotFound:
-        return await _visit_form(
-            view, child_id, from_path, form, problem=view.t("casework.child_not_synced")
+            view, child_id, from_path, form, errors=done.errors, problem=done.problem
         )
     back = f"/children/{child_id}" if view.may("registry:read") else "/casework"
     return view.redirect(back, flash=view.t("casework.visit_recorded"))

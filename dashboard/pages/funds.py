@@ -16,7 +16,7 @@ from fastapi.responses import Response
 
 from dashboard.client import ApiProblem, Forbidden, NotFound
 from dashboard.i18n import Translate
-from dashboard.web import View, local_path, path_of, quietly, record_id, view_of
+from dashboard.web import Refused, View, attempt, local_path, path_of, quietly, record_id, view_of
 from libs.common.events.funds_events import Category
 
 router = APIRouter(include_in_schema=False)
@@ -344,25 +344,12 @@ async def request_grant(request: Request) -> Response:
     body, errors = grant_body(form, view.t)
     if errors:
         return await _grant_form(view, child_id, from_path, form, errors=errors)
-    try:
-        made = await view.post("/v1/funds/grants", body)
-    except ApiProblem as exc:
+    made = await attempt(
+        view, view.post("/v1/funds/grants", body), not_found=view.t("grants.child_not_synced")
+    )
+    if isinstance(made, Refused):
         return await _grant_form(
-            view,
-            child_id,
-            from_path,
-            form,
-            errors=exc.field_errors(),
-            problem=exc.detail or exc.title,
-        )
-    except Forbidden as exc:
-        return await _grant_form(
-            view, child_id, from_path, form, problem=str(exc) or view.t("error.forbidden.body")
-        )
-    except NotFound:
-        # The funds service learns a child a moment after the registry does.
-        return await _grant_form(
-            view, child_id, from_path, form, problem=view.t("grants.child_not_synced")
+            view, child_id, from_path, form, errors=made.errors, problem=made.problem
         )
     return view.redirect(f"/grants/{made['id']}", flash=view.t("grants.requested"))
 

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 
 from dashboard.client import ApiProblem, Forbidden, NotFound
 from dashboard.i18n import Translate
-from dashboard.web import View, local_path, path_of, quietly, record_id, view_of
+from dashboard.web import Refused, View, attempt, local_path, path_of, quietly, record_id, view_of
 from libs.common.events.referrals_events import ServiceType
 
 router = APIRouter(include_in_schema=False)
@@ -274,20 +274,14 @@ async def make_referral(request: Request) -> Response:
     body, errors = referral_body(form, view.t)
     if errors:
         return await _referral_form(view, child_id, from_path, form, errors=errors)
-    try:
-        made = await view.post("/v1/referrals", body)
-    except ApiProblem as exc:
-        problem, errors = explain_problem(exc, body["service_type"], view.t)
+    made = await attempt(
+        view, view.post("/v1/referrals", body), not_found=view.t("referrals.child_not_synced")
+    )
+    if isinstance(made, Refused):
+        problem, errors = made.problem, made.errors
+        if made.api is not None:
+            problem, errors = explain_problem(made.api, body["service_type"], view.t)
         return await _referral_form(view, child_id, from_path, form, errors=errors, problem=problem)
-    except Forbidden as exc:
-        return await _referral_form(
-            view, child_id, from_path, form, problem=str(exc) or view.t("error.forbidden.body")
-        )
-    except NotFound:
-        # The referrals service learns a child a moment after the registry does.
-        return await _referral_form(
-            view, child_id, from_path, form, problem=view.t("referrals.child_not_synced")
-        )
     return view.redirect(f"/referrals/{made['id']}", flash=view.t("referrals.made"))
 
 
