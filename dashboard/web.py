@@ -415,10 +415,10 @@ class Refused:
     api: Any = None  # the ApiProblem, for a page that words some refusals its own way
 
 
-async def attempt(view: View, call: Awaitable[Any], *, not_found: str) -> Any:
+async def attempt(view: View, call: Awaitable[Any], *, not_found: str | None = None) -> Any:
     """The API's answer to a form's call, or `Refused`: a problem the user can act on, a
-    scope they lack, or a record the service does not know yet (`not_found`: a service learns
-    a child a moment after the registry does)."""
+    scope they lack, or (with `not_found`) a record the service does not know yet: a service
+    learns a child a moment after the registry does. Without it, the not-found page."""
     from dashboard.client import ApiProblem, Forbidden, NotFound
 
     try:
@@ -428,6 +428,8 @@ async def attempt(view: View, call: Awaitable[Any], *, not_found: str) -> Any:
     except Forbidden as exc:
         return Refused(str(exc) or view.t("error.forbidden.body"))
     except NotFound:
+        if not_found is None:
+            raise
         return Refused(not_found)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from dashboard.client import ApiProblem, Forbidden, NotFound
+from dashboard.client import Forbidden, NotFound
 from dashboard.i18n import Translate
 from dashboard.web import Refused, View, attempt, local_path, path_of, quietly, record_id, view_of
 from libs.common.events.funds_events import Category
@@ -405,19 +405,12 @@ async def act(request: Request, grant_id: str, action: str) -> Response:
     body, errors = action_body(action, form, t)
     if errors:
         return await _grant_page(view, grant_id, typed=form, errors=errors)
-    try:
-        answer = await view.post(f"/v1/funds/grants/{grant_id}/{action}", body)
-    except ApiProblem as exc:
-        problem = exc.detail or exc.title
-        if exc.status == 409:
+    answer = await attempt(view, view.post(f"/v1/funds/grants/{grant_id}/{action}", body))
+    if isinstance(answer, Refused):
+        problem = answer.problem
+        if answer.api is not None and answer.api.status == 409:
             problem = t("grants.conflict", detail=problem)
-        return await _grant_page(
-            view, grant_id, typed=form, errors=exc.field_errors(), problem=problem
-        )
-    except Forbidden as exc:
-        return await _grant_page(
-            view, grant_id, typed=form, problem=str(exc) or t("error.forbidden.body")
-        )
+        return await _grant_page(view, grant_id, typed=form, errors=answer.errors, problem=problem)
     done = f"grants.done.{action}"
     if action == "approve" and isinstance(answer, dict) and answer.get("status") == "requested":
         done = "grants.done.first_approval"

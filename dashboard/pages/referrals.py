@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from dashboard.client import ApiProblem, Forbidden, NotFound
+from dashboard.client import ApiProblem, NotFound
 from dashboard.i18n import Translate
 from dashboard.web import Refused, View, attempt, local_path, path_of, quietly, record_id, view_of
 from libs.common.events.referrals_events import ServiceType
@@ -340,29 +340,14 @@ async def answer(request: Request, referral_id: str, action: str) -> Response:
     body, errors = action_body(action, form, t)
     if errors:
         return await _referral_page(view, referral_id, typed=form, errors=errors, acted=action)
-    try:
-        answered = await view.post(f"/v1/referrals/{referral_id}/{action}", body)
-    except ApiProblem as exc:
-        if exc.status == 409:
+    answered = await attempt(view, view.post(f"/v1/referrals/{referral_id}/{action}", body))
+    if isinstance(answered, Refused):
+        problem = answered.problem
+        if answered.api is not None and answered.api.status == 409:
             current = await view.get(f"/v1/referrals/{referral_id}")
             problem = t("referrals.conflict", status=t("referral_status." + str(current["status"])))
-        else:
-            problem = exc.detail or exc.title
         return await _referral_page(
-            view,
-            referral_id,
-            typed=form,
-            errors=exc.field_errors(),
-            problem=problem,
-            acted=action,
-        )
-    except Forbidden as exc:
-        return await _referral_page(
-            view,
-            referral_id,
-            typed=form,
-            problem=str(exc) or t("error.forbidden.body"),
-            acted=action,
+            view, referral_id, typed=form, errors=answered.errors, problem=problem, acted=action
         )
     flash = t(f"referrals.done.{action}")
     if action == "decline":

@@ -181,6 +181,15 @@ async def world(platform: Platform) -> AsyncIterator[World]:
             areas=[PROVINCE],
             scopes=["indicators:read", "indicators:read:detail"],
         )
+        w.users["provider"] = await make_user(
+            client,
+            admin,
+            name="Malis Clinic",
+            org="ngo-clinic",
+            org_type="partner",
+            areas=[PROVINCE],
+            scopes=["registry:read", "referrals:read", "referrals:respond"],
+        )
         manager = await make_user(
             client,
             admin,

@@ -40,6 +40,16 @@ async def test_a_commune_user_refers_and_requests_and_a_second_user_approves(
     await maker.goto(world.dashboard + "/referrals?side=made")
     assert await maker.is_visible(f"#referral-{referral_id}")
 
+    # The clinic finds it in the referrals it has to answer, and accepts it.
+    clinic = await pages.signed_in(world, "provider")
+    await clinic.goto(world.dashboard + "/referrals?side=to_answer")
+    await clinic.click(f"#referral-{referral_id} a >> nth=0")
+    await clinic.click("#accept-button")
+    await clinic.wait_for_load_state()
+    assert await clinic.get_attribute("#referral-status", "data-status") == "accepted"
+    await maker.goto(f"{world.dashboard}/referrals/{referral_id}")
+    assert await maker.get_attribute("#referral-status", "data-status") == "accepted"
+
     # Request a grant for the child from the commune's fund.
     await maker.goto(child_url)
     await maker.click(f"a[href='/grants/new?child_id={child_id}']")
