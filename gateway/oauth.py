@@ -97,6 +97,22 @@ def _invalid_grant(description: str = INVALID_LOGIN) -> OAuthError:
     )
 
 
+# The parameters of the token and revocation endpoints; any other is ignored.
+PARAMETERS = frozenset(
+    {
+        "grant_type",
+        "client_id",
+        "client_secret",
+        "username",
+        "password",
+        "scope",
+        "refresh_token",
+        "token",
+        "token_type_hint",
+    }
+)
+
+
 async def _form(request: Request) -> dict[str, str]:
     content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
@@ -106,6 +122,8 @@ async def _form(request: Request) -> dict[str, str]:
         )
     params: dict[str, str] = {}
     for key, value in (await request.form()).multi_items():
+        if key not in PARAMETERS:
+            continue  # RFC 6749 §3.1: unrecognised parameters are ignored, repeated or not
         if not isinstance(value, str):
             raise OAuthError("invalid_request", "parameters must be plain form fields")
         if key in params:

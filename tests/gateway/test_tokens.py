@@ -6,6 +6,7 @@ import asyncio
 import base64
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from jose import jwt as jose_jwt
@@ -103,6 +104,32 @@ async def test_usernames_are_case_insensitive(gw: Gateway) -> None:
     user = await gw.create_user()
     token = await gw.user_token(user["username"].upper(), user["password"])
     assert claims_of(token)["sub"] == user["user_id"]
+
+
+async def test_unrecognised_parameters_are_ignored_even_repeated(gw: Gateway) -> None:
+    # RFC 6749 §3.1; a recognised one given twice is refused.
+    client = await gw.create_client()
+    form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", client["client_id"]),
+        ("client_secret", client["client_secret"]),
+        ("x-extra", "1"),
+        ("x-extra", "2"),
+    ]
+
+    async def post(path: str, fields: list[tuple[str, str]]) -> httpx.Response:
+        return await gw.http.post(
+            path,
+            content=urlencode(fields),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+
+    r = await post("/oauth/token", form)
+    assert r.status_code == 200, r.text
+    r = await post("/oauth/revoke", [("token", "krt_x"), ("é", "1"), ("é", "2")])
+    assert r.status_code == 200, r.text
+    r = await post("/oauth/token", [*form, ("grant_type", "password")])
+    assert_oauth_error(r, 400, "invalid_request")
 
 
 async def test_a_name_with_a_control_character_is_a_wrong_login_not_a_failure(
