@@ -208,33 +208,25 @@ class GatewayClient:
         extra = dict(headers or {})
         if method != "GET":
             extra["Idempotency-Key"] = idempotency_key or uuid.uuid4().hex
-        try:
-            return await self._send(
-                method,
-                path,
-                session.access_token,
-                request_id,
-                params=params,
-                json=json,
-                headers=extra,
-                raw=raw,
-            )
-        except SessionExpired:
-            # The token was refused before its time (keys rotated, user disabled): one try
-            # with a renewed token, then the session ends.
-            if not session.refresh_token:
-                raise
-            await self._renew(session, request_id)
-            return await self._send(
-                method,
-                path,
-                session.access_token,
-                request_id,
-                params=params,
-                json=json,
-                headers=extra,
-                raw=raw,
-            )
+        # A token refused before its time (keys rotated, user disabled) gets one more try
+        # with a renewed token, then the session ends.
+        for last in (not session.refresh_token, True):
+            try:
+                return await self._send(
+                    method,
+                    path,
+                    session.access_token,
+                    request_id,
+                    params=params,
+                    json=json,
+                    headers=extra,
+                    raw=raw,
+                )
+            except SessionExpired:
+                if last:
+                    raise
+                await self._renew(session, request_id)
+        raise AssertionError("unreachable")
 
     async def _send(
         self,

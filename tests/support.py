@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Collection
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Collection, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 import nats
 import pytest
+import structlog
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -34,6 +36,7 @@ from libs.common.events.bus import EventBus
 from libs.common.events.catalog import ChildUpdatedV1, ChildV1
 from libs.common.events.referrals_events import ReferralV1
 from libs.common.lean import LeanRoute
+from libs.common.logging import configure_logging
 from libs.common.settings import Settings
 
 ISSUER = "komar-gateway"
@@ -383,3 +386,23 @@ async def migration_drift(database_url: str, schema: str, metadata: MetaData) ->
             return drift
     finally:
         await engine.dispose()
+
+
+@contextmanager
+def production_logging(service: str) -> Iterator[None]:
+    """The processes' logging (JSON lines, redaction, safe tracebacks) for a while, each line
+    to the stream of the moment (a test's capture, no logger cached), then the suite's again."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, formatters = list(root.handlers), [h.formatter for h in root.handlers]
+    configure_logging(service, json=True, level="info")
+    structlog.configure(
+        cache_logger_on_first_use=False, logger_factory=structlog.PrintLoggerFactory()
+    )
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+        root.handlers = handlers
+        for handler, formatter in zip(handlers, formatters, strict=True):
+            handler.setFormatter(formatter)

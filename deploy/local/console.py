@@ -179,7 +179,8 @@ def _value(value: object) -> str:
 
 
 def _escape(text: str, *, keep_tab: bool = False) -> str:
-    """`text` with every control character written as a \\uXXXX escape."""
+    """`text` with every control character written as its escape (a backslash, `u`, and
+    its code in four hexadecimal digits)."""
     pattern = _UNSAFE_BUT_TAB if keep_tab else _UNSAFE
     return pattern.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 

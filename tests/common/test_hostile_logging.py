@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import structlog
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from libs.common.app import install_common
 from libs.common.db import Database
-from libs.common.logging import configure_logging
+from tests.support import production_logging as support_logging
 
 NAME = "Sokha Chan"
 PHONE = "+855 12 345 678"
@@ -36,23 +34,9 @@ async def test_a_failing_statement_never_quotes_its_parameters(pg_url: str) -> N
 
 @pytest.fixture
 def production_logging(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
-    """The processes' logging (JSON lines, safe tracebacks) for one test, then the suite's
-    again; no logger caches the test's captured stream."""
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, formatters = list(root.handlers), [h.formatter for h in root.handlers]
-    configure_logging("hostile-test", json=True, level="info")
-    # Each line to the stream of the moment (the test's capture), no logger cached.
-    structlog.configure(
-        cache_logger_on_first_use=False, logger_factory=structlog.PrintLoggerFactory()
-    )
-    try:
+    """The processes' logging for one test (tests.support.production_logging)."""
+    with support_logging("hostile-test"):
         yield
-    finally:
-        structlog.configure(**saved)
-        root.handlers = handlers
-        for handler, formatter in zip(handlers, formatters, strict=True):
-            handler.setFormatter(formatter)
 
 
 @pytest.mark.usefixtures("production_logging")

@@ -5,14 +5,12 @@ purge, and tokens kept out of the logs."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-import structlog
 from fastapi import FastAPI
 from sqlalchemy import func, select, update
 
@@ -20,9 +18,10 @@ from gateway import domain, store
 from gateway.models import refresh_tokens, users
 from gateway.settings import GatewaySettings
 from libs.common.db import Database
-from libs.common.logging import configure_logging, get_logger
+from libs.common.logging import get_logger
 from tests.gateway.conftest import Gateway, bearer
 from tests.gateway.test_tokens import assert_oauth_error, claims_of
+from tests.support import production_logging as support_logging
 
 REFUSED = "the refresh token is invalid, expired or revoked; sign in again"
 
@@ -485,22 +484,9 @@ async def test_the_metadata_names_the_grant_and_the_revocation_endpoint(gw: Gate
 
 @pytest.fixture
 def production_logging() -> Iterator[None]:
-    """The processes' logging (JSON lines, redaction) for one test, each line to the stream
-    of the moment (the test's capture), then the suite's again."""
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, formatters = list(root.handlers), [h.formatter for h in root.handlers]
-    configure_logging("gateway", json=True, level="info")
-    structlog.configure(
-        cache_logger_on_first_use=False, logger_factory=structlog.PrintLoggerFactory()
-    )
-    try:
+    """The processes' logging for one test (tests.support.production_logging)."""
+    with support_logging("gateway"):
         yield
-    finally:
-        structlog.configure(**saved)
-        root.handlers = handlers
-        for handler, formatter in zip(handlers, formatters, strict=True):
-            handler.setFormatter(formatter)
 
 
 @pytest.mark.usefixtures("production_logging")
