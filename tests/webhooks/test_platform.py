@@ -214,6 +214,19 @@ async def deliveries(
     return list(r.json()["items"])
 
 
+async def with_status(
+    gateway: httpx.AsyncClient, who: Caller, endpoint_id: str, status: str, count: int = 1
+) -> list[dict[str, Any]]:
+    """The endpoint's deliveries once `count` of them have `status`: a receiver has its answer
+    before the delivery worker records the outcome, so a partner reads it a moment later."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while len(found := await deliveries(gateway, who, endpoint_id, status=status)) < count:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{len(found)} of {count} deliveries are {status}")
+        await asyncio.sleep(0.1)
+    return found
+
+
 async def hook_caller(
     gateway: httpx.AsyncClient,
     admin_headers: dict[str, str],
@@ -397,7 +410,7 @@ async def test_deliveries_are_signed_ids_and_codes_only_and_rotation_signs_twice
     await until(lambda: len(receiver.ids_of("webhook.test")) == 2)
     assert receiver.unverified == 0
 
-    listed = await deliveries(gateway, partner, endpoint["id"], status="delivered")
+    listed = await with_status(gateway, partner, endpoint["id"], "delivered", 4)
     assert len(listed) == 4
     for d in listed:
         assert d["status"] == "delivered"
@@ -420,7 +433,7 @@ async def test_a_failing_receiver_gets_the_event_once_more_after_recovering(
     assert [g.status for g in receiver.got] == [500] * 5 + [200]
     assert len({g.id for g in receiver.got}) == 1
     assert receiver.got[0].body["data"]["child_id"] == child["id"]
-    (d,) = await deliveries(gateway, partner, endpoint["id"])
+    (d,) = await with_status(gateway, partner, endpoint["id"], "delivered")
     assert d["id"] == receiver.got[0].id
     assert d["status"] == "delivered"
     assert [a["status_code"] for a in d["attempts"]] == [500] * 5 + [200]
@@ -446,8 +459,7 @@ async def test_a_receiver_that_times_out_is_retried(
     await register(gateway, partner, village_code=None, commune_code=commune)
     await until(lambda: len(receiver.got) >= 2 and receiver.got[-1].status == 204, timeout=60)
     assert len({g.id for g in receiver.got}) == 1
-    (d,) = await deliveries(gateway, partner, endpoint["id"])
-    assert d["status"] == "delivered"
+    (d,) = await with_status(gateway, partner, endpoint["id"], "delivered")
     first, *_, last = d["attempts"]
     assert (first["status_code"], first["error"]) == (None, "timeout")
     assert first["latency_ms"] >= TIMEOUT_S * 1000 * 0.9
@@ -517,7 +529,7 @@ async def test_a_delivery_gives_up_after_3_days_and_an_endpoint_failing_5_days_i
             " WHERE endpoint_id = $1",
             uuid.UUID(endpoint["id"]),
         )
-        (d,) = [d async for d in _eventually_status(gateway, partner, endpoint["id"], "failed")]
+        (d,) = await with_status(gateway, partner, endpoint["id"], "failed")
         assert {a["status_code"] for a in d["attempts"]} == {503}
         r = await gateway.get(f"/v1/webhooks/{endpoint['id']}", headers=partner.headers)
         assert r.json()["enabled"] is True  # failing for moments only
@@ -540,18 +552,6 @@ async def test_a_delivery_gives_up_after_3_days_and_an_endpoint_failing_5_days_i
             break
         await asyncio.sleep(0.2)
     assert (r.json()["enabled"], r.json()["disabled_reason"]) == (False, "failing")
-
-
-async def _eventually_status(
-    gateway: httpx.AsyncClient, who: Caller, endpoint_id: str, status: str
-) -> AsyncIterator[dict[str, Any]]:
-    for _ in range(150):
-        found = await deliveries(gateway, who, endpoint_id, status=status)
-        if found:
-            for d in found:
-                yield d
-            return
-        await asyncio.sleep(0.2)
 
 
 # ---------------------------------------------------------------- access
