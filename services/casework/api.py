@@ -511,3 +511,8 @@ async def read_visit(visit_id: str, principal: PrincipalDep, rt: RuntimeDep) -> 
     principal.require("casework:read")
     vid = parse_id(visit_id, "visit")
     return await read_record(rt, lambda conn: service.read_visit(conn, vid, principal), visit_out)
+
+
+# A visit, casework's most frequent write, is also a LeanRoute (libs.common.app): no route
+# declared before it matches POST /visits.
+LEAN_ENDPOINTS = (record_visit,)

@@ -11,7 +11,7 @@ from libs.common.events.catalog import STREAMS
 from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings, settings_as
 from services.casework import SERVICE, domain, handlers, models, service
-from services.casework.api import router
+from services.casework.api import LEAN_ENDPOINTS, router
 
 
 class CaseworkSettings(Settings):
@@ -73,4 +73,5 @@ def create_app(
         description="Community support workers, their assignments, case plans, visits and "
         "the follow-up of reintegrated children.",
         router=router,
+        lean_endpoints=LEAN_ENDPOINTS,
     )

@@ -279,42 +279,42 @@ async def read_plan(conn: AsyncConnection, child_id: uuid.UUID, principal: Princ
 
 
 def _schedule_after(
-    ctx: Context, child: store.Row, visit_on: date, next_on: date | None, worker: Any
-) -> dict[str, Any]:
-    """The child's new schedule when a visit is its latest (by date): the visit's next date,
-    and the overdue flag cleared (with its event). An older, back-dated visit changes none."""
+    ctx: Context, child: store.Row, visit_on: date, worker: Any
+) -> tuple[bool, bool]:
+    """Whether a visit is the child's latest (by date), so that it sets the child's last and
+    next visit, and whether it clears the child's overdue flag (with its event). An older,
+    back-dated visit changes neither."""
     if child["last_visit_on"] is not None and visit_on < child["last_visit_on"]:
-        return {}
-    values: dict[str, Any] = {"last_visit_on": visit_on, "next_visit_on": next_on}
-    if child["overdue"]:
-        values.update(overdue=False, overdue_due_on=None)
-        data = domain.overdue_event(
-            child["id"],
-            child["commune_code"],
-            worker,
-            child["overdue_due_on"],
-            False,
-            domain.today(ctx.received_at),
-        )
-        ctx.emit("casework.visit.overdue_cleared.v1", str(child["id"]), data)
-    return values
+        return False, False
+    if not child["overdue"]:
+        return True, False
+    data = domain.overdue_event(
+        child["id"],
+        child["commune_code"],
+        worker,
+        child["overdue_due_on"],
+        False,
+        domain.today(ctx.received_at),
+    )
+    ctx.emit("casework.visit.overdue_cleared.v1", str(child["id"]), data)
+    return True, True
 
 
 async def record_visit(conn: AsyncConnection, body: VisitIn, ctx: Context) -> store.Row:
     """Record a visit to a child (by government staff covering it, its registering
     organisation or the user who is its assigned worker); it sets the next visit, clears
     the overdue flag and makes the reintegration follow-up it satisfies."""
-    child = await _child(conn, body.child_id, ctx.principal, lock=True)
-    assignment = await store.active_assignment(conn, child["id"])
-    assigned = None
-    if assignment is not None:
-        assigned = await store.get_worker(conn, assignment["worker_id"])
+    target = await store.child_to_visit(conn, body.child_id, ctx.principal)
+    if target is None:
+        raise NotFound(CHILD_NOT_FOUND)
+    child, assigned = target.child, target.worker
     domain.may_record_visit(ctx.principal, child["owner_org"], assigned)
     if body.date > domain.today(ctx.received_at):
         raise invalid("date", "is in the future")
-    worker = assignment["worker_id"] if assignment is not None else None
+    worker = assigned["id"] if assigned is not None else None
     pending = await store.followups_of(conn, child["id"], child["reintegrated_on"])
     made = domain.followup_made_by(pending, body.date, body.outcome.value, child["reintegrated_on"])
+    latest, clear_overdue = _schedule_after(ctx, child, body.date, worker)
     visit = await store.insert_visit(
         conn,
         {
@@ -332,11 +332,11 @@ async def record_visit(conn: AsyncConnection, body: VisitIn, ctx: Context) -> st
             "recorded_by_sub": ctx.principal.sub,
             "recorded_by_org": ctx.principal.org,
         },
+        latest=latest,
+        clear_overdue=clear_overdue,
     )
     if made is not None:
         await store.mark_followup_made(conn, made["id"], body.date, visit["id"])
-    schedule = _schedule_after(ctx, child, body.date, body.next_visit_on, worker)
-    await store.update_child(conn, child["id"], schedule)
     ctx.emit("casework.visit.recorded.v1", str(visit["id"]), domain.visit_event(visit))
     await ctx.write_events(conn, outbox)
     log.info("visit.recorded", visit_id=str(visit["id"]), followups=visit["followups_made"])

@@ -30,7 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from libs.common import access
 from libs.common.auth import COUNTRY, Principal
 from libs.common.http import Page
-from libs.common.store import read_page, upsert_newest, versioned_update, where_given
+from libs.common.store import (
+    driver_connection,
+    read_page,
+    upsert_newest,
+    versioned_update,
+    where_given,
+)
 from services.casework.models import (
     assignments,
     children,
@@ -42,6 +48,9 @@ from services.casework.models import (
     workers,
 )
 
+# A row as read by key: SQLAlchemy's RowMapping, or (the visit's hand-written statements,
+# run on asyncpg through libs.common.store.driver_connection) an asyncpg Record; the values
+# are the same Python objects either way.
 Row = RowMapping
 
 
@@ -319,9 +328,93 @@ async def update_plan(
 # ---------------------------------------------------------------- visits
 
 
-async def insert_visit(conn: AsyncConnection, row: dict[str, Any]) -> Row:
-    result = await conn.execute(insert(visits).values(**row, version=1).returning(*visits.c))
-    return result.mappings().one()
+# ---------------------------------------------------------------- a visit's hot path
+# A visit is casework's most frequent write: its statements are hand-written and run on
+# asyncpg (libs.common.store.driver_connection), prepared once per connection, as the
+# registry's, referrals' and funds' hot paths are.
+
+# $1 the child; $2 and $3 access.visibility_args' two values; $4 the principal's username
+# when it is a partner's user (NULL otherwise), who also reads the children assigned to the
+# worker that is that user (child_visible_to).
+_VISIT_CHILD_SQL = (
+    "SELECT c.*, w.id AS worker_id, w.username AS worker_username, w.org AS worker_org"
+    " FROM casework.children c"
+    " LEFT JOIN casework.assignments a ON a.child_id = c.id AND a.status = 'active'"
+    " LEFT JOIN casework.workers w ON w.id = a.worker_id"
+    " WHERE c.id = $1 AND ("
+    + access.child_visible_text(
+        "$2",
+        "$3",
+        shares=f'"{referral_shares.schema}"."{referral_shares.name}"',
+        commune="c.commune_code",
+        village="c.village_code",
+        owner="c.owner_org",
+        child_id="c.id",
+    )
+    + " OR ($4::text IS NOT NULL AND w.username = $4 AND w.org = $3 AND "
+    + access.covers_text("$2", "c.commune_code", "c.village_code")
+    + ")) FOR UPDATE OF c"
+)
+
+
+@dataclass(frozen=True)
+class ChildToVisit:
+    """A child a visit is recorded for, locked, with the worker actively assigned to it
+    (None when none is): its id, username and organisation."""
+
+    child: Row
+    worker: dict[str, Any] | None
+
+
+async def child_to_visit(
+    conn: AsyncConnection, child_id: uuid.UUID, principal: Principal
+) -> ChildToVisit | None:
+    """A projected child visible to the principal (as child_visible_to), locked, with its
+    assigned worker, in one statement; None when absent or not visible."""
+    areas, org = access.visibility_args(principal)
+    user = principal.username if principal.is_partner else None
+    pg = await driver_connection(conn)
+    row = await pg.fetchrow(_VISIT_CHILD_SQL, child_id, areas, org, user)
+    if row is None:
+        return None
+    worker = None
+    if row["worker_id"] is not None:
+        worker = {
+            "id": row["worker_id"],
+            "username": row["worker_username"],
+            "org": row["worker_org"],
+        }
+    return ChildToVisit(row, worker)
+
+
+_VISIT_COLUMNS = (
+    "id, child_id, worker_id, commune_code, village_code, date, kind, outcome, notes,"
+    " next_visit_on, followups_made, recorded_by_sub, recorded_by_org"
+)
+# The visit ($1–$13, in _VISIT_COLUMNS' order) and its child's new schedule in one
+# statement: when $14 (the visit is the child's latest) its last and next visit dates,
+# and when $15 the overdue flag cleared; the child's updated_at in any case.
+_VISIT_SQL = (
+    f"WITH v AS (INSERT INTO casework.visits ({_VISIT_COLUMNS}, version)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::smallint[], $12, $13, 1)"
+    " RETURNING *), c AS (UPDATE casework.children SET updated_at = now(),"
+    " last_visit_on = CASE WHEN $14 THEN $6 ELSE last_visit_on END,"
+    " next_visit_on = CASE WHEN $14 THEN $10 ELSE next_visit_on END,"
+    " overdue = CASE WHEN $15 THEN false ELSE overdue END,"
+    " overdue_due_on = CASE WHEN $15 THEN NULL ELSE overdue_due_on END"
+    " WHERE id = $2) SELECT * FROM v"
+)
+
+
+async def insert_visit(
+    conn: AsyncConnection, row: dict[str, Any], *, latest: bool, clear_overdue: bool
+) -> Row:
+    """Record a visit (`row`: every column of _VISIT_COLUMNS) and change its child's
+    schedule as it says (`latest`, `clear_overdue`); the visit as stored."""
+    pg = await driver_connection(conn)
+    values = [row[c.strip()] for c in _VISIT_COLUMNS.split(",")]
+    visit: Row = await pg.fetchrow(_VISIT_SQL, *values, latest, clear_overdue)
+    return visit
 
 
 async def get_visit(conn: AsyncConnection, visit_id: uuid.UUID, principal: Principal) -> Row | None:

@@ -21,6 +21,15 @@ async def test_visit_dates(world: World) -> None:
     assert case["next_visit_on"] == today().isoformat()
     assert case["overdue"] is False
     assert case["last_visit"]["date"] == (today() - timedelta(days=1)).isoformat()
+    # A visit recorded late, dated before the latest, changes nothing of the schedule.
+    await world.visit(
+        child,
+        on=today() - timedelta(days=5),
+        next_visit_on=(today() + timedelta(days=9)).isoformat(),
+    )
+    case = await world.case(child)
+    assert case["next_visit_on"] == today().isoformat()
+    assert case["last_visit"]["date"] == (today() - timedelta(days=1)).isoformat()
 
 
 async def test_a_missed_visit_is_flagged_once_and_a_visit_clears_it(world: World) -> None:
