@@ -326,9 +326,6 @@ async def update_plan(
 
 
 # ---------------------------------------------------------------- visits
-
-
-# ---------------------------------------------------------------- a visit's hot path
 # A visit is casework's most frequent write: its statements are hand-written and run on
 # asyncpg (libs.common.store.driver_connection), prepared once per connection, as the
 # registry's, referrals' and funds' hot paths are.
