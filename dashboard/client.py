@@ -69,6 +69,37 @@ class Grant:
     refresh_token: str | None
 
 
+# The most of X-Forwarded-For passed on: its rightmost hops, the ones the gateway reads.
+MAX_FORWARDED_FOR = 512
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Whose request a call to the gateway serves: its request id, and the browser's address
+    as this process saw it (its peer, after the X-Forwarded-For hops of any proxy before
+    it). The gateway believes the chain only when it trusts this process as a proxy
+    (KOMAR_TRUSTED_PROXIES), walking it from the right as it does for any proxy: so a
+    staff member's failed sign-ins count against their own address, not against the
+    dashboard's, which every staff member shares."""
+
+    request_id: str
+    forwarded_for: str = ""
+
+    @classmethod
+    def of(cls, request_id: str, peer: str, forwarded: list[str]) -> Origin:
+        hops = [h.strip() for value in forwarded for h in value.split(",") if h.strip()]
+        chain = ", ".join([*hops, peer] if peer else hops)
+        if len(chain) > MAX_FORWARDED_FOR:
+            chain = chain[-MAX_FORWARDED_FOR:].partition(",")[2].strip()
+        return cls(request_id, chain)
+
+    def headers(self) -> dict[str, str]:
+        sent = {"X-Request-ID": self.request_id}
+        if self.forwarded_for:
+            sent["X-Forwarded-For"] = self.forwarded_for
+        return sent
+
+
 class SignInRefused(Exception):
     def __init__(self, reason: str, retry_after: str | None = None) -> None:
         super().__init__(reason)
@@ -118,11 +149,9 @@ class GatewayClient:
 
     # ------------------------------------------------------------------ tokens
 
-    async def _token(self, form: dict[str, str], request_id: str) -> Grant:
+    async def _token(self, form: dict[str, str], origin: Origin) -> Grant:
         try:
-            r = await self.http.post(
-                "/oauth/token", data=form, headers={"X-Request-ID": request_id}
-            )
+            r = await self.http.post("/oauth/token", data=form, headers=origin.headers())
         except httpx.HTTPError as exc:
             raise Unavailable("the gateway did not answer") from exc
         if r.status_code == 200:
@@ -138,26 +167,26 @@ class GatewayClient:
             raise SignInRefused("invalid")
         raise Unavailable(f"the gateway answered {r.status_code}")
 
-    async def sign_in(self, username: str, password: str, request_id: str) -> Grant:
+    async def sign_in(self, username: str, password: str, origin: Origin) -> Grant:
         """The password grant; SignInRefused for a wrong, locked or disabled login (the
         gateway answers all three alike) or too many tries."""
         form = {"grant_type": "password", "username": username, "password": password}
-        return await self._token(form, request_id)
+        return await self._token(form, origin)
 
-    async def revoke(self, refresh_token: str, request_id: str) -> None:
+    async def revoke(self, refresh_token: str, origin: Origin) -> None:
         """End a sign-in's refresh tokens at the gateway (RFC 7009), best effort."""
         try:
             await self.http.post(
                 "/oauth/revoke",
                 data={"token": refresh_token, "token_type_hint": "refresh_token"},
-                headers={"X-Request-ID": request_id},
+                headers=origin.headers(),
             )
         except httpx.HTTPError:
             log.warning("revoke_failed")
 
-    async def profile(self, access_token: str, request_id: str) -> tuple[Profile, str]:
+    async def profile(self, access_token: str, origin: Origin) -> tuple[Profile, str]:
         """Who the token is for, and their language (`GET /v1/me`)."""
-        body = await self._send("GET", "/v1/me", access_token, request_id)
+        body = await self._send("GET", "/v1/me", access_token, origin)
         profile = Profile(
             sub=str(body["sub"]),
             username=str(body.get("username") or body["sub"]),
@@ -169,14 +198,14 @@ class GatewayClient:
         )
         return profile, str(body.get("locale") or "en")
 
-    async def _renew(self, session: Session, request_id: str) -> None:
+    async def _renew(self, session: Session, origin: Origin) -> None:
         """A fresh access token for the session, or the session ends."""
         if not session.refresh_token:
             raise SessionExpired()
         try:
             grant = await self._token(
                 {"grant_type": "refresh_token", "refresh_token": session.refresh_token},
-                request_id,
+                origin,
             )
         except SignInRefused as exc:
             raise SessionExpired() from exc
@@ -192,7 +221,7 @@ class GatewayClient:
         method: str,
         path: str,
         *,
-        request_id: str,
+        origin: Origin,
         params: dict[str, Any] | None = None,
         json: Any = None,
         headers: dict[str, str] | None = None,
@@ -204,7 +233,7 @@ class GatewayClient:
         if session.ended:
             raise SessionExpired()
         if session.needs_renewal():
-            await self._renew(session, request_id)
+            await self._renew(session, origin)
         extra = dict(headers or {})
         if method != "GET":
             extra["Idempotency-Key"] = idempotency_key or uuid.uuid4().hex
@@ -216,7 +245,7 @@ class GatewayClient:
                     method,
                     path,
                     session.access_token,
-                    request_id,
+                    origin,
                     params=params,
                     json=json,
                     headers=extra,
@@ -225,7 +254,7 @@ class GatewayClient:
             except SessionExpired:
                 if last:
                     raise
-                await self._renew(session, request_id)
+                await self._renew(session, origin)
         raise AssertionError("unreachable")
 
     async def _send(
@@ -233,14 +262,14 @@ class GatewayClient:
         method: str,
         path: str,
         token: str,
-        request_id: str,
+        origin: Origin,
         *,
         params: dict[str, Any] | None = None,
         json: Any = None,
         headers: dict[str, str] | None = None,
         raw: bool = False,
     ) -> Any:
-        sent = {"Authorization": f"Bearer {token}", "X-Request-ID": request_id, **(headers or {})}
+        sent = {"Authorization": f"Bearer {token}", **origin.headers(), **(headers or {})}
         query = {k: v for k, v in (params or {}).items() if v not in (None, "")}
         try:
             r = await self.http.request(method, path, params=query, json=json, headers=sent)

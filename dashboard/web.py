@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dashboard import i18n
-from dashboard.client import GatewayClient, SessionExpired
+from dashboard.client import GatewayClient, Origin, SessionExpired
 from dashboard.sessions import (
     LANGUAGE_COOKIE,
     SESSION_COOKIE,
@@ -188,6 +188,12 @@ class View:
         return _request_id(self.request)
 
     @property
+    def origin(self) -> Origin:
+        """Whose request the page's calls to the gateway serve (`client.Origin`)."""
+        peer = self.request.client.host if self.request.client else ""
+        return Origin.of(self.request_id, peer, self.request.headers.getlist("x-forwarded-for"))
+
+    @property
     def csrf(self) -> str:
         if self.session is not None and not self.session.ended:
             return self.session.csrf
@@ -238,9 +244,7 @@ class View:
             return await self.get(path, **params)
 
     async def get(self, path: str, **params: Any) -> Any:
-        return await self.client.call(
-            self.user, "GET", path, request_id=self.request_id, params=params
-        )
+        return await self.client.call(self.user, "GET", path, origin=self.origin, params=params)
 
     async def post(self, path: str, body: Any = None, *, idempotency_key: str | None = None) -> Any:
         """POST to the API; a form posted again from the same page with the same content
@@ -256,7 +260,7 @@ class View:
                     self.user,
                     "POST",
                     path,
-                    request_id=self.request_id,
+                    origin=self.origin,
                     json=sent,
                     idempotency_key=key,
                 )
@@ -284,7 +288,7 @@ class View:
             self.user,
             "GET",
             path,
-            request_id=self.request_id,
+            origin=self.origin,
             params=params,
             headers=headers,
             raw=True,

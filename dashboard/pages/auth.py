@@ -52,7 +52,7 @@ async def sign_in(request: Request) -> Response:
         error = view.t("signin.invalid")
     else:
         try:
-            grant = await view.client.sign_in(username, password, view.request_id)
+            grant = await view.client.sign_in(username, password, view.origin)
         except SignInRefused as exc:
             if exc.reason == "busy":
                 error = view.t("signin.busy", seconds=exc.retry_after or "60")
@@ -63,7 +63,7 @@ async def sign_in(request: Request) -> Response:
         return view.render(
             "sign_in.html", next=next_path, error=error, notice=None, username=username
         )
-    profile, locale = await view.client.profile(grant.access_token, view.request_id)
+    profile, locale = await view.client.profile(grant.access_token, view.origin)
     previous = view.session
     session = view.sessions.create(
         profile,
@@ -90,7 +90,7 @@ async def sign_out(request: Request) -> Response:
         if not view.session.ended:  # an ended session has nothing left to protect
             await view.form()
         if view.session.refresh_token:
-            await view.client.revoke(view.session.refresh_token, view.request_id)
+            await view.client.revoke(view.session.refresh_token, view.origin)
         view.sessions.drop(view.session)
         view.session = None
     response = view.redirect("/sign-in?signed_out=1")
@@ -115,7 +115,7 @@ async def switch_language(request: Request) -> Response:
                 view.session,
                 "PATCH",
                 "/v1/me",
-                request_id=view.request_id,
+                origin=view.origin,
                 json={"locale": lang},
                 headers={"Content-Type": "application/merge-patch+json"},
             )

@@ -31,6 +31,7 @@ from dashboard.i18n import translator
 from dashboard.pages import ROUTERS
 from dashboard.web import CONTENT_SECURITY_POLICY
 from tests.dashboard.conftest import (
+    LOGIN_FAILURE_BURST,
     PASSWORD,
     STAFF_SCOPES,
     Pages,
@@ -901,3 +902,33 @@ async def test_the_sign_in_form_takes_a_password_as_long_as_the_api_does(world: 
     field = re.search(r'<input name="password"[^>]*>', page)
     assert field is not None
     assert 'maxlength="256"' in field.group(0)
+
+
+async def test_failed_sign_ins_count_against_the_browser_s_address_not_the_dashboard_s(
+    world: World,
+) -> None:
+    """Every staff member reaches the gateway through the dashboard: one address. Someone
+    guessing passwords from one browser runs out of tries at that browser's address (as the
+    proxy in front of the dashboard reports it), and staff elsewhere still sign in."""
+
+    async def attempt(address: str, username: str, password: str) -> httpx.Response:
+        headers = {"X-Forwarded-For": address}
+        async with httpx.AsyncClient(base_url=world.dashboard, headers=headers) as browser:
+            form = (await browser.get("/sign-in")).text
+            return await browser.post(
+                "/sign-in",
+                data={"csrf": csrf_of(form), "username": username, "password": password},
+            )
+
+    guesser = "203.0.113.7"
+    busy = html.escape(EN("signin.busy", seconds="60").split(".")[0])
+    tries = 0
+    while True:  # the bucket refills as it is spent: a few more than it holds
+        page = assert_page(await attempt(guesser, f"nobody-{uuid.uuid4().hex[:6]}", "guess"), 200)
+        tries += 1
+        if busy in page:
+            break
+        assert tries <= 2 * LOGIN_FAILURE_BURST, "the guesses were never slowed down"
+    assert tries > LOGIN_FAILURE_BURST - 5  # (and not another address's tries spent)
+    r = await attempt("198.51.100.20", world.users["checker"], PASSWORD)
+    assert_local_redirect(r)  # a colleague elsewhere still signs in
