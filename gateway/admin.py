@@ -250,11 +250,9 @@ async def create_user(
 ) -> Response:
     rt = request_runtime(request)
     _check_rules(body, principal)
-    minimum = rt.settings.min_password_length
-    if len(body.password) < minimum:
-        raise invalid("password", f"must be at least {minimum} characters long")
-    if body.username in body.password.lower():
-        raise invalid("password", "must not contain the username")
+    problem = domain.password_problem(body.username, body.password, rt.settings.min_password_length)
+    if problem is not None:
+        raise invalid("password", problem)
     password_hash = await asyncio.to_thread(domain.hash_secret, body.password)
 
     async def work(conn: AsyncConnection) -> Response:

@@ -86,6 +86,16 @@ def _scrypt(secret: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     )
 
 
+def password_problem(username: str, password: str, minimum: int) -> str | None:
+    """What is wrong with a user's new password under the policy (None: nothing): at least
+    `minimum` characters, and not containing the username."""
+    if len(password) < minimum:
+        return f"must be at least {minimum} characters long"
+    if username.lower() in password.lower():
+        return "must not contain the username"
+    return None
+
+
 def hash_secret(secret: str) -> str:
     """A slow salted hash of a secret or password: `scrypt$n$r$p$salt$digest`."""
     salt = secrets.token_bytes(16)

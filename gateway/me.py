@@ -1,25 +1,28 @@
-"""The caller's own profile: who the token says they are, and the language a user chose.
+"""The caller's own profile: who the token says they are, the language a user chose, and a
+user's password.
 
 Every signed-in principal reads it (no scope needed); only a user changes it, and only their
 own language, with If-Match optional (the one PATCH where it is: the choice is theirs alone,
-and the last one wins). A client or user that no longer exists or was disabled answers 401,
-as its token would anywhere else.
+and the last one wins), or their own password. A client or user that no longer exists or was
+disabled answers 401, as its token would anywhere else.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Request
 from fastapi.responses import Response
 from sqlalchemy import Row
 
-from gateway import domain, store
+from gateway import domain, oauth, store
 from gateway.models import clients, users
 from gateway.runtime import request_principal, request_runtime
-from gateway.schemas import MeOut, MePatch
+from gateway.schemas import MeOut, MePatch, PasswordChange
 from libs.common.auth import Principal
-from libs.common.errors import Forbidden, Unauthorized
+from libs.common.errors import Forbidden, TooManyRequests, Unauthorized, invalid
 from libs.common.http import check_if_match, json_response
 from libs.common.logging import get_logger
 
@@ -114,3 +117,56 @@ async def patch_me(
         return _answer(principal, row)  # the same language: nothing changed
     log.info("profile.locale.changed", user_id=principal.sub, locale=changed.locale)
     return _answer(principal, changed)
+
+
+NOT_YOUR_PASSWORD = (
+    "does not match your password (after too many wrong tries the account is locked for a "
+    "while, and even the right one is refused until then)"
+)
+
+
+@router.post(
+    "/v1/me/password",
+    tags=["profile"],
+    status_code=204,
+    response_class=Response,
+    summary="Change your password (users only)",
+    responses={
+        204: {"description": "Changed: every sign-in of yours ends at its next refresh"},
+        422: {
+            "description": "The current password is wrong (a failed sign-in: counted toward "
+            "the lock-out), or the new one is against the policy"
+        },
+    },
+)
+async def change_password(
+    request: Request, body: PasswordChange, principal: Principal = Depends(user_principal)
+) -> Response:
+    """Change your own password, telling the one you have now. A wrong current password
+    counts as a failed sign-in, of your account and of your address. Every refresh token of
+    yours is revoked (each sign-in ends when its access token lapses, within 15 minutes):
+    sign in again with the new one. Not idempotent: once changed, the same request is
+    refused, its current password being the old one."""
+    rt = request_runtime(request)
+    username = principal.username
+    assert username is not None  # user_principal
+    problem = domain.password_problem(username, body.new_password, rt.settings.min_password_length)
+    if problem is not None:
+        raise invalid("new_password", problem)
+    if body.new_password == body.current_password:
+        raise invalid("new_password", "must differ from the current password")
+    source = oauth.source_address(request, rt)
+    wait = rt.login_failures.take(source, time.monotonic())
+    if wait:
+        raise TooManyRequests(oauth.BY_ADDRESS, headers={"Retry-After": domain.retry_after(wait)})
+    row = await oauth.checked_user(rt, username, body.current_password)
+    if row is None or row.user_id != principal.sub:
+        raise invalid("current_password", NOT_YOUR_PASSWORD)
+    rt.login_failures.refund(source)
+    password_hash = await asyncio.to_thread(domain.hash_secret, body.new_password)
+    async with rt.db.transaction() as conn:
+        if await store.set_password(conn, principal.sub, password_hash) is None:
+            raise Unauthorized(GONE)
+        ended = await store.revoke_user_refresh_tokens(conn, principal.sub)
+    log.info("auth.user.password_changed", user_id=principal.sub, refresh_tokens_revoked=ended)
+    return Response(status_code=204)

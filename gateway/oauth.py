@@ -156,7 +156,9 @@ def _client_credentials(request: Request, params: dict[str, str]) -> tuple[str, 
     return client_id, secret
 
 
-def _source_address(request: Request, rt: GatewayRuntime) -> str:
+def source_address(request: Request, rt: GatewayRuntime) -> str:
+    """The caller's address: its peer, or from a trusted proxy the first untrusted hop of
+    X-Forwarded-For from the right (KOMAR_TRUSTED_PROXIES)."""
     peer = request.client.host if request.client else ""
     return rt.trusted_proxies.client_address(peer, request.headers.get("x-forwarded-for"))
 
@@ -220,9 +222,20 @@ async def _password_grant(
     if len(username) > 64 or len(password) > 256 or control_character_in(username):
         raise _invalid_grant()  # no account has such a name
     _reserve(rt.login_failures, source, BY_ADDRESS)
+    row = await checked_user(rt, username, password)
+    if row is None:
+        raise _invalid_grant()
+    rt.login_failures.refund(source)
+    return row
+
+
+async def checked_user(rt: GatewayRuntime, username: str, password: str) -> Row[Any] | None:
+    """The enabled, unlocked user whose password this is, their failures forgotten; None
+    otherwise, after the same work. The attempt is reserved (counted as a failure) in the
+    database before the password is checked, so a burst of guesses gets at most
+    `login_max_failures` checks between them, and the one that reaches it locks the account
+    (`store.reserve_login`)."""
     settings = rt.settings
-    # The attempt is reserved (counted as a failure) in the database before the password is
-    # checked, so a burst of guesses gets at most `login_max_failures` checks between them.
     async with rt.db.transaction() as conn:
         row = await store.reserve_login(
             conn,
@@ -234,21 +247,18 @@ async def _password_grant(
     if row is None:
         # Unknown, disabled, locked or at the limit: the same answer after the same work.
         await asyncio.to_thread(domain.verify_secret, password, domain.dummy_hash())
-    else:
-        PASSWORD_CHECKS.inc()
-        if await asyncio.to_thread(domain.verify_secret, password, row.password_hash):
-            async with rt.db.transaction() as conn:
-                done = await store.login_succeeded(conn, row.user_id)
-            if done is not None:
-                rt.login_failures.refund(source)
-                return done
-    if row is None:
         log.info("auth.user.failed", checked=False)
-    else:
-        log.info("auth.user.failed", user_id=row.user_id, checked=True)
-        if row.failures_since is None and row.locked_until is not None:
-            log.warning("auth.user.locked", user_id=row.user_id, seconds=settings.login_lockout_s)
-    raise _invalid_grant()
+        return None
+    PASSWORD_CHECKS.inc()
+    if await asyncio.to_thread(domain.verify_secret, password, row.password_hash):
+        async with rt.db.transaction() as conn:
+            done = await store.login_succeeded(conn, row.user_id)
+        if done is not None:
+            return done
+    log.info("auth.user.failed", user_id=row.user_id, checked=True)
+    if row.failures_since is None and row.locked_until is not None:
+        log.warning("auth.user.locked", user_id=row.user_id, seconds=settings.login_lockout_s)
+    return None
 
 
 def _granted(held: Any, requested: str | None) -> list[str]:
@@ -362,7 +372,7 @@ async def token(request: Request) -> JSONResponse:
     """Issue a short-lived RS256 access token; to a user, a refresh token with it (used once:
     each refresh answers the next)."""
     rt = request_runtime(request)
-    source = _source_address(request, rt)
+    source = source_address(request, rt)
     params = await _form(request)
     grant_type = params.get("grant_type")
     if not grant_type:
@@ -445,7 +455,7 @@ async def revoke(request: Request) -> Response:
     already issued run out by themselves). The token itself is the credential: no client
     authentication is needed."""
     rt = request_runtime(request)
-    source = _source_address(request, rt)
+    source = source_address(request, rt)
     params = await _form(request)
     presented = params.get("token", "")
     if not presented:

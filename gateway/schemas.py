@@ -193,6 +193,18 @@ class MeOut(BaseModel):
     locale: Locale
 
 
+class PasswordChange(Input):
+    """Your password, changed: the one you have now, and the new one (kept exactly as typed:
+    never stripped)."""
+
+    current_password: Annotated[str, StringConstraints(strip_whitespace=False)] = Field(
+        min_length=1, max_length=256
+    )
+    new_password: Annotated[str, StringConstraints(strip_whitespace=False)] = Field(
+        min_length=1, max_length=256
+    )
+
+
 class MePatch(Input):
     """A JSON merge patch of your own profile: the language Komar shows you."""
 

@@ -303,6 +303,18 @@ async def unlock_user(conn: AsyncConnection, user_id: str) -> Row[Any] | None:
     return row
 
 
+async def set_password(conn: AsyncConnection, user_id: str, password_hash: str) -> Row[Any] | None:
+    """Give an enabled user a new password (its hash); None when gone or disabled."""
+    result = await conn.execute(
+        update(users)
+        .where(users.c.user_id == user_id, users.c.active.is_(True))
+        .values(password_hash=password_hash, version=users.c.version + 1, updated_at=func.now())
+        .returning(users)
+    )
+    row: Row[Any] | None = result.first()
+    return row
+
+
 async def set_locale(conn: AsyncConnection, user_id: str, locale: str) -> Row[Any] | None:
     """Remember an enabled user's language; the version moves only when it changes (None:
     it does not, or the user is gone or disabled)."""

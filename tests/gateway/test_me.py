@@ -191,3 +191,115 @@ async def test_the_openapi_document_describes_both(gw: Gateway) -> None:
     assert if_match["required"] is False
     locale = doc["components"]["schemas"]["MePatch"]["properties"]["locale"]
     assert {"enum": ["en", "km"], "type": "string"} in locale["anyOf"]
+
+
+# ---------------------------------------------------------------- the password
+
+NEW = "a new and longer pass phrase"
+
+
+async def change(gw: Gateway, headers: dict[str, str], current: str, new: str) -> Any:
+    return await gw.http.post(
+        "/v1/me/password",
+        json={"current_password": current, "new_password": new},
+        headers=headers,
+    )
+
+
+async def sign_in(gw: Gateway, username: str, password: str) -> Any:
+    return await gw.http.post(
+        "/oauth/token",
+        data={"grant_type": "password", "username": username, "password": password},
+    )
+
+
+async def test_a_user_changes_their_password_and_their_sign_ins_end(gw: Gateway) -> None:
+    user = await gw.create_user()
+    first = (await sign_in(gw, user["username"], user["password"])).json()
+    headers = bearer(first["access_token"])
+    etag = (await gw.http.get("/v1/me", headers=headers)).headers["etag"]
+
+    r = await change(gw, headers, user["password"], NEW)
+    assert r.status_code == 204, r.text
+    assert r.content == b""
+    assert (await sign_in(gw, user["username"], user["password"])).status_code == 401
+    assert (await sign_in(gw, user["username"], NEW)).status_code == 200
+    # The sign-in made with the old password cannot be renewed.
+    renewed = await gw.http.post(
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+    )
+    assert renewed.status_code == 401, renewed.text
+    assert renewed.json()["error"] == "invalid_grant"
+    assert (await gw.http.get("/v1/me", headers=headers)).headers["etag"] != etag
+    # The same request again: its current password is the old one now.
+    again = await change(gw, headers, user["password"], NEW)
+    assert again.status_code == 422
+    assert [e["field"] for e in again.json()["errors"]] == ["current_password"]
+
+
+async def test_a_wrong_current_password_is_a_failed_sign_in(gw: Gateway) -> None:
+    user = await gw.create_user()
+    headers = bearer(await gw.user_token(user["username"], user["password"]))
+    for _ in range(5):  # the lock-out's count (KOMAR_LOGIN_MAX_FAILURES)
+        r = await change(gw, headers, "not my password at all", NEW)
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"] == PROBLEM
+        (error,) = r.json()["errors"]
+        assert error["field"] == "current_password"
+        assert "not my password" not in r.text  # what was typed is never echoed
+    # Locked: neither a sign-in nor a change with the right password goes through.
+    assert (await sign_in(gw, user["username"], user["password"])).status_code == 401
+    assert (await change(gw, headers, user["password"], NEW)).status_code == 422
+    admin = await gw.admin_headers()
+    r = await gw.http.post(f"/v1/admin/users/{user['user_id']}/unlock", headers=admin)
+    assert r.status_code == 200, r.text
+    assert (await change(gw, headers, user["password"], NEW)).status_code == 204
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"current_password": "x", "new_password": "short"}, "new_password"),
+        ({"current_password": "x", "new_password": "with {username} inside it"}, "new_password"),
+        ({"current_password": "{password}", "new_password": "{password}"}, "new_password"),
+        ({"current_password": "x", "new_password": "a control\x00character in it"}, "new_password"),
+        ({"current_password": "x", "new_password": "x" * 257}, "new_password"),
+        ({"new_password": NEW}, "current_password"),
+        ({"current_password": "x", "new_password": NEW, "extra": 1}, "extra"),
+        ({"current_password": 12345678901234, "new_password": NEW}, "current_password"),
+    ],
+)
+async def test_a_new_password_against_the_policy_is_422_naming_it(
+    gw: Gateway, body: dict[str, Any], field: str
+) -> None:
+    user = await gw.create_user()
+    headers = bearer(await gw.user_token(user["username"], user["password"]))
+    sent = {k: v.format(**user) if isinstance(v, str) else v for k, v in body.items()}
+    r = await gw.http.post("/v1/me/password", json=sent, headers=headers)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == PROBLEM
+    assert field in [e["field"] for e in r.json()["errors"]]
+    assert (await sign_in(gw, user["username"], user["password"])).status_code == 200
+
+
+async def test_only_a_signed_in_user_changes_a_password(gw: Gateway) -> None:
+    body = {"current_password": "whatever it is", "new_password": NEW}
+    assert (await gw.http.post("/v1/me/password", json=body)).status_code == 401
+    _, token = await gw.client_token()
+    r = await gw.http.post("/v1/me/password", json=body, headers=bearer(token))
+    assert r.status_code == 403, r.text
+    user = await gw.create_user()
+    headers = bearer(await gw.user_token(user["username"], user["password"]))
+    admin = await gw.admin_headers()
+    await gw.http.post(f"/v1/admin/users/{user['user_id']}/disable", headers=admin)
+    body["current_password"] = user["password"]
+    assert (await gw.http.post("/v1/me/password", json=body, headers=headers)).status_code == 401
+
+
+async def test_the_openapi_document_describes_the_password_change(gw: Gateway) -> None:
+    doc = (await gw.http.get("/openapi.json")).json()
+    post = doc["paths"]["/v1/me/password"]["post"]
+    assert {"204", "401", "403", "422", "429"} <= set(post["responses"])
+    schema = doc["components"]["schemas"]["PasswordChange"]
+    assert set(schema["required"]) == {"current_password", "new_password"}
