@@ -125,6 +125,13 @@ def _problem(r: httpx.Response) -> ApiProblem:
     )
 
 
+def _keep(session: Session, grant: Grant) -> None:
+    """The session's tokens from now on: the grant's."""
+    session.access_token = grant.access_token
+    session.expires_at = time.monotonic() + grant.expires_in
+    session.refresh_token = grant.refresh_token or session.refresh_token
+
+
 class GatewayClient:
     """An HTTP/1.1 client of the gateway, kept alive for the life of the process."""
 
@@ -209,9 +216,22 @@ class GatewayClient:
             )
         except SignInRefused as exc:
             raise SessionExpired() from exc
-        session.access_token = grant.access_token
-        session.expires_at = time.monotonic() + grant.expires_in
-        session.refresh_token = grant.refresh_token or session.refresh_token
+        _keep(session, grant)
+
+    async def change_password(
+        self, session: Session, current: str, new: str, origin: Origin
+    ) -> None:
+        """Change the signed-in user's password (`POST /v1/me/password`; ApiProblem when
+        refused). The gateway then ends every sign-in of theirs, so this session signs in
+        again with the new password and goes on."""
+        body = {"current_password": current, "new_password": new}
+        await self.call(session, "POST", "/v1/me/password", origin=origin, json=body)
+        form = {"grant_type": "password", "username": session.profile.username, "password": new}
+        try:
+            grant = await self._token(form, origin)
+        except SignInRefused as exc:
+            raise SessionExpired() from exc
+        _keep(session, grant)
 
     # ------------------------------------------------------------------ API calls
 

@@ -15,6 +15,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "nav.language": ("Language", "ភាសា"),
     "nav.signed_in_as": ("Signed in as {name}", "បានចូលជា {name}"),
     "nav.sign_out": ("Sign out", "ចាកចេញ"),
+    "nav.password": ("Change password", "ប្តូរពាក្យសម្ងាត់"),
     "common.search": ("Search", "ស្វែងរក"),
     "common.save": ("Save", "រក្សាទុក"),
     "common.submit": ("Submit", "ដាក់ស្នើ"),
@@ -68,6 +69,33 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Check it, then send it again.",
         "អ្នកត្រូវបានចាកចេញ ពេលកំពុងបំពេញទម្រង់នេះ។ អ្វីដែលអ្នកបានវាយ ត្រូវបានស្តារវិញ។ សូមពិនិត្យ រួចផ្ញើម្តងទៀត។",
     ),
+    # your password
+    "password.title": ("Change your password", "ប្តូរពាក្យសម្ងាត់របស់អ្នក"),
+    "password.lead": (
+        "Type the password you have now, then the new one twice. Your sign-ins on other "
+        "devices end within 15 minutes.",
+        "វាយពាក្យសម្ងាត់ដែលអ្នកមានឥឡូវ រួចវាយពាក្យសម្ងាត់ថ្មីពីរដង។ "
+        "ការចូលប្រើរបស់អ្នកនៅលើឧបករណ៍ផ្សេងទៀត នឹងបញ្ចប់ក្នុងរយៈពេល ១៥ នាទី។",
+    ),
+    "password.current": ("Current password", "ពាក្យសម្ងាត់បច្ចុប្បន្ន"),
+    "password.new": ("New password", "ពាក្យសម្ងាត់ថ្មី"),
+    "password.again": ("New password again", "ពាក្យសម្ងាត់ថ្មីម្តងទៀត"),
+    "password.hint": (
+        "A phrase of several words, without your username: easy to remember, hard to guess.",
+        "ឃ្លាដែលមានពាក្យច្រើន ដោយគ្មានឈ្មោះអ្នកប្រើរបស់អ្នក៖ ងាយចាំ ពិបាកទាយ។",
+    ),
+    "password.submit": ("Change password", "ប្តូរពាក្យសម្ងាត់"),
+    "password.mismatch": (
+        "The two new passwords are not the same.",
+        "ពាក្យសម្ងាត់ថ្មីទាំងពីរមិនដូចគ្នាទេ។",
+    ),
+    "password.too_long": ("At most 256 characters.", "យ៉ាងច្រើន ២៥៦ តួអក្សរ។"),
+    "password.wrong_current": (
+        "This is not your current password. After too many wrong tries your account is "
+        "locked for a while.",
+        "នេះមិនមែនជាពាក្យសម្ងាត់បច្ចុប្បន្នរបស់អ្នកទេ។ បន្ទាប់ពីព្យាយាមខុសច្រើនដង គណនីរបស់អ្នកនឹងត្រូវចាក់សោមួយរយៈ។",
+    ),
+    "password.changed": ("Your password is changed.", "ពាក្យសម្ងាត់របស់អ្នកត្រូវបានប្តូរហើយ។"),
     # errors
     "error.not_found.title": ("Not found", "រកមិនឃើញ"),
     "error.not_found.body": (

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from dashboard import i18n
 from dashboard.client import SignInRefused
 from dashboard.sessions import SESSION_COOKIE
-from dashboard.web import local_path, quietly, view_of
+from dashboard.web import Refused, View, attempt, local_path, quietly, view_of
 from libs.common.inputs import control_character_in
 
 router = APIRouter(include_in_schema=False)
@@ -121,3 +121,43 @@ async def switch_language(request: Request) -> Response:
             )
         )
     return view.redirect(back)
+
+
+# ---------------------------------------------------------------- your password
+
+
+def _password_page(view: View, errors: list[dict[str, str]], problem: str | None) -> Response:
+    # Never filled in again: a password typed is not sent back in a page.
+    return view.render("password.html", errors=errors, problem=problem)
+
+
+@router.get("/account/password")
+async def password_page(request: Request) -> Response:
+    return _password_page(view_of(request), [], None)
+
+
+@router.post("/account/password")
+async def change_password(request: Request) -> Response:
+    view = view_of(request)
+    form = await view.form()
+    current = form.get("current_password", "")
+    new = form.get("new_password", "")
+    errors = [
+        {"field": name, "message": view.t("password.too_long")}
+        for name in ("current_password", "new_password")
+        if len(form.get(name, "")) > MAX_PASSWORD
+    ]
+    if new != form.get("new_password_again", ""):
+        errors.append({"field": "new_password_again", "message": view.t("password.mismatch")})
+    if errors:
+        return _password_page(view, errors, None)
+    done = await attempt(view, view.client.change_password(view.user, current, new, view.origin))
+    if isinstance(done, Refused):
+        errors = [
+            {"field": e["field"], "message": view.t("password.wrong_current")}
+            if e["field"] == "current_password"
+            else e
+            for e in done.errors
+        ]
+        return _password_page(view, errors, None if errors else done.problem)
+    return view.redirect("/", flash=view.t("password.changed"))

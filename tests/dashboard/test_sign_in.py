@@ -6,7 +6,8 @@ import re
 
 import httpx
 
-from tests.dashboard.conftest import Pages, World, sign_in
+from tests.dashboard.conftest import COMMUNE, PASSWORD, Pages, World, make_user, sign_in
+from tests.e2e.conftest import Platform, token
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
 
@@ -89,3 +90,44 @@ async def test_signing_out_ends_the_session(pages: Pages, world: World) -> None:
         r = await client.get("/")
     assert r.status_code == 303
     assert r.headers["location"].startswith("/sign-in")
+
+
+async def test_a_user_changes_their_password_and_stays_signed_in(
+    pages: Pages, platform: Platform, world: World
+) -> None:
+    async with httpx.AsyncClient(base_url=world.gateway, timeout=60) as client:
+        admin = {"Authorization": f"Bearer {await token(client, 'admin', platform.admin_secret)}"}
+        username = await make_user(
+            client,
+            admin,
+            name="Dara Pich",
+            org="ccwc-120101",
+            areas=[COMMUNE],
+            scopes=["registry:read"],
+        )
+    new = "four random words make a password"
+    page = await pages.page()
+    await sign_in(page, world, username)
+    await page.click("#password-link")
+    assert page.url == world.dashboard + "/account/password"
+
+    async def submit(current: str, again: str) -> str:
+        await page.fill("#current_password", current)
+        await page.fill("#new_password", new)
+        await page.fill("#new_password_again", again)
+        await page.click("#password-submit")
+        await page.wait_for_load_state()
+        return await page.text_content("main") or ""
+
+    assert "This is not your current password" in await submit("not what I have", new)
+    assert "The two new passwords are not the same" in await submit(PASSWORD, new + "!")
+    shown = await submit(PASSWORD, new)
+    assert page.url == world.dashboard + "/"
+    assert "Your password is changed." in shown
+    await page.goto(world.dashboard + "/children")  # still signed in, on a new sign-in
+    assert "/sign-in" not in page.url
+    await page.click("form[action='/sign-out'] button[type=submit]")
+    await sign_in(page, world, username)  # the old password
+    assert "/sign-in" in page.url
+    await sign_in(page, world, username, new)
+    assert page.url == world.dashboard + "/"
