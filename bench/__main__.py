@@ -49,9 +49,9 @@ from bench.measure import (
 )
 from bench.platform import WholePlatform, memory_mib
 from bench.report import WORKFLOWS, ratios, report
-from bench.soak_checks import CAMBODIA
 from deploy.local.infra import free_port
 from deploy.local.supervisor import REPO_ROOT
+from libs.common import clock
 
 ROOT = REPO_ROOT / "var" / "bench"
 CALIBRATION_SECONDS = 3.0
@@ -198,7 +198,7 @@ class Bench(WholePlatform):
     def run_indicator_pulls(self) -> None:
         """A dashboard's pulls: this month's value of an indicator in every province."""
         token = workflows.fresh_token(self.gateway, self.reader_credentials)
-        month = dt.datetime.now(CAMBODIA).strftime("%Y%m")
+        month = dt.datetime.now(clock.CAMBODIA).strftime("%Y%m")
         codes = ("CP_CHILD_REG", "CP_CASE_OPEN", "CP_REF_MADE", "CP_GRANT_APPROVED")
         say("indicator pulls through the gateway (every province, this month)")
         job = {

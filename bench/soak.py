@@ -34,6 +34,7 @@ from bench.report import WORKFLOWS
 from bench.scenarios import COLLECTION, CROWDED_COMMUNE, batch_register
 from bench.soak_report import report, verdicts
 from deploy.local.supervisor import REPO_ROOT
+from libs.common import clock
 
 ROOT = REPO_ROOT / "var" / "soak"
 SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
@@ -126,7 +127,7 @@ class Soak(WholePlatform):
         registry = {"Authorization": f"Bearer {self.fresh(self.registry_client)}"}
         reader = {"Authorization": f"Bearer {self.fresh(self.reader_client)}"}
         referral_tokens, grant_tokens = self.workflow_setup.refreshed(self.gateway)
-        month = dt.datetime.now(soak_checks.CAMBODIA).strftime("%Y%m")
+        month = dt.datetime.now(clock.CAMBODIA).strftime("%Y%m")
         post = {"method": "POST", "paths": [COLLECTION], "expect": [201], "headers": registry}
         parts: list[dict[str, Any]] = [
             {"name": "register-spread", "bodies": child_bodies(8192, seed=24), **post},

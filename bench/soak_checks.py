@@ -26,8 +26,7 @@ import httpx
 from bench.measure import quantile
 from bench.platform import CONSUMERS, subject_counts
 from deploy.local.supervisor import REPO_ROOT
-
-CAMBODIA = dt.timezone(dt.timedelta(hours=7))
+from libs.common import clock
 
 
 def _schema(durable: str) -> str:
@@ -71,7 +70,7 @@ def registrations(gateway: str, token: str, years: list[int]) -> int:
 
 def cambodia_years(began: float, ended: float) -> list[int]:
     """The Cambodian calendar years from `began` to `ended` (epoch s)."""
-    first, last = (dt.datetime.fromtimestamp(t, CAMBODIA).year for t in (began, ended))
+    first, last = (dt.datetime.fromtimestamp(t, clock.CAMBODIA).year for t in (began, ended))
     return list(range(first, last + 1))
 
 

@@ -15,8 +15,6 @@ from functools import lru_cache
 
 from libs.common import places
 
-# Komar counts days and months in Cambodia's time (UTC+7, no daylight saving).
-CAMBODIA = dt.timezone(dt.timedelta(hours=7))
 LANGUAGES = ("en", "km")
 DEFAULT_LANGUAGE = "en"
 LANGUAGE_NAMES = {"en": "English", "km": "ខ្មែរ"}
@@ -37,11 +35,6 @@ def catalogue() -> dict[str, tuple[str, str]]:
                 raise ValueError(f"message {key!r} is defined twice, differently")
             merged[key] = pair
     return merged
-
-
-def today(now: dt.datetime | None = None) -> dt.date:
-    """Today's date in Cambodia, the day the API counts in."""
-    return (now or dt.datetime.now(dt.UTC)).astimezone(CAMBODIA).date()
 
 
 def language(value: str | None) -> str:

@@ -18,9 +18,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from dashboard import i18n
 from dashboard.i18n import Translate
 from dashboard.web import Refused, View, attempt, local_path, path_of, quietly, record_id, view_of
+from libs.common import clock
 from libs.common.events.casework_events import VisitKind, VisitOutcome, WorkerRole
 
 router = APIRouter(include_in_schema=False)
@@ -243,7 +243,7 @@ async def _visit_form(
         child=found.get("child"),
         kinds=KINDS,
         outcomes=OUTCOMES,
-        today=i18n.today().isoformat(),
+        today=clock.today().isoformat(),
         typed=typed,
         errors=errors or [],
         problem=problem,
@@ -265,7 +265,7 @@ async def record_visit(request: Request) -> Response:
     form = await view.form()
     child_id = record_id(form.get("child_id", ""))
     from_path = local_path(form.get("_from"), f"/casework/visits/new?child_id={child_id}")
-    body, errors = visit_body(form, view.t, i18n.today())
+    body, errors = visit_body(form, view.t, clock.today())
     if errors:
         return await _visit_form(view, child_id, from_path, form, errors=errors)
     done = await attempt(

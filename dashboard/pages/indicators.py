@@ -24,7 +24,7 @@ from markupsafe import Markup
 
 from dashboard import charts, i18n
 from dashboard.web import View, view_of
-from libs.common import places
+from libs.common import clock, places
 
 router = APIRouter(include_in_schema=False)
 
@@ -73,7 +73,7 @@ class Period:
 
     @classmethod
     def current(cls, kind: str, today: dt.date | None = None) -> Period:
-        day = today or i18n.today()
+        day = today or clock.today()
         if kind == "month":
             return cls("month", day.year * 12 + day.month - 1)
         if kind == "quarter":

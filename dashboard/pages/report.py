@@ -34,7 +34,7 @@ from dashboard.pages.indicators import (
     user_areas,
 )
 from dashboard.web import TEMPLATES, View, quietly, view_of
-from libs.common import places
+from libs.common import clock, places
 from libs.common.logging import get_logger
 
 log = get_logger(__name__)
@@ -180,7 +180,7 @@ async def build(view: View, query: Mapping[str, str]) -> dict[str, Any]:
         "quarter": quarter,
         "quarter_label": quarter.label(t, lang),
         "running": quarter.running(),
-        "today": i18n.today(),
+        "today": clock.today(),
         "area_options": area_options(view, areas, area),
         "quarter_options": [
             (

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from libs.common import clock
 from libs.common.app import service_app
 from libs.common.auth import JwksFetcher
 from libs.common.events.catalog import STREAMS
 from libs.common.runtime import ServiceRuntime
 from libs.common.settings import Settings, settings_as
-from services.casework import SERVICE, domain, handlers, models, service
+from services.casework import SERVICE, handlers, models, service
 from services.casework.api import LEAN_ENDPOINTS, router
 
 
@@ -52,7 +53,7 @@ def create_runtime(
     async def flag_overdue() -> None:
         while True:
             async with rt.db.transaction() as conn:
-                flagged = await service.flag_overdue(conn, domain.today())
+                flagged = await service.flag_overdue(conn, clock.today())
             if flagged:
                 rt.relay.notify()
             if len(flagged) < 500:

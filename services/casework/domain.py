@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from libs.common.auth import COUNTRY, Principal
 from libs.common.errors import Conflict, Forbidden
@@ -21,7 +20,6 @@ from libs.common.events.casework_events import (
     WorkerUpsertedV1,
 )
 
-CAMBODIA = ZoneInfo("Asia/Phnom_Penh")
 # Reintegration follow-ups: months after the move.
 FOLLOWUP_MONTHS = (1, 3, 6, 12)
 BASIC_TRAINING = "child_protection_basics"
@@ -38,12 +36,7 @@ RULE_CLOSED = "child_closed"
 Row = Mapping[Any, Any]
 
 
-# ---------------------------------------------------------------- dates
-
-
-def today(now: datetime | None = None) -> date:
-    """Today in Cambodia (Asia/Phnom_Penh, UTC+7)."""
-    return (now or datetime.now(UTC)).astimezone(CAMBODIA).date()
+# ---------------------------------------------------- dates (Cambodia's, libs.common.clock)
 
 
 def add_months(day: date, months: int) -> date:

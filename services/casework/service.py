@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.common import access
+from libs.common import access, clock
 from libs.common.auth import Principal
 from libs.common.context import Context
 from libs.common.errors import (
@@ -184,7 +184,7 @@ async def assign(conn: AsyncConnection, body: AssignmentIn, ctx: Context) -> sto
     held = [body.worker_id] + ([current["worker_id"]] if current is not None else [])
     locked = await store.lock_workers(conn, held)
     worker = locked[body.worker_id]
-    day = domain.today(ctx.received_at)
+    day = clock.today(ctx.received_at)
     problem = domain.assignment_problem(worker, child, day)
     if problem is not None:
         raise problem
@@ -294,7 +294,7 @@ def _schedule_after(
         worker,
         child["overdue_due_on"],
         False,
-        domain.today(ctx.received_at),
+        clock.today(ctx.received_at),
     )
     ctx.emit("casework.visit.overdue_cleared.v1", str(child["id"]), data)
     return True, True
@@ -309,7 +309,7 @@ async def record_visit(conn: AsyncConnection, body: VisitIn, ctx: Context) -> st
         raise NotFound(CHILD_NOT_FOUND)
     child, assigned = target.child, target.worker
     domain.may_record_visit(ctx.principal, child["owner_org"], assigned)
-    if body.date > domain.today(ctx.received_at):
+    if body.date > clock.today(ctx.received_at):
         raise invalid("date", "is in the future")
     worker = assigned["id"] if assigned is not None else None
     pending = await store.followups_of(conn, child["id"], child["reintegrated_on"])

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 
-CAMBODIA = timezone(timedelta(hours=7))
+from libs.common import clock
+
 FIRST_YEAR = 2000  # no period before it is asked for
 
 
@@ -31,7 +32,7 @@ def month_code(index: int) -> str:
 
 def cambodia_month(moment: datetime) -> int:
     """The month of an instant in Cambodia (UTC+7)."""
-    local = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(CAMBODIA)
+    local = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(clock.CAMBODIA)
     return month_index(local.year, local.month)
 
 
@@ -134,14 +135,9 @@ def last_day(month: int) -> date:
     return date(y, m, 1) - timedelta(days=1)
 
 
-def today() -> date:
-    """Today in Cambodia."""
-    return datetime.now(UTC).astimezone(CAMBODIA).date()
-
-
 def stock_day(month: int, now: date | None = None) -> date:
     """The day a stock is taken at for a month: its last day, or today while it runs."""
-    return min(last_day(month), now or today())
+    return min(last_day(month), now or clock.today())
 
 
 def add_months(day: date, months: int) -> date:

@@ -27,7 +27,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from libs.common import places
+from libs.common import clock, places
 from libs.common.db import Database
 from libs.common.events import CloudEvent, new_event
 from libs.common.events.bus import EventBus
@@ -117,7 +117,7 @@ def _child_events(
     child_id = str(uuid.UUID(int=rng.getrandbits(128)))
     commune = rng.choice(communes)
     at = now - timedelta(seconds=rng.randint(3600, months * 30 * 86400))
-    registered = at.astimezone(dates.CAMBODIA).date()
+    registered = at.astimezone(clock.CAMBODIA).date()
     age_months = rng.randint(0, 17 * 12 + 11)
     birth = dates.date_month(registered) - age_months
     y, m = dates.year_month(birth)
@@ -215,7 +215,7 @@ def _casework_events(
             commune_code=commune,
             org="seed",
             status="active",
-            started_on=str(start.astimezone(dates.CAMBODIA).date()),
+            started_on=str(start.astimezone(clock.CAMBODIA).date()),
             ended_on=None,
             caseload=caseload + 1,
             max_caseload=max_caseload,
@@ -231,7 +231,7 @@ def _casework_events(
             child_id=child_id,
             worker_id=worker_id,
             commune_code=commune,
-            date=str(seen.astimezone(dates.CAMBODIA).date()),
+            date=str(seen.astimezone(clock.CAMBODIA).date()),
             kind=rng.choice(catalogue.VISIT_KINDS),
             outcome="met",
             next_visit_on=None,
@@ -240,7 +240,7 @@ def _casework_events(
         yield _event("casework", "casework.visit.recorded.v1", visit_id, visit, seen)
         missed = _later(rng, seen, now)
         if missed is not None and rng.random() < 0.1:
-            day = str(missed.astimezone(dates.CAMBODIA).date())
+            day = str(missed.astimezone(clock.CAMBODIA).date())
             flag = VisitOverdueV1(
                 child_id=child_id,
                 commune_code=commune,

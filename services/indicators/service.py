@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.common import clock
 from libs.common.auth import COUNTRY, Principal
 from libs.common.db import Database
 from libs.common.errors import invalid
@@ -368,7 +369,7 @@ async def table(
         }
     )
     providers: dict[tuple[str, str, str, str], rounding.Tally] = {}
-    today = dates.today()
+    today = clock.today()
     async with bookkeeping.snapshot(db) as conn:
         target = await bookkeeping.active_target(conn)
         found: list[Any] = (

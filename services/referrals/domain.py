@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
-from libs.common import places
+from libs.common import clock, places
 from libs.common.auth import COUNTRY, Principal
 from libs.common.errors import Conflict, Forbidden, Unprocessable
 from libs.common.events.referrals_events import (
@@ -25,8 +25,6 @@ STATUSES = ("pending", "accepted", "declined", "completed", "cancelled")
 OPEN_STATUSES = frozenset({"pending", "accepted"})
 Record = Mapping[Any, Any]  # a row as the store returns it, or a plain dict
 
-# Months are Cambodia's (UTC+7, no daylight saving), as the indicators count them.
-CAMBODIA = timezone(timedelta(hours=7))
 
 OUTCOME_CODES = ("service_provided", "referred_on", "child_declined", "unreachable", "other")
 
@@ -280,7 +278,7 @@ def no_provider(need: UnmetNeed, place: str) -> NoProvider:
 def need_month(at: datetime) -> str:
     """The month (`YYYY-MM`, Cambodia time) an unmet need counts in: one per child, service
     type and month, however often routing fails for it."""
-    return at.astimezone(CAMBODIA).strftime("%Y-%m")
+    return at.astimezone(clock.CAMBODIA).strftime("%Y-%m")
 
 
 def unmatched_need_row(need: UnmetNeed, at: datetime) -> dict[str, Any]:

@@ -6,10 +6,11 @@ import hashlib
 import json
 import unicodedata
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date
 from difflib import SequenceMatcher
 from typing import Any
 
+from libs.common import clock
 from libs.common.errors import Conflict, invalid
 from libs.common.events.catalog import ChildUpdatedV1, ChildV1
 from libs.common.events.registry_events import (
@@ -18,7 +19,6 @@ from libs.common.events.registry_events import (
     ChildReintegratedV1,
 )
 
-CAMBODIA = timezone(timedelta(hours=7))
 MAX_AGE_YEARS = 18
 # The earliest date a case may be recorded as opened (`registered_on`): no caseload Komar
 # imports is older, and the indicators start there.
@@ -26,11 +26,6 @@ FIRST_REGISTRATION_DATE = date(2000, 1, 1)
 DUPLICATE_THRESHOLD = 0.55
 MAX_DUPLICATES = 10  # the likely duplicates answered, best first
 _INVISIBLE = {ord(c): None for c in "\u200b\u200c\u200d\u2060\ufeff\u00ad"}
-
-
-def cambodia_today(now: datetime | None = None) -> date:
-    """Today's date in Cambodia (UTC+7), the date a registration counts on."""
-    return (now or datetime.now(UTC)).astimezone(CAMBODIA).date()
 
 
 def age_on(birth_date: date, on: date) -> int:
@@ -56,7 +51,7 @@ def registration_date(registered_on: date | None, today: date) -> date:
 def check_registrable(birth_date: date, registered_on: date) -> None:
     """A child is born by the registration date and under 18 on it."""
     if birth_date > registered_on:
-        in_future = birth_date > cambodia_today()
+        in_future = birth_date > clock.today()
         raise invalid("birth_date", "is in the future" if in_future else "is after registered_on")
     if age_on(birth_date, registered_on) >= MAX_AGE_YEARS:
         raise invalid("birth_date", "the child must be under 18 on the registration date")

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.common import access, places
+from libs.common import access, clock, places
 from libs.common.auth import Principal
 from libs.common.batching import GroupCommit
 from libs.common.context import Context
@@ -70,7 +70,7 @@ def _new_row(item: ChildIn, ctx: Context) -> dict[str, Any]:
 
 
 def _registered_on(item: ChildIn, ctx: Context) -> date:
-    return domain.registration_date(item.registered_on, domain.cambodia_today(ctx.received_at))
+    return domain.registration_date(item.registered_on, clock.today(ctx.received_at))
 
 
 def _check_new(item: ChildIn, ctx: Context) -> None:
@@ -314,7 +314,7 @@ async def _write(
     event = _child_event(ctx, action, updated, sorted(diff) if action == "updated" else None)
     also = []
     if domain.reintegrated(child["care_setting"], updated["care_setting"]):
-        on = domain.cambodia_today(ctx.received_at)
+        on = clock.today(ctx.received_at)
         data = domain.reintegration_data(updated, child["care_setting"], on)
         also.append(ctx.event("registry.child.reintegrated.v1", str(child["id"]), data))
     await store.record_change(

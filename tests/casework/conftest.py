@@ -19,10 +19,10 @@ from fastapi import FastAPI
 from nats.js import JetStreamContext
 from sqlalchemy import text
 
+from libs.common import clock
 from libs.common.db import Database
 from libs.common.events import CloudEvent, new_event
 from libs.common.events.registry_events import ChildReintegratedV1, ChildUpdatedV1, ChildV1
-from services.casework import domain
 from services.casework.app import CaseworkSettings
 from tests.support import SigningKeys, client, running_service, service_settings, stream_events
 
@@ -189,7 +189,7 @@ async def casework_events(nats_url: str, subject: str | None = None) -> list[dic
 
 
 def today() -> date:
-    return domain.today()
+    return clock.today()
 
 
 def valid_worker(place: Place, **overrides: Any) -> dict[str, Any]:

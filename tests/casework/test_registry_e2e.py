@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
+from libs.common import clock
 from libs.common.settings import Settings
 from services.casework import domain
 from tests.casework.conftest import CASEWORK, World, until
@@ -78,7 +79,7 @@ async def test_a_child_reintegrated_in_the_registry_gets_its_followups(
         return case if case and case["followups"] else None
 
     case = await until(followed, what="the follow-ups")
-    moved = domain.today()
+    moved = clock.today()
     assert case["care_setting"] == "family"
     assert case["reintegrated_on"] == moved.isoformat()
     assert [(f["month"], f["due_on"]) for f in case["followups"]] == [

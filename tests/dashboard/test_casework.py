@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dashboard import i18n
 from dashboard.i18n import translator
 from dashboard.pages.casework import (
     WorkerCache,
@@ -14,6 +13,7 @@ from dashboard.pages.casework import (
     pick_tab,
     visit_body,
 )
+from libs.common import clock
 
 t = translator("en")
 TODAY = dt.date(2026, 12, 3)
@@ -21,9 +21,9 @@ TODAY = dt.date(2026, 12, 3)
 
 def test_cambodia_today_is_utc_plus_seven() -> None:
     late = dt.datetime(2026, 12, 3, 17, 30, tzinfo=dt.UTC)
-    assert i18n.today(late) == dt.date(2026, 12, 4)
+    assert clock.today(late) == dt.date(2026, 12, 4)
     early = dt.datetime(2026, 12, 3, 16, 59, tzinfo=dt.UTC)
-    assert i18n.today(early) == dt.date(2026, 12, 3)
+    assert clock.today(early) == dt.date(2026, 12, 3)
 
 
 def test_is_me_needs_the_username_and_the_organisation() -> None:

@@ -10,10 +10,10 @@ import csv
 import datetime as dt
 import io
 import subprocess
-from zoneinfo import ZoneInfo
 
 import httpx
 
+from libs.common import clock
 from tests.dashboard.conftest import (
     COMMUNE,
     PROVINCE,
@@ -25,15 +25,14 @@ from tests.dashboard.conftest import (
 )
 
 MARKER = "small"
-CAMBODIA = ZoneInfo("Asia/Phnom_Penh")
 
 
 def this_month() -> str:
-    return dt.datetime.now(CAMBODIA).strftime("%Y%m")
+    return dt.datetime.now(clock.CAMBODIA).strftime("%Y%m")
 
 
 def this_quarter() -> str:
-    today = dt.datetime.now(CAMBODIA)
+    today = dt.datetime.now(clock.CAMBODIA)
     return f"{today.year}Q{(today.month - 1) // 3 + 1}"
 
 

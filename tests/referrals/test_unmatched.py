@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta, timezone
 from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from libs.common import clock
 from services.referrals import models
 from tests.referrals.conftest import World, wait_for_events
 from tests.support import migration_drift
 
 UNMATCHED = "referrals.referral.unmatched.v1"
-CAMBODIA = timezone(timedelta(hours=7))
 EVENT_FIELDS = {
     "child_id",
     "service_type",
@@ -88,7 +87,7 @@ async def test_no_provider_answers_422_as_before_and_records_the_need_once(
     assert need["service_type"] == "shelter"
     assert need["urgency"] == "high"
     assert (need["commune_code"], need["village_code"]) == (p.commune, p.village)
-    assert need["month"] == need["occurred_at"].astimezone(CAMBODIA).strftime("%Y-%m")
+    assert need["month"] == need["occurred_at"].astimezone(clock.CAMBODIA).strftime("%Y-%m")
     listed = await world.api.get(f"/v1/referrals?child_id={child}", headers=world.headers())
     assert listed.json()["items"] == []  # no referral was made
 

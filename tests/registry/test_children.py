@@ -7,6 +7,7 @@ import uuid
 import httpx
 import pytest
 
+from libs.common import clock
 from tests.registry.conftest import child_body
 from tests.support import SigningKeys
 
@@ -132,9 +133,8 @@ async def test_a_body_that_is_not_a_child_object_answers_422_and_stores_nothing(
 
 
 async def test_child_turning_18_today_is_refused(api: httpx.AsyncClient, keys: SigningKeys) -> None:
-    from services.registry.domain import cambodia_today
 
-    today = cambodia_today()
+    today = clock.today()
     eighteen = today.replace(year=today.year - 18).isoformat()
     r = await api.post(
         "/v1/registry/children", json=child_body(birth_date=eighteen), headers=keys.headers()

@@ -6,13 +6,14 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from libs.common import clock
 from libs.common.errors import Conflict, Unprocessable
 from services.registry import domain
 
 
 def test_cambodia_date_is_utc_plus_seven() -> None:
-    assert domain.cambodia_today(datetime(2026, 3, 31, 17, 30, tzinfo=UTC)) == date(2026, 4, 1)
-    assert domain.cambodia_today(datetime(2026, 3, 31, 16, 59, tzinfo=UTC)) == date(2026, 3, 31)
+    assert clock.today(datetime(2026, 3, 31, 17, 30, tzinfo=UTC)) == date(2026, 4, 1)
+    assert clock.today(datetime(2026, 3, 31, 16, 59, tzinfo=UTC)) == date(2026, 3, 31)
 
 
 @pytest.mark.parametrize(

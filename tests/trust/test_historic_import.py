@@ -12,9 +12,8 @@ from typing import Any
 
 import httpx
 
-from libs.common import places
+from libs.common import clock, places
 from services.indicators import dates
-from services.registry.domain import cambodia_today
 from tests.registry.conftest import child_body
 from tests.trust.conftest import Caller, new_caller
 
@@ -88,7 +87,7 @@ async def test_an_imported_caseload_counts_in_the_months_its_cases_were_opened(
         org_type="government",
     )
     communes = places.children_at(DISTRICT, "commune")
-    items, expected = caseload(cambodia_today(), communes)
+    items, expected = caseload(clock.today(), communes)
     for start in range(0, IMPORTED, 250):
         r = await gateway.post(
             "/v1/registry/children:batch",
@@ -137,7 +136,7 @@ async def test_a_date_no_case_can_have_is_refused_naming_it(
         gateway, admin_headers, scopes=["registry:read", "registry:write"], areas=[DISTRICT]
     )
     commune = places.children_at(DISTRICT, "commune")[0]
-    today = cambodia_today()
+    today = clock.today()
 
     def child(registered_on: str, birth_date: str = "2015-04-12") -> dict[str, Any]:
         return child_body(
@@ -183,4 +182,4 @@ async def test_a_date_no_case_can_have_is_refused_naming_it(
     del body["registered_on"]
     r = await gateway.post("/v1/registry/children", json=body, headers=partner.headers)
     assert r.status_code == 201, r.text
-    assert r.json()["registered_on"] == cambodia_today().isoformat()
+    assert r.json()["registered_on"] == clock.today().isoformat()

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
+from libs.common import clock
 from services.indicators import dates
-from services.registry.domain import cambodia_today
 from tests.registry.conftest import child_body
 from tests.trust.conftest import Caller, new_caller
 
@@ -89,7 +89,7 @@ async def test_a_child_home_from_an_institution_is_counted_and_followed(
             break
         await asyncio.sleep(0.2)
     assert [f["made_on"] for f in case["followups"]] == [None] * 4
-    today = cambodia_today()
+    today = clock.today()
     assert case["reintegrated_on"] == today.isoformat()
 
     # a visit in which the child was seen makes the first follow-up: now it counts as followed
