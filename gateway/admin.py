@@ -23,6 +23,7 @@ from gateway.schemas import (
     ClientPage,
     KeyList,
     KeyOut,
+    PasswordSet,
     PrincipalIn,
     RotationOut,
     UserCreate,
@@ -298,7 +299,11 @@ async def get_user(
 
 
 async def _change_user(
-    request: Request, principal: Principal, user_id: str, action: str
+    request: Request,
+    principal: Principal,
+    user_id: str,
+    action: str,
+    password_hash: str | None = None,
 ) -> Response:
     rt = request_runtime(request)
 
@@ -310,10 +315,14 @@ async def _change_user(
         check_if_match(request.headers.get("if-match"), row.version)
         if action == "unlock":
             changed = await store.unlock_user(conn, user_id)
+        elif action == "password":
+            assert password_hash is not None
+            changed = await store.set_password(conn, user_id, password_hash)
         else:
             changed = await store.set_active(conn, users, user_id, action == "enable")
-        if action == "disable":
-            # Their sign-ins end too: enabled again, they sign in again.
+        if action in ("disable", "password"):
+            # Their sign-ins end too: they sign in again (enabled again, or with the new
+            # password).
             await store.revoke_user_refresh_tokens(conn, user_id)
         row = changed or row
         now = await store.db_now(conn)
@@ -350,6 +359,28 @@ async def unlock_user(
 ) -> Response:
     """End a lockout after failed logins now."""
     return await _change_user(request, principal, user_id, "unlock")
+
+
+@router.post("/v1/admin/users/{user_id}/password", tags=["admin"], response_model=UserOut)
+async def set_user_password(
+    user_id: str,
+    body: PasswordSet,
+    request: Request,
+    principal: Principal = Depends(admin_principal),
+) -> Response:
+    """Give a user who lost their password a new one (the policy of a new user's), to pass
+    on to them by hand: their failed sign-ins and any lock-out are forgotten, and every
+    sign-in of theirs ends (its refresh tokens revoked). A user changes a password they know
+    themselves (`POST /v1/me/password`)."""
+    rt = request_runtime(request)
+    async with rt.db.transaction() as conn:
+        row = await store.get_principal(conn, users, user_id, admin_areas=principal.area_prefixes())
+    row = found(row, "user")
+    problem = domain.password_problem(row.username, body.password, rt.settings.min_password_length)
+    if problem is not None:
+        raise invalid("password", problem)
+    password_hash = await asyncio.to_thread(domain.hash_secret, body.password)
+    return await _change_user(request, principal, user_id, "password", password_hash)
 
 
 # ---------------------------------------------------------------- signing keys

@@ -28,6 +28,9 @@ else:
     OrgType = one_of(ORG_TYPES)
     Locale = one_of(LOCALES)
 
+# A password, kept exactly as typed (never stripped); the policy (its least length, not the
+# username) is the API's: gateway.domain.password_problem.
+Password = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1, max_length=256)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Org = Annotated[
     str,
@@ -88,10 +91,7 @@ class UserCreate(PrincipalIn):
     """A new dashboard user; the password is checked against the policy by the API."""
 
     username: Username
-    # Kept exactly as typed: never stripped.
-    password: Annotated[str, StringConstraints(strip_whitespace=False)] = Field(
-        min_length=1, max_length=256
-    )
+    password: Password
 
 
 class ClientOut(BaseModel):
@@ -193,16 +193,17 @@ class MeOut(BaseModel):
     locale: Locale
 
 
-class PasswordChange(Input):
-    """Your password, changed: the one you have now, and the new one (kept exactly as typed:
-    never stripped)."""
+class PasswordSet(Input):
+    """A user's new password, set by an administrator."""
 
-    current_password: Annotated[str, StringConstraints(strip_whitespace=False)] = Field(
-        min_length=1, max_length=256
-    )
-    new_password: Annotated[str, StringConstraints(strip_whitespace=False)] = Field(
-        min_length=1, max_length=256
-    )
+    password: Password
+
+
+class PasswordChange(Input):
+    """Your password, changed: the one you have now, and the new one."""
+
+    current_password: Password
+    new_password: Password
 
 
 class MePatch(Input):

@@ -304,11 +304,19 @@ async def unlock_user(conn: AsyncConnection, user_id: str) -> Row[Any] | None:
 
 
 async def set_password(conn: AsyncConnection, user_id: str, password_hash: str) -> Row[Any] | None:
-    """Give an enabled user a new password (its hash); None when gone or disabled."""
+    """Give a user a new password (its hash), their failed sign-ins and any lock-out
+    forgotten; None when there is no such user."""
     result = await conn.execute(
         update(users)
-        .where(users.c.user_id == user_id, users.c.active.is_(True))
-        .values(password_hash=password_hash, version=users.c.version + 1, updated_at=func.now())
+        .where(users.c.user_id == user_id)
+        .values(
+            password_hash=password_hash,
+            failed_logins=0,
+            failures_since=None,
+            locked_until=None,
+            version=users.c.version + 1,
+            updated_at=func.now(),
+        )
         .returning(users)
     )
     row: Row[Any] | None = result.first()

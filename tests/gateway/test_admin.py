@@ -348,3 +348,73 @@ async def test_an_admin_creates_principals_inside_its_own_areas_only(gw: Gateway
     )
     assert made.status_code == 201, made.text
     assert district_admin["areas"] == ["1201"]
+
+
+# ---------------------------------------------------------------- a lost password
+
+
+async def sign_in(gw: Gateway, username: str, password: str) -> Any:
+    return await gw.http.post(
+        "/oauth/token",
+        data={"grant_type": "password", "username": username, "password": password},
+    )
+
+
+async def test_an_admin_gives_a_user_who_lost_their_password_a_new_one(gw: Gateway) -> None:
+    user = await gw.create_user(areas=["1201"])
+    first = (await sign_in(gw, user["username"], user["password"])).json()
+    for _ in range(5):  # they try what they remember, and are locked out
+        await sign_in(gw, user["username"], "what was it again")
+    assert (await sign_in(gw, user["username"], user["password"])).status_code == 401
+    admin = await gw.admin_headers()
+    path = f"/v1/admin/users/{user['user_id']}/password"
+    new = "a fresh pass phrase to pass on"
+    r = await gw.http.post(path, json={"password": new}, headers=admin)
+    assert r.status_code == 200, r.text
+    assert r.json()["user_id"] == user["user_id"]
+    assert "password" not in r.text
+    assert new not in r.text
+    assert r.headers["etag"] == f'"{r.json()["version"]}"'
+    assert (await sign_in(gw, user["username"], new)).status_code == 200  # the lock is gone
+    assert (await sign_in(gw, user["username"], user["password"])).status_code == 401
+    renewed = await gw.http.post(
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+    )
+    assert renewed.status_code == 401  # the sign-ins made before end
+
+
+async def test_a_new_password_set_by_an_admin_follows_the_policy(gw: Gateway) -> None:
+    user = await gw.create_user(areas=["1201"])
+    admin = await gw.admin_headers()
+    path = f"/v1/admin/users/{user['user_id']}/password"
+    for body, field in (
+        ({"password": "short"}, "password"),
+        ({"password": f"my name is {user['username']}!"}, "password"),
+        ({"password": ""}, "password"),
+        ({"password": "x" * 257}, "password"),
+        ({}, "password"),
+        ({"password": "a long enough passphrase", "user_id": "usr_x"}, "user_id"),
+    ):
+        r = await gw.http.post(path, json=body, headers=admin)
+        assert r.status_code == 422, (body, r.text)
+        assert field in [e["field"] for e in r.json()["errors"]]
+    assert (await sign_in(gw, user["username"], user["password"])).status_code == 200
+    stale = {**admin, "If-Match": '"999"'}
+    r = await gw.http.post(path, json={"password": "a long enough passphrase"}, headers=stale)
+    assert r.status_code == 412, r.text
+
+
+async def test_only_an_admin_over_the_user_s_areas_sets_their_password(gw: Gateway) -> None:
+    user = await gw.create_user(areas=["1201"])
+    body = {"password": "a long enough passphrase"}
+    path = f"/v1/admin/users/{user['user_id']}/password"
+    _, elsewhere = await gw.client_token(org_type="government", scopes=["admin"], areas=["1202"])
+    assert (await gw.http.post(path, json=body, headers=bearer(elsewhere))).status_code == 404
+    _, reader = await gw.client_token(scopes=["registry:read"])
+    assert (await gw.http.post(path, json=body, headers=bearer(reader))).status_code == 403
+    assert (await gw.http.post(path, json=body)).status_code == 401
+    admin = await gw.admin_headers()
+    missing = "/v1/admin/users/usr_missing/password"
+    assert (await gw.http.post(missing, json=body, headers=admin)).status_code == 404
+    assert (await sign_in(gw, user["username"], user["password"])).status_code == 200
