@@ -273,13 +273,32 @@ async def reserve_login(
     return row
 
 
+# A user's failed sign-ins and any lock-out, forgotten.
+_NO_FAILURES: dict[str, Any] = {"failed_logins": 0, "failures_since": None, "locked_until": None}
+
+
 async def login_succeeded(conn: AsyncConnection, user_id: str) -> Row[Any] | None:
     """A reserved check succeeded: forget the failures (and a lock this burst set).
     None when the user was disabled meanwhile."""
     result = await conn.execute(
         update(users)
         .where(users.c.user_id == user_id, users.c.active.is_(True))
-        .values(failed_logins=0, failures_since=None, locked_until=None)
+        .values(**_NO_FAILURES)
+        .returning(users)
+    )
+    row: Row[Any] | None = result.first()
+    return row
+
+
+async def _change_user(
+    conn: AsyncConnection, user_id: str, values: dict[str, Any]
+) -> Row[Any] | None:
+    """A user's row changed by an administrator or by the user: its version moves; None
+    when there is no such user."""
+    result = await conn.execute(
+        update(users)
+        .where(users.c.user_id == user_id)
+        .values(**values, version=users.c.version + 1, updated_at=func.now())
         .returning(users)
     )
     row: Row[Any] | None = result.first()
@@ -287,40 +306,13 @@ async def login_succeeded(conn: AsyncConnection, user_id: str) -> Row[Any] | Non
 
 
 async def unlock_user(conn: AsyncConnection, user_id: str) -> Row[Any] | None:
-    result = await conn.execute(
-        update(users)
-        .where(users.c.user_id == user_id)
-        .values(
-            failed_logins=0,
-            failures_since=None,
-            locked_until=None,
-            version=users.c.version + 1,
-            updated_at=func.now(),
-        )
-        .returning(users)
-    )
-    row: Row[Any] | None = result.first()
-    return row
+    return await _change_user(conn, user_id, _NO_FAILURES)
 
 
 async def set_password(conn: AsyncConnection, user_id: str, password_hash: str) -> Row[Any] | None:
     """Give a user a new password (its hash), their failed sign-ins and any lock-out
     forgotten; None when there is no such user."""
-    result = await conn.execute(
-        update(users)
-        .where(users.c.user_id == user_id)
-        .values(
-            password_hash=password_hash,
-            failed_logins=0,
-            failures_since=None,
-            locked_until=None,
-            version=users.c.version + 1,
-            updated_at=func.now(),
-        )
-        .returning(users)
-    )
-    row: Row[Any] | None = result.first()
-    return row
+    return await _change_user(conn, user_id, {"password_hash": password_hash, **_NO_FAILURES})
 
 
 async def set_locale(conn: AsyncConnection, user_id: str, locale: str) -> Row[Any] | None:

@@ -92,6 +92,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         yield p
 
 
+async def fresh_admin(client: httpx.AsyncClient, platform: Platform) -> dict[str, str]:
+    """The bootstrap admin's headers, with a token made now (a token lives 15 minutes)."""
+    return {"Authorization": f"Bearer {await token(client, 'admin', platform.admin_secret)}"}
+
+
 async def make_user(
     client: httpx.AsyncClient,
     admin: dict[str, str],
@@ -155,7 +160,7 @@ async def world(platform: Platform) -> AsyncIterator[World]:
     """Users of one commune (a maker and a checker), a user of another commune, a provincial
     manager; a fund and a provider for the commune; children in both communes."""
     async with httpx.AsyncClient(base_url=platform.gateway, timeout=60) as client:
-        admin = {"Authorization": f"Bearer {await token(client, 'admin', platform.admin_secret)}"}
+        admin = await fresh_admin(client, platform)
         w = World(platform.dashboard, platform.gateway, admin)
         org = f"ccwc-{COMMUNE}"
         w.users["maker"] = await make_user(

@@ -36,12 +36,13 @@ from tests.dashboard.conftest import (
     STAFF_SCOPES,
     Pages,
     World,
+    fresh_admin,
     make_user,
     register,
     sign_in,
     user_headers,
 )
-from tests.e2e.conftest import Platform, token
+from tests.e2e.conftest import Platform
 
 HERE = "170101"  # Siem Reap's first commune: no other test counts anything there
 SCRIPT = "<script>alert(1)</script>"
@@ -68,7 +69,7 @@ class Careless:
 @pytest.fixture(scope="module")
 async def careless(platform: Platform, world: World) -> Careless:
     async with httpx.AsyncClient(base_url=world.gateway, timeout=60) as client:
-        admin = {"Authorization": f"Bearer {await token(client, 'admin', platform.admin_secret)}"}
+        admin = await fresh_admin(client, platform)
         username = await make_user(
             client,
             admin,
@@ -862,7 +863,7 @@ async def test_a_long_password_or_a_control_character_at_sign_in(
 ) -> None:
     long_password = "correct horse battery staple " * 8 + "!"  # 233 characters
     async with httpx.AsyncClient(base_url=world.gateway, timeout=60) as client:
-        admin = {"Authorization": f"Bearer {await token(client, 'admin', platform.admin_secret)}"}
+        admin = await fresh_admin(client, platform)
         username = f"long-{uuid.uuid4().hex[:6]}"
         r = await client.post(
             "/v1/admin/users",

@@ -6,8 +6,16 @@ import re
 
 import httpx
 
-from tests.dashboard.conftest import COMMUNE, PASSWORD, Pages, World, make_user, sign_in
-from tests.e2e.conftest import Platform, token
+from tests.dashboard.conftest import (
+    COMMUNE,
+    PASSWORD,
+    Pages,
+    World,
+    fresh_admin,
+    make_user,
+    sign_in,
+)
+from tests.e2e.conftest import Platform
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
 
@@ -96,7 +104,7 @@ async def test_a_user_changes_their_password_and_stays_signed_in(
     pages: Pages, platform: Platform, world: World
 ) -> None:
     async with httpx.AsyncClient(base_url=world.gateway, timeout=60) as client:
-        admin = {"Authorization": f"Bearer {await token(client, 'admin', platform.admin_secret)}"}
+        admin = await fresh_admin(client, platform)
         username = await make_user(
             client,
             admin,
