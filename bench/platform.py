@@ -46,6 +46,38 @@ CONSUMERS: list[tuple[str, str, str]] = [
     ("CASEWORK", "registry-worker-accounts", "casework.worker.>"),
     ("CASEWORK", "registry-assignments", "casework.assignment.>"),
 ]
+# The handlers each consumer applies (`module:attribute`; the indicators' by stream). A
+# message of any other type under its filter is acknowledged without an inbox row (a
+# casework.worker.* event to webhooks-casework, referrals.referral.unmatched.v1 to the
+# referral shares), so only the types handled are counted against its inbox.
+HANDLERS: dict[str, str] = {
+    "referrals-children": "services.referrals.handlers:CHILD_HANDLERS",
+    "funds-children": "services.funds.handlers:CHILD_HANDLERS",
+    "registry-referral-access": "services.registry.handlers:REFERRAL_HANDLERS",
+    "funds-referral-shares": "services.funds.handlers:REFERRAL_HANDLERS",
+    "webhooks-registry": "services.webhooks.handlers:CHILD_HANDLERS",
+    "webhooks-referrals": "services.webhooks.handlers:REFERRAL_HANDLERS",
+    "webhooks-funds": "services.webhooks.handlers:GRANT_HANDLERS",
+    "webhooks-casework": "services.webhooks.handlers:CASEWORK_HANDLERS",
+    "casework-children": "services.casework.handlers:CHILD_HANDLERS",
+    "casework-referrals": "services.casework.handlers:REFERRAL_HANDLERS",
+    "registry-worker-accounts": "services.registry.handlers:WORKER_HANDLERS",
+    "registry-assignments": "services.registry.handlers:ASSIGNMENT_HANDLERS",
+}
+
+
+def handled_types(stream: str, durable: str) -> frozenset[str]:
+    """The event types a consumer applies (each event's type is its subject)."""
+    import importlib
+
+    if durable.startswith("indicators-"):
+        from services.indicators.handlers import STREAM_HANDLERS
+
+        return frozenset(STREAM_HANDLERS[stream][2])
+    module, attribute = HANDLERS[durable].split(":")
+    return frozenset(getattr(importlib.import_module(module), attribute))
+
+
 # Which service (and schema) each consumer belongs to: its name's first word.
 STREAMS = ["REGISTRY", "REFERRALS", "FUNDS", "CASEWORK"]
 LAG_METRIC = "komar_events_lag_seconds"
@@ -237,8 +269,8 @@ async def _storage(database_url: str, nats_url: str) -> dict[str, Any]:
 
 
 async def subject_counts(nats_url: str) -> dict[str, int]:
-    """Messages per consumer's filter in its stream, and dead letters per consumer
-    (`dead:<durable>`)."""
+    """Messages per consumer in its stream (under its filter, of the types it applies), and
+    dead letters per consumer (`dead:<durable>`)."""
     import nats
     from nats.js.errors import NotFoundError
 
@@ -248,7 +280,9 @@ async def subject_counts(nats_url: str) -> dict[str, int]:
         out: dict[str, int] = {}
         for stream, durable, subject in CONSUMERS:
             info = await js.stream_info(stream, subjects_filter=subject)
-            out[durable] = sum((info.state.subjects or {}).values())
+            handled = handled_types(stream, durable)
+            subjects = info.state.subjects or {}
+            out[durable] = sum(n for name, n in subjects.items() if name in handled)
             try:
                 dead = await js.stream_info("DEADLETTER", subjects_filter=f"deadletter.{durable}.>")
                 out[f"dead:{durable}"] = sum((dead.state.subjects or {}).values())
