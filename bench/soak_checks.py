@@ -9,7 +9,8 @@ its figures per minute.
   grant's entries as its status implies) exits 0;
 - events: per durable consumer, events in its inbox (`processed_events`, one row per event
   id: a second application cannot be recorded) + its dead letters == the messages of its
-  stream under its filter: none lost, none applied twice or extra.
+  stream under its filter of the types it applies (`bench.platform.HANDLERS`): none lost,
+  none applied twice or extra.
 """
 
 from __future__ import annotations
