@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -306,6 +307,7 @@ async def _change_user(
     password_hash: str | None = None,
 ) -> Response:
     rt = request_runtime(request)
+    at = time.time()
 
     async def work(conn: AsyncConnection) -> Response:
         row = await store.get_principal(
@@ -317,7 +319,7 @@ async def _change_user(
             changed = await store.unlock_user(conn, user_id)
         elif action == "password":
             assert password_hash is not None
-            changed = await store.set_password(conn, user_id, password_hash)
+            changed = await store.set_password(conn, user_id, password_hash, at)
         else:
             changed = await store.set_active(conn, users, user_id, action == "enable")
         if action in ("disable", "password"):
@@ -330,10 +332,14 @@ async def _change_user(
         return json_response(_user_out(row, now), version=row.version)
 
     answer = await run_idempotent(rt.db, rt.idempotency, request, principal, work)
+    if answer.status_code != 200 or answer.headers.get("idempotent-replayed") is not None:
+        return answer
     if action == "disable":
         rt.guard.disable(user_id)
     elif action == "enable":
         rt.guard.enable(user_id)
+    elif action == "password":
+        rt.guard.end_sessions(user_id, at)
     return answer
 
 
@@ -370,8 +376,8 @@ async def set_user_password(
 ) -> Response:
     """Give a user who lost their password a new one (the policy of a new user's), to pass
     on to them by hand: their failed sign-ins and any lock-out are forgotten, and every
-    sign-in of theirs ends (its refresh tokens revoked). A user changes a password they know
-    themselves (`POST /v1/me/password`)."""
+    sign-in of theirs ends at once (its tokens refused, its refresh tokens revoked). A user
+    changes a password they know themselves (`POST /v1/me/password`)."""
     rt = request_runtime(request)
     async with rt.db.transaction() as conn:
         row = await store.get_principal(conn, users, user_id, admin_areas=principal.area_prefixes())

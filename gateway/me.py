@@ -132,7 +132,7 @@ NOT_YOUR_PASSWORD = (
     response_class=Response,
     summary="Change your password (users only)",
     responses={
-        204: {"description": "Changed: every sign-in of yours ends at its next refresh"},
+        204: {"description": "Changed: every sign-in of yours has ended; sign in again"},
         422: {
             "description": "The current password is wrong (a failed sign-in: counted toward "
             "the lock-out), or the new one is against the policy"
@@ -143,9 +143,9 @@ async def change_password(
     request: Request, body: PasswordChange, principal: Principal = Depends(user_principal)
 ) -> Response:
     """Change your own password, telling the one you have now. A wrong current password
-    counts as a failed sign-in, of your account and of your address. Every refresh token of
-    yours is revoked (each sign-in ends when its access token lapses, within 15 minutes):
-    sign in again with the new one. Not idempotent: once changed, the same request is
+    counts as a failed sign-in, of your account and of your address. Every sign-in of yours
+    ends at once, this one included (its tokens refused, its refresh tokens revoked): sign
+    in again with the new password. Not idempotent: once changed, the same request is
     refused, its current password being the old one."""
     rt = request_runtime(request)
     username = principal.username
@@ -164,9 +164,11 @@ async def change_password(
         raise invalid("current_password", NOT_YOUR_PASSWORD)
     rt.login_failures.refund(source)
     password_hash = await asyncio.to_thread(domain.hash_secret, body.new_password)
+    at = time.time()
     async with rt.db.transaction() as conn:
-        if await store.set_password(conn, principal.sub, password_hash) is None:
+        if await store.set_password(conn, principal.sub, password_hash, at) is None:
             raise Unauthorized(GONE)
         ended = await store.revoke_user_refresh_tokens(conn, principal.sub)
+    rt.guard.end_sessions(principal.sub, at)
     log.info("auth.user.password_changed", user_id=principal.sub, refresh_tokens_revoked=ended)
     return Response(status_code=204)

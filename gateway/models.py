@@ -103,6 +103,8 @@ users = Table(
     Column("locked_until", DateTime(timezone=True)),
     # The language the user chose for what Komar shows them (domain.LOCALES).
     Column("locale", String(5), nullable=False, server_default=text("'en'")),
+    # When every sign-in of the user was ended (a new password): tokens issued before refused.
+    Column("sessions_ended_at", DateTime(timezone=True)),
     Column("version", Integer, nullable=False, server_default=text("1")),
     _created(),
     _updated(),

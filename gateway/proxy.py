@@ -158,8 +158,7 @@ class Proxy:
         if scheme.lower() != b"bearer" or not token:
             raise Unauthorized("missing bearer token", headers={"WWW-Authenticate": "Bearer"})
         principal = await rt.verifier.verify(token.decode("latin-1"))
-        if principal.sub in rt.guard.disabled:
-            raise Unauthorized("this client or user is disabled")
+        rt.guard.check(principal)
 
         # 2. how fast
         own = rt.guard.rates.get(principal.sub)

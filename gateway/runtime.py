@@ -64,10 +64,14 @@ class TrustedProxies:
 
 
 class PrincipalGuard:
-    """Disabled principals and per-principal rates, reloaded from the database every few s."""
+    """Disabled principals, users whose sign-ins were ended (a new password), and
+    per-principal rates, reloaded from the database every few s."""
 
     def __init__(self, settings: GatewaySettings) -> None:
         self.disabled: frozenset[str] | set[str] = frozenset()
+        # user -> when every sign-in of theirs ended (seconds since the epoch)
+        self.ended: dict[str, float] = {}
+        self._token_ttl_s = settings.token_ttl_s
         self.rates: dict[str, tuple[float, float]] = {}
         self._default_rate = settings.rate_limit_per_second
         self._default_burst = settings.rate_limit_burst
@@ -79,6 +83,7 @@ class PrincipalGuard:
         started = time.monotonic()
         async with db.transaction() as conn:
             disabled = await store.disabled_principals(conn)
+            ended = await store.sessions_ended(conn, self._token_ttl_s + 60)
             rates = await store.principal_rates(conn)
         for sub, (active, at) in list(self._recent.items()):
             if at < started - 60:
@@ -88,6 +93,10 @@ class PrincipalGuard:
             elif at >= started:
                 disabled.add(sub)
         self.disabled = disabled
+        for sub, at in self.ended.items():  # ended on this replica since the read
+            if at > ended.get(sub, 0.0) and at > time.time() - self._token_ttl_s - 60:
+                ended[sub] = at
+        self.ended = ended
         self.rates = {
             sub: (rate, domain.burst_for(rate, self._default_rate, self._default_burst))
             for sub, rate in rates.items()
@@ -102,6 +111,21 @@ class PrincipalGuard:
                 rate,
                 domain.burst_for(rate, self._default_rate, self._default_burst),
             )
+
+    def check(self, principal: Principal) -> None:
+        """401 for the token of a disabled principal, or of a sign-in ended since it was
+        issued (a token issued within the second before still passes: `iat` counts whole
+        seconds, and the next sign-in may come from another replica's clock)."""
+        if principal.sub in self.disabled:
+            raise Unauthorized("this client or user is disabled")
+        ended = self.ended.get(principal.sub)
+        if ended is not None and principal.issued_at < int(ended) - 1:
+            raise Unauthorized("this sign-in has ended (a new password): sign in again")
+
+    def end_sessions(self, sub: str, at: float) -> None:
+        """Every sign-in of the user ended at `at`: effective on this replica now (others
+        follow within the refresh interval)."""
+        self.ended = {**self.ended, sub: at}
 
     def disable(self, sub: str) -> None:
         """Take effect on this replica now (others follow within the refresh interval)."""
@@ -328,7 +352,6 @@ async def request_principal(request: Request) -> Principal:
     user (401 otherwise)."""
     rt = request_runtime(request)
     principal = await rt.verifier.verify(bearer_token(request))
-    if principal.sub in rt.guard.disabled:
-        raise Unauthorized("this client or user is disabled")
+    rt.guard.check(principal)
     request.state.principal = principal
     return principal

@@ -309,10 +309,18 @@ async def unlock_user(conn: AsyncConnection, user_id: str) -> Row[Any] | None:
     return await _change_user(conn, user_id, _NO_FAILURES)
 
 
-async def set_password(conn: AsyncConnection, user_id: str, password_hash: str) -> Row[Any] | None:
+async def set_password(
+    conn: AsyncConnection, user_id: str, password_hash: str, at: float
+) -> Row[Any] | None:
     """Give a user a new password (its hash), their failed sign-ins and any lock-out
-    forgotten; None when there is no such user."""
-    return await _change_user(conn, user_id, {"password_hash": password_hash, **_NO_FAILURES})
+    forgotten, and every sign-in of theirs ended at `at` (seconds since the epoch, the
+    gateway's clock, the one its tokens' `iat` is read on); None when there is no such user."""
+    values = {
+        "password_hash": password_hash,
+        "sessions_ended_at": func.to_timestamp(at),
+        **_NO_FAILURES,
+    }
+    return await _change_user(conn, user_id, values)
 
 
 async def set_locale(conn: AsyncConnection, user_id: str, locale: str) -> Row[Any] | None:
@@ -505,6 +513,15 @@ async def disabled_principals(conn: AsyncConnection) -> set[str]:
         select(users.c.user_id).where(users.c.active.is_(False)),
     )
     return set((await conn.execute(query)).scalars().all())
+
+
+async def sessions_ended(conn: AsyncConnection, within_s: int) -> dict[str, float]:
+    """Users whose sign-ins were ended in the last `within_s` seconds (a token lives no
+    longer), and when (seconds since the epoch)."""
+    query = select(users.c.user_id, func.extract("epoch", users.c.sessions_ended_at)).where(
+        users.c.sessions_ended_at > func.now() - func.make_interval(0, 0, 0, 0, 0, 0, within_s)
+    )
+    return {sub: float(at) for sub, at in (await conn.execute(query)).all()}
 
 
 async def principal_rates(conn: AsyncConnection) -> dict[str, float]:

@@ -73,9 +73,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "password.title": ("Change your password", "ប្តូរពាក្យសម្ងាត់របស់អ្នក"),
     "password.lead": (
         "Type the password you have now, then the new one twice. Your sign-ins on other "
-        "devices end within 15 minutes.",
+        "devices end at once.",
         "វាយពាក្យសម្ងាត់ដែលអ្នកមានឥឡូវ រួចវាយពាក្យសម្ងាត់ថ្មីពីរដង។ "
-        "ការចូលប្រើរបស់អ្នកនៅលើឧបករណ៍ផ្សេងទៀត នឹងបញ្ចប់ក្នុងរយៈពេល ១៥ នាទី។",
+        "ការចូលប្រើរបស់អ្នកនៅលើឧបករណ៍ផ្សេងទៀត នឹងបញ្ចប់ភ្លាមៗ។",
     ),
     "password.current": ("Current password", "ពាក្យសម្ងាត់បច្ចុប្បន្ន"),
     "password.new": ("New password", "ពាក្យសម្ងាត់ថ្មី"),

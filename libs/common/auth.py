@@ -53,6 +53,7 @@ class Principal:
     jti: str = ""
     # A user's account name (the token's `preferred_username`); None for an API client.
     username: str | None = None
+    issued_at: int = 0  # the token's `iat`, in seconds since the epoch
 
     @property
     def is_partner(self) -> bool:
@@ -128,6 +129,7 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
             areas=tuple(str(a) for a in areas),
             jti=str(claims.get("jti", "")),
             username=_username(claims.get("preferred_username")),
+            issued_at=int(claims.get("iat", 0)),
         )
     except (KeyError, ValueError) as exc:
         raise Unauthorized("token lacks Komar claims") from exc
