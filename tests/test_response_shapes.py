@@ -498,6 +498,9 @@ async def test_gateway_answers_match_their_models(gateway_app: FastAPI) -> None:
             json={"locale": "km"},
             headers={**own, "If-Match": me.headers["etag"]},
         )
+        await checked.call(
+            "POST", f"{uurl}/password", json={"password": "a pass phrase anew"}, headers=admin
+        )
         await checked.call("GET", "/v1/admin/keys", headers=admin)
         await checked.call("POST", "/v1/admin/keys/rotate", headers=admin)
     assert checked.checked == modelled_routes(gateway_app, "/")
