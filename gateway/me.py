@@ -125,6 +125,10 @@ NOT_YOUR_PASSWORD = (
 )
 
 
+def _busy(wait: float) -> TooManyRequests:
+    return TooManyRequests(oauth.BY_ADDRESS, headers={"Retry-After": domain.retry_after(wait)})
+
+
 @router.post(
     "/v1/me/password",
     tags=["profile"],
@@ -155,14 +159,11 @@ async def change_password(
         raise invalid("new_password", problem)
     if body.new_password == body.current_password:
         raise invalid("new_password", "must differ from the current password")
-    source = oauth.source_address(request, rt)
-    wait = rt.login_failures.take(source, time.monotonic())
-    if wait:
-        raise TooManyRequests(oauth.BY_ADDRESS, headers={"Retry-After": domain.retry_after(wait)})
-    row = await oauth.checked_user(rt, username, body.current_password)
+    row = await oauth.checked_user(
+        rt, oauth.source_address(request, rt), username, body.current_password, _busy
+    )
     if row is None or row.user_id != principal.sub:
         raise invalid("current_password", NOT_YOUR_PASSWORD)
-    rt.login_failures.refund(source)
     password_hash = await asyncio.to_thread(domain.hash_secret, body.new_password)
     at = time.time()
     async with rt.db.transaction() as conn:

@@ -17,6 +17,7 @@ import asyncio
 import base64
 import binascii
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -221,20 +222,30 @@ async def _password_grant(
         raise OAuthError("invalid_request", "username and password are required")
     if len(username) > 64 or len(password) > 256 or control_character_in(username):
         raise _invalid_grant()  # no account has such a name
-    _reserve(rt.login_failures, source, BY_ADDRESS)
-    row = await checked_user(rt, username, password)
+    row = await checked_user(
+        rt, source, username, password, lambda wait: _slow_down(wait, BY_ADDRESS)
+    )
     if row is None:
         raise _invalid_grant()
-    rt.login_failures.refund(source)
     return row
 
 
-async def checked_user(rt: GatewayRuntime, username: str, password: str) -> Row[Any] | None:
+async def checked_user(
+    rt: GatewayRuntime,
+    source: str,
+    username: str,
+    password: str,
+    busy: Callable[[float], Exception],
+) -> Row[Any] | None:
     """The enabled, unlocked user whose password this is, their failures forgotten; None
-    otherwise, after the same work. The attempt is reserved (counted as a failure) in the
-    database before the password is checked, so a burst of guesses gets at most
-    `login_max_failures` checks between them, and the one that reaches it locks the account
-    (`store.reserve_login`)."""
+    otherwise, after the same work. Every check first spends a try of the address's budget
+    (`busy(wait)` is raised when none is left) and gives it back when the password is
+    right. The attempt is also reserved (counted as a failure) in the database before the
+    password is checked, so a burst of guesses gets at most `login_max_failures` checks
+    between them, and the one that reaches it locks the account (`store.reserve_login`)."""
+    wait = rt.login_failures.take(source, time.monotonic())
+    if wait:
+        raise busy(wait)
     settings = rt.settings
     async with rt.db.transaction() as conn:
         row = await store.reserve_login(
@@ -254,6 +265,7 @@ async def checked_user(rt: GatewayRuntime, username: str, password: str) -> Row[
         async with rt.db.transaction() as conn:
             done = await store.login_succeeded(conn, row.user_id)
         if done is not None:
+            rt.login_failures.refund(source)
             return done
     log.info("auth.user.failed", user_id=row.user_id, checked=True)
     if row.failures_since is None and row.locked_until is not None:
